@@ -1,0 +1,459 @@
+//! Key derivation, key wrapping and field sealing.
+//!
+//! Key hierarchy (DESIGN §4):
+//!
+//! ```text
+//! passphrase/PIN ──Argon2id(salt, calibrated cost)──┐
+//! platform keystore secret (optional) ──────────────┴─HKDF-SHA256─▶ key-encryption key (KEK)
+//! KEK ──wraps──▶ master key (random, 256 bit)
+//! master key ──wraps──▶ data keys (random; one per citizen, one "general")
+//! data key ──AES-256-GCM──▶ each field value
+//! ```
+//!
+//! Changing the passphrase re-wraps only the master key. Erasing a citizen destroys one wrapped
+//! data key, after which their ciphertexts are noise.
+//!
+//! Every ciphertext is bound by associated data to its place: format version, key id, table,
+//! record id and field ([`Binding`]). A ciphertext copied to another row or field, or altered in
+//! one bit, fails to open with [`CryptoError::Open`]. Nonces are random 96-bit values from the
+//! OS; at our volumes (well under 2^32 seals per key) random nonces are safe for GCM.
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::hkdf;
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// Version byte at the start of every sealed value and in every binding.
+pub const FORMAT_VERSION: u8 = 1;
+const TAG_LEN: usize = 16;
+const KEY_LEN: usize = 32;
+
+/// Crypto failures. None of them carries key material or plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// Authentication failed: wrong key, altered ciphertext, or ciphertext moved to another place.
+    #[error("ciphertext failed to authenticate (wrong key, altered, or moved)")]
+    Open,
+    #[error("sealed value has unsupported format version {0}")]
+    UnsupportedVersion(u8),
+    #[error("sealed value is truncated")]
+    Truncated,
+    #[error("key derivation parameters rejected: {0}")]
+    Kdf(String),
+    #[error("the operating system's random number generator failed")]
+    Random,
+}
+
+/// A passphrase or PIN. Zeroized on drop; prints as a redaction.
+#[derive(Clone)]
+pub struct Passphrase(Zeroizing<String>);
+
+/// The passphrase is too short to be worth protecting keys with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("passphrase or PIN must be at least {min} characters")]
+pub struct WeakPassphrase {
+    pub min: usize,
+}
+
+impl Passphrase {
+    /// Minimum length: a 6-digit PIN is the shortest secret accepted.
+    pub const MIN_LEN: usize = 6;
+
+    /// Accepts a passphrase of at least [`Self::MIN_LEN`] characters (after trimming a newline).
+    pub fn new(s: impl Into<String>) -> Result<Passphrase, WeakPassphrase> {
+        let mut s: String = s.into();
+        while s.ends_with('\n') || s.ends_with('\r') {
+            s.pop();
+        }
+        let s = Zeroizing::new(s);
+        if s.chars().count() < Self::MIN_LEN {
+            return Err(WeakPassphrase { min: Self::MIN_LEN });
+        }
+        Ok(Passphrase(s))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Passphrase(‹redacted›)")
+    }
+}
+
+/// Argon2id cost, stored in the store's header so every device can re-derive.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct KdfParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl KdfParams {
+    /// The floor (OWASP's minimum for Argon2id: 19 MiB, 2 passes, 1 lane). Nothing weaker is
+    /// accepted, even on request.
+    pub const MINIMUM: KdfParams = KdfParams {
+        memory_kib: 19 * 1024,
+        iterations: 2,
+        parallelism: 1,
+    };
+    /// Memory used by calibration (RFC 9106's second recommended option uses 64 MiB).
+    pub const CALIBRATION_MEMORY_KIB: u32 = 64 * 1024;
+    /// Default calibration target per unlock.
+    pub const DEFAULT_TARGET: Duration = Duration::from_millis(500);
+
+    /// Rejects parameters below [`Self::MINIMUM`] or beyond what a tablet can hold.
+    pub fn check(&self) -> Result<(), CryptoError> {
+        let min = Self::MINIMUM;
+        if self.memory_kib < min.memory_kib
+            || self.iterations < min.iterations
+            || self.parallelism < 1
+        {
+            return Err(CryptoError::Kdf(format!(
+                "below the minimum of m={} KiB, t={}, p=1",
+                min.memory_kib, min.iterations
+            )));
+        }
+        if self.memory_kib > 1024 * 1024 || self.iterations > 100 || self.parallelism > 8 {
+            return Err(CryptoError::Kdf(
+                "above the maximum of m=1 GiB, t=100, p=8".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Picks the number of passes at 64 MiB so one derivation takes about `target` on this
+    /// machine, never fewer than 3 passes. Returns the parameters and the measured time of one
+    /// derivation with them (estimated from a one-pass run).
+    pub fn calibrate(target: Duration) -> Result<(KdfParams, Duration), CryptoError> {
+        let probe = KdfParams {
+            memory_kib: Self::CALIBRATION_MEMORY_KIB,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let started = Instant::now();
+        let mut out = Zeroizing::new([0u8; KEY_LEN]);
+        argon2_into(&probe, b"calibration-probe", &[0u8; 16], &mut out[..])?;
+        let one_pass = started.elapsed().max(Duration::from_micros(1));
+        let passes = (target.as_secs_f64() / one_pass.as_secs_f64()).round() as u32;
+        let iterations = passes.clamp(3, 100);
+        let params = KdfParams {
+            iterations,
+            ..probe
+        };
+        Ok((params, one_pass * iterations))
+    }
+}
+
+impl fmt::Display for KdfParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Argon2id m={} KiB, t={}, p={}",
+            self.memory_kib, self.iterations, self.parallelism
+        )
+    }
+}
+
+fn argon2_into(
+    params: &KdfParams,
+    secret: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), CryptoError> {
+    let p = Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        Some(out.len()),
+    )
+    .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, p)
+        .hash_password_into(secret, salt, out)
+        .map_err(|e| CryptoError::Kdf(e.to_string()))
+}
+
+/// Random bytes from the OS.
+pub fn random<const N: usize>(rng: &SystemRandom) -> Result<[u8; N], CryptoError> {
+    let mut buf = [0u8; N];
+    rng.fill(&mut buf).map_err(|_| CryptoError::Random)?;
+    Ok(buf)
+}
+
+/// A 256-bit secret key: the KEK, the master key or a data key. Zeroized on drop.
+///
+/// The expanded AES key schedule inside `ring`'s `LessSafeKey` is not zeroized by `ring`; it is
+/// dropped with this value (see `docs/security.md`).
+pub struct SecretKey {
+    raw: Zeroizing<[u8; KEY_LEN]>,
+    aead: LessSafeKey,
+}
+
+impl SecretKey {
+    /// A fresh random key.
+    pub fn generate(rng: &SystemRandom) -> Result<SecretKey, CryptoError> {
+        let raw = Zeroizing::new(random::<KEY_LEN>(rng)?);
+        Ok(SecretKey::from_raw(raw))
+    }
+
+    fn from_raw(raw: Zeroizing<[u8; KEY_LEN]>) -> SecretKey {
+        let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &raw[..]).expect("32-byte key"));
+        SecretKey { raw, aead }
+    }
+
+    /// Derives the key-encryption key from a passphrase, the store's salt and cost, and an
+    /// optional platform keystore secret (see [`crate::keystore`]).
+    pub fn derive_kek(
+        passphrase: &Passphrase,
+        salt: &[u8; 16],
+        params: &KdfParams,
+        platform_secret: Option<&[u8]>,
+    ) -> Result<SecretKey, CryptoError> {
+        params.check()?;
+        let mut stretched = Zeroizing::new([0u8; KEY_LEN]);
+        argon2_into(params, passphrase.bytes(), salt, &mut stretched[..])?;
+        let mut ikm = Zeroizing::new(Vec::with_capacity(KEY_LEN + 32));
+        ikm.extend_from_slice(&stretched[..]);
+        if let Some(secret) = platform_secret {
+            ikm.extend_from_slice(secret);
+        }
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"feltbog/kek/v1").extract(&ikm);
+        let mut raw = Zeroizing::new([0u8; KEY_LEN]);
+        prk.expand(&[b"key-encryption-key"], hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(&mut raw[..]))
+            .map_err(|_| CryptoError::Kdf("hkdf expand".into()))?;
+        Ok(SecretKey::from_raw(raw))
+    }
+
+    /// Wraps (seals) another key under this one, bound to `binding`.
+    pub fn wrap(
+        &self,
+        rng: &SystemRandom,
+        key: &SecretKey,
+        binding: &Binding<'_>,
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.seal(rng, binding, &key.raw[..])
+    }
+
+    /// Unwraps a key sealed by [`Self::wrap`] with the same binding.
+    pub fn unwrap_key(
+        &self,
+        binding: &Binding<'_>,
+        wrapped: &[u8],
+    ) -> Result<SecretKey, CryptoError> {
+        let plain = Zeroizing::new(self.open(binding, wrapped)?);
+        let raw: [u8; KEY_LEN] = plain.as_slice().try_into().map_err(|_| CryptoError::Open)?;
+        Ok(SecretKey::from_raw(Zeroizing::new(raw)))
+    }
+
+    /// Seals `plaintext` bound to `binding`: `version ‖ nonce ‖ ciphertext ‖ tag`.
+    pub fn seal(
+        &self,
+        rng: &SystemRandom,
+        binding: &Binding<'_>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let nonce = random::<NONCE_LEN>(rng)?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + TAG_LEN);
+        out.push(FORMAT_VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let mut body = out.split_off(1 + NONCE_LEN);
+        self.aead
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(binding.associated_data(FORMAT_VERSION)),
+                &mut body,
+            )
+            .map_err(|_| CryptoError::Open)?;
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Opens a value sealed by [`Self::seal`]; fails unless key, binding and bytes all match.
+    pub fn open(&self, binding: &Binding<'_>, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let (&version, rest) = sealed.split_first().ok_or(CryptoError::Truncated)?;
+        if version != FORMAT_VERSION {
+            return Err(CryptoError::UnsupportedVersion(version));
+        }
+        if rest.len() < NONCE_LEN + TAG_LEN {
+            return Err(CryptoError::Truncated);
+        }
+        let (nonce, body) = rest.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Truncated)?;
+        let mut buf = body.to_vec();
+        let len = self
+            .aead
+            .open_in_place(nonce, Aad::from(binding.associated_data(version)), &mut buf)
+            .map_err(|_| CryptoError::Open)?
+            .len();
+        buf.truncate(len);
+        Ok(buf)
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(‹redacted›)")
+    }
+}
+
+/// Identifies a data key (random, stored beside the wrapped key; not secret).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct KeyId(pub [u8; 16]);
+
+/// Where a ciphertext belongs. Its bytes are the AEAD associated data, so the ciphertext opens
+/// only in this place. Each part is length-prefixed, so no two bindings share an encoding.
+#[derive(Clone, Copy, Debug)]
+pub struct Binding<'a> {
+    pub key_id: KeyId,
+    pub table: &'a str,
+    pub record: &'a [u8],
+    pub field: &'a str,
+}
+
+impl Binding<'_> {
+    fn associated_data(&self, version: u8) -> Vec<u8> {
+        let mut ad =
+            Vec::with_capacity(48 + self.table.len() + self.record.len() + self.field.len());
+        ad.extend_from_slice(b"feltbog");
+        ad.push(version);
+        ad.extend_from_slice(&self.key_id.0);
+        for part in [self.table.as_bytes(), self.record, self.field.as_bytes()] {
+            ad.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            ad.extend_from_slice(part);
+        }
+        ad
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> (SystemRandom, SecretKey) {
+        let rng = SystemRandom::new();
+        let k = SecretKey::generate(&rng).unwrap();
+        (rng, k)
+    }
+
+    fn binding<'a>(record: &'a [u8], field: &'a str) -> Binding<'a> {
+        Binding {
+            key_id: KeyId([1; 16]),
+            table: "visit",
+            record,
+            field,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_every_bit_flip_fails() {
+        let (rng, k) = key();
+        let b = binding(b"rec-1", "note");
+        let sealed = k.seal(&rng, &b, b"hemmelig note").unwrap();
+        assert_eq!(k.open(&b, &sealed).unwrap(), b"hemmelig note");
+        for i in 0..sealed.len() * 8 {
+            let mut bad = sealed.clone();
+            bad[i / 8] ^= 1 << (i % 8);
+            assert!(k.open(&b, &bad).is_err(), "bit {i} flip opened");
+        }
+    }
+
+    #[test]
+    fn moved_to_other_field_record_table_or_key_fails() {
+        let (rng, k) = key();
+        let b = binding(b"rec-1", "note");
+        let sealed = k.seal(&rng, &b, b"x").unwrap();
+        assert_eq!(
+            k.open(&binding(b"rec-2", "note"), &sealed),
+            Err(CryptoError::Open)
+        );
+        assert_eq!(
+            k.open(&binding(b"rec-1", "place"), &sealed),
+            Err(CryptoError::Open)
+        );
+        let other_table = Binding {
+            table: "citizen",
+            ..b
+        };
+        assert_eq!(k.open(&other_table, &sealed), Err(CryptoError::Open));
+        let other_key_id = Binding {
+            key_id: KeyId([2; 16]),
+            ..b
+        };
+        assert_eq!(k.open(&other_key_id, &sealed), Err(CryptoError::Open));
+        let (_, other_key) = key();
+        assert_eq!(other_key.open(&b, &sealed), Err(CryptoError::Open));
+    }
+
+    #[test]
+    fn bindings_are_unambiguous() {
+        let a = Binding {
+            key_id: KeyId([0; 16]),
+            table: "ab",
+            record: b"c",
+            field: "d",
+        };
+        let b = Binding {
+            key_id: KeyId([0; 16]),
+            table: "a",
+            record: b"bc",
+            field: "d",
+        };
+        assert_ne!(a.associated_data(1), b.associated_data(1));
+    }
+
+    #[test]
+    fn kek_depends_on_passphrase_and_platform_secret() {
+        let rng = SystemRandom::new();
+        let master = SecretKey::generate(&rng).unwrap();
+        let salt = [9u8; 16];
+        let p = KdfParams::MINIMUM;
+        let pass = Passphrase::new("correct horse").unwrap();
+        let b = Binding {
+            key_id: KeyId([0; 16]),
+            table: "keyring",
+            record: b"master",
+            field: "wrapped",
+        };
+        let kek = SecretKey::derive_kek(&pass, &salt, &p, Some(b"device-secret")).unwrap();
+        let wrapped = kek.wrap(&rng, &master, &b).unwrap();
+        let again = SecretKey::derive_kek(&pass, &salt, &p, Some(b"device-secret")).unwrap();
+        assert!(again.unwrap_key(&b, &wrapped).is_ok());
+        let no_secret = SecretKey::derive_kek(&pass, &salt, &p, None).unwrap();
+        assert!(no_secret.unwrap_key(&b, &wrapped).is_err());
+        let wrong = SecretKey::derive_kek(
+            &Passphrase::new("wrong horse").unwrap(),
+            &salt,
+            &p,
+            Some(b"device-secret"),
+        )
+        .unwrap();
+        assert_eq!(
+            wrong.unwrap_key(&b, &wrapped).unwrap_err(),
+            CryptoError::Open
+        );
+    }
+
+    #[test]
+    fn weak_inputs_are_refused() {
+        assert_eq!(
+            Passphrase::new("12345").unwrap_err(),
+            WeakPassphrase { min: 6 }
+        );
+        assert!(Passphrase::new("123456\n").is_ok());
+        let weak = KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        assert!(matches!(weak.check(), Err(CryptoError::Kdf(_))));
+        assert!(!format!("{:?}", Passphrase::new("topsecret").unwrap()).contains("topsecret"));
+    }
+}

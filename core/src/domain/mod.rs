@@ -1,0 +1,309 @@
+//! The domain model of DESIGN §3: what outreach, home-visit and caretaker work records.
+//!
+//! Every record type implements [`Record`], which tells the store three things it must not
+//! guess: which data key seals it ([`KeyScope`] — a citizen's own key, so erasing the citizen
+//! erases everything about them), which plain, non-personal columns it may be listed by
+//! ([`Projection`]), and which fields are add-wins sets for merge.
+//!
+//! Values that are personal data are wrapped in [`Sensitive`] (or are a [`Cpr`]), whose `Debug`
+//! and `Display` print a redaction: a stray `{:?}` in a log line cannot leak a name or a note.
+//! Validation ([`Validate`]) returns a [`ValidationError`] naming the field and the rule broken —
+//! never the offending value.
+
+mod citizen;
+mod cpr;
+mod site;
+mod task;
+mod visit;
+
+pub use citizen::{
+    Citizen, Consent, ConsentMethod, ConsentStatus, Goal, GoalStatus, HousingSituation,
+};
+pub use cpr::{Cpr, CprError};
+pub use site::{Site, SiteKind, SiteLogEntry, SiteLogKind};
+pub use task::{Task, TaskStatus};
+pub use visit::{AnonymousContact, Referral, Theme, Visit, VisitKind};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::fmt;
+use uuid::Uuid;
+
+/// Which kind of record a field operation, an outbox entry or an AEAD binding is about.
+/// The names are stable: they appear in associated data and on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityKind {
+    Citizen,
+    Visit,
+    Task,
+    Site,
+    SiteLogEntry,
+}
+
+impl EntityKind {
+    /// The stable name used in the store, in associated data and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Citizen => "citizen",
+            EntityKind::Visit => "visit",
+            EntityKind::Task => "task",
+            EntityKind::Site => "site",
+            EntityKind::SiteLogEntry => "site_log_entry",
+        }
+    }
+
+    /// Parses the stable name back.
+    pub fn parse(s: &str) -> Option<EntityKind> {
+        [
+            Self::Citizen,
+            Self::Visit,
+            Self::Task,
+            Self::Site,
+            Self::SiteLogEntry,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for EntityKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Personal data: prints as a redaction in `Debug` and `Display`, serialises as itself.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Sensitive<T>(pub T);
+
+impl<T> Sensitive<T> {
+    /// The value itself — call sites that reveal personal data are easy to grep for.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl From<&str> for Sensitive<String> {
+    fn from(s: &str) -> Self {
+        Sensitive(s.to_owned())
+    }
+}
+
+impl From<String> for Sensitive<String> {
+    fn from(s: String) -> Self {
+        Sensitive(s)
+    }
+}
+
+impl<T> fmt::Debug for Sensitive<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("‹redacted›")
+    }
+}
+
+impl<T> fmt::Display for Sensitive<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("‹redacted›")
+    }
+}
+
+macro_rules! id_type {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A fresh, time-ordered id (UUIDv7).
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
+}
+
+id_type!(/// A citizen (borger). Random; says nothing about the person.
+    CitizenId);
+id_type!(/// A visit or contact.
+    VisitId);
+id_type!(/// A task or follow-up.
+    TaskId);
+id_type!(/// A site (alternative housing, stairwell community, shelter).
+    SiteId);
+id_type!(/// A site-log entry.
+    SiteLogEntryId);
+id_type!(/// A worker (assigned by the server at enrolment).
+    WorkerId);
+id_type!(/// A team.
+    TeamId);
+id_type!(/// One of a citizen's own goals.
+    GoalId);
+
+/// Which data key seals a record's fields.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum KeyScope {
+    /// The citizen's own key: destroying it erases every record about them.
+    Citizen(CitizenId),
+    /// The device's general key, for data not about one citizen (sites, anonymous contacts).
+    General,
+}
+
+/// The plain columns a record may be listed and sorted by. They must never hold personal data:
+/// only random ids, a sort time and flags.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Projection {
+    pub citizen_id: Option<CitizenId>,
+    pub site_id: Option<SiteId>,
+    /// Milliseconds since the epoch: a visit's start, a task's due date, a citizen's creation.
+    pub sort_key: i64,
+    pub archived: bool,
+}
+
+/// A record the encrypted store can hold and sync field by field.
+///
+/// Its serde form must be a JSON object whose top-level keys are the sync fields.
+pub trait Record: Serialize + DeserializeOwned + Validate + Clone {
+    /// The kind, as used in the store and on the wire.
+    const KIND: EntityKind;
+    /// Top-level fields that merge as add-wins sets (their JSON form is an array).
+    const SET_FIELDS: &'static [&'static str] = &[];
+
+    /// The record's id.
+    fn record_id(&self) -> Uuid;
+    /// The data key that seals the record.
+    fn key_scope(&self) -> KeyScope;
+    /// Plain listing columns.
+    fn projection(&self) -> Projection;
+}
+
+/// Domain validation: run by the store before every save, and by the server on every mutation.
+pub trait Validate {
+    /// Checks every rule; returns the first broken one.
+    fn validate(&self) -> Result<(), ValidationError>;
+}
+
+/// A broken domain rule. Names the field and the rule, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error("{field} is required")]
+    Required { field: &'static str },
+    #[error("{field} is too long: {actual} characters, at most {max}")]
+    TooLong {
+        field: &'static str,
+        max: usize,
+        actual: usize,
+    },
+    #[error("{field} must not be blank")]
+    Blank { field: &'static str },
+    #[error("{field} is out of range: must be between {min} and {max}")]
+    OutOfRange {
+        field: &'static str,
+        min: i64,
+        max: i64,
+    },
+    #[error("invalid CPR number: {0}")]
+    InvalidCpr(#[from] CprError),
+    #[error("the CPR number's birth year does not match birth_year")]
+    CprBirthYearMismatch,
+    #[error("a citizen needs an alias or a full name")]
+    CitizenNeedsAliasOrName,
+    #[error("a visit needs either a citizen or an anonymous contact count")]
+    VisitNeedsCitizenOrAnonymous,
+    #[error("a visit cannot have both a citizen and an anonymous contact")]
+    VisitHasCitizenAndAnonymous,
+    #[error("the due date is before the task was created")]
+    DueBeforeCreation,
+    #[error("{field} has too many entries: {actual}, at most {max}")]
+    TooMany {
+        field: &'static str,
+        max: usize,
+        actual: usize,
+    },
+}
+
+/// Length limits (in characters). Generous for real notes, small enough to bound sync bodies.
+pub mod limits {
+    pub const NAME: usize = 200;
+    pub const PHONE: usize = 40;
+    pub const SHORT_TEXT: usize = 500;
+    pub const NOTE: usize = 20_000;
+    pub const GOALS: usize = 50;
+    pub const TAGS: usize = 50;
+    pub const TAG: usize = 60;
+    pub const RESIDENTS: usize = 200;
+}
+
+pub(crate) fn check_text(
+    field: &'static str,
+    value: &str,
+    max: usize,
+    allow_blank: bool,
+) -> Result<(), ValidationError> {
+    let actual = value.chars().count();
+    if actual > max {
+        return Err(ValidationError::TooLong { field, max, actual });
+    }
+    if !allow_blank && value.trim().is_empty() {
+        return Err(ValidationError::Blank { field });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_opt_text(
+    field: &'static str,
+    value: &Option<Sensitive<String>>,
+    max: usize,
+) -> Result<(), ValidationError> {
+    match value {
+        Some(v) => check_text(field, v.expose(), max, false),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn check_range(
+    field: &'static str,
+    value: i64,
+    min: i64,
+    max: i64,
+) -> Result<(), ValidationError> {
+    if value < min || value > max {
+        return Err(ValidationError::OutOfRange { field, min, max });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_count(
+    field: &'static str,
+    actual: usize,
+    max: usize,
+) -> Result<(), ValidationError> {
+    if actual > max {
+        return Err(ValidationError::TooMany { field, max, actual });
+    }
+    Ok(())
+}
+
+pub(crate) fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}

@@ -1,0 +1,149 @@
+//! Data keys: one per citizen and one general key, each wrapped by the master key.
+//!
+//! The [`KeyRing`] exists only while the store is unlocked; dropping it (lock) zeroizes the master
+//! key and every cached data key. A data key's wrapping is bound to its id and scope, so a
+//! wrapped key copied to another citizen's row does not open.
+
+use super::StoreError;
+use crate::crypto::{Binding, KeyId, SecretKey, random};
+use crate::domain::{CitizenId, KeyScope};
+use ring::rand::SystemRandom;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Unlocked key material: the master key and data keys unwrapped so far.
+pub(crate) struct KeyRing {
+    master: SecretKey,
+    by_id: HashMap<KeyId, Arc<SecretKey>>,
+    by_scope: HashMap<KeyScope, KeyId>,
+}
+
+pub(crate) fn scope_name(scope: KeyScope) -> String {
+    match scope {
+        KeyScope::General => "general".to_owned(),
+        KeyScope::Citizen(id) => format!("citizen:{id}"),
+    }
+}
+
+fn wrap_binding<'a>(key_id: KeyId, scope: &'a str) -> Binding<'a> {
+    Binding {
+        key_id,
+        table: "data_keys",
+        record: scope.as_bytes(),
+        field: "wrapped",
+    }
+}
+
+impl KeyRing {
+    pub(crate) fn new(master: SecretKey) -> KeyRing {
+        KeyRing {
+            master,
+            by_id: HashMap::new(),
+            by_scope: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn master(&self) -> &SecretKey {
+        &self.master
+    }
+
+    /// The key for `scope`, created (and written inside the caller's transaction) if missing.
+    pub(crate) fn for_scope(
+        &mut self,
+        conn: &Connection,
+        rng: &SystemRandom,
+        scope: KeyScope,
+    ) -> Result<(KeyId, Arc<SecretKey>), StoreError> {
+        if let Some(id) = self.by_scope.get(&scope) {
+            if let Some(key) = self.by_id.get(id) {
+                return Ok((*id, key.clone()));
+            }
+        }
+        let name = scope_name(scope);
+        let row: Option<(Vec<u8>, Vec<u8>)> = conn
+            .query_row(
+                "SELECT key_id, wrapped FROM data_keys WHERE scope = ?1",
+                [&name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (key_id, key) = match row {
+            Some((id, wrapped)) => {
+                let key_id = key_id_from(&id)?;
+                let key = self
+                    .master
+                    .unwrap_key(&wrap_binding(key_id, &name), &wrapped)?;
+                (key_id, key)
+            }
+            None => {
+                let key_id = KeyId(random::<16>(rng)?);
+                let key = SecretKey::generate(rng)?;
+                let wrapped = self.master.wrap(rng, &key, &wrap_binding(key_id, &name))?;
+                conn.execute(
+                    "INSERT INTO data_keys (key_id, scope, wrapped) VALUES (?1, ?2, ?3)",
+                    params![&key_id.0[..], &name, wrapped],
+                )?;
+                (key_id, key)
+            }
+        };
+        let key = Arc::new(key);
+        self.by_id.insert(key_id, key.clone());
+        self.by_scope.insert(scope, key_id);
+        Ok((key_id, key))
+    }
+
+    /// The key with this id, unwrapped on first use.
+    pub(crate) fn by_id(
+        &mut self,
+        conn: &Connection,
+        key_id: KeyId,
+    ) -> Result<Arc<SecretKey>, StoreError> {
+        if let Some(key) = self.by_id.get(&key_id) {
+            return Ok(key.clone());
+        }
+        let (scope, wrapped): (String, Vec<u8>) = conn
+            .query_row(
+                "SELECT scope, wrapped FROM data_keys WHERE key_id = ?1",
+                [&key_id.0[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .ok_or(StoreError::KeyDestroyed)?;
+        let key = Arc::new(
+            self.master
+                .unwrap_key(&wrap_binding(key_id, &scope), &wrapped)?,
+        );
+        self.by_id.insert(key_id, key.clone());
+        Ok(key)
+    }
+
+    /// Forgets a citizen's key from the cache (its row is deleted by the caller).
+    pub(crate) fn forget_citizen(&mut self, citizen: CitizenId) {
+        if let Some(id) = self.by_scope.remove(&KeyScope::Citizen(citizen)) {
+            self.by_id.remove(&id);
+        }
+    }
+}
+
+pub(crate) fn key_id_from(bytes: &[u8]) -> Result<KeyId, StoreError> {
+    bytes
+        .try_into()
+        .map(KeyId)
+        .map_err(|_| StoreError::Corrupt("key id"))
+}
+
+/// The id of a citizen's key, if the device holds one.
+pub(crate) fn citizen_key_id(
+    conn: &Connection,
+    citizen: CitizenId,
+) -> Result<Option<KeyId>, StoreError> {
+    let row: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT key_id FROM data_keys WHERE scope = ?1",
+            [scope_name(KeyScope::Citizen(citizen))],
+            |r| r.get(0),
+        )
+        .optional()?;
+    row.map(|b| key_id_from(&b)).transpose()
+}

@@ -1,0 +1,657 @@
+//! The encrypted device store (DESIGN §4).
+//!
+//! One SQLite file per device, in WAL mode with `synchronous=FULL`: when [`Store::save`] returns,
+//! the record *and* its outbox mutation are on disk, together or not at all. That is the promise
+//! behind the word "saved" in the UI.
+//!
+//! Life cycle: [`Store::create`] (returns unlocked) or [`Store::open`] (locked) →
+//! [`Store::unlock`] → work → [`Store::lock`] (keys zeroized). Everything that reads or writes
+//! citizen data needs the store unlocked and otherwise fails with [`StoreError::Locked`].
+//!
+//! Invariants a reader could break:
+//! - Never write a field value, a mutation or a key outside [`crate::crypto::SecretKey::seal`]
+//!   with the binding of the place it is written to.
+//! - The `device_seq` and the HLC in the header move in the same transaction as the outbox row
+//!   that uses them; otherwise a crash could reuse a sequence number.
+//! - The plain columns of `records` hold only what [`crate::domain::Projection`] allows.
+
+mod guard;
+mod keys;
+mod outbox;
+mod records;
+pub mod schema;
+
+pub use guard::LockoutPolicy;
+
+use crate::crypto::{Binding, CryptoError, KdfParams, KeyId, Passphrase, SecretKey, random};
+use crate::domain::{Citizen, CitizenId, EntityKind, Record, SiteId, ValidationError};
+use crate::hlc::{
+    ClockError, DEFAULT_MAX_DRIFT_MS, DeviceId, Hlc, HlcClock, Stamp, system_time_ms,
+};
+use crate::keystore::{KeystoreError, NoPlatformSecret, PlatformSecret};
+use crate::protocol::Mutation;
+use keys::KeyRing;
+use ring::rand::SystemRandom;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Everything that can go wrong in the store. Messages never contain personal data or keys.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is locked")]
+    Locked,
+    #[error(
+        "wrong passphrase or PIN ({attempts_left} attempts left before the keys are destroyed)"
+    )]
+    WrongPassphrase { attempts_left: u32 },
+    #[error("too many wrong attempts: wait {} s before trying again", retry_after_ms.div_ceil(1000))]
+    BackOff { retry_after_ms: u64 },
+    #[error(
+        "this store's keys were destroyed after too many wrong passphrase attempts; it can never be \
+         opened again. Enrol the device again to restore synced data from the server"
+    )]
+    Destroyed,
+    #[error("no store at this path")]
+    NotFound,
+    #[error("a store already exists at this path")]
+    AlreadyExists,
+    #[error("this file is not a Feltbog store")]
+    NotAStore,
+    #[error(
+        "the store has schema version {found}, newer than this app supports ({supported}); update the app"
+    )]
+    NewerSchema { found: u32, supported: u32 },
+    #[error("this record's key was destroyed (the citizen was erased from this device)")]
+    KeyDestroyed,
+    #[error("{entity} not found")]
+    RecordNotFound { entity: EntityKind },
+    #[error("invalid record: {0}")]
+    Validation(#[from] ValidationError),
+    #[error("encryption: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("keystore: {0}")]
+    Keystore(#[from] KeystoreError),
+    #[error("clock: {0}")]
+    Clock(#[from] ClockError),
+    #[error("invalid option: {0}")]
+    InvalidOption(&'static str),
+    #[error("stored data is corrupt ({0})")]
+    Corrupt(&'static str),
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("file system: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How a new store is protected.
+#[derive(Clone)]
+pub struct CreateOptions {
+    /// Argon2id cost; use [`KdfParams::calibrate`] on the device itself.
+    pub kdf: KdfParams,
+    pub lockout: LockoutPolicy,
+    pub platform: Arc<dyn PlatformSecret>,
+}
+
+impl CreateOptions {
+    /// Options with the given KDF cost, the default lockout policy and no platform secret.
+    pub fn with_kdf(kdf: KdfParams) -> CreateOptions {
+        CreateOptions {
+            kdf,
+            lockout: LockoutPolicy::default(),
+            platform: Arc::new(NoPlatformSecret),
+        }
+    }
+}
+
+/// How long an unlock took, split into key derivation and everything else.
+#[derive(Clone, Copy, Debug)]
+pub struct UnlockReport {
+    pub key_derivation: Duration,
+    pub total: Duration,
+}
+
+/// What [`Store::save`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Saved {
+    /// Written, with this outbox sequence number.
+    Written { device_seq: u64 },
+    /// Nothing differed from the stored record; nothing written.
+    Unchanged,
+}
+
+/// Which records to list.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListQuery {
+    pub citizen: Option<CitizenId>,
+    pub site: Option<SiteId>,
+    pub include_archived: bool,
+    pub limit: Option<usize>,
+}
+
+/// The encrypted device store. One per file; not shared between threads.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    device_id: DeviceId,
+    rng: SystemRandom,
+    platform: Arc<dyn PlatformSecret>,
+    clock: HlcClock,
+    keys: Option<KeyRing>,
+}
+
+fn master_binding(device: &DeviceId) -> Binding<'_> {
+    Binding {
+        key_id: KeyId([0; 16]),
+        table: "header",
+        record: device.0.as_bytes(),
+        field: "master_wrapped",
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::InvalidOption(
+            "the file system does not support WAL",
+        ));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;
+         PRAGMA foreign_keys = ON;",
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+impl Store {
+    /// Creates a new store at `path`, protected by `passphrase`, and returns it unlocked.
+    pub fn create(
+        path: &Path,
+        passphrase: &Passphrase,
+        options: &CreateOptions,
+    ) -> Result<Store, StoreError> {
+        Self::create_at_schema(path, passphrase, options, schema::LATEST)
+    }
+
+    /// Creates a store with the schema as it was at `version`. Only for migration tests: shows
+    /// that a store made by an older build upgrades under this one.
+    #[doc(hidden)]
+    pub fn create_at_schema(
+        path: &Path,
+        passphrase: &Passphrase,
+        options: &CreateOptions,
+        version: u32,
+    ) -> Result<Store, StoreError> {
+        options.kdf.check()?;
+        options.lockout.check()?;
+        if path.exists() {
+            return Err(StoreError::AlreadyExists);
+        }
+        let mut conn = Connection::open(path)?;
+        restrict_permissions(path)?;
+        conn.pragma_update(None, "application_id", schema::APPLICATION_ID)?;
+        configure(&conn)?;
+        schema::migrate_to(&mut conn, version)?;
+
+        let rng = SystemRandom::new();
+        let device_id = DeviceId(Uuid::from_bytes(random::<16>(&rng)?));
+        let salt = random::<16>(&rng)?;
+        let secret = options.platform.secret()?;
+        let kek = SecretKey::derive_kek(
+            passphrase,
+            &salt,
+            &options.kdf,
+            secret.as_deref().map(|s| s.as_slice()),
+        )?;
+        let master = SecretKey::generate(&rng)?;
+        let wrapped = kek.wrap(&rng, &master, &master_binding(&device_id))?;
+        let kdf_json =
+            serde_json::to_string(&options.kdf).map_err(|_| StoreError::Corrupt("kdf params"))?;
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO header (id, device_id, kdf_salt, kdf_params, keystore, master_wrapped)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+            params![
+                &device_id.0.as_bytes()[..],
+                &salt[..],
+                kdf_json,
+                options.platform.name(),
+                wrapped
+            ],
+        )?;
+        if version >= 2 {
+            guard::set_policy(&tx, &options.lockout)?;
+        }
+        tx.commit()?;
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+            device_id,
+            rng,
+            platform: options.platform.clone(),
+            clock: HlcClock::new(Hlc::ZERO, DEFAULT_MAX_DRIFT_MS),
+            keys: Some(KeyRing::new(master)),
+        })
+    }
+
+    /// Opens an existing store, locked, migrating its schema to the latest version.
+    pub fn open(path: &Path, platform: Arc<dyn PlatformSecret>) -> Result<Store, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::NotFound);
+        }
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let app_id: i32 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|_| StoreError::NotAStore)?;
+        if app_id != schema::APPLICATION_ID {
+            return Err(StoreError::NotAStore);
+        }
+        configure(&conn)?;
+        schema::migrate_to(&mut conn, schema::LATEST)?;
+        let (device, hlc_last): (Vec<u8>, i64) = conn
+            .query_row(
+                "SELECT device_id, hlc_last FROM header WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|_| StoreError::NotAStore)?;
+        let device_id =
+            DeviceId(Uuid::from_slice(&device).map_err(|_| StoreError::Corrupt("device id"))?);
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+            device_id,
+            rng: SystemRandom::new(),
+            platform,
+            clock: HlcClock::new(Hlc::from_u64(hlc_last as u64), DEFAULT_MAX_DRIFT_MS),
+            keys: None,
+        })
+    }
+
+    /// Unlocks with a passphrase or PIN. Wrong attempts back off and, past the policy's limit,
+    /// destroy the wrapped keys for good ([`StoreError::Destroyed`]).
+    pub fn unlock(&mut self, passphrase: &Passphrase) -> Result<UnlockReport, StoreError> {
+        let started = Instant::now();
+        let now = system_time_ms();
+        let state = guard::read(&self.conn)?;
+        if state.destroyed {
+            return Err(StoreError::Destroyed);
+        }
+        if self.keys.is_some() {
+            return Ok(UnlockReport {
+                key_derivation: Duration::ZERO,
+                total: started.elapsed(),
+            });
+        }
+        if now < state.next_attempt_at_ms {
+            return Err(StoreError::BackOff {
+                retry_after_ms: state.next_attempt_at_ms - now,
+            });
+        }
+        // Count the attempt before deriving: killing the app mid-check must not give a free guess.
+        let failed = state.failed + 1;
+        guard::count_attempt(&self.conn, failed, now + state.policy.delay_after(failed))?;
+
+        let (salt, kdf_json, wrapped): (Vec<u8>, String, Option<Vec<u8>>) = self.conn.query_row(
+            "SELECT kdf_salt, kdf_params, master_wrapped FROM header WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let wrapped = wrapped.ok_or(StoreError::Destroyed)?;
+        let salt: [u8; 16] = salt
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("salt"))?;
+        let params: KdfParams =
+            serde_json::from_str(&kdf_json).map_err(|_| StoreError::Corrupt("kdf params"))?;
+        let secret = self.platform.secret()?;
+        let kdf_started = Instant::now();
+        let kek = SecretKey::derive_kek(
+            passphrase,
+            &salt,
+            &params,
+            secret.as_deref().map(|s| s.as_slice()),
+        )?;
+        let key_derivation = kdf_started.elapsed();
+        match kek.unwrap_key(&master_binding(&self.device_id), &wrapped) {
+            Ok(master) => {
+                guard::reset(&self.conn)?;
+                self.keys = Some(KeyRing::new(master));
+                Ok(UnlockReport {
+                    key_derivation,
+                    total: started.elapsed(),
+                })
+            }
+            Err(CryptoError::Open) if failed >= state.policy.max_attempts => {
+                self.destroy_keys(now)?;
+                Err(StoreError::Destroyed)
+            }
+            Err(CryptoError::Open) => Err(StoreError::WrongPassphrase {
+                attempts_left: state.policy.max_attempts - failed,
+            }),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Drops all key material (zeroized). Reads and writes fail with [`StoreError::Locked`]
+    /// until the next [`Store::unlock`].
+    pub fn lock(&mut self) {
+        self.keys = None;
+    }
+
+    /// Whether keys are in memory.
+    pub fn is_unlocked(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// This device's id (random, made at create).
+    pub fn device_id(&self) -> DeviceId {
+        self.device_id
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The Argon2id cost this store was created with.
+    pub fn kdf_params(&self) -> Result<KdfParams, StoreError> {
+        let json: String =
+            self.conn
+                .query_row("SELECT kdf_params FROM header WHERE id = 1", [], |r| {
+                    r.get(0)
+                })?;
+        serde_json::from_str(&json).map_err(|_| StoreError::Corrupt("kdf params"))
+    }
+
+    /// The schema version of the open file.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        schema::version(&self.conn)
+    }
+
+    /// `PRAGMA integrity_check`: `"ok"` for a healthy file.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+
+    /// Re-wraps the master key under a new passphrase (new salt). Nothing is re-encrypted.
+    pub fn change_passphrase(
+        &mut self,
+        current: &Passphrase,
+        new: &Passphrase,
+    ) -> Result<(), StoreError> {
+        let keys = self.keys.as_ref().ok_or(StoreError::Locked)?;
+        let (salt, wrapped): (Vec<u8>, Vec<u8>) = self.conn.query_row(
+            "SELECT kdf_salt, master_wrapped FROM header WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let salt: [u8; 16] = salt
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("salt"))?;
+        let params = self.kdf_params()?;
+        let secret = self.platform.secret()?;
+        let secret = secret.as_deref().map(|s| s.as_slice());
+        let current_kek = SecretKey::derive_kek(current, &salt, &params, secret)?;
+        if current_kek
+            .unwrap_key(&master_binding(&self.device_id), &wrapped)
+            .is_err()
+        {
+            return Err(StoreError::WrongPassphrase {
+                attempts_left: guard::read(&self.conn)?.policy.max_attempts,
+            });
+        }
+        let new_salt = random::<16>(&self.rng)?;
+        let new_kek = SecretKey::derive_kek(new, &new_salt, &params, secret)?;
+        let rewrapped = new_kek.wrap(&self.rng, keys.master(), &master_binding(&self.device_id))?;
+        self.conn.execute(
+            "UPDATE header SET kdf_salt = ?1, master_wrapped = ?2 WHERE id = 1",
+            params![&new_salt[..], rewrapped],
+        )?;
+        Ok(())
+    }
+
+    /// Saves a record (create or update) and queues its changed fields as one outbox mutation,
+    /// in one durable transaction. Validates first.
+    pub fn save<R: Record>(&mut self, record: &R) -> Result<Saved, StoreError> {
+        record.validate()?;
+        let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id = record.record_id();
+        let (key_id, key) = keys.for_scope(&tx, &self.rng, record.key_scope())?;
+        let old = records::load_row(&tx, R::KIND, &id)?;
+        let old_key = match &old {
+            Some(row) => Some(keys.by_id(&tx, row.key_id)?),
+            None => None,
+        };
+        let mut clock = self.clock.clone();
+        let hlc = clock.now(system_time_ms())?;
+        let stamp = Stamp {
+            hlc,
+            device: self.device_id,
+        };
+        let staged = records::stage(
+            &self.rng,
+            record,
+            old.as_ref()
+                .zip(old_key.as_deref())
+                .map(|(row, k)| (k, row)),
+            &key,
+            key_id,
+            stamp,
+        )?;
+        let key_moved = old.as_ref().is_some_and(|row| row.key_id != key_id);
+        if staged.ops.is_empty() && !key_moved {
+            return Ok(Saved::Unchanged);
+        }
+        records::write_row(&tx, record, key_id, &staged.cells)?;
+        let mut device_seq = 0;
+        if !staged.ops.is_empty() {
+            device_seq =
+                tx.query_row("SELECT device_seq + 1 FROM header WHERE id = 1", [], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64;
+            let mutation = Mutation {
+                device_id: self.device_id,
+                device_seq,
+                ops: staged.ops,
+            };
+            outbox::append(&tx, &self.rng, &key, key_id, &mutation)?;
+        }
+        tx.execute(
+            "UPDATE header SET device_seq = max(device_seq, ?1), hlc_last = ?2 WHERE id = 1",
+            params![device_seq as i64, clock.last().as_u64() as i64],
+        )?;
+        tx.commit()?;
+        self.clock = clock;
+        Ok(Saved::Written { device_seq })
+    }
+
+    /// One record by id, or `None`.
+    pub fn get<R: Record>(&mut self, id: Uuid) -> Result<Option<R>, StoreError> {
+        let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
+        let Some(row) = records::load_row(&self.conn, R::KIND, &id)? else {
+            return Ok(None);
+        };
+        let key = keys.by_id(&self.conn, row.key_id)?;
+        records::open_record(&key, row.key_id, &id, &row.cells).map(Some)
+    }
+
+    /// Records of one kind, newest first (by start time, due date or creation).
+    pub fn list<R: Record>(&mut self, query: &ListQuery) -> Result<Vec<R>, StoreError> {
+        let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, key_id, cells FROM records
+             WHERE entity = ?1 AND (?2 IS NULL OR citizen_id = ?2) AND (?3 IS NULL OR site_id = ?3)
+               AND (?4 OR archived = 0)
+             ORDER BY sort_key DESC LIMIT ?5",
+        )?;
+        let limit = query.limit.map(|l| l as i64).unwrap_or(-1);
+        let mut rows = stmt.query(params![
+            R::KIND.as_str(),
+            query.citizen.map(|c| c.0.as_bytes().to_vec()),
+            query.site.map(|s| s.0.as_bytes().to_vec()),
+            query.include_archived,
+            limit
+        ])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let blob = |i: usize| -> Result<&[u8], StoreError> {
+                row.get_ref(i)?
+                    .as_blob()
+                    .map_err(|_| StoreError::Corrupt("record row"))
+            };
+            let id = Uuid::from_slice(blob(0)?).map_err(|_| StoreError::Corrupt("record id"))?;
+            let key_id = keys::key_id_from(blob(1)?)?;
+            let cells = records::decode_cells(blob(2)?)?;
+            let key = keys.by_id(&self.conn, key_id)?;
+            out.push(records::open_record(&key, key_id, &id, &cells)?);
+        }
+        Ok(out)
+    }
+
+    /// Citizens whose alias, name, CPR, phone or tags contain `query` (case-insensitive).
+    /// Runs over decrypted data in memory: there is no plaintext index to leak.
+    pub fn search_citizens(
+        &mut self,
+        query: &str,
+        include_archived: bool,
+    ) -> Result<Vec<Citizen>, StoreError> {
+        let needle = query.trim().to_lowercase();
+        let digits: String = needle.chars().filter(char::is_ascii_digit).collect();
+        let all = self.list::<Citizen>(&ListQuery {
+            include_archived,
+            ..ListQuery::default()
+        })?;
+        Ok(all
+            .into_iter()
+            .filter(|c| {
+                let text_hit = [&c.alias, &c.full_name, &c.phone]
+                    .into_iter()
+                    .flatten()
+                    .any(|s| s.expose().to_lowercase().contains(&needle))
+                    || c.tags.iter().any(|t| t.to_lowercase().contains(&needle));
+                let cpr_hit = digits.len() >= 4
+                    && digits.len() == needle.chars().filter(|ch| *ch != '-' && *ch != ' ').count()
+                    && c.cpr
+                        .as_ref()
+                        .is_some_and(|cpr| cpr.digits().contains(&digits));
+                !needle.is_empty() && (text_hit || cpr_hit)
+            })
+            .collect())
+    }
+
+    /// Archives or un-archives a record. Archive is an ordinary field: it syncs like any edit.
+    pub fn set_archived<R: Record>(
+        &mut self,
+        id: Uuid,
+        archived: bool,
+    ) -> Result<Saved, StoreError> {
+        let record: R = self
+            .get(id)?
+            .ok_or(StoreError::RecordNotFound { entity: R::KIND })?;
+        let mut json =
+            serde_json::to_value(&record).map_err(|_| StoreError::Corrupt("record form"))?;
+        json["archived"] = archived.into();
+        let updated: R =
+            serde_json::from_value(json).map_err(|_| StoreError::Corrupt("record form"))?;
+        self.save(&updated)
+    }
+
+    /// Erases everything about a citizen from this device by destroying their data key and
+    /// deleting their records and pending mutations, then truncating the WAL so no old page
+    /// survives. Returns the number of records removed.
+    pub fn erase_citizen(&mut self, citizen: CitizenId) -> Result<usize, StoreError> {
+        let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let removed = tx.execute(
+            "DELETE FROM records WHERE citizen_id = ?1",
+            [&citizen.0.as_bytes()[..]],
+        )?;
+        if let Some(key_id) = keys::citizen_key_id(&tx, citizen)? {
+            tx.execute("DELETE FROM outbox WHERE key_id = ?1", [&key_id.0[..]])?;
+            tx.execute("DELETE FROM data_keys WHERE key_id = ?1", [&key_id.0[..]])?;
+        }
+        tx.commit()?;
+        keys.forget_citizen(citizen);
+        self.checkpoint()?;
+        Ok(removed)
+    }
+
+    /// The pending outbox, oldest first, decrypted.
+    pub fn outbox(&mut self) -> Result<Vec<Mutation>, StoreError> {
+        let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
+        outbox::list(&self.conn, keys)
+    }
+
+    /// How many mutations wait for sync (works while locked: counts carry no personal data).
+    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+        outbox::len(&self.conn)
+    }
+
+    /// Counts of stored records by kind (works while locked).
+    pub fn count(&self, kind: EntityKind) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM records WHERE entity = ?1",
+            [kind.as_str()],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// After the attempt limit: overwrite and delete every wrapped key and all sealed content.
+    fn destroy_keys(&mut self, now_ms: u64) -> Result<(), StoreError> {
+        self.keys = None;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "UPDATE header SET master_wrapped = NULL;
+             DELETE FROM data_keys; DELETE FROM records; DELETE FROM outbox;",
+        )?;
+        guard::mark_destroyed(&tx, now_ms)?;
+        tx.commit()?;
+        self.checkpoint()?;
+        self.conn.execute_batch("VACUUM")?;
+        self.checkpoint()
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("device_id", &self.device_id)
+            .field("unlocked", &self.is_unlocked())
+            .finish()
+    }
+}

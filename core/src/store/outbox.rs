@@ -1,0 +1,70 @@
+//! The outbox: mutations saved on this device and not yet acknowledged by the server.
+//!
+//! A mutation is appended in the same transaction as the record change it describes, with the
+//! next `device_seq`, sealed under the same data key as the record (so erasing a citizen erases
+//! their pending mutations too) and bound to its sequence number.
+
+use super::StoreError;
+use super::keys::{KeyRing, key_id_from};
+use crate::crypto::{Binding, KeyId, SecretKey};
+use crate::protocol::Mutation;
+use ring::rand::SystemRandom;
+use rusqlite::{Connection, params};
+
+fn binding(key_id: KeyId, seq_bytes: &[u8; 8]) -> Binding<'_> {
+    Binding {
+        key_id,
+        table: "outbox",
+        record: seq_bytes,
+        field: "mutation",
+    }
+}
+
+pub(crate) fn append(
+    conn: &Connection,
+    rng: &SystemRandom,
+    key: &SecretKey,
+    key_id: KeyId,
+    mutation: &Mutation,
+) -> Result<(), StoreError> {
+    let seq = mutation.device_seq.to_be_bytes();
+    let json = zeroize::Zeroizing::new(
+        serde_json::to_vec(mutation).map_err(|_| StoreError::Corrupt("mutation"))?,
+    );
+    let sealed = key.seal(rng, &binding(key_id, &seq), &json)?;
+    conn.execute(
+        "INSERT INTO outbox (device_seq, key_id, sealed) VALUES (?1, ?2, ?3)",
+        params![mutation.device_seq as i64, &key_id.0[..], sealed],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn list(conn: &Connection, keys: &mut KeyRing) -> Result<Vec<Mutation>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT device_seq, key_id, sealed FROM outbox ORDER BY device_seq")?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (seq, key_id, sealed) in rows {
+        let key_id = key_id_from(&key_id)?;
+        let key = keys.by_id(conn, key_id)?;
+        let plain = zeroize::Zeroizing::new(
+            key.open(&binding(key_id, &(seq as u64).to_be_bytes()), &sealed)?,
+        );
+        out.push(
+            serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt("outbox mutation"))?,
+        );
+    }
+    Ok(out)
+}
+
+pub(crate) fn len(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))? as u64)
+}

@@ -1,0 +1,241 @@
+//! Sealed records: one row per record, each field sealed on its own.
+//!
+//! A row keeps plain listing columns ([`crate::domain::Projection`]) and `cells`: for every
+//! top-level field of the record's JSON form, the field name, the [`Stamp`] of the write that
+//! set it, and the value sealed with the record's data key, bound to `(key id, entity, record id,
+//! field)`. Per-field stamps are what sync merges on (DESIGN §5).
+//!
+//! Reading opens each cell and splices the plaintext JSON values into one object, which serde
+//! then parses into the typed record — no intermediate `serde_json::Value` per field.
+
+use super::StoreError;
+use crate::crypto::{Binding, KeyId, SecretKey};
+use crate::domain::{EntityKind, Record};
+use crate::hlc::{DeviceId, Hlc, Stamp};
+use crate::protocol::{FieldChange, FieldOp};
+use ring::rand::SystemRandom;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+/// One field of a stored record.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct Cell {
+    pub field: String,
+    pub hlc: u64,
+    pub device: [u8; 16],
+    pub sealed: Vec<u8>,
+}
+
+impl Cell {
+    fn stamp(&self) -> Stamp {
+        Stamp {
+            hlc: Hlc::from_u64(self.hlc),
+            device: DeviceId(Uuid::from_bytes(self.device)),
+        }
+    }
+}
+
+/// A stored row, cells still sealed.
+pub(crate) struct SealedRow {
+    pub key_id: KeyId,
+    pub cells: Vec<Cell>,
+}
+
+pub(crate) fn binding<'a>(
+    key_id: KeyId,
+    entity: EntityKind,
+    id: &'a Uuid,
+    field: &'a str,
+) -> Binding<'a> {
+    Binding {
+        key_id,
+        table: entity.as_str(),
+        record: id.as_bytes(),
+        field,
+    }
+}
+
+pub(crate) fn decode_cells(blob: &[u8]) -> Result<Vec<Cell>, StoreError> {
+    postcard::from_bytes(blob).map_err(|_| StoreError::Corrupt("record cells"))
+}
+
+pub(crate) fn load_row(
+    conn: &Connection,
+    entity: EntityKind,
+    id: &Uuid,
+) -> Result<Option<SealedRow>, StoreError> {
+    let row: Option<(Vec<u8>, Vec<u8>)> = conn
+        .query_row(
+            "SELECT key_id, cells FROM records WHERE entity = ?1 AND id = ?2",
+            params![entity.as_str(), &id.as_bytes()[..]],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(k, c)| {
+        Ok(SealedRow {
+            key_id: super::keys::key_id_from(&k)?,
+            cells: decode_cells(&c)?,
+        })
+    })
+    .transpose()
+}
+
+/// Opens every cell and parses the record.
+pub(crate) fn open_record<R: Record>(
+    key: &SecretKey,
+    key_id: KeyId,
+    id: &Uuid,
+    cells: &[Cell],
+) -> Result<R, StoreError> {
+    let mut json = Vec::with_capacity(
+        cells
+            .iter()
+            .map(|c| c.sealed.len() + c.field.len() + 4)
+            .sum::<usize>()
+            + 2,
+    );
+    json.push(b'{');
+    for (i, cell) in cells.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        let plain = key.open(&binding(key_id, R::KIND, id, &cell.field), &cell.sealed)?;
+        serde_json::to_writer(&mut json, &cell.field)
+            .map_err(|_| StoreError::Corrupt("field name"))?;
+        json.push(b':');
+        json.extend_from_slice(&plain);
+    }
+    json.push(b'}');
+    serde_json::from_slice(&json).map_err(|_| StoreError::Corrupt("record fields"))
+}
+
+/// What saving a record produced.
+pub(crate) struct Staged {
+    pub cells: Vec<Cell>,
+    pub ops: Vec<FieldOp>,
+}
+
+/// Compares the new record with the stored one and seals the result. Unchanged fields keep
+/// their stamp (re-sealed only if the key changed); changed fields get `stamp` and an op whose
+/// base is the version they replace. Set fields produce one `Add`/`Remove` per element.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn stage<R: Record>(
+    rng: &SystemRandom,
+    record: &R,
+    old: Option<(&SecretKey, &SealedRow)>,
+    key: &SecretKey,
+    key_id: KeyId,
+    stamp: Stamp,
+) -> Result<Staged, StoreError> {
+    let id = record.record_id();
+    let serde_json::Value::Object(fields) =
+        serde_json::to_value(record).map_err(|_| StoreError::Corrupt("record form"))?
+    else {
+        return Err(StoreError::Corrupt("record is not an object"));
+    };
+    let mut cells = Vec::with_capacity(fields.len());
+    let mut ops = Vec::new();
+    for (field, value) in fields {
+        let text = serde_json::to_vec(&value).map_err(|_| StoreError::Corrupt("field value"))?;
+        let previous = match old {
+            Some((old_key, row)) => match row.cells.iter().find(|c| c.field == field) {
+                Some(cell) => Some((
+                    cell,
+                    old_key.open(&binding(row.key_id, R::KIND, &id, &field), &cell.sealed)?,
+                )),
+                None => None,
+            },
+            None => None,
+        };
+        let (cell_stamp, changed) = match &previous {
+            Some((cell, old_text)) if *old_text == text => (cell.stamp(), false),
+            _ => (stamp, true),
+        };
+        if changed {
+            let base = previous.as_ref().map(|(cell, _)| cell.stamp());
+            let old_value = previous.as_ref().map(|(_, t)| t.as_slice());
+            for change in changes(R::SET_FIELDS.contains(&field.as_str()), old_value, &value)? {
+                ops.push(FieldOp {
+                    entity: R::KIND,
+                    id,
+                    field: field.clone(),
+                    change,
+                    hlc: stamp.hlc,
+                    base,
+                });
+            }
+        }
+        let sealed = key.seal(rng, &binding(key_id, R::KIND, &id, &field), &text)?;
+        cells.push(Cell {
+            field,
+            hlc: cell_stamp.hlc.as_u64(),
+            device: *cell_stamp.device.0.as_bytes(),
+            sealed,
+        });
+    }
+    Ok(Staged { cells, ops })
+}
+
+fn changes(
+    is_set: bool,
+    old: Option<&[u8]>,
+    new: &serde_json::Value,
+) -> Result<Vec<FieldChange>, StoreError> {
+    let serde_json::Value::Array(new_items) = new else {
+        return Ok(vec![FieldChange::Assign(new.clone())]);
+    };
+    if !is_set {
+        return Ok(vec![FieldChange::Assign(new.clone())]);
+    }
+    let old_items: Vec<serde_json::Value> = match old {
+        Some(bytes) => {
+            serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt("set field"))?
+        }
+        None => Vec::new(),
+    };
+    let key = |v: &serde_json::Value| v.to_string();
+    let old_keys: BTreeSet<String> = old_items.iter().map(key).collect();
+    let new_keys: BTreeSet<String> = new_items.iter().map(key).collect();
+    let mut out: Vec<FieldChange> = new_items
+        .iter()
+        .filter(|v| !old_keys.contains(&key(v)))
+        .map(|v| FieldChange::Add(v.clone()))
+        .collect();
+    out.extend(
+        old_items
+            .iter()
+            .filter(|v| !new_keys.contains(&key(v)))
+            .map(|v| FieldChange::Remove(v.clone())),
+    );
+    Ok(out)
+}
+
+pub(crate) fn write_row<R: Record>(
+    conn: &Connection,
+    record: &R,
+    key_id: KeyId,
+    cells: &[Cell],
+) -> Result<(), StoreError> {
+    let p = record.projection();
+    let blob = postcard::to_allocvec(cells).map_err(|_| StoreError::Corrupt("encode cells"))?;
+    conn.execute(
+        "INSERT INTO records (entity, id, citizen_id, site_id, sort_key, archived, key_id, cells)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (entity, id) DO UPDATE SET citizen_id = excluded.citizen_id,
+             site_id = excluded.site_id, sort_key = excluded.sort_key, archived = excluded.archived,
+             key_id = excluded.key_id, cells = excluded.cells",
+        params![
+            R::KIND.as_str(),
+            &record.record_id().as_bytes()[..],
+            p.citizen_id.map(|c| c.0.as_bytes().to_vec()),
+            p.site_id.map(|s| s.0.as_bytes().to_vec()),
+            p.sort_key,
+            p.archived,
+            &key_id.0[..],
+            blob
+        ],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Numbered schema migrations for the device store.
+//!
+//! Append-only: never edit a migration that has shipped; add the next number. The schema
+//! version lives in SQLite's `user_version`; `application_id` marks the file as a Feltbog store.
+//! A store newer than this build refuses to open (a tablet that was downgraded) rather than
+//! guessing.
+//!
+//! Plain columns hold only random ids, times, flags and ciphertext — never personal data.
+
+use super::StoreError;
+use rusqlite::Connection;
+
+/// `application_id` of a Feltbog device store ("FELT").
+pub const APPLICATION_ID: i32 = 0x4645_4c54;
+
+/// The migrations, in order; index + 1 is the version each one produces.
+const MIGRATIONS: &[&str] = &[
+    // 1: header, wrapped keys, sealed records, the outbox.
+    r#"
+    CREATE TABLE header (
+        id             INTEGER PRIMARY KEY CHECK (id = 1),
+        device_id      BLOB    NOT NULL,
+        kdf_salt       BLOB    NOT NULL,
+        kdf_params     TEXT    NOT NULL,  -- JSON KdfParams; not secret
+        keystore       TEXT    NOT NULL,  -- which platform secret was mixed in
+        master_wrapped BLOB,              -- NULL once the keys are destroyed
+        device_seq     INTEGER NOT NULL DEFAULT 0, -- last device_seq used by the outbox
+        hlc_last       INTEGER NOT NULL DEFAULT 0  -- the clock survives restarts
+    );
+    CREATE TABLE data_keys (
+        key_id  BLOB PRIMARY KEY,
+        scope   TEXT NOT NULL UNIQUE,   -- 'general' or 'citizen:<random uuid>'
+        wrapped BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE records (
+        entity     TEXT    NOT NULL,
+        id         BLOB    NOT NULL,
+        citizen_id BLOB,
+        site_id    BLOB,
+        sort_key   INTEGER NOT NULL,
+        archived   INTEGER NOT NULL,
+        key_id     BLOB    NOT NULL,
+        cells      BLOB    NOT NULL,    -- postcard Vec<Cell>: field, stamp, sealed value
+        PRIMARY KEY (entity, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX records_by_citizen ON records (citizen_id, entity);
+    CREATE INDEX records_by_sort ON records (entity, sort_key);
+    CREATE TABLE outbox (
+        device_seq INTEGER PRIMARY KEY,
+        key_id     BLOB NOT NULL,
+        sealed     BLOB NOT NULL         -- sealed JSON Mutation
+    );
+    CREATE INDEX outbox_by_key ON outbox (key_id);
+    "#,
+    // 2: the unlock guard (wrong-passphrase back-off and key destruction), in its own one-row
+    //    table so counting an attempt is a single small write. Stores from version 1 get the
+    //    default policy.
+    r#"
+    CREATE TABLE unlock_guard (
+        id                 INTEGER PRIMARY KEY CHECK (id = 1),
+        failed_attempts    INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at_ms INTEGER NOT NULL DEFAULT 0,
+        max_attempts       INTEGER NOT NULL,
+        free_attempts      INTEGER NOT NULL,
+        base_delay_ms      INTEGER NOT NULL,
+        max_delay_ms       INTEGER NOT NULL,
+        destroyed_at_ms    INTEGER
+    );
+    INSERT INTO unlock_guard (id, max_attempts, free_attempts, base_delay_ms, max_delay_ms)
+        VALUES (1, 10, 3, 1000, 900000);
+    "#,
+];
+
+/// The schema version this build writes.
+pub const LATEST: u32 = MIGRATIONS.len() as u32;
+
+/// The schema version of an open database (0 for an empty file).
+pub fn version(conn: &Connection) -> Result<u32, StoreError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get::<_, u32>(0))?)
+}
+
+/// Migrates up to `target` (≤ [`LATEST`]), each step in its own transaction with the version bump.
+pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<u32, StoreError> {
+    let found = version(conn)?;
+    if found > LATEST {
+        return Err(StoreError::NewerSchema {
+            found,
+            supported: LATEST,
+        });
+    }
+    for v in found..target.min(LATEST) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(MIGRATIONS[v as usize])?;
+        tx.pragma_update(None, "user_version", v + 1)?;
+        tx.commit()?;
+    }
+    version(conn)
+}
