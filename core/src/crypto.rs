@@ -186,6 +186,45 @@ pub fn random<const N: usize>(rng: &SystemRandom) -> Result<[u8; N], CryptoError
     Ok(buf)
 }
 
+/// Hands out random 96-bit nonces drawn from the OS in blocks, so sealing the fifteen fields of
+/// a record costs one `getrandom` call, not fifteen. Nonces need to be unique, not secret.
+pub struct NoncePool {
+    rng: SystemRandom,
+    buf: [u8; NONCE_LEN * 64],
+    next: usize,
+}
+
+impl NoncePool {
+    /// An empty pool over the OS generator.
+    pub fn new(rng: SystemRandom) -> NoncePool {
+        NoncePool {
+            rng,
+            buf: [0; NONCE_LEN * 64],
+            next: NONCE_LEN * 64,
+        }
+    }
+
+    /// The OS generator behind the pool (for keys and salts, which are drawn directly).
+    pub fn rng(&self) -> &SystemRandom {
+        &self.rng
+    }
+
+    fn take(&mut self) -> Result<[u8; NONCE_LEN], CryptoError> {
+        if self.next == self.buf.len() {
+            self.rng
+                .fill(&mut self.buf)
+                .map_err(|_| CryptoError::Random)?;
+            self.next = 0;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&self.buf[self.next..self.next + NONCE_LEN]);
+        // Never hand the same bytes out twice.
+        self.buf[self.next..self.next + NONCE_LEN].fill(0);
+        self.next += NONCE_LEN;
+        Ok(nonce)
+    }
+}
+
 /// A 256-bit secret key: the KEK, the master key or a data key. Zeroized on drop.
 ///
 /// The expanded AES key schedule inside `ring`'s `LessSafeKey` is not zeroized by `ring`; it is
@@ -234,11 +273,11 @@ impl SecretKey {
     /// Wraps (seals) another key under this one, bound to `binding`.
     pub fn wrap(
         &self,
-        rng: &SystemRandom,
+        nonces: &mut NoncePool,
         key: &SecretKey,
         binding: &Binding<'_>,
     ) -> Result<Vec<u8>, CryptoError> {
-        self.seal(rng, binding, &key.raw[..])
+        self.seal(nonces, binding, &key.raw[..])
     }
 
     /// Unwraps a key sealed by [`Self::wrap`] with the same binding.
@@ -255,29 +294,43 @@ impl SecretKey {
     /// Seals `plaintext` bound to `binding`: `version ‖ nonce ‖ ciphertext ‖ tag`.
     pub fn seal(
         &self,
-        rng: &SystemRandom,
+        nonces: &mut NoncePool,
         binding: &Binding<'_>,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
-        let nonce = random::<NONCE_LEN>(rng)?;
+        let nonce = nonces.take()?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + TAG_LEN);
         out.push(FORMAT_VERSION);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
-        let mut body = out.split_off(1 + NONCE_LEN);
-        self.aead
-            .seal_in_place_append_tag(
+        let mut ad = AdBuf::new();
+        let tag = self
+            .aead
+            .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(binding.associated_data(FORMAT_VERSION)),
-                &mut body,
+                Aad::from(binding.associated_data_into(FORMAT_VERSION, &mut ad)),
+                &mut out[1 + NONCE_LEN..],
             )
             .map_err(|_| CryptoError::Open)?;
-        out.extend_from_slice(&body);
+        out.extend_from_slice(tag.as_ref());
         Ok(out)
     }
 
     /// Opens a value sealed by [`Self::seal`]; fails unless key, binding and bytes all match.
     pub fn open(&self, binding: &Binding<'_>, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut out = Vec::with_capacity(sealed.len());
+        self.open_append(binding, sealed, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Self::open`], but appends the plaintext to `out` (no allocation per value: the
+    /// store decrypts a whole record's fields into one buffer). On error `out` is unchanged.
+    pub fn open_append(
+        &self,
+        binding: &Binding<'_>,
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         let (&version, rest) = sealed.split_first().ok_or(CryptoError::Truncated)?;
         if version != FORMAT_VERSION {
             return Err(CryptoError::UnsupportedVersion(version));
@@ -287,14 +340,27 @@ impl SecretKey {
         }
         let (nonce, body) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Truncated)?;
-        let mut buf = body.to_vec();
-        let len = self
+        let start = out.len();
+        out.extend_from_slice(body);
+        let mut ad = AdBuf::new();
+        let opened = self
             .aead
-            .open_in_place(nonce, Aad::from(binding.associated_data(version)), &mut buf)
-            .map_err(|_| CryptoError::Open)?
-            .len();
-        buf.truncate(len);
-        Ok(buf)
+            .open_in_place(
+                nonce,
+                Aad::from(binding.associated_data_into(version, &mut ad)),
+                &mut out[start..],
+            )
+            .map(|plain| plain.len());
+        match opened {
+            Ok(len) => {
+                out.truncate(start + len);
+                Ok(())
+            }
+            Err(_) => {
+                out.truncate(start);
+                Err(CryptoError::Open)
+            }
+        }
     }
 }
 
@@ -318,18 +384,51 @@ pub struct Binding<'a> {
     pub field: &'a str,
 }
 
-impl Binding<'_> {
-    fn associated_data(&self, version: u8) -> Vec<u8> {
-        let mut ad =
-            Vec::with_capacity(48 + self.table.len() + self.record.len() + self.field.len());
-        ad.extend_from_slice(b"feltbog");
-        ad.push(version);
-        ad.extend_from_slice(&self.key_id.0);
-        for part in [self.table.as_bytes(), self.record, self.field.as_bytes()] {
-            ad.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            ad.extend_from_slice(part);
+/// Associated data is built on the stack when it fits (it nearly always does).
+struct AdBuf {
+    stack: [u8; 256],
+    heap: Vec<u8>,
+}
+
+impl AdBuf {
+    fn new() -> AdBuf {
+        AdBuf {
+            stack: [0; 256],
+            heap: Vec::new(),
         }
-        ad
+    }
+}
+
+impl Binding<'_> {
+    fn parts(&self) -> [&[u8]; 3] {
+        [self.table.as_bytes(), self.record, self.field.as_bytes()]
+    }
+
+    /// `"feltbog" ‖ version ‖ key id ‖ (len ‖ table) ‖ (len ‖ record) ‖ (len ‖ field)`.
+    fn associated_data_into<'b>(&self, version: u8, buf: &'b mut AdBuf) -> &'b [u8] {
+        let len = 7 + 1 + 16 + self.parts().iter().map(|p| 4 + p.len()).sum::<usize>();
+        let out: &mut [u8] = if len <= buf.stack.len() {
+            &mut buf.stack[..len]
+        } else {
+            buf.heap.resize(len, 0);
+            &mut buf.heap[..]
+        };
+        out[..7].copy_from_slice(b"feltbog");
+        out[7] = version;
+        out[8..24].copy_from_slice(&self.key_id.0);
+        let mut at = 24;
+        for part in self.parts() {
+            out[at..at + 4].copy_from_slice(&(part.len() as u32).to_be_bytes());
+            out[at + 4..at + 4 + part.len()].copy_from_slice(part);
+            at += 4 + part.len();
+        }
+        out
+    }
+
+    #[cfg(test)]
+    fn associated_data(&self, version: u8) -> Vec<u8> {
+        self.associated_data_into(version, &mut AdBuf::new())
+            .to_vec()
     }
 }
 
@@ -337,10 +436,10 @@ impl Binding<'_> {
 mod tests {
     use super::*;
 
-    fn key() -> (SystemRandom, SecretKey) {
+    fn key() -> (NoncePool, SecretKey) {
         let rng = SystemRandom::new();
         let k = SecretKey::generate(&rng).unwrap();
-        (rng, k)
+        (NoncePool::new(rng), k)
     }
 
     fn binding<'a>(record: &'a [u8], field: &'a str) -> Binding<'a> {
@@ -354,9 +453,9 @@ mod tests {
 
     #[test]
     fn round_trip_and_every_bit_flip_fails() {
-        let (rng, k) = key();
+        let (mut rng, k) = key();
         let b = binding(b"rec-1", "note");
-        let sealed = k.seal(&rng, &b, b"hemmelig note").unwrap();
+        let sealed = k.seal(&mut rng, &b, b"hemmelig note").unwrap();
         assert_eq!(k.open(&b, &sealed).unwrap(), b"hemmelig note");
         for i in 0..sealed.len() * 8 {
             let mut bad = sealed.clone();
@@ -367,9 +466,9 @@ mod tests {
 
     #[test]
     fn moved_to_other_field_record_table_or_key_fails() {
-        let (rng, k) = key();
+        let (mut rng, k) = key();
         let b = binding(b"rec-1", "note");
-        let sealed = k.seal(&rng, &b, b"x").unwrap();
+        let sealed = k.seal(&mut rng, &b, b"x").unwrap();
         assert_eq!(
             k.open(&binding(b"rec-2", "note"), &sealed),
             Err(CryptoError::Open)
@@ -393,6 +492,34 @@ mod tests {
     }
 
     #[test]
+    fn nonces_never_repeat_across_refills() {
+        let mut pool = NoncePool::new(SystemRandom::new());
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1_000 {
+            assert!(seen.insert(pool.take().unwrap()));
+        }
+    }
+
+    #[test]
+    fn long_bindings_spill_to_the_heap_and_still_bind() {
+        let (mut rng, k) = key();
+        let long = "f".repeat(400);
+        let b = Binding {
+            key_id: KeyId([3; 16]),
+            table: "visit",
+            record: b"r",
+            field: &long,
+        };
+        let sealed = k.seal(&mut rng, &b, b"v").unwrap();
+        assert_eq!(k.open(&b, &sealed).unwrap(), b"v");
+        let shorter = Binding {
+            field: &long[1..],
+            ..b
+        };
+        assert_eq!(k.open(&shorter, &sealed), Err(CryptoError::Open));
+    }
+
+    #[test]
     fn bindings_are_unambiguous() {
         let a = Binding {
             key_id: KeyId([0; 16]),
@@ -413,6 +540,7 @@ mod tests {
     fn kek_depends_on_passphrase_and_platform_secret() {
         let rng = SystemRandom::new();
         let master = SecretKey::generate(&rng).unwrap();
+        let mut rng = NoncePool::new(rng);
         let salt = [9u8; 16];
         let p = KdfParams::MINIMUM;
         let pass = Passphrase::new("correct horse").unwrap();
@@ -423,7 +551,7 @@ mod tests {
             field: "wrapped",
         };
         let kek = SecretKey::derive_kek(&pass, &salt, &p, Some(b"device-secret")).unwrap();
-        let wrapped = kek.wrap(&rng, &master, &b).unwrap();
+        let wrapped = kek.wrap(&mut rng, &master, &b).unwrap();
         let again = SecretKey::derive_kek(&pass, &salt, &p, Some(b"device-secret")).unwrap();
         assert!(again.unwrap_key(&b, &wrapped).is_ok());
         let no_secret = SecretKey::derive_kek(&pass, &salt, &p, None).unwrap();

@@ -173,10 +173,10 @@ fn visit(cli: &Cli, cmd: &VisitCommand, input: &mut Input, out: &Out) -> Result<
             v.place = a.place.clone().map(Into::into);
             v.duration_minutes = a.duration;
             v.wellbeing = a.wellbeing;
-            if let Some(citizen) = v.citizen_id {
-                if store.get::<Citizen>(citizen.0)?.is_none() {
-                    bail!("no such citizen on this device");
-                }
+            if let Some(citizen) = v.citizen_id
+                && store.get::<Citizen>(citizen.0)?.is_none()
+            {
+                bail!("no such citizen on this device");
             }
             let saved = store.save(&v)?;
             out.saved(EntityKind::Visit, v.id.0, saved)

@@ -6,6 +6,7 @@
 //! `FELTBOG_CRASH_KILLS` sets the number of kills (default 200); `FELTBOG_CRASH_SEED` the seed.
 
 use feltbog_core::crypto::Passphrase;
+use feltbog_core::dataset::SplitMix as Rng;
 use feltbog_core::domain::{Citizen, CitizenId, EntityKind, Theme, Visit, VisitKind, WorkerId};
 use feltbog_core::keystore::NoPlatformSecret;
 use feltbog_core::store::Store;
@@ -17,21 +18,6 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_feltbog-device");
 const PASS: &str = "crash-test-pin";
-
-/// SplitMix64: a tiny deterministic generator, so a failing seed replays.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -46,7 +32,7 @@ fn batch(rng: &mut Rng, n: usize) -> Vec<String> {
     let mut citizen = CitizenId::new();
     for i in 0..n {
         if i % 4 == 0 {
-            let mut c = Citizen::with_alias(&format!("Borger {}", rng.next()));
+            let mut c = Citizen::with_alias(&format!("Borger {}", rng.next_u64()));
             citizen = c.id;
             c.tags.insert("crash".into());
             lines.push(serde_json::json!({"kind": "citizen", "record": c}).to_string());

@@ -145,10 +145,10 @@ impl Validate for Citizen {
                 1900,
                 i64::from(Utc::now().year()),
             )?;
-            if let Some(born) = self.cpr.as_ref().and_then(Cpr::birth_date) {
-                if born.year() != year {
-                    return Err(ValidationError::CprBirthYearMismatch);
-                }
+            if let Some(born) = self.cpr.as_ref().and_then(Cpr::birth_date)
+                && born.year() != year
+            {
+                return Err(ValidationError::CprBirthYearMismatch);
             }
         }
         if let Some(consent) = &self.consent {

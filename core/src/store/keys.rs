@@ -5,9 +5,8 @@
 //! wrapped key copied to another citizen's row does not open.
 
 use super::StoreError;
-use crate::crypto::{Binding, KeyId, SecretKey, random};
+use crate::crypto::{Binding, KeyId, NoncePool, SecretKey, random};
 use crate::domain::{CitizenId, KeyScope};
-use ring::rand::SystemRandom;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,13 +51,13 @@ impl KeyRing {
     pub(crate) fn for_scope(
         &mut self,
         conn: &Connection,
-        rng: &SystemRandom,
+        nonces: &mut NoncePool,
         scope: KeyScope,
     ) -> Result<(KeyId, Arc<SecretKey>), StoreError> {
-        if let Some(id) = self.by_scope.get(&scope) {
-            if let Some(key) = self.by_id.get(id) {
-                return Ok((*id, key.clone()));
-            }
+        if let Some(id) = self.by_scope.get(&scope)
+            && let Some(key) = self.by_id.get(id)
+        {
+            return Ok((*id, key.clone()));
         }
         let name = scope_name(scope);
         let row: Option<(Vec<u8>, Vec<u8>)> = conn
@@ -77,9 +76,11 @@ impl KeyRing {
                 (key_id, key)
             }
             None => {
-                let key_id = KeyId(random::<16>(rng)?);
-                let key = SecretKey::generate(rng)?;
-                let wrapped = self.master.wrap(rng, &key, &wrap_binding(key_id, &name))?;
+                let key_id = KeyId(random::<16>(nonces.rng())?);
+                let key = SecretKey::generate(nonces.rng())?;
+                let wrapped = self
+                    .master
+                    .wrap(nonces, &key, &wrap_binding(key_id, &name))?;
                 conn.execute(
                     "INSERT INTO data_keys (key_id, scope, wrapped) VALUES (?1, ?2, ?3)",
                     params![&key_id.0[..], &name, wrapped],

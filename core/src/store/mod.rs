@@ -23,7 +23,9 @@ pub mod schema;
 
 pub use guard::LockoutPolicy;
 
-use crate::crypto::{Binding, CryptoError, KdfParams, KeyId, Passphrase, SecretKey, random};
+use crate::crypto::{
+    Binding, CryptoError, KdfParams, KeyId, NoncePool, Passphrase, SecretKey, random,
+};
 use crate::domain::{Citizen, CitizenId, EntityKind, Record, SiteId, ValidationError};
 use crate::hlc::{
     ClockError, DEFAULT_MAX_DRIFT_MS, DeviceId, Hlc, HlcClock, Stamp, system_time_ms,
@@ -136,7 +138,7 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     device_id: DeviceId,
-    rng: SystemRandom,
+    nonces: NoncePool,
     platform: Arc<dyn PlatformSecret>,
     clock: HlcClock,
     keys: Option<KeyRing>,
@@ -160,7 +162,7 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     }
     conn.execute_batch(
         "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;
-         PRAGMA foreign_keys = ON;",
+         PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456;",
     )?;
     conn.busy_timeout(Duration::from_secs(5))?;
     Ok(())
@@ -219,7 +221,8 @@ impl Store {
             secret.as_deref().map(|s| s.as_slice()),
         )?;
         let master = SecretKey::generate(&rng)?;
-        let wrapped = kek.wrap(&rng, &master, &master_binding(&device_id))?;
+        let mut nonces = NoncePool::new(rng);
+        let wrapped = kek.wrap(&mut nonces, &master, &master_binding(&device_id))?;
         let kdf_json =
             serde_json::to_string(&options.kdf).map_err(|_| StoreError::Corrupt("kdf params"))?;
         let tx = conn.transaction()?;
@@ -242,7 +245,7 @@ impl Store {
             conn,
             path: path.to_owned(),
             device_id,
-            rng,
+            nonces,
             platform: options.platform.clone(),
             clock: HlcClock::new(Hlc::ZERO, DEFAULT_MAX_DRIFT_MS),
             keys: Some(KeyRing::new(master)),
@@ -279,7 +282,7 @@ impl Store {
             conn,
             path: path.to_owned(),
             device_id,
-            rng: SystemRandom::new(),
+            nonces: NoncePool::new(SystemRandom::new()),
             platform,
             clock: HlcClock::new(Hlc::from_u64(hlc_last as u64), DEFAULT_MAX_DRIFT_MS),
             keys: None,
@@ -422,9 +425,13 @@ impl Store {
                 attempts_left: guard::read(&self.conn)?.policy.max_attempts,
             });
         }
-        let new_salt = random::<16>(&self.rng)?;
+        let new_salt = random::<16>(self.nonces.rng())?;
         let new_kek = SecretKey::derive_kek(new, &new_salt, &params, secret)?;
-        let rewrapped = new_kek.wrap(&self.rng, keys.master(), &master_binding(&self.device_id))?;
+        let rewrapped = new_kek.wrap(
+            &mut self.nonces,
+            keys.master(),
+            &master_binding(&self.device_id),
+        )?;
         self.conn.execute(
             "UPDATE header SET kdf_salt = ?1, master_wrapped = ?2 WHERE id = 1",
             params![&new_salt[..], rewrapped],
@@ -435,59 +442,65 @@ impl Store {
     /// Saves a record (create or update) and queues its changed fields as one outbox mutation,
     /// in one durable transaction. Validates first.
     pub fn save<R: Record>(&mut self, record: &R) -> Result<Saved, StoreError> {
-        record.validate()?;
+        Ok(self.save_all(std::slice::from_ref(record))?[0])
+    }
+
+    /// Saves several records in one durable transaction — all or none — each with its own outbox
+    /// mutation. Every record is validated before anything is written.
+    pub fn save_all<R: Record>(&mut self, records: &[R]) -> Result<Vec<Saved>, StoreError> {
+        for record in records {
+            record.validate()?;
+        }
         let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let id = record.record_id();
-        let (key_id, key) = keys.for_scope(&tx, &self.rng, record.key_scope())?;
-        let old = records::load_row(&tx, R::KIND, &id)?;
-        let old_key = match &old {
-            Some(row) => Some(keys.by_id(&tx, row.key_id)?),
-            None => None,
-        };
         let mut clock = self.clock.clone();
-        let hlc = clock.now(system_time_ms())?;
-        let stamp = Stamp {
-            hlc,
-            device: self.device_id,
-        };
-        let staged = records::stage(
-            &self.rng,
-            record,
-            old.as_ref()
+        let mut device_seq =
+            tx.query_row("SELECT device_seq FROM header WHERE id = 1", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64;
+        let mut results = Vec::with_capacity(records.len());
+        for record in records {
+            let id = record.record_id();
+            let (key_id, key) = keys.for_scope(&tx, &mut self.nonces, record.key_scope())?;
+            let old = records::load_row(&tx, R::KIND, &id)?;
+            let old_key = match &old {
+                Some(row) => Some(keys.by_id(&tx, row.key_id)?),
+                None => None,
+            };
+            let hlc = clock.now(system_time_ms())?;
+            let stamp = Stamp {
+                hlc,
+                device: self.device_id,
+            };
+            let previous = old
+                .as_ref()
                 .zip(old_key.as_deref())
-                .map(|(row, k)| (k, row)),
-            &key,
-            key_id,
-            stamp,
-        )?;
-        let key_moved = old.as_ref().is_some_and(|row| row.key_id != key_id);
-        if staged.ops.is_empty() && !key_moved {
-            return Ok(Saved::Unchanged);
-        }
-        records::write_row(&tx, record, key_id, &staged.cells)?;
-        let mut device_seq = 0;
-        if !staged.ops.is_empty() {
-            device_seq =
-                tx.query_row("SELECT device_seq + 1 FROM header WHERE id = 1", [], |r| {
-                    r.get::<_, i64>(0)
-                })? as u64;
+                .map(|(row, k)| (k, row));
+            let staged = records::stage(&mut self.nonces, record, previous, &key, key_id, stamp)?;
+            // The key scope follows from the record's fields, so a re-keyed record always has ops.
+            if staged.ops.is_empty() {
+                results.push(Saved::Unchanged);
+                continue;
+            }
+            records::write_row(&tx, record, key_id, &staged.cells)?;
+            device_seq += 1;
             let mutation = Mutation {
                 device_id: self.device_id,
                 device_seq,
                 ops: staged.ops,
             };
-            outbox::append(&tx, &self.rng, &key, key_id, &mutation)?;
+            outbox::append(&tx, &mut self.nonces, &key, key_id, &mutation)?;
+            results.push(Saved::Written { device_seq });
         }
         tx.execute(
-            "UPDATE header SET device_seq = max(device_seq, ?1), hlc_last = ?2 WHERE id = 1",
+            "UPDATE header SET device_seq = ?1, hlc_last = ?2 WHERE id = 1",
             params![device_seq as i64, clock.last().as_u64() as i64],
         )?;
         tx.commit()?;
         self.clock = clock;
-        Ok(Saved::Written { device_seq })
+        Ok(results)
     }
 
     /// One record by id, or `None`.
@@ -497,7 +510,10 @@ impl Store {
             return Ok(None);
         };
         let key = keys.by_id(&self.conn, row.key_id)?;
-        records::open_record(&key, row.key_id, &id, &row.cells).map(Some)
+        let blob: Vec<u8> =
+            postcard::to_allocvec(&row.cells).map_err(|_| StoreError::Corrupt("record cells"))?;
+        let cells = records::decode_cell_refs(&blob)?;
+        records::open_record(&key, row.key_id, &id, &cells, &mut Vec::new()).map(Some)
     }
 
     /// Records of one kind, newest first (by start time, due date or creation).
@@ -518,6 +534,7 @@ impl Store {
             limit
         ])?;
         let mut out = Vec::new();
+        let mut scratch = Vec::with_capacity(4096);
         while let Some(row) = rows.next()? {
             let blob = |i: usize| -> Result<&[u8], StoreError> {
                 row.get_ref(i)?
@@ -526,9 +543,15 @@ impl Store {
             };
             let id = Uuid::from_slice(blob(0)?).map_err(|_| StoreError::Corrupt("record id"))?;
             let key_id = keys::key_id_from(blob(1)?)?;
-            let cells = records::decode_cells(blob(2)?)?;
+            let cells = records::decode_cell_refs(blob(2)?)?;
             let key = keys.by_id(&self.conn, key_id)?;
-            out.push(records::open_record(&key, key_id, &id, &cells)?);
+            out.push(records::open_record(
+                &key,
+                key_id,
+                &id,
+                &cells,
+                &mut scratch,
+            )?);
         }
         Ok(out)
     }

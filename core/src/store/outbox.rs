@@ -6,9 +6,8 @@
 
 use super::StoreError;
 use super::keys::{KeyRing, key_id_from};
-use crate::crypto::{Binding, KeyId, SecretKey};
+use crate::crypto::{Binding, KeyId, NoncePool, SecretKey};
 use crate::protocol::Mutation;
-use ring::rand::SystemRandom;
 use rusqlite::{Connection, params};
 
 fn binding(key_id: KeyId, seq_bytes: &[u8; 8]) -> Binding<'_> {
@@ -22,7 +21,7 @@ fn binding(key_id: KeyId, seq_bytes: &[u8; 8]) -> Binding<'_> {
 
 pub(crate) fn append(
     conn: &Connection,
-    rng: &SystemRandom,
+    nonces: &mut NoncePool,
     key: &SecretKey,
     key_id: KeyId,
     mutation: &Mutation,
@@ -31,7 +30,7 @@ pub(crate) fn append(
     let json = zeroize::Zeroizing::new(
         serde_json::to_vec(mutation).map_err(|_| StoreError::Corrupt("mutation"))?,
     );
-    let sealed = key.seal(rng, &binding(key_id, &seq), &json)?;
+    let sealed = key.seal(nonces, &binding(key_id, &seq), &json)?;
     conn.execute(
         "INSERT INTO outbox (device_seq, key_id, sealed) VALUES (?1, ?2, ?3)",
         params![mutation.device_seq as i64, &key_id.0[..], sealed],

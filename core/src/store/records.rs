@@ -9,11 +9,10 @@
 //! then parses into the typed record — no intermediate `serde_json::Value` per field.
 
 use super::StoreError;
-use crate::crypto::{Binding, KeyId, SecretKey};
+use crate::crypto::{Binding, KeyId, NoncePool, SecretKey};
 use crate::domain::{EntityKind, Record};
 use crate::hlc::{DeviceId, Hlc, Stamp};
 use crate::protocol::{FieldChange, FieldOp};
-use ring::rand::SystemRandom;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -57,7 +56,23 @@ pub(crate) fn binding<'a>(
     }
 }
 
+/// A cell borrowed from the row's bytes: listing thousands of records allocates nothing per field.
+/// Same encoding as [`Cell`] (postcard writes a `Vec<u8>` and a `&[u8]` alike).
+#[derive(Deserialize, Debug)]
+pub(crate) struct CellRef<'a> {
+    pub field: &'a str,
+    #[allow(dead_code)]
+    pub hlc: u64,
+    #[allow(dead_code)]
+    pub device: [u8; 16],
+    pub sealed: &'a [u8],
+}
+
 pub(crate) fn decode_cells(blob: &[u8]) -> Result<Vec<Cell>, StoreError> {
+    postcard::from_bytes(blob).map_err(|_| StoreError::Corrupt("record cells"))
+}
+
+pub(crate) fn decode_cell_refs(blob: &[u8]) -> Result<Vec<CellRef<'_>>, StoreError> {
     postcard::from_bytes(blob).map_err(|_| StoreError::Corrupt("record cells"))
 }
 
@@ -82,33 +97,38 @@ pub(crate) fn load_row(
     .transpose()
 }
 
-/// Opens every cell and parses the record.
+/// Opens every cell and parses the record. `json` is scratch space reused across records; it is
+/// zeroized before returning, since it held the plaintext.
 pub(crate) fn open_record<R: Record>(
     key: &SecretKey,
     key_id: KeyId,
     id: &Uuid,
-    cells: &[Cell],
+    cells: &[CellRef<'_>],
+    json: &mut Vec<u8>,
 ) -> Result<R, StoreError> {
-    let mut json = Vec::with_capacity(
-        cells
-            .iter()
-            .map(|c| c.sealed.len() + c.field.len() + 4)
-            .sum::<usize>()
-            + 2,
-    );
+    json.clear();
     json.push(b'{');
     for (i, cell) in cells.iter().enumerate() {
         if i > 0 {
             json.push(b',');
         }
-        let plain = key.open(&binding(key_id, R::KIND, id, &cell.field), &cell.sealed)?;
-        serde_json::to_writer(&mut json, &cell.field)
-            .map_err(|_| StoreError::Corrupt("field name"))?;
-        json.push(b':');
-        json.extend_from_slice(&plain);
+        // Field names are the record's own serde names: plain identifiers, no escaping needed.
+        if !cell
+            .field
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(StoreError::Corrupt("field name"));
+        }
+        json.push(b'"');
+        json.extend_from_slice(cell.field.as_bytes());
+        json.extend_from_slice(b"\":");
+        key.open_append(&binding(key_id, R::KIND, id, cell.field), cell.sealed, json)?;
     }
     json.push(b'}');
-    serde_json::from_slice(&json).map_err(|_| StoreError::Corrupt("record fields"))
+    let parsed = serde_json::from_slice(json).map_err(|_| StoreError::Corrupt("record fields"));
+    zeroize::Zeroize::zeroize(json);
+    parsed
 }
 
 /// What saving a record produced.
@@ -122,7 +142,7 @@ pub(crate) struct Staged {
 /// base is the version they replace. Set fields produce one `Add`/`Remove` per element.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn stage<R: Record>(
-    rng: &SystemRandom,
+    nonces: &mut NoncePool,
     record: &R,
     old: Option<(&SecretKey, &SealedRow)>,
     key: &SecretKey,
@@ -167,7 +187,7 @@ pub(crate) fn stage<R: Record>(
                 });
             }
         }
-        let sealed = key.seal(rng, &binding(key_id, R::KIND, &id, &field), &text)?;
+        let sealed = key.seal(nonces, &binding(key_id, R::KIND, &id, &field), &text)?;
         cells.push(Cell {
             field,
             hlc: cell_stamp.hlc.as_u64(),

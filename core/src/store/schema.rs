@@ -32,6 +32,8 @@ const MIGRATIONS: &[&str] = &[
         scope   TEXT NOT NULL UNIQUE,   -- 'general' or 'citizen:<random uuid>'
         wrapped BLOB NOT NULL
     ) WITHOUT ROWID;
+    -- A rowid table, not WITHOUT ROWID: sealed rows run to a few KiB, and WITHOUT ROWID tables
+    -- spill anything over ~1 KiB to overflow pages (measured: 3x the file size, 2x list time).
     CREATE TABLE records (
         entity     TEXT    NOT NULL,
         id         BLOB    NOT NULL,
@@ -41,8 +43,8 @@ const MIGRATIONS: &[&str] = &[
         archived   INTEGER NOT NULL,
         key_id     BLOB    NOT NULL,
         cells      BLOB    NOT NULL,    -- postcard Vec<Cell>: field, stamp, sealed value
-        PRIMARY KEY (entity, id)
-    ) WITHOUT ROWID;
+        UNIQUE (entity, id)
+    );
     CREATE INDEX records_by_citizen ON records (citizen_id, entity);
     CREATE INDEX records_by_sort ON records (entity, sort_key);
     CREATE TABLE outbox (
