@@ -151,6 +151,12 @@ fn list_child(enc: &Path, plain: &Path) {
         let visits = store.list::<Visit>(&ListQuery::default()).unwrap();
         let tasks = store.list::<Task>(&ListQuery::default()).unwrap();
         let listed = t.elapsed();
+        if runs.is_empty() {
+            println!(
+                "\nmemory while the listed caseload is held: {}",
+                rss_split()
+            );
+        }
         assert_eq!((citizens.len(), tasks.len()), (300, 3_000));
         assert!(visits.len() >= 20_000);
         runs.push((opened, report, listed, visits.len()));

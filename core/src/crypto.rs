@@ -129,25 +129,34 @@ impl KdfParams {
     }
 
     /// Picks the number of passes at 64 MiB so one derivation takes about `target` on this
-    /// machine, never fewer than 3 passes. Returns the parameters and the measured time of one
-    /// derivation with them (estimated from a one-pass run).
+    /// machine, never fewer than 3 passes. Returns the parameters and the expected time of one
+    /// derivation with them. Times a 1-pass and a 3-pass run: the difference is the cost of a
+    /// pass, the rest is the fixed cost of allocating and filling the memory.
     pub fn calibrate(target: Duration) -> Result<(KdfParams, Duration), CryptoError> {
-        let probe = KdfParams {
-            memory_kib: Self::CALIBRATION_MEMORY_KIB,
-            iterations: 1,
-            parallelism: 1,
+        let time = |iterations: u32| -> Result<Duration, CryptoError> {
+            let probe = KdfParams {
+                memory_kib: Self::CALIBRATION_MEMORY_KIB,
+                iterations,
+                parallelism: 1,
+            };
+            let started = Instant::now();
+            let mut out = Zeroizing::new([0u8; KEY_LEN]);
+            argon2_into(&probe, b"calibration-probe", &[0u8; 16], &mut out[..])?;
+            Ok(started.elapsed())
         };
-        let started = Instant::now();
-        let mut out = Zeroizing::new([0u8; KEY_LEN]);
-        argon2_into(&probe, b"calibration-probe", &[0u8; 16], &mut out[..])?;
-        let one_pass = started.elapsed().max(Duration::from_micros(1));
-        let passes = (target.as_secs_f64() / one_pass.as_secs_f64()).round() as u32;
+        let one = time(1)?;
+        let three = time(3)?;
+        let per_pass = (three.saturating_sub(one) / 2).max(Duration::from_micros(1));
+        let fixed = one.saturating_sub(per_pass);
+        let passes =
+            (target.saturating_sub(fixed).as_secs_f64() / per_pass.as_secs_f64()).round() as u32;
         let iterations = passes.clamp(3, 100);
         let params = KdfParams {
+            memory_kib: Self::CALIBRATION_MEMORY_KIB,
             iterations,
-            ..probe
+            parallelism: 1,
         };
-        Ok((params, one_pass * iterations))
+        Ok((params, fixed + per_pass * iterations))
     }
 }
 

@@ -474,10 +474,11 @@ impl Store {
                 hlc,
                 device: self.device_id,
             };
-            let previous = old
-                .as_ref()
-                .zip(old_key.as_deref())
-                .map(|(row, k)| (k, row));
+            let old_cells = old.as_ref().map(records::SealedRow::cells).transpose()?;
+            let previous = match (&old, old_key.as_deref(), old_cells.as_deref()) {
+                (Some(row), Some(k), Some(cells)) => Some((k, row.key_id, cells)),
+                _ => None,
+            };
             let staged = records::stage(&mut self.nonces, record, previous, &key, key_id, stamp)?;
             // The key scope follows from the record's fields, so a re-keyed record always has ops.
             if staged.ops.is_empty() {
@@ -510,9 +511,7 @@ impl Store {
             return Ok(None);
         };
         let key = keys.by_id(&self.conn, row.key_id)?;
-        let blob: Vec<u8> =
-            postcard::to_allocvec(&row.cells).map_err(|_| StoreError::Corrupt("record cells"))?;
-        let cells = records::decode_cell_refs(&blob)?;
+        let cells = row.cells()?;
         records::open_record(&key, row.key_id, &id, &cells, &mut Vec::new()).map(Some)
     }
 

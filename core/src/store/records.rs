@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
-/// One field of a stored record.
-#[derive(Serialize, Deserialize, Clone, Debug)]
+/// One field of a stored record, as written.
+#[derive(Serialize, Clone, Debug)]
 pub(crate) struct Cell {
     pub field: String,
     pub hlc: u64,
@@ -27,7 +27,7 @@ pub(crate) struct Cell {
     pub sealed: Vec<u8>,
 }
 
-impl Cell {
+impl CellRef<'_> {
     fn stamp(&self) -> Stamp {
         Stamp {
             hlc: Hlc::from_u64(self.hlc),
@@ -36,10 +36,16 @@ impl Cell {
     }
 }
 
-/// A stored row, cells still sealed.
+/// A stored row, cells still sealed and still encoded.
 pub(crate) struct SealedRow {
     pub key_id: KeyId,
-    pub cells: Vec<Cell>,
+    pub blob: Vec<u8>,
+}
+
+impl SealedRow {
+    pub(crate) fn cells(&self) -> Result<Vec<CellRef<'_>>, StoreError> {
+        decode_cell_refs(&self.blob)
+    }
 }
 
 pub(crate) fn binding<'a>(
@@ -61,15 +67,9 @@ pub(crate) fn binding<'a>(
 #[derive(Deserialize, Debug)]
 pub(crate) struct CellRef<'a> {
     pub field: &'a str,
-    #[allow(dead_code)]
     pub hlc: u64,
-    #[allow(dead_code)]
     pub device: [u8; 16],
     pub sealed: &'a [u8],
-}
-
-pub(crate) fn decode_cells(blob: &[u8]) -> Result<Vec<Cell>, StoreError> {
-    postcard::from_bytes(blob).map_err(|_| StoreError::Corrupt("record cells"))
 }
 
 pub(crate) fn decode_cell_refs(blob: &[u8]) -> Result<Vec<CellRef<'_>>, StoreError> {
@@ -88,10 +88,10 @@ pub(crate) fn load_row(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    row.map(|(k, c)| {
+    row.map(|(k, blob)| {
         Ok(SealedRow {
             key_id: super::keys::key_id_from(&k)?,
-            cells: decode_cells(&c)?,
+            blob,
         })
     })
     .transpose()
@@ -140,11 +140,10 @@ pub(crate) struct Staged {
 /// Compares the new record with the stored one and seals the result. Unchanged fields keep
 /// their stamp (re-sealed only if the key changed); changed fields get `stamp` and an op whose
 /// base is the version they replace. Set fields produce one `Add`/`Remove` per element.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn stage<R: Record>(
     nonces: &mut NoncePool,
     record: &R,
-    old: Option<(&SecretKey, &SealedRow)>,
+    old: Option<(&SecretKey, KeyId, &[CellRef<'_>])>,
     key: &SecretKey,
     key_id: KeyId,
     stamp: Stamp,
@@ -160,10 +159,10 @@ pub(crate) fn stage<R: Record>(
     for (field, value) in fields {
         let text = serde_json::to_vec(&value).map_err(|_| StoreError::Corrupt("field value"))?;
         let previous = match old {
-            Some((old_key, row)) => match row.cells.iter().find(|c| c.field == field) {
+            Some((old_key, old_key_id, cells)) => match cells.iter().find(|c| c.field == field) {
                 Some(cell) => Some((
                     cell,
-                    old_key.open(&binding(row.key_id, R::KIND, &id, &field), &cell.sealed)?,
+                    old_key.open(&binding(old_key_id, R::KIND, &id, &field), cell.sealed)?,
                 )),
                 None => None,
             },
