@@ -138,7 +138,7 @@ fn citizen(cli: &Cli, cmd: &CitizenCommand, input: &mut Input, out: &Out) -> Res
             ..Default::default()
         })?),
         CitizenCommand::Show { id } => match store.get::<Citizen>(*id)? {
-            Some(c) => out.citizen(&c),
+            Some(c) => out.record(&c),
             None => bail!("no such citizen"),
         },
         CitizenCommand::Search { query, archived } => {
@@ -189,7 +189,7 @@ fn visit(cli: &Cli, cmd: &VisitCommand, input: &mut Input, out: &Out) -> Result<
             })?)
         }
         VisitCommand::Show { id } => match store.get::<Visit>(*id)? {
-            Some(v) => out.visit(&v),
+            Some(v) => out.record(&v),
             None => bail!("no such visit"),
         },
     }

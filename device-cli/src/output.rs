@@ -124,8 +124,9 @@ impl Out {
         })
     }
 
-    pub fn citizen(&self, c: &Citizen) -> Result<()> {
-        let value = serde_json::to_value(c)?;
+    /// One record in full (personal data: only `show` commands call this).
+    pub fn record<T: serde::Serialize>(&self, record: &T) -> Result<()> {
+        let value = serde_json::to_value(record)?;
         let pretty = serde_json::to_string_pretty(&value)?;
         self.print(value, || pretty)
     }
@@ -148,12 +149,6 @@ impl Out {
             }
             s
         })
-    }
-
-    pub fn visit(&self, v: &Visit) -> Result<()> {
-        let value = serde_json::to_value(v)?;
-        let pretty = serde_json::to_string_pretty(&value)?;
-        self.print(value, || pretty)
     }
 
     pub fn outbox(&self, list: &[Mutation]) -> Result<()> {
