@@ -64,12 +64,14 @@ impl Passphrase {
     pub const MIN_LEN: usize = 6;
 
     /// Accepts a passphrase of at least [`Self::MIN_LEN`] characters (after trimming a newline).
+    /// Normalised to Unicode NFC, so "å" typed as one code point or as "a" + ring matches.
     pub fn new(s: impl Into<String>) -> Result<Passphrase, WeakPassphrase> {
-        let mut s: String = s.into();
-        while s.ends_with('\n') || s.ends_with('\r') {
-            s.pop();
+        use unicode_normalization::UnicodeNormalization;
+        let mut raw = Zeroizing::new(s.into());
+        while raw.ends_with('\n') || raw.ends_with('\r') {
+            raw.pop();
         }
-        let s = Zeroizing::new(s);
+        let s = Zeroizing::new(raw.nfc().collect::<String>());
         if s.chars().count() < Self::MIN_LEN {
             return Err(WeakPassphrase { min: Self::MIN_LEN });
         }
@@ -266,7 +268,8 @@ impl SecretKey {
         params.check()?;
         let mut stretched = Zeroizing::new([0u8; KEY_LEN]);
         argon2_into(params, passphrase.bytes(), salt, &mut stretched[..])?;
-        let mut ikm = Zeroizing::new(Vec::with_capacity(KEY_LEN + 32));
+        let extra = platform_secret.map_or(0, <[u8]>::len);
+        let mut ikm = Zeroizing::new(Vec::with_capacity(KEY_LEN + extra));
         ikm.extend_from_slice(&stretched[..]);
         if let Some(secret) = platform_secret {
             ikm.extend_from_slice(secret);
@@ -585,6 +588,9 @@ mod tests {
             WeakPassphrase { min: 6 }
         );
         assert!(Passphrase::new("123456\n").is_ok());
+        let composed = Passphrase::new("blåbærgrød").unwrap();
+        let decomposed = Passphrase::new("bla\u{30a}bærgrød").unwrap();
+        assert_eq!(composed.bytes(), decomposed.bytes());
         let weak = KdfParams {
             memory_kib: 1024,
             iterations: 1,

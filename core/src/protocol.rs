@@ -17,8 +17,8 @@ use uuid::Uuid;
 /// Protocol version carried by every request; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// How a field changes.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+/// How a field changes. `Debug` names the kind of change only: values are personal data.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", content = "value", rename_all = "snake_case")]
 pub enum FieldChange {
     /// Last-writer-wins assignment of the whole value (scalars, text, structured values).
@@ -27,6 +27,16 @@ pub enum FieldChange {
     Add(serde_json::Value),
     /// Remove one element from an add-wins set; a concurrent add of the same element wins.
     Remove(serde_json::Value),
+}
+
+impl std::fmt::Debug for FieldChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FieldChange::Assign(_) => "Assign(‹redacted›)",
+            FieldChange::Add(_) => "Add(‹redacted›)",
+            FieldChange::Remove(_) => "Remove(‹redacted›)",
+        })
+    }
 }
 
 /// One field write.
@@ -46,7 +56,8 @@ pub struct FieldOp {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Mutation {
     pub device_id: DeviceId,
-    /// Strictly increasing per device, starting at 1, without gaps.
+    /// Strictly increasing per device, starting at 1. Gaps are allowed: erasing a citizen from
+    /// a device also drops that citizen's pending mutations.
     pub device_seq: u64,
     pub ops: Vec<FieldOp>,
 }
@@ -85,7 +96,9 @@ mod tests {
             json["ops"][0]["change"],
             serde_json::json!({"op": "add", "value": "housing"})
         );
+        assert_eq!(json["ops"][0]["hlc"], "0000000001000-00002");
         let back: Mutation = serde_json::from_value(json).unwrap();
         assert_eq!(back, m);
+        assert!(!format!("{m:?}").contains("housing"), "Debug leaks a value");
     }
 }

@@ -206,7 +206,7 @@ fn an_edit_queues_only_changed_fields_with_their_base() {
         .filter(|op| op.field == "themes")
         .map(|op| op.change.clone())
         .collect();
-    theme_changes.sort_by_key(|c| format!("{c:?}"));
+    theme_changes.sort_by_key(|c| serde_json::to_string(c).unwrap());
     assert_eq!(
         theme_changes,
         vec![
@@ -436,13 +436,32 @@ fn seeded_personal_data_never_appears_in_any_file_the_store_writes() {
     citizen.full_name = Some(name.into());
     citizen.cpr = Some(Cpr::parse(cpr).unwrap());
     citizen.phone = Some("+45 99 88 77 66".into());
+    citizen.tags.insert("tag-markør-misbrug".into());
+    citizen.goals.push(feltbog_core::domain::Goal {
+        id: feltbog_core::domain::GoalId::new(),
+        text: "mål-markør: egen bolig til sommer".into(),
+        status: feltbog_core::domain::GoalStatus::Active,
+        created: chrono::Utc::now().date_naive(),
+    });
+    citizen.consent = Some(feltbog_core::domain::Consent {
+        status: feltbog_core::domain::ConsentStatus::Given,
+        date: chrono::Utc::now().date_naive(),
+        scope: "samtykke-markør: deling med jobcenter".into(),
+        method: feltbog_core::domain::ConsentMethod::Verbal,
+        recorded_by: WorkerId::new(),
+    });
     store.save(&citizen).unwrap();
     let mut visit = visit_for(&citizen, note);
     store.save(&visit).unwrap();
     visit.note = format!("{note} (rettet)").into();
     store.save(&visit).unwrap();
     // Inspect the files while the store is open (WAL not yet checkpointed) and after closing.
-    let markers: [&[u8]; 7] = [
+    let markers: [&[u8]; 12] = [
+        b"+45 99 88 77 66",
+        b"99 88 77 66",
+        "tag-markør".as_bytes(),
+        "mål-markør".as_bytes(),
+        "samtykke-markør".as_bytes(),
         name.as_bytes(),
         "Markørnavn".as_bytes(),
         cpr.as_bytes(),
@@ -552,7 +571,7 @@ fn changing_the_passphrase_rewraps_without_touching_records() {
     let cells_before = raw_cells(&path, "citizen", c.id.0);
     assert!(matches!(
         store.change_passphrase(&pass("forkert hest"), &pass("ny lang frase")),
-        Err(StoreError::WrongPassphrase { .. })
+        Err(StoreError::WrongPassphrase { attempts_left: 9 })
     ));
     store
         .change_passphrase(&pass("korrekt hest"), &pass("ny lang frase"))
@@ -739,7 +758,91 @@ fn a_visit_moved_to_another_citizen_is_resealed_under_their_key() {
     store.erase_citizen(a.id).unwrap();
     assert_eq!(
         store.get::<Visit>(v.id.0).unwrap(),
-        Some(v),
+        Some(v.clone()),
         "the visit now belongs to B's key"
     );
+    // Its creation (note and all) is still queued for sync: erasing A must not drop B's visit.
+    let outbox = store.outbox().unwrap();
+    let visit_ops: Vec<_> = outbox
+        .iter()
+        .flat_map(|m| &m.ops)
+        .filter(|op| op.id == v.id.0)
+        .collect();
+    assert!(
+        visit_ops.iter().any(|op| op.field == "note"),
+        "the visit's creation was dropped"
+    );
+    assert!(
+        visit_ops
+            .iter()
+            .any(|op| op.field == "citizen_id" && op.base.is_some())
+    );
+}
+
+#[test]
+fn a_save_that_rolls_back_leaves_no_key_behind_in_memory() {
+    // A trigger makes the outbox insert fail once the citizen's new key has been written in
+    // the same transaction: the transaction rolls back, and the key must not survive in memory.
+    let dir = tempfile::tempdir().unwrap();
+    let (path, mut store) = new_store(dir.path());
+    let side = Connection::open(&path).unwrap();
+    side.execute_batch(
+        "CREATE TABLE fail_next (n INTEGER);
+         INSERT INTO fail_next VALUES (1);
+         CREATE TRIGGER inject BEFORE INSERT ON outbox WHEN (SELECT count(*) FROM fail_next) > 0
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .unwrap();
+    let c = Citizen::with_alias("Fisk");
+    assert!(matches!(store.save(&c), Err(StoreError::Sqlite(_))));
+    side.execute_batch("DELETE FROM fail_next").unwrap();
+    store.save(&c).unwrap();
+    store.lock();
+    store.unlock(&pass("korrekt hest")).unwrap();
+    assert_eq!(
+        store.get::<Citizen>(c.id.0).unwrap(),
+        Some(c),
+        "sealed under a key that was never stored"
+    );
+    assert_eq!(store.outbox().unwrap().len(), 1);
+}
+
+#[test]
+fn parallel_wrong_attempts_from_several_processes_each_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = new_store(dir.path());
+    drop(store);
+    let barrier = Arc::new(std::sync::Barrier::new(3));
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let (path, barrier) = (path.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut s = Store::open(&path, Arc::new(NoPlatformSecret)).unwrap();
+                barrier.wait();
+                s.unlock(&pass(&format!("forkert {i}"))).unwrap_err()
+            })
+        })
+        .collect();
+    for h in handles {
+        let err = h.join().unwrap();
+        assert!(matches!(err, StoreError::WrongPassphrase { .. }), "{err:?}");
+    }
+    let mut s = Store::open(&path, Arc::new(NoPlatformSecret)).unwrap();
+    // Three counted failures use up the free attempts, and the third sets a 1 s back-off;
+    // had two attempts been counted as one, there would be no back-off yet.
+    match s.unlock(&pass("korrekt hest")) {
+        Err(StoreError::BackOff { retry_after_ms }) => assert!(retry_after_ms <= 1_000),
+        other => panic!("expected the third failure's back-off, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_unlocked_store_still_checks_the_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_path, mut store) = new_store(dir.path());
+    assert!(matches!(
+        store.unlock(&pass("forkert hest")),
+        Err(StoreError::WrongPassphrase { attempts_left: 9 })
+    ));
+    assert!(store.unlock(&pass("korrekt hest")).is_ok());
 }

@@ -1,4 +1,5 @@
-//! Text or JSON output. Personal data is printed only by commands that show a record.
+//! Text or JSON output. `list`, `search`, `show` and `outbox` print personal data (that is
+//! their job); status, saved and error lines never do.
 
 use anyhow::Result;
 use feltbog_core::crypto::KdfParams;

@@ -74,7 +74,7 @@ pub struct Goal {
 }
 
 /// A citizen the team works with.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Citizen {
     pub id: CitizenId,
     /// Nickname or alias: street work often starts here.
@@ -241,3 +241,5 @@ mod tests {
         assert!(!dbg.contains("Fisk") && !dbg.contains("Jens"), "{dbg}");
     }
 }
+
+super::redacted_debug!(Citizen);

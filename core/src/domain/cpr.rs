@@ -19,6 +19,8 @@ pub enum CprError {
     Shape,
     #[error("the first six digits are not a real date")]
     Date,
+    #[error("the birth date lies in the future")]
+    Future,
 }
 
 impl Cpr {
@@ -34,7 +36,10 @@ impl Cpr {
             return Err(CprError::Shape);
         }
         let cpr = Cpr(digits);
-        cpr.birth_date().ok_or(CprError::Date)?;
+        let born = cpr.birth_date().ok_or(CprError::Date)?;
+        if born > chrono::Utc::now().date_naive() {
+            return Err(CprError::Future);
+        }
         Ok(cpr)
     }
 
@@ -120,6 +125,7 @@ mod tests {
         assert_eq!(Cpr::parse("0101901-234"), Err(CprError::Shape));
         assert_eq!(Cpr::parse("310290-1234"), Err(CprError::Date)); // 31 February
         assert_eq!(Cpr::parse("011390-1234"), Err(CprError::Date)); // month 13
+        assert_eq!(Cpr::parse("010150-5234"), Err(CprError::Future)); // 2050
         let msg = CprError::Date.to_string();
         assert!(!msg.contains("0290"));
     }

@@ -108,6 +108,21 @@ impl<T> fmt::Display for Sensitive<T> {
     }
 }
 
+/// `Debug` for a record that prints its id only: themes, referrals, scores and tags are health
+/// and social data, and a stray `{:?}` must not put them in a log.
+macro_rules! redacted_debug {
+    ($ty:ident) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("id", &self.id)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+pub(crate) use redacted_debug;
+
 macro_rules! id_type {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*

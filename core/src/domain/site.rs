@@ -24,7 +24,7 @@ pub enum SiteKind {
 }
 
 /// A site a caretaker looks after.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Site {
     pub id: SiteId,
     pub kind: SiteKind,
@@ -47,7 +47,7 @@ pub enum SiteLogKind {
 }
 
 /// One entry in a site's log.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteLogEntry {
     pub id: SiteLogEntryId,
     pub site_id: SiteId,
@@ -133,3 +133,7 @@ mod tests {
         assert_eq!(e.validate(), Err(ValidationError::Blank { field: "note" }));
     }
 }
+
+super::redacted_debug!(Site);
+
+super::redacted_debug!(SiteLogEntry);

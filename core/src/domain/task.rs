@@ -18,7 +18,7 @@ pub enum TaskStatus {
 }
 
 /// A follow-up about one citizen.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     pub id: TaskId,
     pub citizen_id: CitizenId,
@@ -90,3 +90,5 @@ mod tests {
         assert_eq!(t.validate(), Err(ValidationError::Blank { field: "title" }));
     }
 }
+
+super::redacted_debug!(Task);

@@ -62,7 +62,7 @@ pub struct AnonymousContact {
 }
 
 /// A visit or contact.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Visit {
     pub id: VisitId,
     pub citizen_id: Option<CitizenId>,
@@ -232,6 +232,20 @@ mod tests {
     }
 
     #[test]
+    fn debug_prints_no_health_data() {
+        let mut v = Visit::anonymous(2, "ved stationen", WorkerId::new());
+        v.themes.insert(Theme::SubstanceUse);
+        v.referrals.insert(Referral::Psychiatry);
+        v.wellbeing = Some(3);
+        let dbg = format!("{v:?}");
+        assert!(
+            !dbg.contains("Substance") && !dbg.contains("Psychiatry") && !dbg.contains("stationen"),
+            "{dbg}"
+        );
+        assert!(dbg.contains(&v.id.to_string()));
+    }
+
+    #[test]
     fn anonymous_contacts_use_the_general_key() {
         let v = Visit::anonymous(2, "", WorkerId::new());
         assert_eq!(v.key_scope(), KeyScope::General);
@@ -242,3 +256,5 @@ mod tests {
         );
     }
 }
+
+super::redacted_debug!(Visit);

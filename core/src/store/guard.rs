@@ -57,7 +57,6 @@ impl LockoutPolicy {
 /// The guard's state as stored.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GuardState {
-    pub failed: u32,
     pub next_attempt_at_ms: u64,
     pub policy: LockoutPolicy,
     pub destroyed: bool,
@@ -66,20 +65,19 @@ pub(crate) struct GuardState {
 pub(crate) fn read(conn: &Connection) -> Result<GuardState, StoreError> {
     let row = conn
         .query_row(
-            "SELECT failed_attempts, next_attempt_at_ms, max_attempts, free_attempts, base_delay_ms,
+            "SELECT next_attempt_at_ms, max_attempts, free_attempts, base_delay_ms,
                     max_delay_ms, destroyed_at_ms IS NOT NULL FROM unlock_guard WHERE id = 1",
             [],
             |r| {
                 Ok(GuardState {
-                    failed: r.get(0)?,
-                    next_attempt_at_ms: r.get::<_, i64>(1)? as u64,
+                    next_attempt_at_ms: r.get::<_, i64>(0)? as u64,
                     policy: LockoutPolicy {
-                        max_attempts: r.get(2)?,
-                        free_attempts: r.get(3)?,
-                        base_delay_ms: r.get::<_, i64>(4)? as u64,
-                        max_delay_ms: r.get::<_, i64>(5)? as u64,
+                        max_attempts: r.get(1)?,
+                        free_attempts: r.get(2)?,
+                        base_delay_ms: r.get::<_, i64>(3)? as u64,
+                        max_delay_ms: r.get::<_, i64>(4)? as u64,
                     },
-                    destroyed: r.get(6)?,
+                    destroyed: r.get(5)?,
                 })
             },
         )
@@ -95,17 +93,24 @@ pub(crate) fn set_policy(conn: &Connection, p: &LockoutPolicy) -> Result<(), Sto
     Ok(())
 }
 
-/// Counts one attempt and sets the time before which the next one is refused.
+/// Counts one attempt (atomically, `failed_attempts + 1` in SQL, so parallel attempts from
+/// several processes each count) and sets the time before which the next one is refused.
+/// Returns the new count. Call inside an IMMEDIATE transaction.
 pub(crate) fn count_attempt(
     conn: &Connection,
-    failed: u32,
-    next_at_ms: u64,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE unlock_guard SET failed_attempts = ?1, next_attempt_at_ms = ?2 WHERE id = 1",
-        params![failed, next_at_ms as i64],
+    now_ms: u64,
+    policy: &LockoutPolicy,
+) -> Result<u32, StoreError> {
+    let failed: u32 = conn.query_row(
+        "UPDATE unlock_guard SET failed_attempts = failed_attempts + 1 WHERE id = 1 RETURNING failed_attempts",
+        [],
+        |r| r.get(0),
     )?;
-    Ok(())
+    conn.execute(
+        "UPDATE unlock_guard SET next_attempt_at_ms = ?1 WHERE id = 1",
+        [(now_ms + policy.delay_after(failed)) as i64],
+    )?;
+    Ok(failed)
 }
 
 pub(crate) fn reset(conn: &Connection) -> Result<(), StoreError> {

@@ -16,6 +16,10 @@ pub(crate) struct KeyRing {
     master: SecretKey,
     by_id: HashMap<KeyId, Arc<SecretKey>>,
     by_scope: HashMap<KeyScope, KeyId>,
+    /// Keys created in the current, not yet committed transaction. If it rolls back they exist
+    /// nowhere on disk and must leave the cache, or later saves would seal data under a key
+    /// that is lost at the next lock.
+    uncommitted: Vec<(KeyScope, KeyId)>,
 }
 
 pub(crate) fn scope_name(scope: KeyScope) -> String {
@@ -40,11 +44,21 @@ impl KeyRing {
             master,
             by_id: HashMap::new(),
             by_scope: HashMap::new(),
+            uncommitted: Vec::new(),
         }
     }
 
-    pub(crate) fn master(&self) -> &SecretKey {
-        &self.master
+    /// The transaction that created keys committed: they are real now.
+    pub(crate) fn commit_new_keys(&mut self) {
+        self.uncommitted.clear();
+    }
+
+    /// The transaction that created keys rolled back: forget them.
+    pub(crate) fn discard_new_keys(&mut self) {
+        for (scope, id) in self.uncommitted.drain(..) {
+            self.by_scope.remove(&scope);
+            self.by_id.remove(&id);
+        }
     }
 
     /// The key for `scope`, created (and written inside the caller's transaction) if missing.
@@ -85,6 +99,7 @@ impl KeyRing {
                     "INSERT INTO data_keys (key_id, scope, wrapped) VALUES (?1, ?2, ?3)",
                     params![&key_id.0[..], &name, wrapped],
                 )?;
+                self.uncommitted.push((scope, key_id));
                 (key_id, key)
             }
         };

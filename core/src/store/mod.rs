@@ -78,6 +78,8 @@ pub enum StoreError {
     Keystore(#[from] KeystoreError),
     #[error("clock: {0}")]
     Clock(#[from] ClockError),
+    #[error("the store is busy in another process; close it and try again")]
+    CheckpointBusy,
     #[error("invalid option: {0}")]
     InvalidOption(&'static str),
     #[error("stored data is corrupt ({0})")]
@@ -204,12 +206,8 @@ impl Store {
         if path.exists() {
             return Err(StoreError::AlreadyExists);
         }
-        let mut conn = Connection::open(path)?;
-        restrict_permissions(path)?;
-        conn.pragma_update(None, "application_id", schema::APPLICATION_ID)?;
-        configure(&conn)?;
-        schema::migrate_to(&mut conn, version)?;
-
+        // Everything that can fail without the file happens first; a half-made file would
+        // then answer "not a store" to open and "already exists" to create.
         let rng = SystemRandom::new();
         let device_id = DeviceId(Uuid::from_bytes(random::<16>(&rng)?));
         let salt = random::<16>(&rng)?;
@@ -225,22 +223,42 @@ impl Store {
         let wrapped = kek.wrap(&mut nonces, &master, &master_binding(&device_id))?;
         let kdf_json =
             serde_json::to_string(&options.kdf).map_err(|_| StoreError::Corrupt("kdf params"))?;
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO header (id, device_id, kdf_salt, kdf_params, keystore, master_wrapped)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5)",
-            params![
-                &device_id.0.as_bytes()[..],
-                &salt[..],
-                kdf_json,
-                options.platform.name(),
-                wrapped
-            ],
-        )?;
-        if version >= 2 {
-            guard::set_policy(&tx, &options.lockout)?;
-        }
-        tx.commit()?;
+
+        let write = || -> Result<Connection, StoreError> {
+            let mut conn = Connection::open(path)?;
+            restrict_permissions(path)?;
+            conn.pragma_update(None, "application_id", schema::APPLICATION_ID)?;
+            configure(&conn)?;
+            schema::migrate_to(&mut conn, version)?;
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO header (id, device_id, kdf_salt, kdf_params, keystore, master_wrapped)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+                params![
+                    &device_id.0.as_bytes()[..],
+                    &salt[..],
+                    kdf_json,
+                    options.platform.name(),
+                    wrapped
+                ],
+            )?;
+            if version >= 2 {
+                guard::set_policy(&tx, &options.lockout)?;
+            }
+            tx.commit()?;
+            Ok(conn)
+        };
+        let conn = match write() {
+            Ok(conn) => conn,
+            Err(e) => {
+                for suffix in ["", "-wal", "-shm", "-journal"] {
+                    let mut file = path.as_os_str().to_owned();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
+                }
+                return Err(e);
+            }
+        };
         Ok(Store {
             conn,
             path: path.to_owned(),
@@ -290,35 +308,34 @@ impl Store {
     }
 
     /// Unlocks with a passphrase or PIN. Wrong attempts back off and, past the policy's limit,
-    /// destroy the wrapped keys for good ([`StoreError::Destroyed`]).
+    /// destroy the wrapped keys for good ([`StoreError::Destroyed`]). On an unlocked store the
+    /// passphrase is still checked (and counted), so "confirm your PIN" flows can rely on it.
     pub fn unlock(&mut self, passphrase: &Passphrase) -> Result<UnlockReport, StoreError> {
         let started = Instant::now();
-        let now = system_time_ms();
-        let state = guard::read(&self.conn)?;
-        if state.destroyed {
-            return Err(StoreError::Destroyed);
-        }
-        if self.keys.is_some() {
-            return Ok(UnlockReport {
-                key_derivation: Duration::ZERO,
-                total: started.elapsed(),
-            });
-        }
-        if now < state.next_attempt_at_ms {
-            return Err(StoreError::BackOff {
-                retry_after_ms: state.next_attempt_at_ms - now,
-            });
-        }
-        // Count the attempt before deriving: killing the app mid-check must not give a free guess.
-        let failed = state.failed + 1;
-        guard::count_attempt(&self.conn, failed, now + state.policy.delay_after(failed))?;
+        let (master, key_derivation) = self.verify_passphrase(passphrase)?;
+        self.keys = Some(KeyRing::new(master));
+        Ok(UnlockReport {
+            key_derivation,
+            total: started.elapsed(),
+        })
+    }
 
+    /// Checks a passphrase against the wrapped master key under the unlock guard.
+    ///
+    /// Order matters: every step that can fail for reasons other than the passphrase (reading
+    /// the header, the platform keystore) runs before the attempt is counted, so a keystore
+    /// hiccup never burns an attempt. The attempt is then counted atomically and committed
+    /// *before* the key derivation, so killing the app mid-check gives no free guess, and
+    /// parallel attempts from several processes each count.
+    fn verify_passphrase(
+        &mut self,
+        passphrase: &Passphrase,
+    ) -> Result<(SecretKey, Duration), StoreError> {
         let (salt, kdf_json, wrapped): (Vec<u8>, String, Option<Vec<u8>>) = self.conn.query_row(
             "SELECT kdf_salt, kdf_params, master_wrapped FROM header WHERE id = 1",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        let wrapped = wrapped.ok_or(StoreError::Destroyed)?;
         let salt: [u8; 16] = salt
             .as_slice()
             .try_into()
@@ -326,6 +343,30 @@ impl Store {
         let params: KdfParams =
             serde_json::from_str(&kdf_json).map_err(|_| StoreError::Corrupt("kdf params"))?;
         let secret = self.platform.secret()?;
+
+        let now = system_time_ms();
+        let (failed, policy) = {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let state = guard::read(&tx)?;
+            if state.destroyed || wrapped.is_none() {
+                return Err(StoreError::Destroyed);
+            }
+            // A clock that was wrong when the wait was set must not lock the user out for years.
+            let wait_until = state
+                .next_attempt_at_ms
+                .min(now + state.policy.max_delay_ms);
+            if now < wait_until {
+                return Err(StoreError::BackOff {
+                    retry_after_ms: wait_until - now,
+                });
+            }
+            let failed = guard::count_attempt(&tx, now, &state.policy)?;
+            tx.commit()?;
+            (failed, state.policy)
+        };
+        let wrapped = wrapped.ok_or(StoreError::Destroyed)?;
         let kdf_started = Instant::now();
         let kek = SecretKey::derive_kek(
             passphrase,
@@ -337,18 +378,14 @@ impl Store {
         match kek.unwrap_key(&master_binding(&self.device_id), &wrapped) {
             Ok(master) => {
                 guard::reset(&self.conn)?;
-                self.keys = Some(KeyRing::new(master));
-                Ok(UnlockReport {
-                    key_derivation,
-                    total: started.elapsed(),
-                })
+                Ok((master, key_derivation))
             }
-            Err(CryptoError::Open) if failed >= state.policy.max_attempts => {
+            Err(CryptoError::Open) if failed >= policy.max_attempts => {
                 self.destroy_keys(now)?;
                 Err(StoreError::Destroyed)
             }
             Err(CryptoError::Open) => Err(StoreError::WrongPassphrase {
-                attempts_left: state.policy.max_attempts - failed,
+                attempts_left: policy.max_attempts - failed,
             }),
             Err(other) => Err(other.into()),
         }
@@ -398,40 +435,27 @@ impl Store {
     }
 
     /// Re-wraps the master key under a new passphrase (new salt). Nothing is re-encrypted.
+    /// The current passphrase is checked under the unlock guard like any unlock attempt.
     pub fn change_passphrase(
         &mut self,
         current: &Passphrase,
         new: &Passphrase,
     ) -> Result<(), StoreError> {
-        let keys = self.keys.as_ref().ok_or(StoreError::Locked)?;
-        let (salt, wrapped): (Vec<u8>, Vec<u8>) = self.conn.query_row(
-            "SELECT kdf_salt, master_wrapped FROM header WHERE id = 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let salt: [u8; 16] = salt
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("salt"))?;
+        if self.keys.is_none() {
+            return Err(StoreError::Locked);
+        }
+        let (master, _) = self.verify_passphrase(current)?;
         let params = self.kdf_params()?;
         let secret = self.platform.secret()?;
-        let secret = secret.as_deref().map(|s| s.as_slice());
-        let current_kek = SecretKey::derive_kek(current, &salt, &params, secret)?;
-        if current_kek
-            .unwrap_key(&master_binding(&self.device_id), &wrapped)
-            .is_err()
-        {
-            return Err(StoreError::WrongPassphrase {
-                attempts_left: guard::read(&self.conn)?.policy.max_attempts,
-            });
-        }
         let new_salt = random::<16>(self.nonces.rng())?;
-        let new_kek = SecretKey::derive_kek(new, &new_salt, &params, secret)?;
-        let rewrapped = new_kek.wrap(
-            &mut self.nonces,
-            keys.master(),
-            &master_binding(&self.device_id),
+        let new_kek = SecretKey::derive_kek(
+            new,
+            &new_salt,
+            &params,
+            secret.as_deref().map(|s| s.as_slice()),
         )?;
+        let rewrapped =
+            new_kek.wrap(&mut self.nonces, &master, &master_binding(&self.device_id))?;
         self.conn.execute(
             "UPDATE header SET kdf_salt = ?1, master_wrapped = ?2 WHERE id = 1",
             params![&new_salt[..], rewrapped],
@@ -452,56 +476,26 @@ impl Store {
             record.validate()?;
         }
         let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut clock = self.clock.clone();
-        let mut device_seq =
-            tx.query_row("SELECT device_seq FROM header WHERE id = 1", [], |r| {
-                r.get::<_, i64>(0)
-            })? as u64;
-        let mut results = Vec::with_capacity(records.len());
-        for record in records {
-            let id = record.record_id();
-            let (key_id, key) = keys.for_scope(&tx, &mut self.nonces, record.key_scope())?;
-            let old = records::load_row(&tx, R::KIND, &id)?;
-            let old_key = match &old {
-                Some(row) => Some(keys.by_id(&tx, row.key_id)?),
-                None => None,
-            };
-            let hlc = clock.now(system_time_ms())?;
-            let stamp = Stamp {
-                hlc,
-                device: self.device_id,
-            };
-            let old_cells = old.as_ref().map(records::SealedRow::cells).transpose()?;
-            let previous = match (&old, old_key.as_deref(), old_cells.as_deref()) {
-                (Some(row), Some(k), Some(cells)) => Some((k, row.key_id, cells)),
-                _ => None,
-            };
-            let staged = records::stage(&mut self.nonces, record, previous, &key, key_id, stamp)?;
-            // The key scope follows from the record's fields, so a re-keyed record always has ops.
-            if staged.ops.is_empty() {
-                results.push(Saved::Unchanged);
-                continue;
+        let result = save_in_transaction(
+            &mut self.conn,
+            keys,
+            &mut self.nonces,
+            &self.clock,
+            self.device_id,
+            records,
+        );
+        match result {
+            Ok((saved, clock)) => {
+                keys.commit_new_keys();
+                self.clock = clock;
+                Ok(saved)
             }
-            records::write_row(&tx, record, key_id, &staged.cells)?;
-            device_seq += 1;
-            let mutation = Mutation {
-                device_id: self.device_id,
-                device_seq,
-                ops: staged.ops,
-            };
-            outbox::append(&tx, &mut self.nonces, &key, key_id, &mutation)?;
-            results.push(Saved::Written { device_seq });
+            Err(e) => {
+                // Keys created in the rolled-back transaction exist nowhere on disk: forget them.
+                keys.discard_new_keys();
+                Err(e)
+            }
         }
-        tx.execute(
-            "UPDATE header SET device_seq = ?1, hlc_last = ?2 WHERE id = 1",
-            params![device_seq as i64, clock.last().as_u64() as i64],
-        )?;
-        tx.commit()?;
-        self.clock = clock;
-        Ok(results)
     }
 
     /// One record by id, or `None`.
@@ -646,9 +640,18 @@ impl Store {
     }
 
     fn checkpoint(&self) -> Result<(), StoreError> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        Ok(())
+        // Another connection reading the file can hold the checkpoint back; the erased data
+        // would then linger in the WAL (sealed, its key gone — but we promise truncation).
+        for attempt in 0..50 {
+            let busy: i64 = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+            if busy == 0 {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10 * (attempt + 1)));
+        }
+        Err(StoreError::CheckpointBusy)
     }
 
     /// After the attempt limit: overwrite and delete every wrapped key and all sealed content.
@@ -659,7 +662,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(
             "UPDATE header SET master_wrapped = NULL;
-             DELETE FROM data_keys; DELETE FROM records; DELETE FROM outbox;",
+             DELETE FROM records; DELETE FROM outbox; DELETE FROM data_keys;",
         )?;
         guard::mark_destroyed(&tx, now_ms)?;
         tx.commit()?;
@@ -667,6 +670,87 @@ impl Store {
         self.conn.execute_batch("VACUUM")?;
         self.checkpoint()
     }
+}
+
+/// The body of [`Store::save_all`]: one IMMEDIATE transaction. Returns the clock to keep only
+/// if the commit succeeded.
+fn save_in_transaction<R: Record>(
+    conn: &mut Connection,
+    keys: &mut KeyRing,
+    nonces: &mut NoncePool,
+    clock: &HlcClock,
+    device_id: DeviceId,
+    records: &[R],
+) -> Result<(Vec<Saved>, HlcClock), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Re-read the sequence and the clock inside the transaction: another process (the CLI
+    // beside the app) may have saved since this handle was opened.
+    let (mut device_seq, hlc_last): (i64, i64) = tx.query_row(
+        "SELECT device_seq, hlc_last FROM header WHERE id = 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut clock = HlcClock::new(
+        clock.last().max(Hlc::from_u64(hlc_last as u64)),
+        clock.max_drift_ms(),
+    );
+    let mut results = Vec::with_capacity(records.len());
+    for record in records {
+        let id = record.record_id();
+        let (key_id, key) = keys.for_scope(&tx, nonces, record.key_scope())?;
+        let old = records::load_row(&tx, R::KIND, &id)?;
+        let old_key = match &old {
+            Some(row) => Some(keys.by_id(&tx, row.key_id)?),
+            None => None,
+        };
+        let hlc = clock.now(system_time_ms())?;
+        let stamp = Stamp {
+            hlc,
+            device: device_id,
+        };
+        let old_cells = old.as_ref().map(records::SealedRow::cells).transpose()?;
+        let previous = match (&old, old_key.as_deref(), old_cells.as_deref()) {
+            (Some(row), Some(k), Some(cells)) => Some((k, row.key_id, cells)),
+            _ => None,
+        };
+        let staged = records::stage(nonces, record, previous, &key, key_id, stamp)?;
+        // The key scope follows from the record's fields, so a re-keyed record always has ops.
+        if staged.ops.is_empty() {
+            results.push(Saved::Unchanged);
+            continue;
+        }
+        records::write_row(&tx, record, key_id, &staged.cells)?;
+        if let (Some(row), Some(old_key)) = (&old, &old_key)
+            && row.key_id != key_id
+        {
+            // The record moved to another citizen: its pending mutations follow it to the new
+            // key, or erasing the old citizen would drop them unsynced.
+            outbox::reseal_record(
+                &tx,
+                nonces,
+                R::KIND,
+                &id,
+                (row.key_id, old_key),
+                (key_id, &key),
+            )?;
+        }
+        device_seq += 1;
+        let mutation = Mutation {
+            device_id,
+            device_seq: device_seq as u64,
+            ops: staged.ops,
+        };
+        outbox::append(&tx, nonces, &key, key_id, R::KIND, &id, &mutation)?;
+        results.push(Saved::Written {
+            device_seq: device_seq as u64,
+        });
+    }
+    tx.execute(
+        "UPDATE header SET device_seq = ?1, hlc_last = max(hlc_last, ?2) WHERE id = 1",
+        params![device_seq, clock.last().as_u64() as i64],
+    )?;
+    tx.commit()?;
+    Ok((results, clock))
 }
 
 impl std::fmt::Debug for Store {

@@ -7,8 +7,10 @@
 use super::StoreError;
 use super::keys::{KeyRing, key_id_from};
 use crate::crypto::{Binding, KeyId, NoncePool, SecretKey};
+use crate::domain::EntityKind;
 use crate::protocol::Mutation;
 use rusqlite::{Connection, params};
+use uuid::Uuid;
 
 fn binding(key_id: KeyId, seq_bytes: &[u8; 8]) -> Binding<'_> {
     Binding {
@@ -24,6 +26,8 @@ pub(crate) fn append(
     nonces: &mut NoncePool,
     key: &SecretKey,
     key_id: KeyId,
+    entity: EntityKind,
+    record_id: &Uuid,
     mutation: &Mutation,
 ) -> Result<(), StoreError> {
     let seq = mutation.device_seq.to_be_bytes();
@@ -32,9 +36,46 @@ pub(crate) fn append(
     );
     let sealed = key.seal(nonces, &binding(key_id, &seq), &json)?;
     conn.execute(
-        "INSERT INTO outbox (device_seq, key_id, sealed) VALUES (?1, ?2, ?3)",
-        params![mutation.device_seq as i64, &key_id.0[..], sealed],
+        "INSERT INTO outbox (device_seq, entity, record_id, key_id, sealed) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            mutation.device_seq as i64,
+            entity.as_str(),
+            &record_id.as_bytes()[..],
+            &key_id.0[..],
+            sealed
+        ],
     )?;
+    Ok(())
+}
+
+/// Re-seals a record's pending mutations from its old data key to its new one.
+pub(crate) fn reseal_record(
+    conn: &Connection,
+    nonces: &mut NoncePool,
+    entity: EntityKind,
+    record_id: &Uuid,
+    (old_id, old_key): (KeyId, &SecretKey),
+    (new_id, new_key): (KeyId, &SecretKey),
+) -> Result<(), StoreError> {
+    let rows = {
+        let mut stmt = conn.prepare(
+            "SELECT device_seq, sealed FROM outbox WHERE entity = ?1 AND record_id = ?2 AND key_id = ?3",
+        )?;
+        stmt.query_map(
+            params![entity.as_str(), &record_id.as_bytes()[..], &old_id.0[..]],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        )?
+        .collect::<Result<Vec<_>, _>>()?
+    };
+    for (seq, sealed) in rows {
+        let seq_bytes = (seq as u64).to_be_bytes();
+        let plain = zeroize::Zeroizing::new(old_key.open(&binding(old_id, &seq_bytes), &sealed)?);
+        let resealed = new_key.seal(nonces, &binding(new_id, &seq_bytes), &plain)?;
+        conn.execute(
+            "UPDATE outbox SET key_id = ?1, sealed = ?2 WHERE device_seq = ?3",
+            params![&new_id.0[..], resealed, seq],
+        )?;
+    }
     Ok(())
 }
 

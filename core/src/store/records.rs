@@ -15,7 +15,6 @@ use crate::hlc::{DeviceId, Hlc, Stamp};
 use crate::protocol::{FieldChange, FieldOp};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// One field of a stored record, as written.
@@ -97,9 +96,21 @@ pub(crate) fn load_row(
     .transpose()
 }
 
-/// Opens every cell and parses the record. `json` is scratch space reused across records; it is
-/// zeroized before returning, since it held the plaintext.
+/// Opens every cell and parses the record. `json` is scratch space reused across records; it
+/// is zeroized before returning, on success and on error alike, since it held plaintext.
 pub(crate) fn open_record<R: Record>(
+    key: &SecretKey,
+    key_id: KeyId,
+    id: &Uuid,
+    cells: &[CellRef<'_>],
+    json: &mut Vec<u8>,
+) -> Result<R, StoreError> {
+    let parsed = splice_and_parse(key, key_id, id, cells, json);
+    zeroize::Zeroize::zeroize(json);
+    parsed
+}
+
+fn splice_and_parse<R: Record>(
     key: &SecretKey,
     key_id: KeyId,
     id: &Uuid,
@@ -126,9 +137,7 @@ pub(crate) fn open_record<R: Record>(
         key.open_append(&binding(key_id, R::KIND, id, cell.field), cell.sealed, json)?;
     }
     json.push(b'}');
-    let parsed = serde_json::from_slice(json).map_err(|_| StoreError::Corrupt("record fields"));
-    zeroize::Zeroize::zeroize(json);
-    parsed
+    serde_json::from_slice(json).map_err(|_| StoreError::Corrupt("record fields"))
 }
 
 /// What saving a record produced.
@@ -156,26 +165,33 @@ pub(crate) fn stage<R: Record>(
     };
     let mut cells = Vec::with_capacity(fields.len());
     let mut ops = Vec::new();
-    for (field, value) in fields {
-        let text = serde_json::to_vec(&value).map_err(|_| StoreError::Corrupt("field value"))?;
+    for (field, value) in &fields {
         let previous = match old {
-            Some((old_key, old_key_id, cells)) => match cells.iter().find(|c| c.field == field) {
-                Some(cell) => Some((
-                    cell,
-                    old_key.open(&binding(old_key_id, R::KIND, &id, &field), cell.sealed)?,
-                )),
-                None => None,
-            },
+            Some((old_key, old_key_id, old_cells)) => {
+                match old_cells.iter().find(|c| c.field == field) {
+                    Some(cell) => {
+                        let text = zeroize::Zeroizing::new(
+                            old_key.open(&binding(old_key_id, R::KIND, &id, field), cell.sealed)?,
+                        );
+                        let old_value: serde_json::Value = serde_json::from_slice(&text)
+                            .map_err(|_| StoreError::Corrupt("stored field"))?;
+                        Some((cell, old_value))
+                    }
+                    None => None,
+                }
+            }
             None => None,
         };
+        // Compared as JSON values, not bytes: a change in how serde writes a value must not
+        // look like an edit (it would get a new stamp and win over real concurrent edits).
         let (cell_stamp, changed) = match &previous {
-            Some((cell, old_text)) if *old_text == text => (cell.stamp(), false),
+            Some((cell, old_value)) if old_value == value => (cell.stamp(), false),
             _ => (stamp, true),
         };
         if changed {
             let base = previous.as_ref().map(|(cell, _)| cell.stamp());
-            let old_value = previous.as_ref().map(|(_, t)| t.as_slice());
-            for change in changes(R::SET_FIELDS.contains(&field.as_str()), old_value, &value)? {
+            let old_value = previous.as_ref().map(|(_, v)| v);
+            for change in changes(R::SET_FIELDS.contains(&field.as_str()), old_value, value) {
                 ops.push(FieldOp {
                     entity: R::KIND,
                     id,
@@ -186,49 +202,65 @@ pub(crate) fn stage<R: Record>(
                 });
             }
         }
-        let sealed = key.seal(nonces, &binding(key_id, R::KIND, &id, &field), &text)?;
+        let text = zeroize::Zeroizing::new(
+            serde_json::to_vec(value).map_err(|_| StoreError::Corrupt("field value"))?,
+        );
+        let sealed = key.seal(nonces, &binding(key_id, R::KIND, &id, field), &text)?;
         cells.push(Cell {
-            field,
+            field: field.clone(),
             hlc: cell_stamp.hlc.as_u64(),
             device: *cell_stamp.device.0.as_bytes(),
             sealed,
         });
+    }
+    // Fields this build does not know (written by a newer app, or arrived by sync) are kept
+    // as they are, re-sealed only if the record moved to another key.
+    if let Some((old_key, old_key_id, old_cells)) = old {
+        for cell in old_cells.iter().filter(|c| !fields.contains_key(c.field)) {
+            let sealed = if old_key_id == key_id {
+                cell.sealed.to_vec()
+            } else {
+                let text = zeroize::Zeroizing::new(
+                    old_key.open(&binding(old_key_id, R::KIND, &id, cell.field), cell.sealed)?,
+                );
+                key.seal(nonces, &binding(key_id, R::KIND, &id, cell.field), &text)?
+            };
+            cells.push(Cell {
+                field: cell.field.to_owned(),
+                hlc: cell.hlc,
+                device: cell.device,
+                sealed,
+            });
+        }
     }
     Ok(Staged { cells, ops })
 }
 
 fn changes(
     is_set: bool,
-    old: Option<&[u8]>,
+    old: Option<&serde_json::Value>,
     new: &serde_json::Value,
-) -> Result<Vec<FieldChange>, StoreError> {
-    let serde_json::Value::Array(new_items) = new else {
-        return Ok(vec![FieldChange::Assign(new.clone())]);
+) -> Vec<FieldChange> {
+    let (true, serde_json::Value::Array(new_items)) = (is_set, new) else {
+        return vec![FieldChange::Assign(new.clone())];
     };
-    if !is_set {
-        return Ok(vec![FieldChange::Assign(new.clone())]);
-    }
-    let old_items: Vec<serde_json::Value> = match old {
-        Some(bytes) => {
-            serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt("set field"))?
-        }
-        None => Vec::new(),
+    let empty = Vec::new();
+    let old_items = match old {
+        Some(serde_json::Value::Array(items)) => items,
+        _ => &empty,
     };
-    let key = |v: &serde_json::Value| v.to_string();
-    let old_keys: BTreeSet<String> = old_items.iter().map(key).collect();
-    let new_keys: BTreeSet<String> = new_items.iter().map(key).collect();
     let mut out: Vec<FieldChange> = new_items
         .iter()
-        .filter(|v| !old_keys.contains(&key(v)))
+        .filter(|v| !old_items.contains(v))
         .map(|v| FieldChange::Add(v.clone()))
         .collect();
     out.extend(
         old_items
             .iter()
-            .filter(|v| !new_keys.contains(&key(v)))
+            .filter(|v| !new_items.contains(v))
             .map(|v| FieldChange::Remove(v.clone())),
     );
-    Ok(out)
+    out
 }
 
 pub(crate) fn write_row<R: Record>(

@@ -41,7 +41,7 @@ const MIGRATIONS: &[&str] = &[
         site_id    BLOB,
         sort_key   INTEGER NOT NULL,
         archived   INTEGER NOT NULL,
-        key_id     BLOB    NOT NULL,
+        key_id     BLOB    NOT NULL REFERENCES data_keys (key_id),
         cells      BLOB    NOT NULL,    -- postcard Vec<Cell>: field, stamp, sealed value
         UNIQUE (entity, id)
     );
@@ -49,10 +49,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX records_by_sort ON records (entity, sort_key);
     CREATE TABLE outbox (
         device_seq INTEGER PRIMARY KEY,
-        key_id     BLOB NOT NULL,
+        entity     TEXT NOT NULL,        -- the record the mutation is about
+        record_id  BLOB NOT NULL,
+        key_id     BLOB NOT NULL REFERENCES data_keys (key_id),
         sealed     BLOB NOT NULL         -- sealed JSON Mutation
     );
     CREATE INDEX outbox_by_key ON outbox (key_id);
+    CREATE INDEX outbox_by_record ON outbox (entity, record_id);
     "#,
     // 2: the unlock guard (wrong-passphrase back-off and key destruction), in its own one-row
     //    table so counting an attempt is a single small write. Stores from version 1 get the
