@@ -4,7 +4,8 @@
 //!
 //! On the team dataset of DESIGN §7 (generated deterministically, seed 1):
 //! 1. saving one visit through the encrypted store vs. the same rows through plain rusqlite
-//!    with the same pragmas (WAL, synchronous=FULL) — the reference is measured in this run;
+//!    with the same pragmas (WAL, synchronous=FULL, foreign keys) — the record as plain JSON and
+//!    the same outbox mutation in the clear; the reference is measured in this run;
 //! 2. unlock, split into key derivation (calibrated Argon2id) and the rest;
 //! 3. open + list the caseload (300 citizens, 20,000 visits, 3,000 tasks), excluding key
 //!    derivation, vs. the same rows as plain JSON through rusqlite; measured in a child process
@@ -13,7 +14,9 @@
 use feltbog_core::crypto::{KdfParams, Passphrase};
 use feltbog_core::dataset::{self, Dataset};
 use feltbog_core::domain::{Citizen, Record, Task, Visit, VisitId};
+use feltbog_core::hlc::{DeviceId, Hlc};
 use feltbog_core::keystore::NoPlatformSecret;
+use feltbog_core::protocol::{FieldChange, FieldOp, Mutation};
 use feltbog_core::store::{CreateOptions, ListQuery, Store, schema};
 use rusqlite::{Connection, params};
 use std::path::Path;
@@ -219,7 +222,7 @@ fn configure(conn: &Connection) {
         .unwrap();
     conn.execute_batch(
         "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456;",
+         PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456;",
     )
     .unwrap();
 }
@@ -234,12 +237,52 @@ fn plain_reference(path: &Path) -> Connection {
         [],
     )
     .unwrap();
+    conn.execute(
+        "INSERT INTO data_keys (key_id, scope, wrapped) VALUES (x'00', 'general', x'00')",
+        [],
+    )
+    .unwrap();
     conn
+}
+
+/// The mutation the store queues for a new record: one op per field, one `Add` per element of a
+/// set field — built here in the clear, so the reference writes the same outbox content.
+fn plain_mutation<R: Record>(r: &R, seq: i64) -> Vec<u8> {
+    let serde_json::Value::Object(fields) = serde_json::to_value(r).unwrap() else {
+        unreachable!()
+    };
+    let hlc = Hlc::new(1_763_900_000_000, 0).unwrap();
+    let mut ops = Vec::new();
+    for (field, value) in fields {
+        let changes = match (R::SET_FIELDS.contains(&field.as_str()), value) {
+            (true, serde_json::Value::Array(items)) => {
+                items.into_iter().map(FieldChange::Add).collect()
+            }
+            (_, value) => vec![FieldChange::Assign(value)],
+        };
+        for change in changes {
+            ops.push(FieldOp {
+                entity: R::KIND,
+                id: r.record_id(),
+                field: field.clone(),
+                change,
+                hlc,
+                base: None,
+            });
+        }
+    }
+    let m = Mutation {
+        device_id: DeviceId(uuid::Uuid::nil()),
+        device_seq: seq as u64,
+        ops,
+    };
+    serde_json::to_vec(&m).unwrap()
 }
 
 fn plain_write<R: Record>(conn: &Connection, r: &R, seq: i64) {
     let p = r.projection();
     let json = serde_json::to_vec(r).unwrap();
+    let mutation = plain_mutation(r, seq);
     conn.query_row(
         "SELECT count(*) FROM records WHERE entity = ?1 AND id = ?2",
         params![R::KIND.as_str(), &r.record_id().as_bytes()[..]],
@@ -260,8 +303,8 @@ fn plain_write<R: Record>(conn: &Connection, r: &R, seq: i64) {
     )
     .unwrap();
     conn.execute(
-        "INSERT INTO outbox (device_seq, key_id, sealed) VALUES (?1, x'00', ?2)",
-        params![seq, &json],
+        "INSERT INTO outbox (device_seq, entity, record_id, key_id, sealed) VALUES (?1, ?2, ?3, x'00', ?4)",
+        params![seq, R::KIND.as_str(), &r.record_id().as_bytes()[..], &mutation],
     )
     .unwrap();
     conn.execute(
