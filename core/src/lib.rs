@@ -21,6 +21,7 @@
 
 pub mod domain;
 pub mod hlc;
+pub mod merge;
 pub mod protocol;
 
 #[cfg(feature = "client")]
