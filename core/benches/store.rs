@@ -255,10 +255,11 @@ fn plain_mutation<R: Record>(r: &R, seq: i64) -> Vec<u8> {
     let mut ops = Vec::new();
     for (field, value) in fields {
         let changes = match (R::SET_FIELDS.contains(&field.as_str()), value) {
-            (true, serde_json::Value::Array(items)) => {
-                items.into_iter().map(FieldChange::Add).collect()
-            }
-            (_, value) => vec![FieldChange::Assign(value)],
+            (true, serde_json::Value::Array(items)) => items
+                .into_iter()
+                .map(|value| FieldChange::Add { value })
+                .collect(),
+            (_, value) => vec![FieldChange::Assign { value }],
         };
         for change in changes {
             ops.push(FieldOp {

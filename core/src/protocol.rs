@@ -19,22 +19,38 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// How a field changes. `Debug` names the kind of change only: values are personal data.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", content = "value", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum FieldChange {
     /// Last-writer-wins assignment of the whole value (scalars, text, structured values).
-    Assign(serde_json::Value),
-    /// Add one element to an add-wins set (themes, tags, referrals, residents).
-    Add(serde_json::Value),
-    /// Remove one element from an add-wins set; a concurrent add of the same element wins.
-    Remove(serde_json::Value),
+    Assign { value: serde_json::Value },
+    /// Add one element to an add-wins set (themes, tags, referrals, residents); the op's stamp
+    /// is the add's tag.
+    Add { value: serde_json::Value },
+    /// Remove one element from an add-wins set: only the adds the writer had seen (their tags),
+    /// so a concurrent add survives.
+    Remove {
+        value: serde_json::Value,
+        observed: Vec<Stamp>,
+    },
+}
+
+impl FieldChange {
+    /// The value written, added or removed.
+    pub fn value(&self) -> &serde_json::Value {
+        match self {
+            FieldChange::Assign { value }
+            | FieldChange::Add { value }
+            | FieldChange::Remove { value, .. } => value,
+        }
+    }
 }
 
 impl std::fmt::Debug for FieldChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            FieldChange::Assign(_) => "Assign(‹redacted›)",
-            FieldChange::Add(_) => "Add(‹redacted›)",
-            FieldChange::Remove(_) => "Remove(‹redacted›)",
+            FieldChange::Assign { .. } => "Assign(‹redacted›)",
+            FieldChange::Add { .. } => "Add(‹redacted›)",
+            FieldChange::Remove { .. } => "Remove(‹redacted›)",
         })
     }
 }
@@ -72,6 +88,146 @@ impl Mutation {
     }
 }
 
+/// The HTTP header carrying [`PROTOCOL_VERSION`] on every request.
+pub const PROTOCOL_HEADER: &str = "feltbog-protocol";
+
+/// Limits both sides enforce. The server rejects anything larger with a clear error; the
+/// client splits its outbox to stay under them.
+pub mod limits {
+    /// A request or response body on the wire (compressed).
+    pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+    /// A body after decompression: a gzip bomb stops here.
+    pub const MAX_INFLATED_BYTES: usize = 16 * 1024 * 1024;
+    /// Mutations in one push.
+    pub const MAX_MUTATIONS_PER_PUSH: usize = 500;
+    /// Field operations in one mutation.
+    pub const MAX_OPS_PER_MUTATION: usize = 400;
+    /// Serialized size of one field value.
+    pub const MAX_VALUE_BYTES: usize = 128 * 1024;
+    /// Mutations in one pull page (a page never splits a mutation).
+    pub const PULL_PAGE_MUTATIONS: usize = 1_000;
+}
+
+/// A device trades a one-time enrolment code for a device token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolRequest {
+    pub code: String,
+    /// The device's own id (made when its store was created).
+    pub device_id: DeviceId,
+}
+
+impl std::fmt::Debug for EnrolRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrolRequest")
+            .field("device_id", &self.device_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer to an enrolment: who this device now belongs to, and its bearer token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolResponse {
+    pub worker_id: Uuid,
+    pub team_id: Uuid,
+    /// Shown once; the server keeps only a hash.
+    pub token: String,
+}
+
+impl std::fmt::Debug for EnrolResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrolResponse")
+            .field("worker_id", &self.worker_id)
+            .field("team_id", &self.team_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One round trip: push the outbox (possibly empty) and get the first pull page back.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SyncRequest {
+    pub mutations: Vec<Mutation>,
+    /// The device's pull cursor: the server sequence it has applied up to.
+    pub cursor: u64,
+}
+
+/// Why the server refused a mutation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// An op's HLC is further ahead of the server clock than allowed: re-stamp and push again.
+    ClockAhead,
+    /// The mutation breaks a protocol rule (unknown entity or field, oversize value, bad op).
+    Invalid,
+    /// The mutation names a device other than the authenticated one.
+    ForgedDevice,
+    /// The record is outside this worker's scope.
+    OutOfScope,
+}
+
+impl RejectReason {
+    /// Whether pushing the same mutation again can ever succeed.
+    pub fn is_permanent(self) -> bool {
+        !matches!(self, RejectReason::ClockAhead)
+    }
+}
+
+/// A mutation the server did not apply.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Rejection {
+    pub device_seq: u64,
+    pub reason: RejectReason,
+    /// For people: what was wrong. Never contains a field value.
+    pub detail: String,
+}
+
+/// Changes from the server log, in commit order, whole mutations only.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PullPage {
+    /// `(server sequence, mutation)` pairs after the request's cursor.
+    pub changes: Vec<(u64, Mutation)>,
+    /// The cursor to store once these changes are applied (covers entries skipped because
+    /// the device sent them itself).
+    pub next_cursor: u64,
+    /// More changes wait beyond this page.
+    pub more: bool,
+}
+
+/// The answer to a [`SyncRequest`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SyncResponse {
+    /// Sequence numbers of pushed mutations now durably applied (or applied before: replays).
+    pub acked: Vec<u64>,
+    pub rejected: Vec<Rejection>,
+    pub pull: PullPage,
+    /// The server's clock (HLC) when it answered, so a device can catch its clock up.
+    pub server_hlc: Hlc,
+}
+
+/// An error answer: a stable code for programs and a message for people (never personal data).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Stable error codes of the HTTP API.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The client speaks another protocol version: update the app.
+    UpdateRequired,
+    /// Missing, unknown or revoked token.
+    Unauthorized,
+    /// The enrolment code is unknown, used or expired.
+    EnrolmentRefused,
+    /// The body is too large, before or after decompression.
+    TooLarge,
+    /// The body is not valid (compression, JSON, or a limit on counts).
+    BadRequest,
+    /// Something failed on the server; details are in its log.
+    Internal,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,7 +241,9 @@ mod tests {
                 entity: EntityKind::Visit,
                 id: Uuid::from_u128(9),
                 field: "themes".into(),
-                change: FieldChange::Add("housing".into()),
+                change: FieldChange::Add {
+                    value: "housing".into(),
+                },
                 hlc: Hlc::new(1_000, 2).unwrap(),
                 base: None,
             }],

@@ -169,7 +169,11 @@ fn saves_reads_lists_and_queues_every_kind_of_record() {
         .map(|op| &op.change)
         .collect();
     assert_eq!(theme_adds.len(), 2);
-    assert!(theme_adds.iter().all(|c| matches!(c, FieldChange::Add(_))));
+    assert!(
+        theme_adds
+            .iter()
+            .all(|c| matches!(c, FieldChange::Add { .. }))
+    );
     // Stamps increase with every save.
     let hlcs: Vec<_> = outbox.iter().map(|m| m.ops[0].hlc).collect();
     assert!(hlcs.windows(2).all(|w| w[0] < w[1]));
@@ -198,7 +202,12 @@ fn an_edit_queues_only_changed_fields_with_their_base() {
     let fields: BTreeSet<_> = edit.ops.iter().map(|op| op.field.as_str()).collect();
     assert_eq!(fields, BTreeSet::from(["note", "themes"]));
     let note_op = edit.ops.iter().find(|op| op.field == "note").unwrap();
-    assert_eq!(note_op.change, FieldChange::Assign("rettet note".into()));
+    assert_eq!(
+        note_op.change,
+        FieldChange::Assign {
+            value: "rettet note".into()
+        }
+    );
     assert_eq!(note_op.base, Some(first.stamp_of(&first.ops[0])));
     let mut theme_changes: Vec<_> = edit
         .ops
@@ -207,13 +216,35 @@ fn an_edit_queues_only_changed_fields_with_their_base() {
         .map(|op| op.change.clone())
         .collect();
     theme_changes.sort_by_key(|c| serde_json::to_string(c).unwrap());
+    // The remove carries the tag of the add it saw: the creating save's stamp.
+    let created = first.stamp_of(&first.ops[0]);
     assert_eq!(
         theme_changes,
         vec![
-            FieldChange::Add("mental_health".into()),
-            FieldChange::Remove("housing".into())
+            FieldChange::Add {
+                value: "mental_health".into()
+            },
+            FieldChange::Remove {
+                value: "housing".into(),
+                observed: vec![created]
+            }
         ]
     );
+    // A later save still sees the add state: removing "economy_and_debt" observes its tag too.
+    visit.themes.remove(&Theme::EconomyAndDebt);
+    store.save(&visit).unwrap();
+    let last = store.outbox().unwrap().pop().unwrap();
+    assert_eq!(
+        last.ops
+            .iter()
+            .map(|op| op.change.clone())
+            .collect::<Vec<_>>(),
+        vec![FieldChange::Remove {
+            value: "economy_and_debt".into(),
+            observed: vec![created]
+        }]
+    );
+    assert_eq!(store.get::<Visit>(visit.id.0).unwrap(), Some(visit));
 }
 
 #[test]
@@ -733,7 +764,7 @@ fn archive_is_an_ordinary_synced_field() {
     assert_eq!(last.ops.len(), 1);
     assert_eq!(
         (last.ops[0].field.as_str(), &last.ops[0].change),
-        ("archived", &FieldChange::Assign(true.into()))
+        ("archived", &FieldChange::Assign { value: true.into() })
     );
     assert!(matches!(
         store.set_archived::<Citizen>(uuid::Uuid::now_v7(), true),

@@ -12,6 +12,7 @@ use super::StoreError;
 use crate::crypto::{Binding, KeyId, NoncePool, SecretKey};
 use crate::domain::{EntityKind, Record};
 use crate::hlc::{DeviceId, Hlc, Stamp};
+use crate::merge::OrSet;
 use crate::protocol::{FieldChange, FieldOp};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -119,10 +120,12 @@ fn splice_and_parse<R: Record>(
 ) -> Result<R, StoreError> {
     json.clear();
     json.push(b'{');
-    for (i, cell) in cells.iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    for cell in cells.iter().filter(|c| !is_set_state(c.field)) {
+        if !first {
             json.push(b',');
         }
+        first = false;
         // Field names are the record's own serde names: plain identifiers, no escaping needed.
         if !cell
             .field
@@ -163,60 +166,120 @@ pub(crate) fn stage<R: Record>(
     else {
         return Err(StoreError::Corrupt("record is not an object"));
     };
-    let mut cells = Vec::with_capacity(fields.len());
+    let open_old = |name: &str| -> Result<Option<(Stamp, serde_json::Value)>, StoreError> {
+        let Some((old_key, old_key_id, old_cells)) = old else {
+            return Ok(None);
+        };
+        let Some(cell) = old_cells.iter().find(|c| c.field == name) else {
+            return Ok(None);
+        };
+        let text = zeroize::Zeroizing::new(
+            old_key.open(&binding(old_key_id, R::KIND, &id, name), cell.sealed)?,
+        );
+        let value =
+            serde_json::from_slice(&text).map_err(|_| StoreError::Corrupt("stored field"))?;
+        Ok(Some((cell.stamp(), value)))
+    };
+    let mut seal =
+        |name: &str, cell_stamp: Stamp, value: &serde_json::Value| -> Result<Cell, StoreError> {
+            let text = zeroize::Zeroizing::new(
+                serde_json::to_vec(value).map_err(|_| StoreError::Corrupt("field value"))?,
+            );
+            let sealed = key.seal(nonces, &binding(key_id, R::KIND, &id, name), &text)?;
+            Ok(Cell {
+                field: name.to_owned(),
+                hlc: cell_stamp.hlc.as_u64(),
+                device: *cell_stamp.device.0.as_bytes(),
+                sealed,
+            })
+        };
+    let mut cells = Vec::with_capacity(fields.len() + R::SET_FIELDS.len());
     let mut ops = Vec::new();
     for (field, value) in &fields {
-        let previous = match old {
-            Some((old_key, old_key_id, old_cells)) => {
-                match old_cells.iter().find(|c| c.field == field) {
-                    Some(cell) => {
-                        let text = zeroize::Zeroizing::new(
-                            old_key.open(&binding(old_key_id, R::KIND, &id, field), cell.sealed)?,
-                        );
-                        let old_value: serde_json::Value = serde_json::from_slice(&text)
-                            .map_err(|_| StoreError::Corrupt("stored field"))?;
-                        Some((cell, old_value))
-                    }
-                    None => None,
-                }
-            }
-            None => None,
+        let previous = open_old(field)?;
+        let is_set = R::SET_FIELDS.contains(&field.as_str());
+        let mut op = |change| {
+            let base = previous.as_ref().map(|(s, _)| *s);
+            ops.push(FieldOp {
+                entity: R::KIND,
+                id,
+                field: field.clone(),
+                change,
+                hlc: stamp.hlc,
+                base,
+            });
         };
+        if is_set {
+            // Add-wins set: diff against the set's state and tag adds with this save's stamp.
+            let state_name = set_state_name(field);
+            let mut set: OrSet = match open_old(&state_name)? {
+                Some((_, v)) => {
+                    serde_json::from_value(v).map_err(|_| StoreError::Corrupt("set state"))?
+                }
+                None => {
+                    let mut set = OrSet::default();
+                    if let Some((tag, serde_json::Value::Array(items))) = &previous {
+                        for item in items {
+                            set.add(item, *tag);
+                        }
+                    }
+                    set
+                }
+            };
+            let serde_json::Value::Array(wanted) = value else {
+                return Err(StoreError::Corrupt("set field is not an array"));
+            };
+            let mut changed = false;
+            let to_add: Vec<_> = wanted
+                .iter()
+                .filter(|v| !set.contains(v))
+                .cloned()
+                .collect();
+            for item in &to_add {
+                set.add(item, stamp);
+                op(FieldChange::Add {
+                    value: item.clone(),
+                });
+                changed = true;
+            }
+            for item in set.values().into_iter().filter(|v| !wanted.contains(v)) {
+                let observed = set.observed(&item);
+                set.remove(&item, &observed);
+                op(FieldChange::Remove {
+                    value: item,
+                    observed,
+                });
+                changed = true;
+            }
+            let cell_stamp = match (&previous, changed) {
+                (Some((old_stamp, _)), false) => *old_stamp,
+                _ => stamp,
+            };
+            let state = serde_json::to_value(&set).map_err(|_| StoreError::Corrupt("set state"))?;
+            cells.push(seal(field, cell_stamp, value)?);
+            cells.push(seal(&state_name, cell_stamp, &state)?);
+            continue;
+        }
         // Compared as JSON values, not bytes: a change in how serde writes a value must not
         // look like an edit (it would get a new stamp and win over real concurrent edits).
-        let (cell_stamp, changed) = match &previous {
-            Some((cell, old_value)) if old_value == value => (cell.stamp(), false),
-            _ => (stamp, true),
-        };
-        if changed {
-            let base = previous.as_ref().map(|(cell, _)| cell.stamp());
-            let old_value = previous.as_ref().map(|(_, v)| v);
-            for change in changes(R::SET_FIELDS.contains(&field.as_str()), old_value, value) {
-                ops.push(FieldOp {
-                    entity: R::KIND,
-                    id,
-                    field: field.clone(),
-                    change,
-                    hlc: stamp.hlc,
-                    base,
+        let cell_stamp = match &previous {
+            Some((old_stamp, old_value)) if old_value == value => *old_stamp,
+            _ => {
+                op(FieldChange::Assign {
+                    value: value.clone(),
                 });
+                stamp
             }
-        }
-        let text = zeroize::Zeroizing::new(
-            serde_json::to_vec(value).map_err(|_| StoreError::Corrupt("field value"))?,
-        );
-        let sealed = key.seal(nonces, &binding(key_id, R::KIND, &id, field), &text)?;
-        cells.push(Cell {
-            field: field.clone(),
-            hlc: cell_stamp.hlc.as_u64(),
-            device: *cell_stamp.device.0.as_bytes(),
-            sealed,
-        });
+        };
+        cells.push(seal(field, cell_stamp, value)?);
     }
     // Fields this build does not know (written by a newer app, or arrived by sync) are kept
     // as they are, re-sealed only if the record moved to another key.
     if let Some((old_key, old_key_id, old_cells)) = old {
-        for cell in old_cells.iter().filter(|c| !fields.contains_key(c.field)) {
+        let known = |name: &str| {
+            fields.contains_key(name) || R::SET_FIELDS.iter().any(|f| set_state_name(f) == name)
+        };
+        for cell in old_cells.iter().filter(|c| !known(c.field)) {
             let sealed = if old_key_id == key_id {
                 cell.sealed.to_vec()
             } else {
@@ -236,31 +299,13 @@ pub(crate) fn stage<R: Record>(
     Ok(Staged { cells, ops })
 }
 
-fn changes(
-    is_set: bool,
-    old: Option<&serde_json::Value>,
-    new: &serde_json::Value,
-) -> Vec<FieldChange> {
-    let (true, serde_json::Value::Array(new_items)) = (is_set, new) else {
-        return vec![FieldChange::Assign(new.clone())];
-    };
-    let empty = Vec::new();
-    let old_items = match old {
-        Some(serde_json::Value::Array(items)) => items,
-        _ => &empty,
-    };
-    let mut out: Vec<FieldChange> = new_items
-        .iter()
-        .filter(|v| !old_items.contains(v))
-        .map(|v| FieldChange::Add(v.clone()))
-        .collect();
-    out.extend(
-        old_items
-            .iter()
-            .filter(|v| !new_items.contains(v))
-            .map(|v| FieldChange::Remove(v.clone())),
-    );
-    out
+/// The hidden cell beside a set field that holds its add-wins state (element tags).
+fn set_state_name(field: &str) -> String {
+    format!("{field}__set")
+}
+
+fn is_set_state(name: &str) -> bool {
+    name.ends_with("__set")
 }
 
 pub(crate) fn write_row<R: Record>(
