@@ -173,6 +173,7 @@ impl Validate for Citizen {
 
 impl Record for Citizen {
     const KIND: EntityKind = EntityKind::Citizen;
+    const TEXT_FIELDS: &'static [&'static str] = &["goals", "consent"];
     const SET_FIELDS: &'static [&'static str] = &["tags"];
 
     fn record_id(&self) -> uuid::Uuid {

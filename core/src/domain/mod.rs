@@ -11,6 +11,7 @@
 //! never the offending value.
 
 mod citizen;
+mod conflict;
 mod cpr;
 mod site;
 mod task;
@@ -19,6 +20,7 @@ mod visit;
 pub use citizen::{
     Citizen, Consent, ConsentMethod, ConsentStatus, Goal, GoalStatus, HousingSituation,
 };
+pub use conflict::{ConflictId, ConflictRecord, ConflictStatus};
 pub use cpr::{Cpr, CprError};
 pub use site::{Site, SiteKind, SiteLogEntry, SiteLogKind};
 pub use task::{Task, TaskStatus};
@@ -38,9 +40,50 @@ pub enum EntityKind {
     Task,
     Site,
     SiteLogEntry,
+    /// A conflict version raised by the server: synced like any record.
+    Conflict,
 }
 
 impl EntityKind {
+    /// Every kind, for lookups and validation.
+    pub const ALL: [EntityKind; 6] = [
+        EntityKind::Citizen,
+        EntityKind::Visit,
+        EntityKind::Task,
+        EntityKind::Site,
+        EntityKind::SiteLogEntry,
+        EntityKind::Conflict,
+    ];
+
+    /// The fields of this kind that merge as add-wins sets.
+    pub fn set_fields(self) -> &'static [&'static str] {
+        match self {
+            EntityKind::Citizen => Citizen::SET_FIELDS,
+            EntityKind::Visit => Visit::SET_FIELDS,
+            EntityKind::Task => Task::SET_FIELDS,
+            EntityKind::Site => Site::SET_FIELDS,
+            EntityKind::SiteLogEntry => SiteLogEntry::SET_FIELDS,
+            EntityKind::Conflict => ConflictRecord::SET_FIELDS,
+        }
+    }
+
+    /// The free-text fields of this kind: a concurrent edit stays open until a person decides.
+    pub fn text_fields(self) -> &'static [&'static str] {
+        match self {
+            EntityKind::Citizen => Citizen::TEXT_FIELDS,
+            EntityKind::Visit => Visit::TEXT_FIELDS,
+            EntityKind::Task => Task::TEXT_FIELDS,
+            EntityKind::Site => Site::TEXT_FIELDS,
+            EntityKind::SiteLogEntry => SiteLogEntry::TEXT_FIELDS,
+            EntityKind::Conflict => ConflictRecord::TEXT_FIELDS,
+        }
+    }
+
+    /// The field that names the author, which the server takes from authentication.
+    pub fn author_field(self) -> Option<&'static str> {
+        matches!(self, EntityKind::Visit | EntityKind::SiteLogEntry).then_some("author")
+    }
+
     /// The stable name used in the store, in associated data and on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -49,6 +92,7 @@ impl EntityKind {
             EntityKind::Task => "task",
             EntityKind::Site => "site",
             EntityKind::SiteLogEntry => "site_log_entry",
+            EntityKind::Conflict => "conflict",
         }
     }
 
@@ -203,6 +247,8 @@ pub trait Record: Serialize + DeserializeOwned + Validate + Clone {
     const KIND: EntityKind;
     /// Top-level fields that merge as add-wins sets (their JSON form is an array).
     const SET_FIELDS: &'static [&'static str] = &[];
+    /// Free-text fields: a concurrent edit is an open conflict until a person resolves it.
+    const TEXT_FIELDS: &'static [&'static str] = &[];
 
     /// The record's id.
     fn record_id(&self) -> Uuid;

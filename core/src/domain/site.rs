@@ -96,6 +96,7 @@ impl Record for Site {
 
 impl Record for SiteLogEntry {
     const KIND: EntityKind = EntityKind::SiteLogEntry;
+    const TEXT_FIELDS: &'static [&'static str] = &["note"];
     const SET_FIELDS: &'static [&'static str] = &["residents"];
 
     fn record_id(&self) -> uuid::Uuid {

@@ -44,6 +44,7 @@ impl Validate for Task {
 
 impl Record for Task {
     const KIND: EntityKind = EntityKind::Task;
+    const TEXT_FIELDS: &'static [&'static str] = &["title"];
 
     fn record_id(&self) -> uuid::Uuid {
         self.id.0

@@ -155,6 +155,7 @@ impl Validate for Visit {
 
 impl Record for Visit {
     const KIND: EntityKind = EntityKind::Visit;
+    const TEXT_FIELDS: &'static [&'static str] = &["note", "anonymous"];
     const SET_FIELDS: &'static [&'static str] = &["themes", "referrals"];
 
     fn record_id(&self) -> uuid::Uuid {

@@ -1,0 +1,112 @@
+//! The server's SQLite database: numbered migrations and connection settings.
+//!
+//! Append-only migrations, like the device store's. The server holds the municipality's copy of
+//! every record in the clear (supervisors' reports read it); protect the data directory with
+//! disk encryption and file permissions.
+
+use rusqlite::Connection;
+use std::path::Path;
+use std::time::Duration;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: identity, the merged field state, the change log.
+    r#"
+    CREATE TABLE teams (
+        id         BLOB PRIMARY KEY,
+        name       TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE workers (
+        id      BLOB PRIMARY KEY,
+        team_id BLOB NOT NULL REFERENCES teams (id),
+        name    TEXT NOT NULL,
+        role    TEXT NOT NULL,
+        active  INTEGER NOT NULL DEFAULT 1
+    ) WITHOUT ROWID;
+    CREATE TABLE enrolment_codes (
+        code_hash  BLOB PRIMARY KEY,       -- SHA-256 of the code; the code itself is never stored
+        worker_id  BLOB NOT NULL REFERENCES workers (id),
+        expires_ms INTEGER NOT NULL,
+        used_ms    INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE devices (
+        id          BLOB PRIMARY KEY,
+        worker_id   BLOB NOT NULL REFERENCES workers (id),
+        token_hash  BLOB NOT NULL UNIQUE,  -- SHA-256 of the 256-bit bearer token
+        active      INTEGER NOT NULL DEFAULT 1,
+        enrolled_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- Idempotence: a (device, seq) pair is applied at most once.
+    CREATE TABLE applied (
+        device_id  BLOB NOT NULL,
+        device_seq INTEGER NOT NULL,
+        PRIMARY KEY (device_id, device_seq)
+    ) WITHOUT ROWID;
+    -- Which team a record belongs to (set by its first writer).
+    CREATE TABLE records (
+        entity    TEXT NOT NULL,
+        record_id BLOB NOT NULL,
+        team_id   BLOB NOT NULL,
+        PRIMARY KEY (entity, record_id)
+    ) WITHOUT ROWID;
+    -- The merged state of every field: the register's value and stamp, or a set's state.
+    CREATE TABLE fields (
+        entity    TEXT NOT NULL,
+        record_id BLOB NOT NULL,
+        field     TEXT NOT NULL,
+        value     TEXT NOT NULL,           -- JSON
+        hlc       INTEGER NOT NULL,
+        device    BLOB NOT NULL,
+        set_state TEXT,                    -- JSON OrSet for add-wins set fields
+        PRIMARY KEY (entity, record_id, field)
+    ) WITHOUT ROWID;
+    -- The change log devices pull from, in commit order. One row is one whole mutation.
+    CREATE TABLE changes (
+        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+        team_id   BLOB NOT NULL,
+        device_id BLOB NOT NULL,
+        mutation  TEXT NOT NULL            -- JSON Mutation, as applied
+    );
+    CREATE INDEX changes_by_team ON changes (team_id, seq);
+    CREATE TABLE server_state (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        hlc_last   INTEGER NOT NULL,
+        server_seq INTEGER NOT NULL        -- device_seq of mutations the server writes itself
+    );
+    INSERT INTO server_state (id, hlc_last, server_seq) VALUES (1, 0, 0);
+    "#,
+];
+
+/// The schema version this build writes.
+pub const LATEST: u32 = MIGRATIONS.len() as u32;
+
+/// Database errors at the storage boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database has schema version {found}, newer than this server supports ({supported})")]
+    NewerSchema { found: u32, supported: u32 },
+    #[error("file system: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens (creating if needed) the database in `data_dir` and migrates it.
+pub fn open(data_dir: &Path) -> Result<Connection, DbError> {
+    std::fs::create_dir_all(data_dir)?;
+    let mut conn = Connection::open(data_dir.join("feltbog-server.sqlite"))?;
+    let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > LATEST {
+        return Err(DbError::NewerSchema { found, supported: LATEST });
+    }
+    for v in found..LATEST {
+        let tx = conn.transaction()?;
+        tx.execute_batch(MIGRATIONS[v as usize])?;
+        tx.pragma_update(None, "user_version", v + 1)?;
+        tx.commit()?;
+    }
+    Ok(conn)
+}

@@ -1,0 +1,366 @@
+//! Applying pushes and serving pulls: the server's side of DESIGN §5.
+//!
+//! One push is one IMMEDIATE transaction. For each mutation, in the device's order:
+//! 1. a `(device, seq)` pair already applied is acknowledged again and changes nothing
+//!    (idempotence: a retried push cannot duplicate anything);
+//! 2. the mutation is checked — the authenticated device, one record, well-formed fields, sizes,
+//!    the skew bound on its HLC, the record's team — and rejected with a reason if it fails;
+//! 3. each op is merged with [`feltbog_core::merge`]; a concurrent edit that loses becomes a
+//!    [`ConflictRecord`] written by the server as its own mutation;
+//! 4. the mutation as applied (author taken from authentication) is appended to the change log.
+//!
+//! The log's `seq` is the commit order; a device pulls by cursor and gets whole mutations only.
+
+use crate::identity::Caller;
+use feltbog_core::domain::{CitizenId, ConflictId, ConflictRecord, ConflictStatus, EntityKind};
+use feltbog_core::hlc::{DeviceId, Hlc, HlcClock, Stamp};
+use feltbog_core::merge::{self, ConflictKind, OrSet, Register, RegisterOutcome};
+use feltbog_core::protocol::{
+    FieldChange, FieldOp, Mutation, PullPage, RejectReason, Rejection, SyncRequest, SyncResponse, limits,
+};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use uuid::Uuid;
+
+/// The device id the server writes its own mutations (conflict records) under.
+pub const SERVER_DEVICE: DeviceId = DeviceId(Uuid::nil());
+
+/// Storage failures while syncing (everything else is a per-mutation rejection).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored data is corrupt ({0})")]
+    Corrupt(&'static str),
+    #[error("server clock: {0}")]
+    Clock(#[from] feltbog_core::hlc::ClockError),
+}
+
+/// Handles one sync round trip for `caller`.
+pub fn sync(
+    conn: &mut Connection,
+    caller: &Caller,
+    request: &SyncRequest,
+    now_ms: u64,
+    max_drift_ms: u64,
+) -> Result<SyncResponse, SyncError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let (hlc_last, server_seq): (i64, i64) =
+        tx.query_row("SELECT hlc_last, server_seq FROM server_state WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let mut ctx = Ctx {
+        tx: &tx,
+        clock: HlcClock::new(Hlc::from_u64(hlc_last as u64), max_drift_ms),
+        server_seq: server_seq as u64,
+        now_ms,
+    };
+    let mut acked = Vec::new();
+    let mut rejected = Vec::new();
+    for mutation in &request.mutations {
+        let seq = mutation.device_seq;
+        let done: bool = ctx.tx.query_row(
+            "SELECT count(*) > 0 FROM applied WHERE device_id = ?1 AND device_seq = ?2",
+            params![&mutation.device_id.0.as_bytes()[..], seq as i64],
+            |r| r.get(0),
+        )?;
+        if done && mutation.device_id == caller.device_id {
+            acked.push(seq);
+            continue;
+        }
+        match ctx.check(caller, mutation)? {
+            Err((reason, detail)) => rejected.push(Rejection { device_seq: seq, reason, detail }),
+            Ok(()) => {
+                ctx.apply(caller, mutation)?;
+                acked.push(seq);
+            }
+        }
+    }
+    let server_hlc = ctx.clock.now(now_ms)?;
+    tx.execute(
+        "UPDATE server_state SET hlc_last = ?1, server_seq = ?2 WHERE id = 1",
+        params![server_hlc.as_u64() as i64, ctx.server_seq as i64],
+    )?;
+    let pull = pull_page(&tx, caller, request.cursor)?;
+    tx.commit()?;
+    Ok(SyncResponse { acked, rejected, pull, server_hlc })
+}
+
+/// The next page of changes for `caller` after `cursor`: its team's mutations, except the ones
+/// its own device sent (it has them), whole mutations only.
+pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<PullPage, SyncError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, device_id, mutation FROM changes WHERE team_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let mut rows = stmt.query(params![
+        &caller.team_id.as_bytes()[..],
+        cursor as i64,
+        limits::PULL_PAGE_MUTATIONS as i64
+    ])?;
+    let (mut changes, mut next_cursor, mut scanned) = (Vec::new(), cursor, 0usize);
+    while let Some(row) = rows.next()? {
+        scanned += 1;
+        let seq = row.get::<_, i64>(0)? as u64;
+        next_cursor = seq;
+        let device: Vec<u8> = row.get(1)?;
+        if device == caller.device_id.0.as_bytes() {
+            continue;
+        }
+        let text: String = row.get(2)?;
+        let mutation: Mutation = serde_json::from_str(&text).map_err(|_| SyncError::Corrupt("change log"))?;
+        changes.push((seq, mutation));
+    }
+    Ok(PullPage { changes, next_cursor, more: scanned == limits::PULL_PAGE_MUTATIONS })
+}
+
+struct Ctx<'a> {
+    tx: &'a Transaction<'a>,
+    clock: HlcClock,
+    server_seq: u64,
+    now_ms: u64,
+}
+
+type Check = Result<(), (RejectReason, String)>;
+
+fn valid_field_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.ends_with("__set")
+}
+
+impl Ctx<'_> {
+    /// Every rule a mutation must meet before anything of it is applied.
+    fn check(&self, caller: &Caller, m: &Mutation) -> Result<Check, SyncError> {
+        let invalid = |detail: &str| Ok(Err((RejectReason::Invalid, detail.to_owned())));
+        if m.device_id != caller.device_id {
+            return Ok(Err((RejectReason::ForgedDevice, "mutation names another device".into())));
+        }
+        let Some(first) = m.ops.first() else { return invalid("a mutation needs at least one op") };
+        if m.ops.len() > limits::MAX_OPS_PER_MUTATION {
+            return invalid("too many ops in one mutation");
+        }
+        for op in &m.ops {
+            if (op.entity, op.id) != (first.entity, first.id) {
+                return invalid("a mutation changes exactly one record");
+            }
+            if !valid_field_name(&op.field) {
+                return invalid("field names are lower-case identifiers");
+            }
+            let is_set = op.entity.set_fields().contains(&op.field.as_str());
+            if is_set == matches!(op.change, FieldChange::Assign { .. }) {
+                return invalid("set fields take add/remove, other fields take assign");
+            }
+            if op.change.value().to_string().len() > limits::MAX_VALUE_BYTES {
+                return invalid("a field value is too large");
+            }
+            let ahead = op.hlc.wall_ms().saturating_sub(self.now_ms);
+            if ahead > self.clock.max_drift_ms() {
+                return Ok(Err((
+                    RejectReason::ClockAhead,
+                    format!("timestamp {ahead} ms ahead of the server clock; re-stamp and retry"),
+                )));
+            }
+        }
+        if first.entity == EntityKind::Conflict
+            && m.ops.iter().any(|op| op.field != "status" && op.field != "winner")
+        {
+            return invalid("devices may only resolve or dismiss a conflict");
+        }
+        let team: Option<Vec<u8>> = self
+            .tx
+            .query_row(
+                "SELECT team_id FROM records WHERE entity = ?1 AND record_id = ?2",
+                params![first.entity.as_str(), &first.id.as_bytes()[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match team {
+            Some(t) if t != caller.team_id.as_bytes() => {
+                // "Not yours" reads like any other rejection: no hint that the record exists.
+                Ok(Err((RejectReason::OutOfScope, "record not available to this worker".into())))
+            }
+            None if first.entity == EntityKind::Conflict => {
+                Ok(Err((RejectReason::OutOfScope, "record not available to this worker".into())))
+            }
+            _ => Ok(Ok(())),
+        }
+    }
+
+    fn apply(&mut self, caller: &Caller, m: &Mutation) -> Result<(), SyncError> {
+        let first = &m.ops[0];
+        self.tx.execute(
+            "INSERT OR IGNORE INTO records (entity, record_id, team_id) VALUES (?1, ?2, ?3)",
+            params![first.entity.as_str(), &first.id.as_bytes()[..], &caller.team_id.as_bytes()[..]],
+        )?;
+        let mut applied = m.clone();
+        for op in &mut applied.ops {
+            // The author is whoever is signed in on the device, never what the payload says.
+            if op.entity.author_field() == Some(op.field.as_str()) {
+                op.change = FieldChange::Assign { value: serde_json::to_value(caller.worker_id).unwrap_or_default() };
+            }
+            self.clock.observe(op.hlc, self.now_ms)?;
+        }
+        for op in &applied.ops {
+            let stamp = Stamp { hlc: op.hlc, device: m.device_id };
+            if let Some(conflict) = self.merge_op(op, stamp)? {
+                self.raise_conflict(caller, op, conflict)?;
+            }
+        }
+        self.log(caller.team_id, &applied)?;
+        self.tx.execute(
+            "INSERT INTO applied (device_id, device_seq) VALUES (?1, ?2)",
+            params![&m.device_id.0.as_bytes()[..], m.device_seq as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Merges one op into the field state; returns a conflict if it was concurrent and lost or
+    /// displaced a value.
+    fn merge_op(&self, op: &FieldOp, stamp: Stamp) -> Result<Option<merge::Conflict>, SyncError> {
+        let row: Option<(String, i64, Vec<u8>, Option<String>)> = self
+            .tx
+            .query_row(
+                "SELECT value, hlc, device, set_state FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = ?3",
+                params![op.entity.as_str(), &op.id.as_bytes()[..], &op.field],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let current = row
+            .as_ref()
+            .map(|(value, hlc, device, _)| -> Result<Register, SyncError> {
+                Ok(Register {
+                    value: serde_json::from_str(value).map_err(|_| SyncError::Corrupt("field value"))?,
+                    stamp: Stamp {
+                        hlc: Hlc::from_u64(*hlc as u64),
+                        device: DeviceId(Uuid::from_slice(device).map_err(|_| SyncError::Corrupt("device id"))?),
+                    },
+                })
+            })
+            .transpose()?;
+        let (state, set_state, conflict) = match &op.change {
+            FieldChange::Assign { value } => {
+                let kind = if op.entity.text_fields().contains(&op.field.as_str()) {
+                    ConflictKind::Open
+                } else {
+                    ConflictKind::Notice
+                };
+                match merge::apply_register(current.as_ref(), value, stamp, op.base, kind) {
+                    RegisterOutcome::Applied(r) => (r, None, None),
+                    RegisterOutcome::Duplicate => return Ok(None),
+                    RegisterOutcome::Concurrent { state, conflict } => (state, None, Some(conflict)),
+                }
+            }
+            FieldChange::Add { value } | FieldChange::Remove { value, .. } => {
+                let mut set: OrSet = match row.as_ref().and_then(|r| r.3.as_ref()) {
+                    Some(text) => serde_json::from_str(text).map_err(|_| SyncError::Corrupt("set state"))?,
+                    None => OrSet::default(),
+                };
+                match &op.change {
+                    FieldChange::Remove { observed, .. } => set.remove(value, observed),
+                    _ => set.add(value, stamp),
+                }
+                let newest = current.as_ref().map_or(stamp, |c| c.stamp.max(stamp));
+                let state = Register { value: serde_json::Value::Array(set.values()), stamp: newest };
+                (state, Some(serde_json::to_string(&set).map_err(|_| SyncError::Corrupt("set state"))?), None)
+            }
+        };
+        self.tx.execute(
+            "INSERT INTO fields (entity, record_id, field, value, hlc, device, set_state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (entity, record_id, field) DO UPDATE SET value = excluded.value,
+                 hlc = excluded.hlc, device = excluded.device, set_state = excluded.set_state",
+            params![
+                op.entity.as_str(),
+                &op.id.as_bytes()[..],
+                &op.field,
+                state.value.to_string(),
+                state.stamp.hlc.as_u64() as i64,
+                &state.stamp.device.0.as_bytes()[..],
+                set_state
+            ],
+        )?;
+        Ok(conflict)
+    }
+
+    /// Writes a conflict record as a server mutation (merged, logged and pulled like any other).
+    fn raise_conflict(&mut self, caller: &Caller, op: &FieldOp, c: merge::Conflict) -> Result<(), SyncError> {
+        let citizen_id = if op.entity == EntityKind::Citizen {
+            Some(CitizenId(op.id))
+        } else {
+            let v: Option<String> = self
+                .tx
+                .query_row(
+                    "SELECT value FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = 'citizen_id'",
+                    params![op.entity.as_str(), &op.id.as_bytes()[..]],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            v.and_then(|text| serde_json::from_str(&text).ok())
+        };
+        let record = ConflictRecord {
+            id: ConflictId(Uuid::now_v7()),
+            citizen_id,
+            entity: op.entity,
+            record_id: op.id,
+            field: op.field.clone(),
+            kind: c.kind,
+            winner: c.winner.value,
+            winner_stamp: c.winner.stamp,
+            loser: c.loser.value,
+            loser_stamp: c.loser.stamp,
+            status: ConflictStatus::Open,
+            created_at: chrono::Utc::now(),
+        };
+        let serde_json::Value::Object(fields) = serde_json::to_value(&record).map_err(|_| SyncError::Corrupt("conflict"))?
+        else {
+            return Err(SyncError::Corrupt("conflict"));
+        };
+        let hlc = self.clock.now(self.now_ms)?;
+        self.server_seq += 1;
+        let mutation = Mutation {
+            device_id: SERVER_DEVICE,
+            device_seq: self.server_seq,
+            ops: fields
+                .into_iter()
+                .map(|(field, value)| FieldOp {
+                    entity: EntityKind::Conflict,
+                    id: record.id.0,
+                    field,
+                    change: FieldChange::Assign { value },
+                    hlc,
+                    base: None,
+                })
+                .collect(),
+        };
+        self.tx.execute(
+            "INSERT INTO records (entity, record_id, team_id) VALUES ('conflict', ?1, ?2)",
+            params![&record.id.0.as_bytes()[..], &caller.team_id.as_bytes()[..]],
+        )?;
+        for op in &mutation.ops {
+            self.merge_op(op, Stamp { hlc, device: SERVER_DEVICE })?;
+        }
+        self.log(caller.team_id, &mutation)
+    }
+
+    fn log(&self, team: Uuid, m: &Mutation) -> Result<(), SyncError> {
+        let text = serde_json::to_string(m).map_err(|_| SyncError::Corrupt("mutation"))?;
+        self.tx.execute(
+            "INSERT INTO changes (team_id, device_id, mutation) VALUES (?1, ?2, ?3)",
+            params![&team.as_bytes()[..], &m.device_id.0.as_bytes()[..], text],
+        )?;
+        Ok(())
+    }
+}
+
+/// One field's merged value on the server, for tests and reports.
+pub fn field_value(conn: &Connection, entity: EntityKind, id: Uuid, field: &str) -> Result<Option<serde_json::Value>, SyncError> {
+    let text: Option<String> = conn
+        .query_row(
+            "SELECT value FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = ?3",
+            params![entity.as_str(), &id.as_bytes()[..], field],
+            |r| r.get(0),
+        )
+        .optional()?;
+    text.map(|t| serde_json::from_str(&t).map_err(|_| SyncError::Corrupt("field value"))).transpose()
+}
