@@ -181,6 +181,15 @@ impl HlcClock {
         Ok(())
     }
 
+    /// Receive rule without the skew check, for stamps that come through the server (which has
+    /// already enforced the bound against its own clock): a device whose clock runs slow must
+    /// still order its next edit after everything it has seen.
+    pub fn witness(&mut self, remote: Hlc) {
+        if remote > self.last {
+            self.last = remote;
+        }
+    }
+
     /// Receive rule: merges a remote stamp so that every later local stamp is greater than it.
     /// Refuses stamps beyond the skew bound and leaves the clock unchanged then.
     pub fn observe(&mut self, remote: Hlc, physical_ms: u64) -> Result<Hlc, ClockError> {

@@ -30,6 +30,8 @@ pub mod crypto;
 pub mod keystore;
 #[cfg(feature = "client")]
 pub mod store;
+#[cfg(feature = "client")]
+pub mod sync;
 
 #[cfg(feature = "dataset")]
 pub mod dataset;

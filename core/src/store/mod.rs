@@ -19,7 +19,11 @@ mod guard;
 mod keys;
 mod outbox;
 mod records;
+mod remote;
 pub mod schema;
+mod sync_state;
+
+pub use sync_state::{Applied, Enrolment, Resolution, SyncStatus};
 
 pub use guard::LockoutPolicy;
 
@@ -80,6 +84,8 @@ pub enum StoreError {
     Clock(#[from] ClockError),
     #[error("the store is busy in another process; close it and try again")]
     CheckpointBusy,
+    #[error("the value given for {field} does not fit that field")]
+    InvalidValue { field: String },
     #[error("invalid option: {0}")]
     InvalidOption(&'static str),
     #[error("stored data is corrupt ({0})")]
@@ -143,6 +149,9 @@ pub struct Store {
     nonces: NoncePool,
     platform: Arc<dyn PlatformSecret>,
     clock: HlcClock,
+    /// Server time minus this device's clock, learnt when the server refused a stamp as too far
+    /// ahead; added to the system clock for every new stamp.
+    clock_offset_ms: i64,
     keys: Option<KeyRing>,
 }
 
@@ -266,6 +275,7 @@ impl Store {
             nonces,
             platform: options.platform.clone(),
             clock: HlcClock::new(Hlc::ZERO, DEFAULT_MAX_DRIFT_MS),
+            clock_offset_ms: 0,
             keys: Some(KeyRing::new(master)),
         })
     }
@@ -296,6 +306,8 @@ impl Store {
             .map_err(|_| StoreError::NotAStore)?;
         let device_id =
             DeviceId(Uuid::from_slice(&device).map_err(|_| StoreError::Corrupt("device id"))?);
+        let clock_offset_ms: i64 =
+            conn.query_row("SELECT clock_offset_ms FROM sync_state WHERE id = 1", [], |r| r.get(0))?;
         Ok(Store {
             conn,
             path: path.to_owned(),
@@ -303,6 +315,7 @@ impl Store {
             nonces: NoncePool::new(SystemRandom::new()),
             platform,
             clock: HlcClock::new(Hlc::from_u64(hlc_last as u64), DEFAULT_MAX_DRIFT_MS),
+            clock_offset_ms,
             keys: None,
         })
     }
@@ -476,11 +489,12 @@ impl Store {
             record.validate()?;
         }
         let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
+        let now_ms = (system_time_ms() as i64 + self.clock_offset_ms).max(0) as u64;
         let result = save_in_transaction(
             &mut self.conn,
             keys,
             &mut self.nonces,
-            &self.clock,
+            (&self.clock, now_ms),
             self.device_id,
             records,
         );
@@ -581,20 +595,8 @@ impl Store {
     }
 
     /// Archives or un-archives a record. Archive is an ordinary field: it syncs like any edit.
-    pub fn set_archived<R: Record>(
-        &mut self,
-        id: Uuid,
-        archived: bool,
-    ) -> Result<Saved, StoreError> {
-        let record: R = self
-            .get(id)?
-            .ok_or(StoreError::RecordNotFound { entity: R::KIND })?;
-        let mut json =
-            serde_json::to_value(&record).map_err(|_| StoreError::Corrupt("record form"))?;
-        json["archived"] = archived.into();
-        let updated: R =
-            serde_json::from_value(json).map_err(|_| StoreError::Corrupt("record form"))?;
-        self.save(&updated)
+    pub fn set_archived<R: Record>(&mut self, id: Uuid, archived: bool) -> Result<Saved, StoreError> {
+        self.edit_typed::<R>(id, "archived", archived.into())
     }
 
     /// Erases everything about a citizen from this device by destroying their data key and
@@ -678,7 +680,7 @@ fn save_in_transaction<R: Record>(
     conn: &mut Connection,
     keys: &mut KeyRing,
     nonces: &mut NoncePool,
-    clock: &HlcClock,
+    (clock, now_ms): (&HlcClock, u64),
     device_id: DeviceId,
     records: &[R],
 ) -> Result<(Vec<Saved>, HlcClock), StoreError> {
@@ -703,7 +705,7 @@ fn save_in_transaction<R: Record>(
             Some(row) => Some(keys.by_id(&tx, row.key_id)?),
             None => None,
         };
-        let hlc = clock.now(system_time_ms())?;
+        let hlc = clock.now(now_ms)?;
         let stamp = Stamp {
             hlc,
             device: device_id,
@@ -719,7 +721,7 @@ fn save_in_transaction<R: Record>(
             results.push(Saved::Unchanged);
             continue;
         }
-        records::write_row(&tx, record, key_id, &staged.cells)?;
+        records::write_row(&tx, R::KIND, &id, &record.projection(), key_id, &staged.cells)?;
         if let (Some(row), Some(old_key)) = (&old, &old_key)
             && row.key_id != key_id
         {

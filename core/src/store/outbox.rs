@@ -80,10 +80,18 @@ pub(crate) fn reseal_record(
 }
 
 pub(crate) fn list(conn: &Connection, keys: &mut KeyRing) -> Result<Vec<Mutation>, StoreError> {
+    list_limited(conn, keys, i64::MAX as usize)
+}
+
+pub(crate) fn list_limited(
+    conn: &Connection,
+    keys: &mut KeyRing,
+    max: usize,
+) -> Result<Vec<Mutation>, StoreError> {
     let mut stmt =
-        conn.prepare("SELECT device_seq, key_id, sealed FROM outbox ORDER BY device_seq")?;
+        conn.prepare("SELECT device_seq, key_id, sealed FROM outbox ORDER BY device_seq LIMIT ?1")?;
     let rows = stmt
-        .query_map([], |r| {
+        .query_map([max.min(i64::MAX as usize) as i64], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, Vec<u8>>(1)?,
@@ -103,6 +111,19 @@ pub(crate) fn list(conn: &Connection, keys: &mut KeyRing) -> Result<Vec<Mutation
         );
     }
     Ok(out)
+}
+
+/// One pending mutation, opened.
+pub(crate) fn open_one(
+    conn: &Connection,
+    key: &SecretKey,
+    key_id: KeyId,
+    seq: u64,
+) -> Result<Mutation, StoreError> {
+    let sealed: Vec<u8> =
+        conn.query_row("SELECT sealed FROM outbox WHERE device_seq = ?1", [seq as i64], |r| r.get(0))?;
+    let plain = zeroize::Zeroizing::new(key.open(&binding(key_id, &seq.to_be_bytes()), &sealed)?);
+    serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt("outbox mutation"))
 }
 
 pub(crate) fn len(conn: &Connection) -> Result<u64, StoreError> {

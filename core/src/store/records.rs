@@ -10,7 +10,7 @@
 
 use super::StoreError;
 use crate::crypto::{Binding, KeyId, NoncePool, SecretKey};
-use crate::domain::{EntityKind, Record};
+use crate::domain::{EntityKind, Projection, Record};
 use crate::hlc::{DeviceId, Hlc, Stamp};
 use crate::merge::OrSet;
 use crate::protocol::{FieldChange, FieldOp};
@@ -300,21 +300,22 @@ pub(crate) fn stage<R: Record>(
 }
 
 /// The hidden cell beside a set field that holds its add-wins state (element tags).
-fn set_state_name(field: &str) -> String {
+pub(crate) fn set_state_name(field: &str) -> String {
     format!("{field}__set")
 }
 
-fn is_set_state(name: &str) -> bool {
+pub(crate) fn is_set_state(name: &str) -> bool {
     name.ends_with("__set")
 }
 
-pub(crate) fn write_row<R: Record>(
+pub(crate) fn write_row(
     conn: &Connection,
-    record: &R,
+    entity: EntityKind,
+    id: &Uuid,
+    p: &Projection,
     key_id: KeyId,
     cells: &[Cell],
 ) -> Result<(), StoreError> {
-    let p = record.projection();
     let blob = postcard::to_allocvec(cells).map_err(|_| StoreError::Corrupt("encode cells"))?;
     conn.execute(
         "INSERT INTO records (entity, id, citizen_id, site_id, sort_key, archived, key_id, cells)
@@ -323,8 +324,8 @@ pub(crate) fn write_row<R: Record>(
              site_id = excluded.site_id, sort_key = excluded.sort_key, archived = excluded.archived,
              key_id = excluded.key_id, cells = excluded.cells",
         params![
-            R::KIND.as_str(),
-            &record.record_id().as_bytes()[..],
+            entity.as_str(),
+            &id.as_bytes()[..],
             p.citizen_id.map(|c| c.0.as_bytes().to_vec()),
             p.site_id.map(|s| s.0.as_bytes().to_vec()),
             p.sort_key,
@@ -332,6 +333,77 @@ pub(crate) fn write_row<R: Record>(
             &key_id.0[..],
             blob
         ],
+    )?;
+    Ok(())
+}
+
+/// Seals a field value into a cell.
+pub(crate) fn seal_cell(
+    nonces: &mut NoncePool,
+    key: &SecretKey,
+    key_id: KeyId,
+    entity: EntityKind,
+    id: &Uuid,
+    field: &str,
+    stamp: Stamp,
+    value: &serde_json::Value,
+) -> Result<Cell, StoreError> {
+    let text = zeroize::Zeroizing::new(serde_json::to_vec(value).map_err(|_| StoreError::Corrupt("field value"))?);
+    let sealed = key.seal(nonces, &binding(key_id, entity, id, field), &text)?;
+    Ok(Cell { field: field.to_owned(), hlc: stamp.hlc.as_u64(), device: *stamp.device.0.as_bytes(), sealed })
+}
+
+/// Opens every cell of a row into `field → (stamp, value)`, hidden set-state cells included.
+pub(crate) fn open_all(
+    key: &SecretKey,
+    key_id: KeyId,
+    entity: EntityKind,
+    id: &Uuid,
+    cells: &[CellRef<'_>],
+) -> Result<std::collections::BTreeMap<String, (Stamp, serde_json::Value)>, StoreError> {
+    let mut out = std::collections::BTreeMap::new();
+    for cell in cells {
+        let text = zeroize::Zeroizing::new(key.open(&binding(key_id, entity, id, cell.field), cell.sealed)?);
+        let value = serde_json::from_slice(&text).map_err(|_| StoreError::Corrupt("stored field"))?;
+        out.insert(cell.field.to_owned(), (cell.stamp(), value));
+    }
+    Ok(out)
+}
+
+
+/// Gives the cells a re-stamped mutation wrote (this device's stamp at one of `old`) the new
+/// stamp, so the record's local state agrees with the mutation that will be pushed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn restamp_cells(
+    conn: &Connection,
+    nonces: &mut NoncePool,
+    keys: &mut super::keys::KeyRing,
+    entity: EntityKind,
+    id: &Uuid,
+    device: crate::hlc::DeviceId,
+    old: &[crate::hlc::Hlc],
+    new: crate::hlc::Hlc,
+) -> Result<(), StoreError> {
+    let Some(row) = load_row(conn, entity, id)? else { return Ok(()) };
+    let key = keys.by_id(conn, row.key_id)?;
+    let cells = row.cells()?;
+    let mut out = Vec::with_capacity(cells.len());
+    for cell in &cells {
+        let stamp = cell.stamp();
+        if stamp.device == device && old.contains(&stamp.hlc) {
+            let text = key.open(&binding(row.key_id, entity, id, cell.field), cell.sealed)?;
+            let value: serde_json::Value =
+                serde_json::from_slice(&zeroize::Zeroizing::new(text)).map_err(|_| StoreError::Corrupt("stored field"))?;
+            let new_stamp = Stamp { hlc: new, device };
+            out.push(seal_cell(nonces, &key, row.key_id, entity, id, cell.field, new_stamp, &value)?);
+        } else {
+            out.push(Cell { field: cell.field.to_owned(), hlc: cell.hlc, device: cell.device, sealed: cell.sealed.to_vec() });
+        }
+    }
+    let blob = postcard::to_allocvec(&out).map_err(|_| StoreError::Corrupt("encode cells"))?;
+    conn.execute(
+        "UPDATE records SET cells = ?1 WHERE entity = ?2 AND id = ?3",
+        params![blob, entity.as_str(), &id.as_bytes()[..]],
     )?;
     Ok(())
 }

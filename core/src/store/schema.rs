@@ -74,6 +74,33 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO unlock_guard (id, max_attempts, free_attempts, base_delay_ms, max_delay_ms)
         VALUES (1, 10, 3, 1000, 900000);
     "#,
+    // 3: sync — where the server is, the device token (sealed), the pull cursor, and mutations
+    //    the server refused for good, set aside so they never block the queue.
+    r#"
+    CREATE TABLE sync_state (
+        id              INTEGER PRIMARY KEY CHECK (id = 1),
+        server_url      TEXT,
+        worker_id       BLOB,
+        team_id         BLOB,
+        token_key_id    BLOB REFERENCES data_keys (key_id),
+        token_sealed    BLOB,
+        cursor          INTEGER NOT NULL DEFAULT 0,
+        last_success_ms INTEGER,
+        last_error      TEXT,            -- a message for the worker; never personal data
+        clock_offset_ms INTEGER NOT NULL DEFAULT 0  -- server time minus this device's clock
+    );
+    INSERT INTO sync_state (id) VALUES (1);
+    CREATE TABLE set_aside (
+        device_seq INTEGER PRIMARY KEY,
+        entity     TEXT NOT NULL,
+        record_id  BLOB NOT NULL,
+        key_id     BLOB NOT NULL REFERENCES data_keys (key_id),
+        sealed     BLOB NOT NULL,        -- the refused mutation, still sealed: nothing is lost
+        reason     TEXT NOT NULL,
+        detail     TEXT NOT NULL,
+        at_ms      INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

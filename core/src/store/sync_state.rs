@@ -1,0 +1,342 @@
+//! The store's side of sync: enrolment, the pull cursor, applying a server response, the
+//! set-aside queue, and conflicts. The network part lives in [`crate::sync`].
+//!
+//! Invariant: a response is applied in one transaction — acknowledged mutations leave the
+//! outbox, refused ones move to `set_aside`, pulled changes are merged, and the cursor moves —
+//! so a crash leaves either all of it or none, and a repeated pull is harmless.
+
+use super::keys::{KeyRing, key_id_from};
+use super::{Saved, Store, StoreError, outbox, remote};
+use crate::crypto::Binding;
+use crate::domain::{
+    Citizen, ConflictId, ConflictRecord, ConflictStatus, EntityKind, KeyScope, Record, Sensitive, Site, SiteLogEntry,
+    Task, Visit,
+};
+use crate::hlc::{Hlc, HlcClock, system_time_ms};
+use crate::protocol::{EnrolResponse, Mutation, RejectReason, SyncResponse};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use uuid::Uuid;
+
+/// Where this device syncs to and as whom.
+#[derive(Clone, Debug)]
+pub struct Enrolment {
+    pub server_url: String,
+    pub worker_id: Uuid,
+    pub team_id: Uuid,
+    /// The bearer token: personal to this device, never logged.
+    pub token: Sensitive<String>,
+}
+
+/// What the sync bar shows. Readable while locked: it holds no personal data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncStatus {
+    pub enrolled: bool,
+    pub pending: u64,
+    pub set_aside: u64,
+    pub cursor: u64,
+    pub last_success_ms: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+/// What applying one response did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub acked: usize,
+    pub set_aside: usize,
+    /// Mutations refused for a clock too far ahead: still in the outbox, to re-stamp.
+    pub clock_rejected: Vec<u64>,
+    pub pulled: usize,
+}
+
+/// How a worker resolves a conflict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// Keep this device's version (or, if neither version is from this device, the loser).
+    KeepMine,
+    /// Keep the other version.
+    KeepTheirs,
+    /// A merged value, e.g. both notes edited into one text.
+    Merged(serde_json::Value),
+}
+
+fn token_binding(key_id: crate::crypto::KeyId) -> Binding<'static> {
+    Binding { key_id, table: "sync_state", record: b"token", field: "token" }
+}
+
+impl Store {
+    /// Records the enrolment: server address, worker, team, and the device token (sealed).
+    pub fn set_enrolment(&mut self, server_url: &str, response: &EnrolResponse) -> Result<(), StoreError> {
+        let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (key_id, key) = keys.for_scope(&tx, &mut self.nonces, KeyScope::General)?;
+        let sealed = key.seal(&mut self.nonces, &token_binding(key_id), response.token.as_bytes())?;
+        tx.execute(
+            "UPDATE sync_state SET server_url = ?1, worker_id = ?2, team_id = ?3, token_key_id = ?4,
+                 token_sealed = ?5, cursor = 0, last_error = NULL WHERE id = 1",
+            params![
+                server_url,
+                &response.worker_id.as_bytes()[..],
+                &response.team_id.as_bytes()[..],
+                &key_id.0[..],
+                sealed
+            ],
+        )?;
+        tx.commit()?;
+        keys.commit_new_keys();
+        Ok(())
+    }
+
+    /// The enrolment, with the token unsealed; `None` before enrolment.
+    pub fn enrolment(&mut self) -> Result<Option<Enrolment>, StoreError> {
+        let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
+        type Row = (Option<String>, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let (url, worker, team, key_id, sealed): Row = self.conn.query_row(
+            "SELECT server_url, worker_id, team_id, token_key_id, token_sealed FROM sync_state WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
+        let (Some(server_url), Some(worker), Some(team), Some(key_id), Some(sealed)) = (url, worker, team, key_id, sealed)
+        else {
+            return Ok(None);
+        };
+        let key_id = key_id_from(&key_id)?;
+        let key = keys.by_id(&self.conn, key_id)?;
+        let token = String::from_utf8(key.open(&token_binding(key_id), &sealed)?)
+            .map_err(|_| StoreError::Corrupt("token"))?;
+        let uuid = |b: &[u8]| Uuid::from_slice(b).map_err(|_| StoreError::Corrupt("enrolment id"));
+        Ok(Some(Enrolment { server_url, worker_id: uuid(&worker)?, team_id: uuid(&team)?, token: Sensitive(token) }))
+    }
+
+    /// The sync bar's facts.
+    pub fn sync_status(&self) -> Result<SyncStatus, StoreError> {
+        let (enrolled, cursor, last_success, last_error): (bool, i64, Option<i64>, Option<String>) = self.conn.query_row(
+            "SELECT token_sealed IS NOT NULL, cursor, last_success_ms, last_error FROM sync_state WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        let set_aside: i64 = self.conn.query_row("SELECT count(*) FROM set_aside", [], |r| r.get(0))?;
+        Ok(SyncStatus {
+            enrolled,
+            pending: self.outbox_len()?,
+            set_aside: set_aside as u64,
+            cursor: cursor as u64,
+            last_success_ms: last_success.map(|v| v as u64),
+            last_error,
+        })
+    }
+
+    /// The oldest pending mutations, at most `max`.
+    pub fn pending(&mut self, max: usize) -> Result<Vec<Mutation>, StoreError> {
+        let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
+        outbox::list_limited(&self.conn, keys, max)
+    }
+
+    /// Applies a server response in one transaction (see the module docs).
+    pub fn apply_sync_response(&mut self, response: &SyncResponse) -> Result<Applied, StoreError> {
+        let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
+        let result = apply_in_transaction(&mut self.conn, keys, &mut self.nonces, &self.clock, response);
+        match result {
+            Ok((applied, clock)) => {
+                keys.commit_new_keys();
+                self.clock = clock;
+                Ok(applied)
+            }
+            Err(e) => {
+                keys.discard_new_keys();
+                Err(e)
+            }
+        }
+    }
+
+    /// Re-stamps mutations the server refused because their clock ran ahead (DESIGN §5,
+    /// property 6). This device's clock is corrected by the server's (`server_hlc`): the
+    /// offset is kept for later edits, the persisted clock is brought back to the server's, and
+    /// each refused mutation — and the cells it wrote — gets a fresh stamp from the corrected
+    /// clock. Those future stamps were never accepted anywhere, so nothing else depends on them.
+    pub fn restamp(&mut self, device_seqs: &[u64], server_hlc: Hlc) -> Result<(), StoreError> {
+        let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
+        let local = system_time_ms();
+        let offset = server_hlc.wall_ms() as i64 - local as i64;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut clock = HlcClock::new(server_hlc, self.clock.max_drift_ms());
+        for seq in device_seqs {
+            let row: Option<(String, Vec<u8>, Vec<u8>, Vec<u8>)> = tx
+                .query_row(
+                    "SELECT entity, record_id, key_id, sealed FROM outbox WHERE device_seq = ?1",
+                    [*seq as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            let Some((_, _, key_id, _)) = row else { continue };
+            let key_id = key_id_from(&key_id)?;
+            let key = keys.by_id(&tx, key_id)?;
+            let mut mutation = outbox::open_one(&tx, &key, key_id, *seq)?;
+            let new_hlc = clock.now((local as i64 + offset).max(0) as u64)?;
+            let old_hlcs: Vec<Hlc> = mutation.ops.iter().map(|op| op.hlc).collect();
+            for op in &mut mutation.ops {
+                op.hlc = new_hlc;
+            }
+            if let Some(first) = mutation.ops.first() {
+                super::records::restamp_cells(
+                    &tx,
+                    &mut self.nonces,
+                    keys,
+                    first.entity,
+                    &first.id,
+                    self.device_id,
+                    &old_hlcs,
+                    new_hlc,
+                )?;
+            }
+            tx.execute("DELETE FROM outbox WHERE device_seq = ?1", [*seq as i64])?;
+            let first = mutation.ops.first().map(|op| (op.entity, op.id));
+            if let Some((entity, id)) = first {
+                outbox::append(&tx, &mut self.nonces, &key, key_id, entity, &id, &mutation)?;
+            }
+        }
+        tx.execute("UPDATE sync_state SET clock_offset_ms = ?1 WHERE id = 1", [offset])?;
+        tx.execute("UPDATE header SET hlc_last = ?1 WHERE id = 1", [clock.last().as_u64() as i64])?;
+        tx.commit()?;
+        keys.commit_new_keys();
+        self.clock = clock;
+        self.clock_offset_ms = offset;
+        Ok(())
+    }
+
+    /// Notes a failed sync for the sync bar (a message for people, never personal data).
+    pub fn record_sync_error(&self, message: &str) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE sync_state SET last_error = ?1 WHERE id = 1", [message])?;
+        Ok(())
+    }
+
+    /// Mutations the server refused for good: `(device_seq, reason, detail)`.
+    pub fn set_aside(&self) -> Result<Vec<(u64, String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT device_seq, reason, detail FROM set_aside ORDER BY device_seq")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Conflicts on this device, open ones only unless `include_closed`.
+    pub fn conflicts(&mut self, include_closed: bool) -> Result<Vec<ConflictRecord>, StoreError> {
+        self.list::<ConflictRecord>(&super::ListQuery { include_archived: include_closed, ..Default::default() })
+    }
+
+    /// Resolves a conflict: the chosen value becomes an ordinary edit of the field (so it syncs
+    /// and wins over both versions), and the conflict is marked resolved.
+    pub fn resolve_conflict(&mut self, id: ConflictId, resolution: Resolution) -> Result<(), StoreError> {
+        let conflict: ConflictRecord =
+            self.get(id.0)?.ok_or(StoreError::RecordNotFound { entity: EntityKind::Conflict })?;
+        let mine_is_loser = conflict.loser_stamp.device == self.device_id
+            || conflict.winner_stamp.device != self.device_id;
+        let (mine, theirs) = if mine_is_loser {
+            (conflict.loser.clone(), conflict.winner.clone())
+        } else {
+            (conflict.winner.clone(), conflict.loser.clone())
+        };
+        let value = match resolution {
+            Resolution::KeepMine => mine,
+            Resolution::KeepTheirs => theirs,
+            Resolution::Merged(v) => v,
+        };
+        self.edit_field(conflict.entity, conflict.record_id, &conflict.field, value)?;
+        self.edit_typed::<ConflictRecord>(id.0, "status", serde_json::to_value(ConflictStatus::Resolved).unwrap_or_default())?;
+        Ok(())
+    }
+
+    /// Dismisses a notice (a scalar conflict whose winner stands).
+    pub fn dismiss_conflict(&mut self, id: ConflictId) -> Result<(), StoreError> {
+        self.edit_typed::<ConflictRecord>(id.0, "status", serde_json::to_value(ConflictStatus::Dismissed).unwrap_or_default())
+            .map(|_| ())
+    }
+
+    /// Sets one field of a record of any kind, as an ordinary validated save.
+    pub fn edit_field(&mut self, entity: EntityKind, id: Uuid, field: &str, value: serde_json::Value) -> Result<Saved, StoreError> {
+        match entity {
+            EntityKind::Citizen => self.edit_typed::<Citizen>(id, field, value),
+            EntityKind::Visit => self.edit_typed::<Visit>(id, field, value),
+            EntityKind::Task => self.edit_typed::<Task>(id, field, value),
+            EntityKind::Site => self.edit_typed::<Site>(id, field, value),
+            EntityKind::SiteLogEntry => self.edit_typed::<SiteLogEntry>(id, field, value),
+            EntityKind::Conflict => self.edit_typed::<ConflictRecord>(id, field, value),
+        }
+    }
+
+    pub(crate) fn edit_typed<R: Record>(&mut self, id: Uuid, field: &str, value: serde_json::Value) -> Result<Saved, StoreError> {
+        let record: R = self.get(id)?.ok_or(StoreError::RecordNotFound { entity: R::KIND })?;
+        let mut json = serde_json::to_value(&record).map_err(|_| StoreError::Corrupt("record form"))?;
+        json[field] = value;
+        let updated: R = serde_json::from_value(json).map_err(|_| StoreError::InvalidValue { field: field.to_owned() })?;
+        self.save(&updated)
+    }
+}
+
+fn apply_in_transaction(
+    conn: &mut rusqlite::Connection,
+    keys: &mut KeyRing,
+    nonces: &mut crate::crypto::NoncePool,
+    clock: &HlcClock,
+    response: &SyncResponse,
+) -> Result<(Applied, HlcClock), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let hlc_last: i64 = tx.query_row("SELECT hlc_last FROM header WHERE id = 1", [], |r| r.get(0))?;
+    let mut clock = HlcClock::new(clock.last().max(Hlc::from_u64(hlc_last as u64)), clock.max_drift_ms());
+    let mut applied = Applied::default();
+    for seq in &response.acked {
+        applied.acked += tx.execute("DELETE FROM outbox WHERE device_seq = ?1", [*seq as i64])?;
+    }
+    let now = system_time_ms();
+    for rejection in &response.rejected {
+        if !rejection.reason.is_permanent() {
+            if rejection.reason == RejectReason::ClockAhead {
+                applied.clock_rejected.push(rejection.device_seq);
+            }
+            continue;
+        }
+        let row: Option<(String, Vec<u8>, Vec<u8>, Vec<u8>)> = tx
+            .query_row(
+                "SELECT entity, record_id, key_id, sealed FROM outbox WHERE device_seq = ?1",
+                [rejection.device_seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        if let Some((entity, record_id, key_id, sealed)) = row {
+            let reason = serde_json::to_value(rejection.reason).unwrap_or_default();
+            tx.execute(
+                "INSERT OR REPLACE INTO set_aside (device_seq, entity, record_id, key_id, sealed, reason, detail, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    rejection.device_seq as i64,
+                    entity,
+                    record_id,
+                    key_id,
+                    sealed,
+                    reason.as_str().unwrap_or("rejected"),
+                    rejection.detail.chars().take(500).collect::<String>(),
+                    now as i64
+                ],
+            )?;
+            tx.execute("DELETE FROM outbox WHERE device_seq = ?1", [rejection.device_seq as i64])?;
+            applied.set_aside += 1;
+        }
+    }
+    for (_, mutation) in &response.pull.changes {
+        for op in &mutation.ops {
+            clock.witness(op.hlc);
+        }
+        remote::apply(&tx, keys, nonces, mutation)?;
+        applied.pulled += 1;
+    }
+    clock.witness(response.server_hlc);
+    tx.execute(
+        "UPDATE sync_state SET cursor = max(cursor, ?1), last_success_ms = ?2, last_error = NULL WHERE id = 1",
+        params![response.pull.next_cursor as i64, now as i64],
+    )?;
+    tx.execute(
+        "UPDATE header SET hlc_last = max(hlc_last, ?1) WHERE id = 1",
+        [clock.last().as_u64() as i64],
+    )?;
+    tx.commit()?;
+    Ok((applied, clock))
+}

@@ -1,0 +1,115 @@
+//! The HTTP transport: JSON bodies, gzip both ways, the protocol header, bearer tokens, and
+//! limits on what it reads back (before and after inflating).
+
+use super::{Transport, TransportError, WireBytes};
+use crate::protocol::{
+    EnrolRequest, EnrolResponse, ErrorBody, PROTOCOL_HEADER, PROTOCOL_VERSION, SyncRequest, SyncResponse, limits,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+/// Talks to one server over HTTP(S).
+pub struct HttpTransport {
+    base: String,
+    client: reqwest::blocking::Client,
+}
+
+impl HttpTransport {
+    /// A transport for `base_url` (e.g. `https://feltbog.kommune.dk`).
+    pub fn new(base_url: &str) -> Result<HttpTransport, TransportError> {
+        // TLS through rustls with ring; installing twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        Ok(HttpTransport { base: base_url.trim_end_matches('/').to_owned(), client })
+    }
+
+    fn post<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Req,
+    ) -> Result<(Resp, WireBytes), TransportError> {
+        let json = serde_json::to_vec(body).map_err(|e| TransportError::Decode(e.to_string()))?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&json).and_then(|_| Ok(())).map_err(|e| TransportError::Decode(e.to_string()))?;
+        let compressed = gz.finish().map_err(|e| TransportError::Decode(e.to_string()))?;
+        let sent = compressed.len() as u64;
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .header("accept-encoding", "gzip")
+            .body(compressed);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        // Errors are described without the URL's query or any body: no token leaks into logs.
+        let response = request.send().map_err(|e| TransportError::Unreachable(describe(&e)))?;
+        let status = response.status();
+        let gzip = response
+            .headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+        let mut raw = Vec::new();
+        response
+            .take(limits::MAX_BODY_BYTES as u64 + 1)
+            .read_to_end(&mut raw)
+            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        if raw.len() > limits::MAX_BODY_BYTES {
+            return Err(TransportError::Decode("answer too large".into()));
+        }
+        let received = raw.len() as u64;
+        let body = if gzip {
+            let mut inflated = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .take(limits::MAX_INFLATED_BYTES as u64 + 1)
+                .read_to_end(&mut inflated)
+                .map_err(|e| TransportError::Decode(e.to_string()))?;
+            if inflated.len() > limits::MAX_INFLATED_BYTES {
+                return Err(TransportError::Decode("answer too large after decompression".into()));
+            }
+            inflated
+        } else {
+            raw
+        };
+        if !status.is_success() {
+            let error: Option<ErrorBody> = serde_json::from_slice(&body).ok();
+            return Err(TransportError::Refused {
+                status: status.as_u16(),
+                code: error.as_ref().map(|e| e.code),
+                message: error.map(|e| e.message).unwrap_or_else(|| status.to_string()),
+            });
+        }
+        let parsed = serde_json::from_slice(&body).map_err(|e| TransportError::Decode(e.to_string()))?;
+        Ok((parsed, WireBytes { sent, received }))
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else {
+        "request failed".into()
+    }
+}
+
+impl Transport for HttpTransport {
+    fn enrol(&self, request: &EnrolRequest) -> Result<EnrolResponse, TransportError> {
+        self.post("/v1/enrol", None, request).map(|(r, _)| r)
+    }
+
+    fn sync(&self, token: &str, request: &SyncRequest) -> Result<(SyncResponse, WireBytes), TransportError> {
+        self.post("/v1/sync", Some(token), request)
+    }
+}

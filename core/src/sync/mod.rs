@@ -1,0 +1,195 @@
+//! The sync client: pushes the outbox and pulls the server's changes, one round trip at a time,
+//! until both are drained (DESIGN §5).
+//!
+//! - Each round trip sends at most [`MAX_PUSH`] pending mutations with the pull cursor; the
+//!   response acknowledges, refuses or echoes them and carries the next pull page. The store
+//!   applies it in one transaction ([`Store::apply_sync_response`]), so the cursor moves only
+//!   with the page it covers.
+//! - A network failure is retried with back-off; what was not acknowledged stays in the
+//!   outbox, and the server's idempotence makes a resend harmless.
+//! - A mutation refused for good is set aside by the store and never blocks the queue; one
+//!   refused for a clock too far ahead is re-stamped from the server's clock and pushed again.
+//!
+//! [`Transport`] is the seam: HTTP for the app and the CLI ([`http::HttpTransport`]), an
+//! in-process server for the deterministic simulation.
+
+#[cfg(feature = "http")]
+pub mod http;
+
+use crate::protocol::{EnrolRequest, EnrolResponse, ErrorCode, SyncRequest, SyncResponse};
+use crate::store::{Store, StoreError};
+use std::time::Duration;
+
+/// Mutations pushed per round trip.
+pub const MAX_PUSH: usize = 200;
+
+/// How a round trip failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// No answer (offline, refused, timed out): retry later.
+    #[error("server unreachable: {0}")]
+    Unreachable(String),
+    /// The server answered with an error.
+    #[error("server refused ({status}): {message}")]
+    Refused { status: u16, code: Option<ErrorCode>, message: String },
+    /// The answer could not be read.
+    #[error("unreadable answer from server: {0}")]
+    Decode(String),
+}
+
+impl TransportError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            TransportError::Unreachable(_) => true,
+            TransportError::Refused { status, .. } => *status >= 500,
+            TransportError::Decode(_) => false,
+        }
+    }
+}
+
+/// Bytes a round trip moved, as sent over the wire (compressed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WireBytes {
+    pub sent: u64,
+    pub received: u64,
+}
+
+/// How requests reach a server.
+pub trait Transport {
+    /// Trades an enrolment code for a device token.
+    fn enrol(&self, request: &EnrolRequest) -> Result<EnrolResponse, TransportError>;
+    /// One sync round trip with the device's token.
+    fn sync(&self, token: &str, request: &SyncRequest) -> Result<(SyncResponse, WireBytes), TransportError>;
+}
+
+/// What a sync did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub requests: u32,
+    pub pushed: usize,
+    pub acked: usize,
+    pub set_aside: usize,
+    pub restamped: usize,
+    pub pulled: usize,
+    pub bytes: WireBytes,
+}
+
+/// Progress of a long sync, for the sync bar.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub pulled: usize,
+    pub pending: u64,
+    pub more: bool,
+}
+
+/// Sync failures.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("this device is not enrolled")]
+    NotEnrolled,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The server revoked this device or its worker.
+    #[error("this device's access was revoked")]
+    Unauthorized,
+    /// The server speaks a newer protocol.
+    #[error("the server requires a newer version of the app")]
+    UpdateRequired,
+}
+
+/// Retry schedule for network failures within one sync.
+#[derive(Clone, Copy, Debug)]
+pub struct Retry {
+    pub attempts: u32,
+    pub first_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry { attempts: 4, first_delay: Duration::from_millis(250) }
+    }
+}
+
+/// Syncs until the outbox is drained and the pull is complete.
+pub fn sync_now(
+    store: &mut Store,
+    transport: &dyn Transport,
+    retry: Retry,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SyncReport, SyncError> {
+    let enrolment = store.enrolment()?.ok_or(SyncError::NotEnrolled)?;
+    let mut report = SyncReport::default();
+    // A bound on round trips: a server that always says "more" cannot keep us here forever.
+    for _ in 0..100_000 {
+        let pending = store.pending(MAX_PUSH)?;
+        let request = SyncRequest { mutations: pending, cursor: store.sync_status()?.cursor };
+        let (response, bytes) = match round_trip(transport, enrolment.token.expose(), &request, retry) {
+            Ok(ok) => ok,
+            Err(e) => {
+                let message = match &e {
+                    SyncError::Transport(TransportError::Unreachable(_)) => "offline: server unreachable",
+                    SyncError::Unauthorized => "access revoked",
+                    SyncError::UpdateRequired => "app update required",
+                    _ => "sync failed",
+                };
+                store.record_sync_error(message)?;
+                return Err(e);
+            }
+        };
+        report.requests += 1;
+        report.pushed += request.mutations.len();
+        report.bytes.sent += bytes.sent;
+        report.bytes.received += bytes.received;
+        let applied = store.apply_sync_response(&response)?;
+        report.acked += applied.acked;
+        report.set_aside += applied.set_aside;
+        report.pulled += applied.pulled;
+        if !applied.clock_rejected.is_empty() {
+            store.restamp(&applied.clock_rejected, response.server_hlc)?;
+            report.restamped += applied.clock_rejected.len();
+        }
+        let pending_now = store.outbox_len()?;
+        progress(Progress { pulled: report.pulled, pending: pending_now, more: response.pull.more });
+        let pushed_all = request.mutations.len() < MAX_PUSH && applied.clock_rejected.is_empty();
+        if !response.pull.more && (pending_now == 0 || pushed_all) {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+/// Enrols this store with a server: trades the code, stores the token sealed.
+pub fn enrol(store: &mut Store, transport: &dyn Transport, server_url: &str, code: &str) -> Result<EnrolResponse, SyncError> {
+    let response = transport.enrol(&EnrolRequest { code: code.to_owned(), device_id: store.device_id() })?;
+    store.set_enrolment(server_url, &response)?;
+    Ok(response)
+}
+
+fn round_trip(
+    transport: &dyn Transport,
+    token: &str,
+    request: &SyncRequest,
+    retry: Retry,
+) -> Result<(SyncResponse, WireBytes), SyncError> {
+    let mut delay = retry.first_delay;
+    let mut attempt = 1;
+    loop {
+        match transport.sync(token, request) {
+            Ok(ok) => return Ok(ok),
+            Err(TransportError::Refused { code: Some(ErrorCode::Unauthorized), .. }) => {
+                return Err(SyncError::Unauthorized);
+            }
+            Err(TransportError::Refused { code: Some(ErrorCode::UpdateRequired), .. }) => {
+                return Err(SyncError::UpdateRequired);
+            }
+            Err(e) if e.is_retryable() && attempt < retry.attempts => {
+                std::thread::sleep(delay);
+                delay = delay.saturating_mul(2).min(Duration::from_secs(30));
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
