@@ -45,6 +45,37 @@ pub enum Command {
     Visit(VisitCommand),
     /// Mutations waiting for sync.
     Outbox,
+    /// Enrol this device with a server, using a one-time code from the administrator.
+    Enrol {
+        /// The server, e.g. http://127.0.0.1:8787.
+        #[arg(long, env = "FELTBOG_SERVER")]
+        server: String,
+        /// The enrolment code (XXXX-XXXX-XXXX-XXXX).
+        #[arg(long, env = "FELTBOG_ENROLMENT_CODE")]
+        code: String,
+    },
+    /// Push the outbox and pull the server's changes until both are done.
+    Sync {
+        /// Network attempts per round trip before giving up.
+        #[arg(long, default_value_t = 4)]
+        attempts: u32,
+    },
+    /// Conflicts waiting for a decision (--all: resolved and dismissed ones too).
+    Conflicts {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Resolve a conflict: keep mine, keep theirs, or a merged text.
+    Resolve {
+        id: Uuid,
+        #[arg(long, value_parser = ["mine", "theirs"], conflicts_with = "merged", required_unless_present = "merged")]
+        keep: Option<String>,
+        /// A merged value (text for notes).
+        #[arg(long)]
+        merged: Option<String>,
+    },
+    /// Dismiss a notice (the later edit stands).
+    Dismiss { id: Uuid },
     /// Save records from JSON lines on stdin (`{"kind":"citizen","record":{...}}`); prints one
     /// line per record only after it is durably saved.
     Import,
@@ -159,9 +190,10 @@ pub struct VisitAdd {
     /// 1–10, if the citizen wanted to give one.
     #[arg(long)]
     pub wellbeing: Option<u8>,
-    /// The worker logging the visit (until enrolment assigns one).
-    #[arg(long, env = "FELTBOG_WORKER", default_value_t = Uuid::nil())]
-    pub worker: Uuid,
+    /// The worker logging the visit; defaults to the enrolled worker. The server takes the
+    /// author from authentication whatever is given here.
+    #[arg(long, env = "FELTBOG_WORKER")]
+    pub worker: Option<Uuid>,
 }
 
 /// Parses a domain enum from its snake_case wire name; the error lists the valid names.

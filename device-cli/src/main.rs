@@ -11,12 +11,14 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use cli::{CitizenCommand, Cli, Command, InitArgs, VisitCommand};
 use feltbog_core::crypto::KdfParams;
+use feltbog_core::domain::ConflictId;
 use feltbog_core::domain::{
     AnonymousContact, Citizen, CitizenId, Cpr, EntityKind, Site, SiteLogEntry, Task, Visit,
     WorkerId,
 };
 use feltbog_core::keystore::NoPlatformSecret;
-use feltbog_core::store::{CreateOptions, ListQuery, LockoutPolicy, Store};
+use feltbog_core::store::{CreateOptions, ListQuery, LockoutPolicy, Resolution, Store};
+use feltbog_core::sync::{self, Retry, http::HttpTransport};
 use input::Input;
 use output::Out;
 use std::sync::Arc;
@@ -78,6 +80,51 @@ fn run(cli: Cli, out: &Out) -> Result<()> {
         Command::Visit(cmd) => visit(&cli, cmd, &mut input, out),
         Command::Outbox => out.outbox(&open_unlocked(&cli, &mut input)?.outbox()?),
         Command::Import => import(&cli, &mut input, out),
+        Command::Enrol { server, code } => {
+            let mut store = open_unlocked(&cli, &mut input)?;
+            let transport = HttpTransport::new(server)?;
+            let response = sync::enrol(&mut store, &transport, server, code)?;
+            out.message(&format!(
+                "Enrolled: worker {}, team {}. Run `feltbog-device sync`.",
+                response.worker_id, response.team_id
+            ))
+        }
+        Command::Sync { attempts } => {
+            let mut store = open_unlocked(&cli, &mut input)?;
+            let url = store
+                .enrolment()?
+                .context("this device is not enrolled: run `feltbog-device enrol`")?
+                .server_url;
+            let transport = HttpTransport::new(&url)?;
+            let retry = Retry {
+                attempts: (*attempts).max(1),
+                ..Retry::default()
+            };
+            let report = sync::sync_now(&mut store, &transport, retry, &mut |p| {
+                if p.more {
+                    eprintln!("pulled {} changes, more to come…", p.pulled);
+                }
+            })?;
+            out.sync_report(&report, &store.sync_status()?)
+        }
+        Command::Conflicts { all } => {
+            out.conflicts(&open_unlocked(&cli, &mut input)?.conflicts(*all)?)
+        }
+        Command::Resolve { id, keep, merged } => {
+            let mut store = open_unlocked(&cli, &mut input)?;
+            let resolution = match (keep.as_deref(), merged) {
+                (Some("mine"), _) => Resolution::KeepMine,
+                (Some(_), _) => Resolution::KeepTheirs,
+                (None, Some(text)) => Resolution::Merged(text.clone().into()),
+                (None, None) => bail!("say --keep mine, --keep theirs or --merged TEXT"),
+            };
+            store.resolve_conflict(ConflictId(*id), resolution)?;
+            out.message("Conflict resolved; the choice syncs like any edit.")
+        }
+        Command::Dismiss { id } => {
+            open_unlocked(&cli, &mut input)?.dismiss_conflict(ConflictId(*id))?;
+            out.message("Notice dismissed.")
+        }
     }
 }
 
@@ -161,7 +208,9 @@ fn visit(cli: &Cli, cmd: &VisitCommand, input: &mut Input, out: &Out) -> Result<
     let mut store = open_unlocked(cli, input)?;
     match cmd {
         VisitCommand::Add(a) => {
-            let mut v = Visit::with_citizen(CitizenId::new(), WorkerId(a.worker), a.kind);
+            let enrolled = store.enrolment()?.map(|e| e.worker_id);
+            let author = a.worker.or(enrolled).unwrap_or_else(uuid::Uuid::nil);
+            let mut v = Visit::with_citizen(CitizenId::new(), WorkerId(author), a.kind);
             v.citizen_id = a.citizen.map(CitizenId);
             v.anonymous = a.anonymous.map(|count| AnonymousContact {
                 count,

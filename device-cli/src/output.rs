@@ -3,9 +3,11 @@
 
 use anyhow::Result;
 use feltbog_core::crypto::KdfParams;
+use feltbog_core::domain::ConflictRecord;
 use feltbog_core::domain::{Citizen, EntityKind, Visit};
 use feltbog_core::protocol::Mutation;
-use feltbog_core::store::{Saved, Store, UnlockReport};
+use feltbog_core::store::{Saved, Store, SyncStatus, UnlockReport};
+use feltbog_core::sync::SyncReport;
 use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
@@ -79,15 +81,27 @@ impl Out {
         .collect::<Result<_>>()?;
         let pending = store.outbox_len()?;
         let schema = store.schema_version()?;
+        let sync = store.sync_status()?;
         self.print(
             json!({ "store": store.path(), "device_id": store.device_id(), "schema": schema, "kdf": kdf,
-                    "outbox": pending, "records": counts.iter().map(|(k, n)| (k.as_str(), n)).collect::<std::collections::BTreeMap<_, _>>() }),
+                    "outbox": pending, "enrolled": sync.enrolled, "set_aside": sync.set_aside,
+                    "cursor": sync.cursor, "last_sync_ms": sync.last_success_ms, "last_error": sync.last_error, "records": counts.iter().map(|(k, n)| (k.as_str(), n)).collect::<std::collections::BTreeMap<_, _>>() }),
             || {
                 let mut s = format!(
                     "Store {}\n  device id: {}\n  schema version: {schema}\n  key derivation: {kdf}\n  waiting for sync: {pending}",
                     store.path().display(),
                     store.device_id()
                 );
+                s.push_str(&format!(
+                    "\n  enrolled: {}\n  set aside: {}\n  last sync: {}{}",
+                    if sync.enrolled { "yes" } else { "no" },
+                    sync.set_aside,
+                    sync.last_success_ms
+                        .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64))
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                        .unwrap_or_else(|| "never".into()),
+                    sync.last_error.as_ref().map(|e| format!(" (last attempt: {e})")).unwrap_or_default()
+                ));
                 for (k, n) in &counts {
                     s.push_str(&format!("\n  {k}: {n}"));
                 }
@@ -146,6 +160,33 @@ impl Out {
                     v.id,
                     v.started_at.format("%Y-%m-%d %H:%M"),
                     v.kind
+                ));
+            }
+            s
+        })
+    }
+
+    pub fn sync_report(&self, r: &SyncReport, status: &SyncStatus) -> Result<()> {
+        self.print(
+            json!({ "requests": r.requests, "pushed": r.pushed, "acked": r.acked, "set_aside": r.set_aside,
+                    "restamped": r.restamped, "pulled": r.pulled, "bytes_sent": r.bytes.sent,
+                    "bytes_received": r.bytes.received, "pending": status.pending, "cursor": status.cursor }),
+            || {
+                format!(
+                    "Synced in {} requests: pushed {}, acknowledged {}, set aside {}, re-stamped {}, pulled {} ({} B sent, {} B received). Waiting: {}.",
+                    r.requests, r.pushed, r.acked, r.set_aside, r.restamped, r.pulled, r.bytes.sent, r.bytes.received, status.pending
+                )
+            },
+        )
+    }
+
+    pub fn conflicts(&self, list: &[ConflictRecord]) -> Result<()> {
+        self.print(serde_json::to_value(list)?, || {
+            let mut s = format!("{} conflicts", list.len());
+            for c in list {
+                s.push_str(&format!(
+                    "\n  {}  {:?} {}.{} of {}  ({:?})",
+                    c.id.0, c.kind, c.entity, c.field, c.record_id, c.status
                 ));
             }
             s

@@ -65,6 +65,7 @@ const MIGRATIONS: &[&str] = &[
         seq       INTEGER PRIMARY KEY AUTOINCREMENT,
         team_id   BLOB NOT NULL,
         device_id BLOB NOT NULL,
+        echo      INTEGER NOT NULL DEFAULT 0, -- 1: the server altered it; send it to its author too
         mutation  TEXT NOT NULL            -- JSON Mutation, as applied
     );
     CREATE INDEX changes_by_team ON changes (team_id, seq);
@@ -85,7 +86,9 @@ pub const LATEST: u32 = MIGRATIONS.len() as u32;
 pub enum DbError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("the database has schema version {found}, newer than this server supports ({supported})")]
+    #[error(
+        "the database has schema version {found}, newer than this server supports ({supported})"
+    )]
     NewerSchema { found: u32, supported: u32 },
     #[error("file system: {0}")]
     Io(#[from] std::io::Error),
@@ -100,7 +103,10 @@ pub fn open(data_dir: &Path) -> Result<Connection, DbError> {
     conn.busy_timeout(Duration::from_secs(10))?;
     let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > LATEST {
-        return Err(DbError::NewerSchema { found, supported: LATEST });
+        return Err(DbError::NewerSchema {
+            found,
+            supported: LATEST,
+        });
     }
     for v in found..LATEST {
         let tx = conn.transaction()?;

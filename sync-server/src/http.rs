@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use feltbog_core::hlc::system_time_ms;
 use feltbog_core::protocol::{
-    EnrolRequest, EnrolResponse, ErrorBody, ErrorCode, PROTOCOL_HEADER, PROTOCOL_VERSION, SyncRequest, limits,
+    EnrolRequest, EnrolResponse, ErrorBody, ErrorCode, PROTOCOL_HEADER, PROTOCOL_VERSION,
+    SyncRequest, limits,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -21,7 +22,9 @@ use std::io::{Read, Write};
 /// Everything a request can fail with, each mapped to one status and one stable code.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("protocol version {found:?} is not supported; this server speaks {PROTOCOL_VERSION}: update the app")]
+    #[error(
+        "protocol version {found:?} is not supported; this server speaks {PROTOCOL_VERSION}: update the app"
+    )]
     UpdateRequired { found: Option<String> },
     #[error("missing, unknown or revoked device token")]
     Unauthorized,
@@ -38,7 +41,9 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
-            ApiError::UpdateRequired { .. } => (StatusCode::UPGRADE_REQUIRED, ErrorCode::UpdateRequired),
+            ApiError::UpdateRequired { .. } => {
+                (StatusCode::UPGRADE_REQUIRED, ErrorCode::UpdateRequired)
+            }
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
             ApiError::EnrolmentRefused => (StatusCode::FORBIDDEN, ErrorCode::EnrolmentRefused),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
@@ -49,7 +54,10 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
             }
         };
-        let body = ErrorBody { code, message: self.to_string() };
+        let body = ErrorBody {
+            code,
+            message: self.to_string(),
+        };
         (status, axum::Json(body)).into_response()
     }
 }
@@ -80,25 +88,39 @@ pub fn router(state: AppState) -> Router {
 
 async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     blocking(state, |conn| {
-        conn.query_row("SELECT 1", [], |_| Ok(())).map_err(|e| ApiError::Internal(e.to_string()))
+        conn.query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(|e| ApiError::Internal(e.to_string()))
     })
     .await?;
     Ok("ok")
 }
 
-async fn enrol(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn enrol(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     check_protocol(&headers)?;
     let request: EnrolRequest = decode(&headers, body).await?;
     let response = blocking(state, move |conn| {
-        let (caller, token) = identity::enrol(conn, &request.code, request.device_id, system_time_ms())?;
+        let (caller, token) =
+            identity::enrol(conn, &request.code, request.device_id, system_time_ms())?;
         tracing::info!(device = %caller.device_id, worker = %caller.worker_id, "device enrolled");
-        Ok(EnrolResponse { worker_id: caller.worker_id, team_id: caller.team_id, token })
+        Ok(EnrolResponse {
+            worker_id: caller.worker_id,
+            team_id: caller.team_id,
+            token,
+        })
     })
     .await?;
     encode(&headers, &response)
 }
 
-async fn sync_handler(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn sync_handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     check_protocol(&headers)?;
     let caller = authenticate(&state, &headers).await?;
     let request: SyncRequest = decode(&headers, body).await?;
@@ -111,7 +133,13 @@ async fn sync_handler(State(state): State<AppState>, headers: HeaderMap, body: B
     let max_drift = state.config.max_drift_ms;
     let pushed = request.mutations.len();
     let response = blocking(state, move |conn| {
-        Ok(sync::sync(conn, &caller, &request, system_time_ms(), max_drift)?)
+        Ok(sync::sync(
+            conn,
+            &caller,
+            &request,
+            system_time_ms(),
+            max_drift,
+        )?)
     })
     .await?;
     tracing::info!(
@@ -129,7 +157,9 @@ fn check_protocol(headers: &HeaderMap) -> Result<(), ApiError> {
     let found = headers.get(PROTOCOL_HEADER).and_then(|v| v.to_str().ok());
     match found {
         Some(v) if v.trim() == PROTOCOL_VERSION.to_string() => Ok(()),
-        other => Err(ApiError::UpdateRequired { found: other.map(|s| s.chars().take(16).collect()) }),
+        other => Err(ApiError::UpdateRequired {
+            found: other.map(|s| s.chars().take(16).collect()),
+        }),
     }
 }
 
@@ -140,8 +170,10 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, A
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned())
         .ok_or(ApiError::Unauthorized)?;
-    blocking(state.clone(), move |conn| identity::authenticate(conn, &token)?.ok_or(ApiError::Unauthorized))
-        .await
+    blocking(state.clone(), move |conn| {
+        identity::authenticate(conn, &token)?.ok_or(ApiError::Unauthorized)
+    })
+    .await
 }
 
 /// Runs a database call on the blocking pool (SQLite is synchronous).
@@ -150,7 +182,10 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(move || {
-        let mut conn = state.db.lock().map_err(|_| ApiError::Internal("database lock poisoned".into()))?;
+        let mut conn = state
+            .db
+            .lock()
+            .map_err(|_| ApiError::Internal("database lock poisoned".into()))?;
         f(&mut conn)
     })
     .await
@@ -161,7 +196,10 @@ async fn blocking<T: Send + 'static>(
 async fn decode<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, ApiError> {
     let raw: Bytes = axum::body::to_bytes(body, limits::MAX_BODY_BYTES)
         .await
-        .map_err(|_| ApiError::TooLarge { limit: limits::MAX_BODY_BYTES, stage: "on the wire" })?;
+        .map_err(|_| ApiError::TooLarge {
+            limit: limits::MAX_BODY_BYTES,
+            stage: "on the wire",
+        })?;
     let gzip = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -173,7 +211,10 @@ async fn decode<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<
             .read_to_end(&mut inflated)
             .map_err(|_| ApiError::BadRequest("body is not valid gzip".into()))?;
         if inflated.len() > limits::MAX_INFLATED_BYTES {
-            return Err(ApiError::TooLarge { limit: limits::MAX_INFLATED_BYTES, stage: "after decompression" });
+            return Err(ApiError::TooLarge {
+                limit: limits::MAX_INFLATED_BYTES,
+                stage: "after decompression",
+            });
         }
         inflated
     } else {
@@ -181,7 +222,12 @@ async fn decode<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<
     };
     // serde's messages can quote the input: report only the position.
     serde_json::from_slice(&json).map_err(|e| {
-        ApiError::BadRequest(format!("body is not a valid request ({:?} error at line {} column {})", e.classify(), e.line(), e.column()))
+        ApiError::BadRequest(format!(
+            "body is not a valid request ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
     })
 }
 
@@ -194,14 +240,21 @@ fn encode<T: Serialize>(headers: &HeaderMap, value: &T) -> Result<Response, ApiE
         .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
     let mut response = if accepts_gzip {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(&json).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let body = enc.finish().map_err(|e| ApiError::Internal(e.to_string()))?;
+        enc.write_all(&json)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let body = enc
+            .finish()
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         let mut r = Response::new(Body::from(body));
-        r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         r
     } else {
         Response::new(Body::from(json))
     };
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }

@@ -49,7 +49,13 @@ pub struct Caller {
 }
 
 /// Worker roles (DESIGN §3). Scope by role arrives with the access-model issue.
-pub const ROLES: &[&str] = &["outreach", "home_support", "caretaker", "supervisor", "admin"];
+pub const ROLES: &[&str] = &[
+    "outreach",
+    "home_support",
+    "caretaker",
+    "supervisor",
+    "admin",
+];
 
 fn hash(secret: &str) -> Vec<u8> {
     digest(&SHA256, secret.as_bytes()).as_ref().to_vec()
@@ -57,7 +63,9 @@ fn hash(secret: &str) -> Vec<u8> {
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], IdentityError> {
     let mut buf = [0u8; N];
-    SystemRandom::new().fill(&mut buf).map_err(|_| IdentityError::Random)?;
+    SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| IdentityError::Random)?;
     Ok(buf)
 }
 
@@ -76,16 +84,26 @@ pub fn create_team(conn: &Connection, name: &str, now_ms: u64) -> Result<Uuid, I
 }
 
 /// Creates a worker in a team.
-pub fn create_worker(conn: &Connection, team: Uuid, name: &str, role: &str) -> Result<Uuid, IdentityError> {
+pub fn create_worker(
+    conn: &Connection,
+    team: Uuid,
+    name: &str,
+    role: &str,
+) -> Result<Uuid, IdentityError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(IdentityError::Invalid("worker name (1–200 characters)"));
     }
     if !ROLES.contains(&role) {
-        return Err(IdentityError::Invalid("role (outreach, home_support, caretaker, supervisor, admin)"));
+        return Err(IdentityError::Invalid(
+            "role (outreach, home_support, caretaker, supervisor, admin)",
+        ));
     }
-    let exists: bool =
-        conn.query_row("SELECT count(*) > 0 FROM teams WHERE id = ?1", [&team.as_bytes()[..]], |r| r.get(0))?;
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM teams WHERE id = ?1",
+        [&team.as_bytes()[..]],
+        |r| r.get(0),
+    )?;
     if !exists {
         return Err(IdentityError::NotFound("team"));
     }
@@ -98,7 +116,11 @@ pub fn create_worker(conn: &Connection, team: Uuid, name: &str, role: &str) -> R
 }
 
 /// Issues a one-time enrolment code for a worker: `XXXX-XXXX-XXXX-XXXX` (80 bits).
-pub fn issue_enrolment_code(conn: &Connection, worker: Uuid, now_ms: u64) -> Result<String, IdentityError> {
+pub fn issue_enrolment_code(
+    conn: &Connection,
+    worker: Uuid,
+    now_ms: u64,
+) -> Result<String, IdentityError> {
     let exists: bool = conn.query_row(
         "SELECT count(*) > 0 FROM workers WHERE id = ?1 AND active = 1",
         [&worker.as_bytes()[..]],
@@ -108,22 +130,43 @@ pub fn issue_enrolment_code(conn: &Connection, worker: Uuid, now_ms: u64) -> Res
         return Err(IdentityError::NotFound("active worker"));
     }
     let raw = random_bytes::<16>()?;
-    let chars: String = raw.iter().map(|b| CODE_ALPHABET[(*b & 31) as usize] as char).collect();
-    let code = format!("{}-{}-{}-{}", &chars[0..4], &chars[4..8], &chars[8..12], &chars[12..16]);
+    let chars: String = raw
+        .iter()
+        .map(|b| CODE_ALPHABET[(*b & 31) as usize] as char)
+        .collect();
+    let code = format!(
+        "{}-{}-{}-{}",
+        &chars[0..4],
+        &chars[4..8],
+        &chars[8..12],
+        &chars[12..16]
+    );
     conn.execute(
         "INSERT INTO enrolment_codes (code_hash, worker_id, expires_ms) VALUES (?1, ?2, ?3)",
-        params![hash(&normalise_code(&code)), &worker.as_bytes()[..], (now_ms + ENROLMENT_CODE_TTL_MS) as i64],
+        params![
+            hash(&normalise_code(&code)),
+            &worker.as_bytes()[..],
+            (now_ms + ENROLMENT_CODE_TTL_MS) as i64
+        ],
     )?;
     Ok(code)
 }
 
 /// Codes are typed by people: ignore case, spaces and dashes.
 fn normalise_code(code: &str) -> String {
-    code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
 }
 
 /// Trades a code for a device token, once. Returns the caller the token stands for and the token.
-pub fn enrol(conn: &mut Connection, code: &str, device: DeviceId, now_ms: u64) -> Result<(Caller, String), IdentityError> {
+pub fn enrol(
+    conn: &mut Connection,
+    code: &str,
+    device: DeviceId,
+    now_ms: u64,
+) -> Result<(Caller, String), IdentityError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let row: Option<(Vec<u8>, Vec<u8>)> = tx
         .query_row(
@@ -134,8 +177,11 @@ pub fn enrol(conn: &mut Connection, code: &str, device: DeviceId, now_ms: u64) -
         )
         .optional()?;
     let (worker, team) = row.ok_or(IdentityError::CodeRefused)?;
-    let taken: bool =
-        tx.query_row("SELECT count(*) > 0 FROM devices WHERE id = ?1", [&device.0.as_bytes()[..]], |r| r.get(0))?;
+    let taken: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM devices WHERE id = ?1",
+        [&device.0.as_bytes()[..]],
+        |r| r.get(0),
+    )?;
     if taken {
         return Err(IdentityError::DeviceExists);
     }
@@ -146,11 +192,23 @@ pub fn enrol(conn: &mut Connection, code: &str, device: DeviceId, now_ms: u64) -
     )?;
     tx.execute(
         "INSERT INTO devices (id, worker_id, token_hash, enrolled_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![&device.0.as_bytes()[..], worker, hash(&token), now_ms as i64],
+        params![
+            &device.0.as_bytes()[..],
+            worker,
+            hash(&token),
+            now_ms as i64
+        ],
     )?;
     tx.commit()?;
     let uuid = |b: &[u8]| Uuid::from_slice(b).map_err(|_| IdentityError::Invalid("stored id"));
-    Ok((Caller { device_id: device, worker_id: uuid(&worker)?, team_id: uuid(&team)? }, token))
+    Ok((
+        Caller {
+            device_id: device,
+            worker_id: uuid(&worker)?,
+            team_id: uuid(&team)?,
+        },
+        token,
+    ))
 }
 
 /// The caller a token stands for, if the token is known and its device and worker are active.
@@ -163,9 +221,15 @@ pub fn authenticate(conn: &Connection, token: &str) -> Result<Option<Caller>, Id
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    let Some((device, worker, team)) = row else { return Ok(None) };
+    let Some((device, worker, team)) = row else {
+        return Ok(None);
+    };
     let uuid = |b: &[u8]| Uuid::from_slice(b).map_err(|_| IdentityError::Invalid("stored id"));
-    Ok(Some(Caller { device_id: DeviceId(uuid(&device)?), worker_id: uuid(&worker)?, team_id: uuid(&team)? }))
+    Ok(Some(Caller {
+        device_id: DeviceId(uuid(&device)?),
+        worker_id: uuid(&worker)?,
+        team_id: uuid(&team)?,
+    }))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -190,15 +254,26 @@ mod tests {
         let code = issue_enrolment_code(&conn, worker, 1_000).unwrap();
         assert_eq!(code.len(), 19);
         let device = DeviceId(Uuid::now_v7());
-        let (caller, token) = enrol(&mut conn, &code.to_lowercase().replace('-', " "), device, 2_000).unwrap();
+        let (caller, token) = enrol(
+            &mut conn,
+            &code.to_lowercase().replace('-', " "),
+            device,
+            2_000,
+        )
+        .unwrap();
         assert_eq!((caller.worker_id, caller.team_id), (worker, team));
         assert_eq!(token.len(), 64);
         assert_eq!(authenticate(&conn, &token).unwrap(), Some(caller));
         assert_eq!(authenticate(&conn, "not-a-token").unwrap(), None);
         // One-time: the same code does not enrol another device.
-        assert!(matches!(enrol(&mut conn, &code, DeviceId(Uuid::now_v7()), 3_000), Err(IdentityError::CodeRefused)));
+        assert!(matches!(
+            enrol(&mut conn, &code, DeviceId(Uuid::now_v7()), 3_000),
+            Err(IdentityError::CodeRefused)
+        ));
         // The token is stored hashed only.
-        let stored: Vec<u8> = conn.query_row("SELECT token_hash FROM devices", [], |r| r.get(0)).unwrap();
+        let stored: Vec<u8> = conn
+            .query_row("SELECT token_hash FROM devices", [], |r| r.get(0))
+            .unwrap();
         assert_ne!(stored, token.as_bytes());
     }
 
@@ -206,10 +281,16 @@ mod tests {
     fn expired_codes_and_unknown_roles_are_refused() {
         let (_dir, mut conn) = db();
         let team = create_team(&conn, "Team Syd", 0).unwrap();
-        assert!(matches!(create_worker(&conn, team, "Bo", "wizard"), Err(IdentityError::Invalid(_))));
+        assert!(matches!(
+            create_worker(&conn, team, "Bo", "wizard"),
+            Err(IdentityError::Invalid(_))
+        ));
         let worker = create_worker(&conn, team, "Bo", "home_support").unwrap();
         let code = issue_enrolment_code(&conn, worker, 0).unwrap();
         let late = ENROLMENT_CODE_TTL_MS + 1;
-        assert!(matches!(enrol(&mut conn, &code, DeviceId(Uuid::now_v7()), late), Err(IdentityError::CodeRefused)));
+        assert!(matches!(
+            enrol(&mut conn, &code, DeviceId(Uuid::now_v7()), late),
+            Err(IdentityError::CodeRefused)
+        ));
     }
 }

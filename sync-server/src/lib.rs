@@ -25,7 +25,9 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { max_drift_ms: feltbog_core::hlc::DEFAULT_MAX_DRIFT_MS }
+        Config {
+            max_drift_ms: feltbog_core::hlc::DEFAULT_MAX_DRIFT_MS,
+        }
     }
 }
 
@@ -39,7 +41,10 @@ pub struct AppState {
 impl AppState {
     /// State over an open database.
     pub fn new(conn: rusqlite::Connection, config: Config) -> AppState {
-        AppState { db: Arc::new(Mutex::new(conn)), config: Arc::new(config) }
+        AppState {
+            db: Arc::new(Mutex::new(conn)),
+            config: Arc::new(config),
+        }
     }
 }
 
@@ -49,5 +54,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

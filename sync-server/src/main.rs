@@ -14,7 +14,12 @@ use uuid::Uuid;
 #[command(name = "feltbog-server", version, about)]
 struct Cli {
     /// Where the server keeps its database.
-    #[arg(long, env = "FELTBOG_DATA_DIR", default_value = "feltbog-server-data", global = true)]
+    #[arg(
+        long,
+        env = "FELTBOG_DATA_DIR",
+        default_value = "feltbog-server-data",
+        global = true
+    )]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -59,12 +64,17 @@ enum Admin {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { listen, max_drift_ms } => serve(&cli.data_dir, listen, max_drift_ms),
+        Command::Serve {
+            listen,
+            max_drift_ms,
+        } => serve(&cli.data_dir, listen, max_drift_ms),
         Command::Admin(admin) => {
             let conn = db::open(&cli.data_dir).context("cannot open the server database")?;
             let now = system_time_ms();
             match admin {
-                Admin::CreateTeam { name } => println!("{}", identity::create_team(&conn, &name, now)?),
+                Admin::CreateTeam { name } => {
+                    println!("{}", identity::create_team(&conn, &name, now)?)
+                }
                 Admin::CreateWorker { team, name, role } => {
                     println!("{}", identity::create_worker(&conn, team, &name, &role)?)
                 }
@@ -80,14 +90,17 @@ fn main() -> Result<()> {
 fn serve(data_dir: &std::path::Path, listen: SocketAddr, max_drift_ms: u64) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FELTBOG_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("FELTBOG_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .init();
     let conn = db::open(data_dir).context("cannot open the server database")?;
     let state = AppState::new(conn, Config { max_drift_ms });
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
         // The address is printed so scripts and tests that ask for port 0 learn the real one.
         println!("listening on http://{}", listener.local_addr()?);
         tracing::info!(addr = %listener.local_addr()?, "feltbog-server listening");

@@ -16,7 +16,8 @@ use feltbog_core::domain::{CitizenId, ConflictId, ConflictRecord, ConflictStatus
 use feltbog_core::hlc::{DeviceId, Hlc, HlcClock, Stamp};
 use feltbog_core::merge::{self, ConflictKind, OrSet, Register, RegisterOutcome};
 use feltbog_core::protocol::{
-    FieldChange, FieldOp, Mutation, PullPage, RejectReason, Rejection, SyncRequest, SyncResponse, limits,
+    FieldChange, FieldOp, Mutation, PullPage, RejectReason, Rejection, SyncRequest, SyncResponse,
+    limits,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use uuid::Uuid;
@@ -44,10 +45,11 @@ pub fn sync(
     max_drift_ms: u64,
 ) -> Result<SyncResponse, SyncError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let (hlc_last, server_seq): (i64, i64) =
-        tx.query_row("SELECT hlc_last, server_seq FROM server_state WHERE id = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+    let (hlc_last, server_seq): (i64, i64) = tx.query_row(
+        "SELECT hlc_last, server_seq FROM server_state WHERE id = 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let mut ctx = Ctx {
         tx: &tx,
         clock: HlcClock::new(Hlc::from_u64(hlc_last as u64), max_drift_ms),
@@ -68,7 +70,11 @@ pub fn sync(
             continue;
         }
         match ctx.check(caller, mutation)? {
-            Err((reason, detail)) => rejected.push(Rejection { device_seq: seq, reason, detail }),
+            Err((reason, detail)) => rejected.push(Rejection {
+                device_seq: seq,
+                reason,
+                detail,
+            }),
             Ok(()) => {
                 ctx.apply(caller, mutation)?;
                 acked.push(seq);
@@ -82,14 +88,19 @@ pub fn sync(
     )?;
     let pull = pull_page(&tx, caller, request.cursor)?;
     tx.commit()?;
-    Ok(SyncResponse { acked, rejected, pull, server_hlc })
+    Ok(SyncResponse {
+        acked,
+        rejected,
+        pull,
+        server_hlc,
+    })
 }
 
 /// The next page of changes for `caller` after `cursor`: its team's mutations, except the ones
 /// its own device sent (it has them), whole mutations only.
 pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<PullPage, SyncError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, device_id, mutation FROM changes WHERE team_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        "SELECT seq, device_id, echo, mutation FROM changes WHERE team_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
     let mut rows = stmt.query(params![
         &caller.team_id.as_bytes()[..],
@@ -102,14 +113,20 @@ pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<Pull
         let seq = row.get::<_, i64>(0)? as u64;
         next_cursor = seq;
         let device: Vec<u8> = row.get(1)?;
-        if device == caller.device_id.0.as_bytes() {
+        let echo: bool = row.get(2)?;
+        if device == caller.device_id.0.as_bytes() && !echo {
             continue;
         }
-        let text: String = row.get(2)?;
-        let mutation: Mutation = serde_json::from_str(&text).map_err(|_| SyncError::Corrupt("change log"))?;
+        let text: String = row.get(3)?;
+        let mutation: Mutation =
+            serde_json::from_str(&text).map_err(|_| SyncError::Corrupt("change log"))?;
         changes.push((seq, mutation));
     }
-    Ok(PullPage { changes, next_cursor, more: scanned == limits::PULL_PAGE_MUTATIONS })
+    Ok(PullPage {
+        changes,
+        next_cursor,
+        more: scanned == limits::PULL_PAGE_MUTATIONS,
+    })
 }
 
 struct Ctx<'a> {
@@ -134,9 +151,14 @@ impl Ctx<'_> {
     fn check(&self, caller: &Caller, m: &Mutation) -> Result<Check, SyncError> {
         let invalid = |detail: &str| Ok(Err((RejectReason::Invalid, detail.to_owned())));
         if m.device_id != caller.device_id {
-            return Ok(Err((RejectReason::ForgedDevice, "mutation names another device".into())));
+            return Ok(Err((
+                RejectReason::ForgedDevice,
+                "mutation names another device".into(),
+            )));
         }
-        let Some(first) = m.ops.first() else { return invalid("a mutation needs at least one op") };
+        let Some(first) = m.ops.first() else {
+            return invalid("a mutation needs at least one op");
+        };
         if m.ops.len() > limits::MAX_OPS_PER_MUTATION {
             return invalid("too many ops in one mutation");
         }
@@ -163,7 +185,9 @@ impl Ctx<'_> {
             }
         }
         if first.entity == EntityKind::Conflict
-            && m.ops.iter().any(|op| op.field != "status" && op.field != "winner")
+            && m.ops
+                .iter()
+                .any(|op| op.field != "status" && op.field != "winner")
         {
             return invalid("devices may only resolve or dismiss a conflict");
         }
@@ -178,11 +202,15 @@ impl Ctx<'_> {
         match team {
             Some(t) if t != caller.team_id.as_bytes() => {
                 // "Not yours" reads like any other rejection: no hint that the record exists.
-                Ok(Err((RejectReason::OutOfScope, "record not available to this worker".into())))
+                Ok(Err((
+                    RejectReason::OutOfScope,
+                    "record not available to this worker".into(),
+                )))
             }
-            None if first.entity == EntityKind::Conflict => {
-                Ok(Err((RejectReason::OutOfScope, "record not available to this worker".into())))
-            }
+            None if first.entity == EntityKind::Conflict => Ok(Err((
+                RejectReason::OutOfScope,
+                "record not available to this worker".into(),
+            ))),
             _ => Ok(Ok(())),
         }
     }
@@ -191,23 +219,35 @@ impl Ctx<'_> {
         let first = &m.ops[0];
         self.tx.execute(
             "INSERT OR IGNORE INTO records (entity, record_id, team_id) VALUES (?1, ?2, ?3)",
-            params![first.entity.as_str(), &first.id.as_bytes()[..], &caller.team_id.as_bytes()[..]],
+            params![
+                first.entity.as_str(),
+                &first.id.as_bytes()[..],
+                &caller.team_id.as_bytes()[..]
+            ],
         )?;
         let mut applied = m.clone();
+        let mut altered = false;
         for op in &mut applied.ops {
             // The author is whoever is signed in on the device, never what the payload says.
             if op.entity.author_field() == Some(op.field.as_str()) {
-                op.change = FieldChange::Assign { value: serde_json::to_value(caller.worker_id).unwrap_or_default() };
+                let truth = FieldChange::Assign {
+                    value: serde_json::to_value(caller.worker_id).unwrap_or_default(),
+                };
+                altered |= op.change != truth;
+                op.change = truth;
             }
             self.clock.observe(op.hlc, self.now_ms)?;
         }
         for op in &applied.ops {
-            let stamp = Stamp { hlc: op.hlc, device: m.device_id };
+            let stamp = Stamp {
+                hlc: op.hlc,
+                device: m.device_id,
+            };
             if let Some(conflict) = self.merge_op(op, stamp)? {
                 self.raise_conflict(caller, op, conflict)?;
             }
         }
-        self.log(caller.team_id, &applied)?;
+        self.log(caller.team_id, &applied, altered)?;
         self.tx.execute(
             "INSERT INTO applied (device_id, device_seq) VALUES (?1, ?2)",
             params![&m.device_id.0.as_bytes()[..], m.device_seq as i64],
@@ -230,10 +270,14 @@ impl Ctx<'_> {
             .as_ref()
             .map(|(value, hlc, device, _)| -> Result<Register, SyncError> {
                 Ok(Register {
-                    value: serde_json::from_str(value).map_err(|_| SyncError::Corrupt("field value"))?,
+                    value: serde_json::from_str(value)
+                        .map_err(|_| SyncError::Corrupt("field value"))?,
                     stamp: Stamp {
                         hlc: Hlc::from_u64(*hlc as u64),
-                        device: DeviceId(Uuid::from_slice(device).map_err(|_| SyncError::Corrupt("device id"))?),
+                        device: DeviceId(
+                            Uuid::from_slice(device)
+                                .map_err(|_| SyncError::Corrupt("device id"))?,
+                        ),
                     },
                 })
             })
@@ -248,12 +292,16 @@ impl Ctx<'_> {
                 match merge::apply_register(current.as_ref(), value, stamp, op.base, kind) {
                     RegisterOutcome::Applied(r) => (r, None, None),
                     RegisterOutcome::Duplicate => return Ok(None),
-                    RegisterOutcome::Concurrent { state, conflict } => (state, None, Some(conflict)),
+                    RegisterOutcome::Concurrent { state, conflict } => {
+                        (state, None, Some(conflict))
+                    }
                 }
             }
             FieldChange::Add { value } | FieldChange::Remove { value, .. } => {
                 let mut set: OrSet = match row.as_ref().and_then(|r| r.3.as_ref()) {
-                    Some(text) => serde_json::from_str(text).map_err(|_| SyncError::Corrupt("set state"))?,
+                    Some(text) => {
+                        serde_json::from_str(text).map_err(|_| SyncError::Corrupt("set state"))?
+                    }
                     None => OrSet::default(),
                 };
                 match &op.change {
@@ -261,8 +309,15 @@ impl Ctx<'_> {
                     _ => set.add(value, stamp),
                 }
                 let newest = current.as_ref().map_or(stamp, |c| c.stamp.max(stamp));
-                let state = Register { value: serde_json::Value::Array(set.values()), stamp: newest };
-                (state, Some(serde_json::to_string(&set).map_err(|_| SyncError::Corrupt("set state"))?), None)
+                let state = Register {
+                    value: serde_json::Value::Array(set.values()),
+                    stamp: newest,
+                };
+                (
+                    state,
+                    Some(serde_json::to_string(&set).map_err(|_| SyncError::Corrupt("set state"))?),
+                    None,
+                )
             }
         };
         self.tx.execute(
@@ -284,7 +339,12 @@ impl Ctx<'_> {
     }
 
     /// Writes a conflict record as a server mutation (merged, logged and pulled like any other).
-    fn raise_conflict(&mut self, caller: &Caller, op: &FieldOp, c: merge::Conflict) -> Result<(), SyncError> {
+    fn raise_conflict(
+        &mut self,
+        caller: &Caller,
+        op: &FieldOp,
+        c: merge::Conflict,
+    ) -> Result<(), SyncError> {
         let citizen_id = if op.entity == EntityKind::Citizen {
             Some(CitizenId(op.id))
         } else {
@@ -312,7 +372,8 @@ impl Ctx<'_> {
             status: ConflictStatus::Open,
             created_at: chrono::Utc::now(),
         };
-        let serde_json::Value::Object(fields) = serde_json::to_value(&record).map_err(|_| SyncError::Corrupt("conflict"))?
+        let serde_json::Value::Object(fields) =
+            serde_json::to_value(&record).map_err(|_| SyncError::Corrupt("conflict"))?
         else {
             return Err(SyncError::Corrupt("conflict"));
         };
@@ -338,23 +399,41 @@ impl Ctx<'_> {
             params![&record.id.0.as_bytes()[..], &caller.team_id.as_bytes()[..]],
         )?;
         for op in &mutation.ops {
-            self.merge_op(op, Stamp { hlc, device: SERVER_DEVICE })?;
+            self.merge_op(
+                op,
+                Stamp {
+                    hlc,
+                    device: SERVER_DEVICE,
+                },
+            )?;
         }
-        self.log(caller.team_id, &mutation)
+        self.log(caller.team_id, &mutation, false)
     }
 
-    fn log(&self, team: Uuid, m: &Mutation) -> Result<(), SyncError> {
+    /// Appends to the change log. `echo`: the server altered the mutation, so its author
+    /// device must pull it too, or it would keep the value it sent.
+    fn log(&self, team: Uuid, m: &Mutation, echo: bool) -> Result<(), SyncError> {
         let text = serde_json::to_string(m).map_err(|_| SyncError::Corrupt("mutation"))?;
         self.tx.execute(
-            "INSERT INTO changes (team_id, device_id, mutation) VALUES (?1, ?2, ?3)",
-            params![&team.as_bytes()[..], &m.device_id.0.as_bytes()[..], text],
+            "INSERT INTO changes (team_id, device_id, echo, mutation) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                &team.as_bytes()[..],
+                &m.device_id.0.as_bytes()[..],
+                echo,
+                text
+            ],
         )?;
         Ok(())
     }
 }
 
 /// One field's merged value on the server, for tests and reports.
-pub fn field_value(conn: &Connection, entity: EntityKind, id: Uuid, field: &str) -> Result<Option<serde_json::Value>, SyncError> {
+pub fn field_value(
+    conn: &Connection,
+    entity: EntityKind,
+    id: Uuid,
+    field: &str,
+) -> Result<Option<serde_json::Value>, SyncError> {
     let text: Option<String> = conn
         .query_row(
             "SELECT value FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = ?3",
@@ -362,5 +441,6 @@ pub fn field_value(conn: &Connection, entity: EntityKind, id: Uuid, field: &str)
             |r| r.get(0),
         )
         .optional()?;
-    text.map(|t| serde_json::from_str(&t).map_err(|_| SyncError::Corrupt("field value"))).transpose()
+    text.map(|t| serde_json::from_str(&t).map_err(|_| SyncError::Corrupt("field value")))
+        .transpose()
 }

@@ -5,7 +5,9 @@
 //! the resolution is an ordinary edit of the field plus `status = resolved`; other fields are
 //! notices a worker can dismiss.
 
-use super::{CitizenId, EntityKind, KeyScope, Projection, Record, Validate, ValidationError, millis};
+use super::{
+    CitizenId, EntityKind, KeyScope, Projection, Record, Validate, ValidationError, millis,
+};
 use crate::hlc::Stamp;
 use crate::merge::ConflictKind;
 use chrono::{DateTime, Utc};

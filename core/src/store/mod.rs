@@ -306,8 +306,11 @@ impl Store {
             .map_err(|_| StoreError::NotAStore)?;
         let device_id =
             DeviceId(Uuid::from_slice(&device).map_err(|_| StoreError::Corrupt("device id"))?);
-        let clock_offset_ms: i64 =
-            conn.query_row("SELECT clock_offset_ms FROM sync_state WHERE id = 1", [], |r| r.get(0))?;
+        let clock_offset_ms: i64 = conn.query_row(
+            "SELECT clock_offset_ms FROM sync_state WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(Store {
             conn,
             path: path.to_owned(),
@@ -595,7 +598,11 @@ impl Store {
     }
 
     /// Archives or un-archives a record. Archive is an ordinary field: it syncs like any edit.
-    pub fn set_archived<R: Record>(&mut self, id: Uuid, archived: bool) -> Result<Saved, StoreError> {
+    pub fn set_archived<R: Record>(
+        &mut self,
+        id: Uuid,
+        archived: bool,
+    ) -> Result<Saved, StoreError> {
         self.edit_typed::<R>(id, "archived", archived.into())
     }
 
@@ -721,7 +728,14 @@ fn save_in_transaction<R: Record>(
             results.push(Saved::Unchanged);
             continue;
         }
-        records::write_row(&tx, R::KIND, &id, &record.projection(), key_id, &staged.cells)?;
+        records::write_row(
+            &tx,
+            R::KIND,
+            &id,
+            &record.projection(),
+            key_id,
+            &staged.cells,
+        )?;
         if let (Some(row), Some(old_key)) = (&old, &old_key)
             && row.key_id != key_id
         {

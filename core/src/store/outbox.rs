@@ -120,8 +120,11 @@ pub(crate) fn open_one(
     key_id: KeyId,
     seq: u64,
 ) -> Result<Mutation, StoreError> {
-    let sealed: Vec<u8> =
-        conn.query_row("SELECT sealed FROM outbox WHERE device_seq = ?1", [seq as i64], |r| r.get(0))?;
+    let sealed: Vec<u8> = conn.query_row(
+        "SELECT sealed FROM outbox WHERE device_seq = ?1",
+        [seq as i64],
+        |r| r.get(0),
+    )?;
     let plain = zeroize::Zeroizing::new(key.open(&binding(key_id, &seq.to_be_bytes()), &sealed)?);
     serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt("outbox mutation"))
 }

@@ -340,17 +340,21 @@ pub(crate) fn write_row(
 /// Seals a field value into a cell.
 pub(crate) fn seal_cell(
     nonces: &mut NoncePool,
-    key: &SecretKey,
-    key_id: KeyId,
-    entity: EntityKind,
-    id: &Uuid,
-    field: &str,
+    (key, key_id): (&SecretKey, KeyId),
+    (entity, id, field): (EntityKind, &Uuid, &str),
     stamp: Stamp,
     value: &serde_json::Value,
 ) -> Result<Cell, StoreError> {
-    let text = zeroize::Zeroizing::new(serde_json::to_vec(value).map_err(|_| StoreError::Corrupt("field value"))?);
+    let text = zeroize::Zeroizing::new(
+        serde_json::to_vec(value).map_err(|_| StoreError::Corrupt("field value"))?,
+    );
     let sealed = key.seal(nonces, &binding(key_id, entity, id, field), &text)?;
-    Ok(Cell { field: field.to_owned(), hlc: stamp.hlc.as_u64(), device: *stamp.device.0.as_bytes(), sealed })
+    Ok(Cell {
+        field: field.to_owned(),
+        hlc: stamp.hlc.as_u64(),
+        device: *stamp.device.0.as_bytes(),
+        sealed,
+    })
 }
 
 /// Opens every cell of a row into `field → (stamp, value)`, hidden set-state cells included.
@@ -363,13 +367,15 @@ pub(crate) fn open_all(
 ) -> Result<std::collections::BTreeMap<String, (Stamp, serde_json::Value)>, StoreError> {
     let mut out = std::collections::BTreeMap::new();
     for cell in cells {
-        let text = zeroize::Zeroizing::new(key.open(&binding(key_id, entity, id, cell.field), cell.sealed)?);
-        let value = serde_json::from_slice(&text).map_err(|_| StoreError::Corrupt("stored field"))?;
+        let text = zeroize::Zeroizing::new(
+            key.open(&binding(key_id, entity, id, cell.field), cell.sealed)?,
+        );
+        let value =
+            serde_json::from_slice(&text).map_err(|_| StoreError::Corrupt("stored field"))?;
         out.insert(cell.field.to_owned(), (cell.stamp(), value));
     }
     Ok(out)
 }
-
 
 /// Gives the cells a re-stamped mutation wrote (this device's stamp at one of `old`) the new
 /// stamp, so the record's local state agrees with the mutation that will be pushed.
@@ -384,7 +390,9 @@ pub(crate) fn restamp_cells(
     old: &[crate::hlc::Hlc],
     new: crate::hlc::Hlc,
 ) -> Result<(), StoreError> {
-    let Some(row) = load_row(conn, entity, id)? else { return Ok(()) };
+    let Some(row) = load_row(conn, entity, id)? else {
+        return Ok(());
+    };
     let key = keys.by_id(conn, row.key_id)?;
     let cells = row.cells()?;
     let mut out = Vec::with_capacity(cells.len());
@@ -392,12 +400,23 @@ pub(crate) fn restamp_cells(
         let stamp = cell.stamp();
         if stamp.device == device && old.contains(&stamp.hlc) {
             let text = key.open(&binding(row.key_id, entity, id, cell.field), cell.sealed)?;
-            let value: serde_json::Value =
-                serde_json::from_slice(&zeroize::Zeroizing::new(text)).map_err(|_| StoreError::Corrupt("stored field"))?;
+            let value: serde_json::Value = serde_json::from_slice(&zeroize::Zeroizing::new(text))
+                .map_err(|_| StoreError::Corrupt("stored field"))?;
             let new_stamp = Stamp { hlc: new, device };
-            out.push(seal_cell(nonces, &key, row.key_id, entity, id, cell.field, new_stamp, &value)?);
+            out.push(seal_cell(
+                nonces,
+                (&key, row.key_id),
+                (entity, id, cell.field),
+                new_stamp,
+                &value,
+            )?);
         } else {
-            out.push(Cell { field: cell.field.to_owned(), hlc: cell.hlc, device: cell.device, sealed: cell.sealed.to_vec() });
+            out.push(Cell {
+                field: cell.field.to_owned(),
+                hlc: cell.hlc,
+                device: cell.device,
+                sealed: cell.sealed.to_vec(),
+            });
         }
     }
     let blob = postcard::to_allocvec(&out).map_err(|_| StoreError::Corrupt("encode cells"))?;

@@ -13,8 +13,8 @@ use super::records::{self, Cell};
 use super::{StoreError, outbox};
 use crate::crypto::NoncePool;
 use crate::domain::{
-    Citizen, CitizenId, ConflictRecord, EntityKind, KeyScope, Projection, Record, Site, SiteId, SiteLogEntry, Task,
-    Visit,
+    Citizen, CitizenId, ConflictRecord, EntityKind, KeyScope, Projection, Record, Site, SiteId,
+    SiteLogEntry, Task, Visit,
 };
 use crate::hlc::Stamp;
 use crate::merge::{self, OrSet};
@@ -31,7 +31,9 @@ pub(crate) fn apply(
     nonces: &mut NoncePool,
     mutation: &Mutation,
 ) -> Result<(), StoreError> {
-    let Some(first) = mutation.ops.first() else { return Ok(()) };
+    let Some(first) = mutation.ops.first() else {
+        return Ok(());
+    };
     let (entity, id) = (first.entity, first.id);
     let old = records::load_row(tx, entity, &id)?;
     let mut fields: Fields = match &old {
@@ -45,20 +47,28 @@ pub(crate) fn apply(
         if op.entity != entity || op.id != id {
             return Err(StoreError::Corrupt("pulled mutation spans records"));
         }
-        let stamp = Stamp { hlc: op.hlc, device: mutation.device_id };
+        let stamp = Stamp {
+            hlc: op.hlc,
+            device: mutation.device_id,
+        };
         match &op.change {
             FieldChange::Assign { value } => {
-                let current = fields.get(&op.field).map(|(s, v)| merge::Register { value: v.clone(), stamp: *s });
+                let current = fields.get(&op.field).map(|(s, v)| merge::Register {
+                    value: v.clone(),
+                    stamp: *s,
+                });
                 let kept = merge::lww(current.as_ref(), value, stamp);
                 fields.insert(op.field.clone(), (kept.stamp, kept.value));
             }
             FieldChange::Add { value } | FieldChange::Remove { value, .. } => {
                 let state_name = records::set_state_name(&op.field);
                 let mut set: OrSet = match fields.get(&state_name) {
-                    Some((_, v)) => serde_json::from_value(v.clone()).map_err(|_| StoreError::Corrupt("set state"))?,
+                    Some((_, v)) => serde_json::from_value(v.clone())
+                        .map_err(|_| StoreError::Corrupt("set state"))?,
                     None => {
                         let mut set = OrSet::default();
-                        if let Some((tag, serde_json::Value::Array(items))) = fields.get(&op.field) {
+                        if let Some((tag, serde_json::Value::Array(items))) = fields.get(&op.field)
+                        {
                             for item in items {
                                 set.add(item, *tag);
                             }
@@ -70,9 +80,15 @@ pub(crate) fn apply(
                     FieldChange::Remove { observed, .. } => set.remove(value, observed),
                     _ => set.add(value, stamp),
                 }
-                let newest = fields.get(&op.field).map_or(stamp, |(s, _)| (*s).max(stamp));
-                let state = serde_json::to_value(&set).map_err(|_| StoreError::Corrupt("set state"))?;
-                fields.insert(op.field.clone(), (newest, serde_json::Value::Array(set.values())));
+                let newest = fields
+                    .get(&op.field)
+                    .map_or(stamp, |(s, _)| (*s).max(stamp));
+                let state =
+                    serde_json::to_value(&set).map_err(|_| StoreError::Corrupt("set state"))?;
+                fields.insert(
+                    op.field.clone(),
+                    (newest, serde_json::Value::Array(set.values())),
+                );
                 fields.insert(state_name, (newest, state));
             }
         }
@@ -86,28 +102,44 @@ pub(crate) fn apply(
     let projection = projection(entity, &visible);
     let scope = match entity {
         EntityKind::Citizen => KeyScope::Citizen(CitizenId(id)),
-        _ => projection.citizen_id.map_or(KeyScope::General, KeyScope::Citizen),
+        _ => projection
+            .citizen_id
+            .map_or(KeyScope::General, KeyScope::Citizen),
     };
     let (key_id, key) = keys.for_scope(tx, nonces, scope)?;
     let cells: Vec<Cell> = fields
         .iter()
-        .map(|(name, (stamp, value))| records::seal_cell(nonces, &key, key_id, entity, &id, name, *stamp, value))
+        .map(|(name, (stamp, value))| {
+            records::seal_cell(nonces, (&key, key_id), (entity, &id, name), *stamp, value)
+        })
         .collect::<Result<_, _>>()?;
     records::write_row(tx, entity, &id, &projection, key_id, &cells)?;
     if let Some(row) = &old
         && row.key_id != key_id
     {
         let old_key = keys.by_id(tx, row.key_id)?;
-        outbox::reseal_record(tx, nonces, entity, &id, (row.key_id, &old_key), (key_id, &key))?;
+        outbox::reseal_record(
+            tx,
+            nonces,
+            entity,
+            &id,
+            (row.key_id, &old_key),
+            (key_id, &key),
+        )?;
     }
     Ok(())
 }
 
 /// The listing columns of a record that may be incomplete (fields arrive as they are pulled):
 /// from the typed record when it parses, else from the raw fields.
-fn projection(entity: EntityKind, fields: &serde_json::Map<String, serde_json::Value>) -> Projection {
+fn projection(
+    entity: EntityKind,
+    fields: &serde_json::Map<String, serde_json::Value>,
+) -> Projection {
     fn typed<R: Record>(fields: &serde_json::Map<String, serde_json::Value>) -> Option<Projection> {
-        serde_json::from_value::<R>(serde_json::Value::Object(fields.clone())).ok().map(|r| r.projection())
+        serde_json::from_value::<R>(serde_json::Value::Object(fields.clone()))
+            .ok()
+            .map(|r| r.projection())
     }
     let parsed = match entity {
         EntityKind::Citizen => typed::<Citizen>(fields),
@@ -118,9 +150,16 @@ fn projection(entity: EntityKind, fields: &serde_json::Map<String, serde_json::V
         EntityKind::Conflict => typed::<ConflictRecord>(fields),
     };
     parsed.unwrap_or_else(|| Projection {
-        citizen_id: fields.get("citizen_id").and_then(|v| serde_json::from_value(v.clone()).ok()),
-        site_id: fields.get("site_id").and_then(|v| serde_json::from_value::<SiteId>(v.clone()).ok()),
+        citizen_id: fields
+            .get("citizen_id")
+            .and_then(|v| serde_json::from_value(v.clone()).ok()),
+        site_id: fields
+            .get("site_id")
+            .and_then(|v| serde_json::from_value::<SiteId>(v.clone()).ok()),
         sort_key: 0,
-        archived: fields.get("archived").and_then(serde_json::Value::as_bool).unwrap_or(false),
+        archived: fields
+            .get("archived")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
     })
 }

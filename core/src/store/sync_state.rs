@@ -9,8 +9,8 @@ use super::keys::{KeyRing, key_id_from};
 use super::{Saved, Store, StoreError, outbox, remote};
 use crate::crypto::Binding;
 use crate::domain::{
-    Citizen, ConflictId, ConflictRecord, ConflictStatus, EntityKind, KeyScope, Record, Sensitive, Site, SiteLogEntry,
-    Task, Visit,
+    Citizen, ConflictId, ConflictRecord, ConflictStatus, EntityKind, KeyScope, Record, Sensitive,
+    Site, SiteLogEntry, Task, Visit,
 };
 use crate::hlc::{Hlc, HlcClock, system_time_ms};
 use crate::protocol::{EnrolResponse, Mutation, RejectReason, SyncResponse};
@@ -59,17 +59,35 @@ pub enum Resolution {
     Merged(serde_json::Value),
 }
 
+/// `(entity, record id, key id, sealed mutation)` of an outbox row.
+type OutboxRow = (String, Vec<u8>, Vec<u8>, Vec<u8>);
+
 fn token_binding(key_id: crate::crypto::KeyId) -> Binding<'static> {
-    Binding { key_id, table: "sync_state", record: b"token", field: "token" }
+    Binding {
+        key_id,
+        table: "sync_state",
+        record: b"token",
+        field: "token",
+    }
 }
 
 impl Store {
     /// Records the enrolment: server address, worker, team, and the device token (sealed).
-    pub fn set_enrolment(&mut self, server_url: &str, response: &EnrolResponse) -> Result<(), StoreError> {
+    pub fn set_enrolment(
+        &mut self,
+        server_url: &str,
+        response: &EnrolResponse,
+    ) -> Result<(), StoreError> {
         let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (key_id, key) = keys.for_scope(&tx, &mut self.nonces, KeyScope::General)?;
-        let sealed = key.seal(&mut self.nonces, &token_binding(key_id), response.token.as_bytes())?;
+        let sealed = key.seal(
+            &mut self.nonces,
+            &token_binding(key_id),
+            response.token.as_bytes(),
+        )?;
         tx.execute(
             "UPDATE sync_state SET server_url = ?1, worker_id = ?2, team_id = ?3, token_key_id = ?4,
                  token_sealed = ?5, cursor = 0, last_error = NULL WHERE id = 1",
@@ -89,13 +107,20 @@ impl Store {
     /// The enrolment, with the token unsealed; `None` before enrolment.
     pub fn enrolment(&mut self) -> Result<Option<Enrolment>, StoreError> {
         let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
-        type Row = (Option<String>, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+        type Row = (
+            Option<String>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+        );
         let (url, worker, team, key_id, sealed): Row = self.conn.query_row(
             "SELECT server_url, worker_id, team_id, token_key_id, token_sealed FROM sync_state WHERE id = 1",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )?;
-        let (Some(server_url), Some(worker), Some(team), Some(key_id), Some(sealed)) = (url, worker, team, key_id, sealed)
+        let (Some(server_url), Some(worker), Some(team), Some(key_id), Some(sealed)) =
+            (url, worker, team, key_id, sealed)
         else {
             return Ok(None);
         };
@@ -104,7 +129,12 @@ impl Store {
         let token = String::from_utf8(key.open(&token_binding(key_id), &sealed)?)
             .map_err(|_| StoreError::Corrupt("token"))?;
         let uuid = |b: &[u8]| Uuid::from_slice(b).map_err(|_| StoreError::Corrupt("enrolment id"));
-        Ok(Some(Enrolment { server_url, worker_id: uuid(&worker)?, team_id: uuid(&team)?, token: Sensitive(token) }))
+        Ok(Some(Enrolment {
+            server_url,
+            worker_id: uuid(&worker)?,
+            team_id: uuid(&team)?,
+            token: Sensitive(token),
+        }))
     }
 
     /// The sync bar's facts.
@@ -114,7 +144,9 @@ impl Store {
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
-        let set_aside: i64 = self.conn.query_row("SELECT count(*) FROM set_aside", [], |r| r.get(0))?;
+        let set_aside: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM set_aside", [], |r| r.get(0))?;
         Ok(SyncStatus {
             enrolled,
             pending: self.outbox_len()?,
@@ -134,7 +166,13 @@ impl Store {
     /// Applies a server response in one transaction (see the module docs).
     pub fn apply_sync_response(&mut self, response: &SyncResponse) -> Result<Applied, StoreError> {
         let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
-        let result = apply_in_transaction(&mut self.conn, keys, &mut self.nonces, &self.clock, response);
+        let result = apply_in_transaction(
+            &mut self.conn,
+            keys,
+            &mut self.nonces,
+            &self.clock,
+            response,
+        );
         match result {
             Ok((applied, clock)) => {
                 keys.commit_new_keys();
@@ -157,17 +195,21 @@ impl Store {
         let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
         let local = system_time_ms();
         let offset = server_hlc.wall_ms() as i64 - local as i64;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut clock = HlcClock::new(server_hlc, self.clock.max_drift_ms());
         for seq in device_seqs {
-            let row: Option<(String, Vec<u8>, Vec<u8>, Vec<u8>)> = tx
+            let row: Option<OutboxRow> = tx
                 .query_row(
                     "SELECT entity, record_id, key_id, sealed FROM outbox WHERE device_seq = ?1",
                     [*seq as i64],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()?;
-            let Some((_, _, key_id, _)) = row else { continue };
+            let Some((_, _, key_id, _)) = row else {
+                continue;
+            };
             let key_id = key_id_from(&key_id)?;
             let key = keys.by_id(&tx, key_id)?;
             let mut mutation = outbox::open_one(&tx, &key, key_id, *seq)?;
@@ -194,8 +236,14 @@ impl Store {
                 outbox::append(&tx, &mut self.nonces, &key, key_id, entity, &id, &mutation)?;
             }
         }
-        tx.execute("UPDATE sync_state SET clock_offset_ms = ?1 WHERE id = 1", [offset])?;
-        tx.execute("UPDATE header SET hlc_last = ?1 WHERE id = 1", [clock.last().as_u64() as i64])?;
+        tx.execute(
+            "UPDATE sync_state SET clock_offset_ms = ?1 WHERE id = 1",
+            [offset],
+        )?;
+        tx.execute(
+            "UPDATE header SET hlc_last = ?1 WHERE id = 1",
+            [clock.last().as_u64() as i64],
+        )?;
         tx.commit()?;
         keys.commit_new_keys();
         self.clock = clock;
@@ -203,31 +251,58 @@ impl Store {
         Ok(())
     }
 
+    /// Makes this device's clock run `ms` ahead of (or behind) the system clock, as a tablet with
+    /// a wrong clock would. For tests of the skew bound; the next re-stamp corrects it.
+    #[doc(hidden)]
+    pub fn set_clock_offset_ms(&mut self, ms: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE sync_state SET clock_offset_ms = ?1 WHERE id = 1",
+            [ms],
+        )?;
+        self.clock_offset_ms = ms;
+        Ok(())
+    }
+
     /// Notes a failed sync for the sync bar (a message for people, never personal data).
     pub fn record_sync_error(&self, message: &str) -> Result<(), StoreError> {
-        self.conn.execute("UPDATE sync_state SET last_error = ?1 WHERE id = 1", [message])?;
+        self.conn.execute(
+            "UPDATE sync_state SET last_error = ?1 WHERE id = 1",
+            [message],
+        )?;
         Ok(())
     }
 
     /// Mutations the server refused for good: `(device_seq, reason, detail)`.
     pub fn set_aside(&self) -> Result<Vec<(u64, String, String)>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT device_seq, reason, detail FROM set_aside ORDER BY device_seq")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT device_seq, reason, detail FROM set_aside ORDER BY device_seq")?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?)))?
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 
     /// Conflicts on this device, open ones only unless `include_closed`.
     pub fn conflicts(&mut self, include_closed: bool) -> Result<Vec<ConflictRecord>, StoreError> {
-        self.list::<ConflictRecord>(&super::ListQuery { include_archived: include_closed, ..Default::default() })
+        self.list::<ConflictRecord>(&super::ListQuery {
+            include_archived: include_closed,
+            ..Default::default()
+        })
     }
 
     /// Resolves a conflict: the chosen value becomes an ordinary edit of the field (so it syncs
     /// and wins over both versions), and the conflict is marked resolved.
-    pub fn resolve_conflict(&mut self, id: ConflictId, resolution: Resolution) -> Result<(), StoreError> {
-        let conflict: ConflictRecord =
-            self.get(id.0)?.ok_or(StoreError::RecordNotFound { entity: EntityKind::Conflict })?;
+    pub fn resolve_conflict(
+        &mut self,
+        id: ConflictId,
+        resolution: Resolution,
+    ) -> Result<(), StoreError> {
+        let conflict: ConflictRecord = self.get(id.0)?.ok_or(StoreError::RecordNotFound {
+            entity: EntityKind::Conflict,
+        })?;
         let mine_is_loser = conflict.loser_stamp.device == self.device_id
             || conflict.winner_stamp.device != self.device_id;
         let (mine, theirs) = if mine_is_loser {
@@ -241,18 +316,32 @@ impl Store {
             Resolution::Merged(v) => v,
         };
         self.edit_field(conflict.entity, conflict.record_id, &conflict.field, value)?;
-        self.edit_typed::<ConflictRecord>(id.0, "status", serde_json::to_value(ConflictStatus::Resolved).unwrap_or_default())?;
+        self.edit_typed::<ConflictRecord>(
+            id.0,
+            "status",
+            serde_json::to_value(ConflictStatus::Resolved).unwrap_or_default(),
+        )?;
         Ok(())
     }
 
     /// Dismisses a notice (a scalar conflict whose winner stands).
     pub fn dismiss_conflict(&mut self, id: ConflictId) -> Result<(), StoreError> {
-        self.edit_typed::<ConflictRecord>(id.0, "status", serde_json::to_value(ConflictStatus::Dismissed).unwrap_or_default())
-            .map(|_| ())
+        self.edit_typed::<ConflictRecord>(
+            id.0,
+            "status",
+            serde_json::to_value(ConflictStatus::Dismissed).unwrap_or_default(),
+        )
+        .map(|_| ())
     }
 
     /// Sets one field of a record of any kind, as an ordinary validated save.
-    pub fn edit_field(&mut self, entity: EntityKind, id: Uuid, field: &str, value: serde_json::Value) -> Result<Saved, StoreError> {
+    pub fn edit_field(
+        &mut self,
+        entity: EntityKind,
+        id: Uuid,
+        field: &str,
+        value: serde_json::Value,
+    ) -> Result<Saved, StoreError> {
         match entity {
             EntityKind::Citizen => self.edit_typed::<Citizen>(id, field, value),
             EntityKind::Visit => self.edit_typed::<Visit>(id, field, value),
@@ -263,11 +352,21 @@ impl Store {
         }
     }
 
-    pub(crate) fn edit_typed<R: Record>(&mut self, id: Uuid, field: &str, value: serde_json::Value) -> Result<Saved, StoreError> {
-        let record: R = self.get(id)?.ok_or(StoreError::RecordNotFound { entity: R::KIND })?;
-        let mut json = serde_json::to_value(&record).map_err(|_| StoreError::Corrupt("record form"))?;
+    pub(crate) fn edit_typed<R: Record>(
+        &mut self,
+        id: Uuid,
+        field: &str,
+        value: serde_json::Value,
+    ) -> Result<Saved, StoreError> {
+        let record: R = self
+            .get(id)?
+            .ok_or(StoreError::RecordNotFound { entity: R::KIND })?;
+        let mut json =
+            serde_json::to_value(&record).map_err(|_| StoreError::Corrupt("record form"))?;
         json[field] = value;
-        let updated: R = serde_json::from_value(json).map_err(|_| StoreError::InvalidValue { field: field.to_owned() })?;
+        let updated: R = serde_json::from_value(json).map_err(|_| StoreError::InvalidValue {
+            field: field.to_owned(),
+        })?;
         self.save(&updated)
     }
 }
@@ -280,8 +379,12 @@ fn apply_in_transaction(
     response: &SyncResponse,
 ) -> Result<(Applied, HlcClock), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let hlc_last: i64 = tx.query_row("SELECT hlc_last FROM header WHERE id = 1", [], |r| r.get(0))?;
-    let mut clock = HlcClock::new(clock.last().max(Hlc::from_u64(hlc_last as u64)), clock.max_drift_ms());
+    let hlc_last: i64 =
+        tx.query_row("SELECT hlc_last FROM header WHERE id = 1", [], |r| r.get(0))?;
+    let mut clock = HlcClock::new(
+        clock.last().max(Hlc::from_u64(hlc_last as u64)),
+        clock.max_drift_ms(),
+    );
     let mut applied = Applied::default();
     for seq in &response.acked {
         applied.acked += tx.execute("DELETE FROM outbox WHERE device_seq = ?1", [*seq as i64])?;
@@ -294,7 +397,7 @@ fn apply_in_transaction(
             }
             continue;
         }
-        let row: Option<(String, Vec<u8>, Vec<u8>, Vec<u8>)> = tx
+        let row: Option<OutboxRow> = tx
             .query_row(
                 "SELECT entity, record_id, key_id, sealed FROM outbox WHERE device_seq = ?1",
                 [rejection.device_seq as i64],
@@ -317,7 +420,10 @@ fn apply_in_transaction(
                     now as i64
                 ],
             )?;
-            tx.execute("DELETE FROM outbox WHERE device_seq = ?1", [rejection.device_seq as i64])?;
+            tx.execute(
+                "DELETE FROM outbox WHERE device_seq = ?1",
+                [rejection.device_seq as i64],
+            )?;
             applied.set_aside += 1;
         }
     }

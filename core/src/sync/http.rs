@@ -3,7 +3,8 @@
 
 use super::{Transport, TransportError, WireBytes};
 use crate::protocol::{
-    EnrolRequest, EnrolResponse, ErrorBody, PROTOCOL_HEADER, PROTOCOL_VERSION, SyncRequest, SyncResponse, limits,
+    EnrolRequest, EnrolResponse, ErrorBody, PROTOCOL_HEADER, PROTOCOL_VERSION, SyncRequest,
+    SyncResponse, limits,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,7 +27,10 @@ impl HttpTransport {
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| TransportError::Unreachable(e.to_string()))?;
-        Ok(HttpTransport { base: base_url.trim_end_matches('/').to_owned(), client })
+        Ok(HttpTransport {
+            base: base_url.trim_end_matches('/').to_owned(),
+            client,
+        })
     }
 
     fn post<Req: Serialize, Resp: DeserializeOwned>(
@@ -37,8 +41,11 @@ impl HttpTransport {
     ) -> Result<(Resp, WireBytes), TransportError> {
         let json = serde_json::to_vec(body).map_err(|e| TransportError::Decode(e.to_string()))?;
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&json).and_then(|_| Ok(())).map_err(|e| TransportError::Decode(e.to_string()))?;
-        let compressed = gz.finish().map_err(|e| TransportError::Decode(e.to_string()))?;
+        gz.write_all(&json)
+            .map_err(|e| TransportError::Decode(e.to_string()))?;
+        let compressed = gz
+            .finish()
+            .map_err(|e| TransportError::Decode(e.to_string()))?;
         let sent = compressed.len() as u64;
         let mut request = self
             .client
@@ -52,7 +59,9 @@ impl HttpTransport {
             request = request.bearer_auth(token);
         }
         // Errors are described without the URL's query or any body: no token leaks into logs.
-        let response = request.send().map_err(|e| TransportError::Unreachable(describe(&e)))?;
+        let response = request
+            .send()
+            .map_err(|e| TransportError::Unreachable(describe(&e)))?;
         let status = response.status();
         let gzip = response
             .headers()
@@ -75,7 +84,9 @@ impl HttpTransport {
                 .read_to_end(&mut inflated)
                 .map_err(|e| TransportError::Decode(e.to_string()))?;
             if inflated.len() > limits::MAX_INFLATED_BYTES {
-                return Err(TransportError::Decode("answer too large after decompression".into()));
+                return Err(TransportError::Decode(
+                    "answer too large after decompression".into(),
+                ));
             }
             inflated
         } else {
@@ -86,10 +97,13 @@ impl HttpTransport {
             return Err(TransportError::Refused {
                 status: status.as_u16(),
                 code: error.as_ref().map(|e| e.code),
-                message: error.map(|e| e.message).unwrap_or_else(|| status.to_string()),
+                message: error
+                    .map(|e| e.message)
+                    .unwrap_or_else(|| status.to_string()),
             });
         }
-        let parsed = serde_json::from_slice(&body).map_err(|e| TransportError::Decode(e.to_string()))?;
+        let parsed =
+            serde_json::from_slice(&body).map_err(|e| TransportError::Decode(e.to_string()))?;
         Ok((parsed, WireBytes { sent, received }))
     }
 }
@@ -109,7 +123,11 @@ impl Transport for HttpTransport {
         self.post("/v1/enrol", None, request).map(|(r, _)| r)
     }
 
-    fn sync(&self, token: &str, request: &SyncRequest) -> Result<(SyncResponse, WireBytes), TransportError> {
+    fn sync(
+        &self,
+        token: &str,
+        request: &SyncRequest,
+    ) -> Result<(SyncResponse, WireBytes), TransportError> {
         self.post("/v1/sync", Some(token), request)
     }
 }

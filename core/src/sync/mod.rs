@@ -31,7 +31,11 @@ pub enum TransportError {
     Unreachable(String),
     /// The server answered with an error.
     #[error("server refused ({status}): {message}")]
-    Refused { status: u16, code: Option<ErrorCode>, message: String },
+    Refused {
+        status: u16,
+        code: Option<ErrorCode>,
+        message: String,
+    },
     /// The answer could not be read.
     #[error("unreadable answer from server: {0}")]
     Decode(String),
@@ -59,7 +63,11 @@ pub trait Transport {
     /// Trades an enrolment code for a device token.
     fn enrol(&self, request: &EnrolRequest) -> Result<EnrolResponse, TransportError>;
     /// One sync round trip with the device's token.
-    fn sync(&self, token: &str, request: &SyncRequest) -> Result<(SyncResponse, WireBytes), TransportError>;
+    fn sync(
+        &self,
+        token: &str,
+        request: &SyncRequest,
+    ) -> Result<(SyncResponse, WireBytes), TransportError>;
 }
 
 /// What a sync did.
@@ -108,7 +116,10 @@ pub struct Retry {
 
 impl Default for Retry {
     fn default() -> Self {
-        Retry { attempts: 4, first_delay: Duration::from_millis(250) }
+        Retry {
+            attempts: 4,
+            first_delay: Duration::from_millis(250),
+        }
     }
 }
 
@@ -124,20 +135,26 @@ pub fn sync_now(
     // A bound on round trips: a server that always says "more" cannot keep us here forever.
     for _ in 0..100_000 {
         let pending = store.pending(MAX_PUSH)?;
-        let request = SyncRequest { mutations: pending, cursor: store.sync_status()?.cursor };
-        let (response, bytes) = match round_trip(transport, enrolment.token.expose(), &request, retry) {
-            Ok(ok) => ok,
-            Err(e) => {
-                let message = match &e {
-                    SyncError::Transport(TransportError::Unreachable(_)) => "offline: server unreachable",
-                    SyncError::Unauthorized => "access revoked",
-                    SyncError::UpdateRequired => "app update required",
-                    _ => "sync failed",
-                };
-                store.record_sync_error(message)?;
-                return Err(e);
-            }
+        let request = SyncRequest {
+            mutations: pending,
+            cursor: store.sync_status()?.cursor,
         };
+        let (response, bytes) =
+            match round_trip(transport, enrolment.token.expose(), &request, retry) {
+                Ok(ok) => ok,
+                Err(e) => {
+                    let message = match &e {
+                        SyncError::Transport(TransportError::Unreachable(_)) => {
+                            "offline: server unreachable"
+                        }
+                        SyncError::Unauthorized => "access revoked",
+                        SyncError::UpdateRequired => "app update required",
+                        _ => "sync failed",
+                    };
+                    store.record_sync_error(message)?;
+                    return Err(e);
+                }
+            };
         report.requests += 1;
         report.pushed += request.mutations.len();
         report.bytes.sent += bytes.sent;
@@ -151,7 +168,11 @@ pub fn sync_now(
             report.restamped += applied.clock_rejected.len();
         }
         let pending_now = store.outbox_len()?;
-        progress(Progress { pulled: report.pulled, pending: pending_now, more: response.pull.more });
+        progress(Progress {
+            pulled: report.pulled,
+            pending: pending_now,
+            more: response.pull.more,
+        });
         let pushed_all = request.mutations.len() < MAX_PUSH && applied.clock_rejected.is_empty();
         if !response.pull.more && (pending_now == 0 || pushed_all) {
             break;
@@ -161,8 +182,16 @@ pub fn sync_now(
 }
 
 /// Enrols this store with a server: trades the code, stores the token sealed.
-pub fn enrol(store: &mut Store, transport: &dyn Transport, server_url: &str, code: &str) -> Result<EnrolResponse, SyncError> {
-    let response = transport.enrol(&EnrolRequest { code: code.to_owned(), device_id: store.device_id() })?;
+pub fn enrol(
+    store: &mut Store,
+    transport: &dyn Transport,
+    server_url: &str,
+    code: &str,
+) -> Result<EnrolResponse, SyncError> {
+    let response = transport.enrol(&EnrolRequest {
+        code: code.to_owned(),
+        device_id: store.device_id(),
+    })?;
     store.set_enrolment(server_url, &response)?;
     Ok(response)
 }
@@ -178,10 +207,16 @@ fn round_trip(
     loop {
         match transport.sync(token, request) {
             Ok(ok) => return Ok(ok),
-            Err(TransportError::Refused { code: Some(ErrorCode::Unauthorized), .. }) => {
+            Err(TransportError::Refused {
+                code: Some(ErrorCode::Unauthorized),
+                ..
+            }) => {
                 return Err(SyncError::Unauthorized);
             }
-            Err(TransportError::Refused { code: Some(ErrorCode::UpdateRequired), .. }) => {
+            Err(TransportError::Refused {
+                code: Some(ErrorCode::UpdateRequired),
+                ..
+            }) => {
                 return Err(SyncError::UpdateRequired);
             }
             Err(e) if e.is_retryable() && attempt < retry.attempts => {

@@ -1,0 +1,127 @@
+//! Test harness: the real `feltbog-server` binary on 127.0.0.1 (port 0), administered through
+//! its own CLI, and device stores that sync to it over HTTP.
+#![allow(dead_code)]
+
+use feltbog_core::crypto::{KdfParams, Passphrase};
+use feltbog_core::store::{CreateOptions, Store};
+use feltbog_core::sync::{self, Retry, SyncReport, http::HttpTransport};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_feltbog-server");
+
+/// A running server process; killed (SIGKILL) on drop.
+pub struct Server {
+    pub data_dir: PathBuf,
+    pub url: String,
+    child: Child,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path) -> Server {
+        Self::start_on(data_dir, "127.0.0.1:0")
+    }
+
+    pub fn start_on(data_dir: &Path, listen: &str) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", listen])
+            .env("FELTBOG_DATA_DIR", data_dir)
+            .env("FELTBOG_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start feltbog-server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("server prints its address")
+            .to_owned();
+        Server {
+            data_dir: data_dir.to_owned(),
+            url,
+            child,
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn addr(&self) -> String {
+        self.url.trim_start_matches("http://").to_owned()
+    }
+
+    pub fn admin(&self, args: &[&str]) -> String {
+        admin(&self.data_dir, args)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn admin(data_dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("admin")
+        .args(args)
+        .env("FELTBOG_DATA_DIR", data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A team with one worker; returns (team id, worker id).
+pub fn team_and_worker(server: &Server) -> (String, String) {
+    let team = server.admin(&["create-team", "Team Nord"]);
+    let worker = server.admin(&["create-worker", "--team", &team, "--name", "Anne"]);
+    (team, worker)
+}
+
+pub fn pass() -> Passphrase {
+    Passphrase::new("device-pin-123").unwrap()
+}
+
+/// A new device store, enrolled for `worker`.
+pub fn device(dir: &Path, name: &str, server: &Server, worker: &str) -> Store {
+    let path = dir.join(format!("{name}.feltbog"));
+    let mut store =
+        Store::create(&path, &pass(), &CreateOptions::with_kdf(KdfParams::MINIMUM)).unwrap();
+    let code = server.admin(&["enrolment-code", "--worker", worker]);
+    let transport = HttpTransport::new(&server.url).unwrap();
+    sync::enrol(&mut store, &transport, &server.url, &code).unwrap();
+    store
+}
+
+pub fn sync(store: &mut Store) -> SyncReport {
+    try_sync(store).expect("sync")
+}
+
+pub fn try_sync(store: &mut Store) -> Result<SyncReport, sync::SyncError> {
+    let url = store.enrolment().unwrap().unwrap().server_url;
+    let transport = HttpTransport::new(&url).unwrap();
+    sync::sync_now(
+        store,
+        &transport,
+        Retry {
+            attempts: 3,
+            first_delay: Duration::from_millis(50),
+        },
+        &mut |_| {},
+    )
+}

@@ -1,0 +1,461 @@
+//! Sync scenarios of issue 3: the real server binary on 127.0.0.1, several encrypted device
+//! stores, HTTP in between.
+
+mod common;
+
+use common::*;
+use feltbog_core::domain::{
+    Citizen, ConflictRecord, ConflictStatus, EntityKind, HousingSituation, Visit, VisitKind,
+    WorkerId,
+};
+use feltbog_core::merge::ConflictKind;
+use feltbog_core::protocol::{ErrorBody, ErrorCode, PROTOCOL_HEADER, SyncRequest};
+use feltbog_core::store::{ListQuery, Resolution, Store};
+use feltbog_core::sync::{Transport, http::HttpTransport};
+use std::io::Write;
+
+fn citizens(store: &mut Store) -> Vec<Citizen> {
+    store
+        .list::<Citizen>(&ListQuery {
+            include_archived: true,
+            ..Default::default()
+        })
+        .unwrap()
+}
+
+fn visits(store: &mut Store) -> Vec<Visit> {
+    store
+        .list::<Visit>(&ListQuery {
+            include_archived: true,
+            ..Default::default()
+        })
+        .unwrap()
+}
+
+/// Two devices of one worker that both hold one citizen and one visit of theirs.
+fn pair(dir: &std::path::Path, server: &Server) -> (Store, Store, Citizen, Visit) {
+    let (_team, worker) = team_and_worker(server);
+    let mut a = device(dir, "a", server, &worker);
+    let mut b = device(dir, "b", server, &worker);
+    let citizen = Citizen::with_alias("Fisk");
+    a.save(&citizen).unwrap();
+    let mut visit = Visit::with_citizen(
+        citizen.id,
+        WorkerId(worker.parse().unwrap()),
+        VisitKind::HomeVisit,
+    );
+    visit.note = "første udkast".into();
+    a.save(&visit).unwrap();
+    sync(&mut a);
+    sync(&mut b);
+    // Both devices now agree, author included (the server takes it from authentication).
+    let visit = b
+        .get::<Visit>(visit.id.0)
+        .unwrap()
+        .expect("visit reached B");
+    assert_eq!(a.get::<Visit>(visit.id.0).unwrap(), Some(visit.clone()));
+    (a, b, citizen, visit)
+}
+
+#[test]
+fn a_record_made_on_one_device_appears_on_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (_team, worker) = team_and_worker(&server);
+    let mut a = device(dir.path(), "a", &server, &worker);
+    let mut b = device(dir.path(), "b", &server, &worker);
+    let mut c = Citizen::with_alias("Store Per");
+    c.tags.insert("herberg".into());
+    a.save(&c).unwrap();
+    let report = sync(&mut a);
+    assert_eq!((report.pushed, report.acked), (1, 1));
+    assert_eq!(
+        a.outbox_len().unwrap(),
+        0,
+        "acknowledged mutations leave the outbox"
+    );
+    sync(&mut b);
+    assert_eq!(citizens(&mut b), vec![c]);
+}
+
+#[test]
+fn offline_edits_of_different_fields_merge_without_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (mut a, mut b, citizen, _) = pair(dir.path(), &server);
+    let mut on_a = a.get::<Citizen>(citizen.id.0).unwrap().unwrap();
+    on_a.phone = Some("+45 11 22 33 44".into());
+    on_a.tags.insert("gæld".into());
+    a.save(&on_a).unwrap();
+    let mut on_b = b.get::<Citizen>(citizen.id.0).unwrap().unwrap();
+    on_b.housing = HousingSituation::Shelter;
+    on_b.tags.insert("herberg".into());
+    b.save(&on_b).unwrap();
+    sync(&mut a);
+    sync(&mut b);
+    sync(&mut a);
+    let merged_a = a.get::<Citizen>(citizen.id.0).unwrap().unwrap();
+    let merged_b = b.get::<Citizen>(citizen.id.0).unwrap().unwrap();
+    assert_eq!(merged_a, merged_b);
+    assert_eq!(merged_a.phone, Some("+45 11 22 33 44".into()));
+    assert_eq!(merged_a.housing, HousingSituation::Shelter);
+    assert_eq!(merged_a.tags.len(), 2, "both set additions survive");
+    assert!(a.conflicts(true).unwrap().is_empty() && b.conflicts(true).unwrap().is_empty());
+}
+
+#[test]
+fn the_later_scalar_edit_wins_everywhere_and_leaves_a_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (mut a, mut b, citizen, _) = pair(dir.path(), &server);
+    a.edit_field(
+        EntityKind::Citizen,
+        citizen.id.0,
+        "housing",
+        "street".into(),
+    )
+    .unwrap();
+    b.edit_field(
+        EntityKind::Citizen,
+        citizen.id.0,
+        "housing",
+        "own_rental".into(),
+    )
+    .unwrap();
+    sync(&mut a);
+    sync(&mut b);
+    sync(&mut a);
+    for store in [&mut a, &mut b] {
+        assert_eq!(
+            store.get::<Citizen>(citizen.id.0).unwrap().unwrap().housing,
+            HousingSituation::OwnRental
+        );
+        let conflicts = store.conflicts(false).unwrap();
+        assert_eq!(conflicts.len(), 1);
+        assert_eq!(conflicts[0].kind, ConflictKind::Notice);
+        assert_eq!(conflicts[0].loser, serde_json::json!("street"));
+        assert_eq!(conflicts[0].winner, serde_json::json!("own_rental"));
+    }
+}
+
+#[test]
+fn concurrent_notes_become_a_conflict_everywhere_and_converge_on_the_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (mut a, mut b, _, visit) = pair(dir.path(), &server);
+    a.edit_field(
+        EntityKind::Visit,
+        visit.id.0,
+        "note",
+        "A: talte om gæld".into(),
+    )
+    .unwrap();
+    b.edit_field(
+        EntityKind::Visit,
+        visit.id.0,
+        "note",
+        "B: aftalte lægebesøg".into(),
+    )
+    .unwrap();
+    sync(&mut a);
+    sync(&mut b);
+    sync(&mut a);
+    let mut ids = Vec::new();
+    for store in [&mut a, &mut b] {
+        let conflicts = store.conflicts(false).unwrap();
+        assert_eq!(conflicts.len(), 1, "one open conflict on every device");
+        let c = &conflicts[0];
+        assert_eq!(c.kind, ConflictKind::Open);
+        let texts = [c.winner.as_str().unwrap(), c.loser.as_str().unwrap()];
+        assert!(
+            texts.contains(&"A: talte om gæld") && texts.contains(&"B: aftalte lægebesøg"),
+            "{texts:?}"
+        );
+        ids.push(c.id);
+    }
+    assert_eq!(ids[0], ids[1]);
+    b.resolve_conflict(
+        ids[0],
+        Resolution::Merged("Talte om gæld; aftalte lægebesøg".into()),
+    )
+    .unwrap();
+    sync(&mut b);
+    sync(&mut a);
+    for store in [&mut a, &mut b] {
+        assert_eq!(
+            store
+                .get::<Visit>(visit.id.0)
+                .unwrap()
+                .unwrap()
+                .note
+                .expose(),
+            "Talte om gæld; aftalte lægebesøg"
+        );
+        let all: Vec<ConflictRecord> = store.conflicts(true).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].status, ConflictStatus::Resolved);
+        assert!(store.conflicts(false).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn a_device_whose_clock_runs_a_day_ahead_cannot_win_over_a_later_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (mut a, mut b, _, visit) = pair(dir.path(), &server);
+    a.set_clock_offset_ms(24 * 60 * 60 * 1000).unwrap();
+    a.edit_field(
+        EntityKind::Visit,
+        visit.id.0,
+        "note",
+        "A, med uret et døgn foran".into(),
+    )
+    .unwrap();
+    let report = sync(&mut a);
+    assert!(
+        report.restamped >= 1,
+        "the server must refuse the future stamp: {report:?}"
+    );
+    assert_eq!(a.outbox_len().unwrap(), 0, "re-stamped and accepted");
+    // A real edit made afterwards on B, which had not seen A's edit.
+    b.edit_field(EntityKind::Visit, visit.id.0, "note", "B, senere".into())
+        .unwrap();
+    sync(&mut b);
+    sync(&mut a);
+    for store in [&mut a, &mut b] {
+        assert_eq!(
+            store
+                .get::<Visit>(visit.id.0)
+                .unwrap()
+                .unwrap()
+                .note
+                .expose(),
+            "B, senere"
+        );
+        let c = &store.conflicts(false).unwrap()[0];
+        assert_eq!(
+            c.loser.as_str(),
+            Some("A, med uret et døgn foran"),
+            "A's edit is kept as the loser"
+        );
+    }
+}
+
+fn server_count(server: &Server, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(server.data_dir.join("feltbog-server.sqlite")).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn the_same_push_sent_twice_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (_team, worker) = team_and_worker(&server);
+    let mut a = device(dir.path(), "a", &server, &worker);
+    let mut b = device(dir.path(), "b", &server, &worker);
+    let c = Citizen::with_alias("To gange");
+    a.save(&c).unwrap();
+    a.save(&Visit::with_citizen(
+        c.id,
+        WorkerId::new(),
+        VisitKind::Phone,
+    ))
+    .unwrap();
+    let token = a.enrolment().unwrap().unwrap().token.expose().clone();
+    let request = SyncRequest {
+        mutations: a.pending(100).unwrap(),
+        cursor: 0,
+    };
+    let transport = HttpTransport::new(&server.url).unwrap();
+    let (first, _) = transport.sync(&token, &request).unwrap();
+    let log_after_first = server_count(&server, "SELECT count(*) FROM changes");
+    let (second, _) = transport.sync(&token, &request).unwrap();
+    assert_eq!(first.acked, vec![1, 2]);
+    assert_eq!(second.acked, vec![1, 2], "a replay is acknowledged again");
+    assert_eq!(
+        server_count(&server, "SELECT count(*) FROM changes"),
+        log_after_first,
+        "and changes nothing"
+    );
+    a.apply_sync_response(&second).unwrap();
+    sync(&mut b);
+    assert_eq!(citizens(&mut b).len(), 1);
+    assert_eq!(visits(&mut b).len(), 1);
+}
+
+#[test]
+fn a_server_killed_during_a_push_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = Server::start(&data);
+    let (_team, worker) = team_and_worker(&server);
+    let mut a = device(dir.path(), "a", &server, &worker);
+    let mut b = device(dir.path(), "b", &server, &worker);
+    let c = Citizen::with_alias("Mange besøg");
+    a.save(&c).unwrap();
+    let batch: Vec<Visit> = (0..1_500)
+        .map(|i| {
+            let mut v = Visit::with_citizen(c.id, WorkerId::new(), VisitKind::StreetContact);
+            v.note = format!("besøg {i}").into();
+            v
+        })
+        .collect();
+    a.save_all(&batch).unwrap();
+    let addr = server.addr();
+    let syncing = std::thread::spawn(move || {
+        let result = try_sync(&mut a);
+        (a, result.is_ok())
+    });
+    // Kill the server once it has applied part of the outbox (a crash in the middle of a push).
+    let applied = || server_count(&server, "SELECT count(*) FROM applied");
+    let started = std::time::Instant::now();
+    while applied() == 0 && started.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::yield_now();
+    }
+    server.kill();
+    let (mut a, finished) = syncing.join().unwrap();
+    let server = Server::start_on(&data, &addr);
+    if !finished {
+        assert!(a.outbox_len().unwrap() > 0);
+    }
+    sync(&mut a);
+    assert_eq!(a.outbox_len().unwrap(), 0);
+    assert_eq!(server_count(&server, "SELECT count(*) FROM applied"), 1_501);
+    assert_eq!(
+        server_count(&server, "SELECT count(*) FROM changes"),
+        1_501,
+        "nothing doubled in the log"
+    );
+    sync(&mut b);
+    let on_b = visits(&mut b);
+    assert_eq!(on_b.len(), 1_500);
+    let notes: std::collections::BTreeSet<_> =
+        on_b.iter().map(|v| v.note.expose().clone()).collect();
+    assert_eq!(notes.len(), 1_500, "every acknowledged visit arrived once");
+}
+
+#[test]
+fn an_offline_edit_to_a_citizen_archived_elsewhere_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (mut a, mut b, citizen, _) = pair(dir.path(), &server);
+    a.set_archived::<Citizen>(citizen.id.0, true).unwrap();
+    b.edit_field(
+        EntityKind::Citizen,
+        citizen.id.0,
+        "phone",
+        "+45 55 66 77 88".into(),
+    )
+    .unwrap();
+    sync(&mut a);
+    sync(&mut b);
+    sync(&mut a);
+    for store in [&mut a, &mut b] {
+        let c = store.get::<Citizen>(citizen.id.0).unwrap().unwrap();
+        assert!(c.archived, "the archive stands");
+        assert_eq!(
+            c.phone,
+            Some("+45 55 66 77 88".into()),
+            "and the offline edit is not lost"
+        );
+    }
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (_team, worker) = team_and_worker(&server);
+    let mut a = device(dir.path(), "a", &server, &worker);
+    let token = a.enrolment().unwrap().unwrap().token.expose().clone();
+    let http = reqwest::blocking::Client::new();
+    let url = format!("{}/v1/sync", server.url);
+    let send = |body: Vec<u8>, gzip: bool, token: &str, version: &str| {
+        let mut req = http
+            .post(&url)
+            .header(PROTOCOL_HEADER, version)
+            .bearer_auth(token)
+            .body(body);
+        if gzip {
+            req = req.header("content-encoding", "gzip");
+        }
+        let resp = req.send().unwrap();
+        let status = resp.status().as_u16();
+        let body: ErrorBody =
+            serde_json::from_slice(&resp.bytes().unwrap()).expect("a JSON error body");
+        (status, body)
+    };
+    let valid = serde_json::to_vec(&SyncRequest {
+        mutations: vec![],
+        cursor: 0,
+    })
+    .unwrap();
+
+    let (status, body) = send(vec![b' '; 3 * 1024 * 1024], false, &token, "1");
+    assert_eq!(
+        (status, body.code),
+        (413, ErrorCode::TooLarge),
+        "{}",
+        body.message
+    );
+
+    let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    bomb.write_all(&vec![b' '; 40 * 1024 * 1024]).unwrap();
+    let bomb = bomb.finish().unwrap();
+    assert!(bomb.len() < 1024 * 1024, "the bomb itself is small");
+    let (status, body) = send(bomb, true, &token, "1");
+    assert_eq!((status, body.code), (413, ErrorCode::TooLarge));
+    assert!(
+        body.message.contains("after decompression"),
+        "{}",
+        body.message
+    );
+
+    let (status, body) = send(valid.clone(), false, "0".repeat(64).as_str(), "1");
+    assert_eq!((status, body.code), (401, ErrorCode::Unauthorized));
+
+    let (status, body) = send(valid.clone(), false, &token, "0");
+    assert_eq!((status, body.code), (426, ErrorCode::UpdateRequired));
+    assert!(body.message.contains("update the app"));
+
+    let (status, body) = send(b"{not json".to_vec(), false, &token, "1");
+    assert_eq!((status, body.code), (400, ErrorCode::BadRequest));
+
+    let health = http.get(format!("{}/healthz", server.url)).send().unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    a.save(&Citizen::with_alias("Efter fejlene")).unwrap();
+    assert_eq!(sync(&mut a).acked, 1, "the server keeps serving");
+}
+
+#[test]
+fn a_mutation_naming_another_device_is_rejected_and_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (_team, worker) = team_and_worker(&server);
+    let mut a = device(dir.path(), "a", &server, &worker);
+    let b = device(dir.path(), "b", &server, &worker);
+    a.save(&Citizen::with_alias("Forfalsket")).unwrap();
+    let token = a.enrolment().unwrap().unwrap().token.expose().clone();
+    let mut forged = a.pending(10).unwrap();
+    forged[0].device_id = b.device_id();
+    let transport = HttpTransport::new(&server.url).unwrap();
+    let (response, _) = transport
+        .sync(
+            &token,
+            &SyncRequest {
+                mutations: forged,
+                cursor: 0,
+            },
+        )
+        .unwrap();
+    assert!(response.acked.is_empty());
+    assert_eq!(
+        response.rejected[0].reason,
+        feltbog_core::protocol::RejectReason::ForgedDevice
+    );
+    assert_eq!(
+        server_count(&server, "SELECT count(*) FROM fields"),
+        0,
+        "nothing of it was stored"
+    );
+}
