@@ -14,6 +14,22 @@ use feltbog_core::store::{ListQuery, Resolution, Store};
 use feltbog_core::sync::{Transport, http::HttpTransport};
 use std::io::Write;
 
+/// Waits until the wall clock has passed the newest stamp in `store`'s outbox, so an edit made
+/// next anywhere is later by HLC too (two edits in the same millisecond are ordered by their
+/// counters, which says nothing about which came first).
+fn wait_past_pending(store: &mut Store) {
+    let newest = store
+        .pending(1_000)
+        .unwrap()
+        .iter()
+        .flat_map(|m| m.ops.iter().map(|op| op.hlc))
+        .max()
+        .unwrap();
+    while feltbog_core::hlc::system_time_ms() <= newest.wall_ms() {
+        std::thread::yield_now();
+    }
+}
+
 fn citizens(store: &mut Store) -> Vec<Citizen> {
     store
         .list::<Citizen>(&ListQuery {
@@ -115,6 +131,7 @@ fn the_later_scalar_edit_wins_everywhere_and_leaves_a_notice() {
         "street".into(),
     )
     .unwrap();
+    wait_past_pending(&mut a);
     b.edit_field(
         EntityKind::Citizen,
         citizen.id.0,
@@ -217,6 +234,12 @@ fn a_device_whose_clock_runs_a_day_ahead_cannot_win_over_a_later_edit() {
         "the server must refuse the future stamp: {report:?}"
     );
     assert_eq!(a.outbox_len().unwrap(), 0, "re-stamped and accepted");
+    // The accepted stamp is today's (from the server's clock), so it lies at or before now;
+    // once the wall clock moves on, B's edit is later by HLC as well as in time.
+    let after_sync = feltbog_core::hlc::system_time_ms();
+    while feltbog_core::hlc::system_time_ms() <= after_sync {
+        std::thread::yield_now();
+    }
     // A real edit made afterwards on B, which had not seen A's edit.
     b.edit_field(EntityKind::Visit, visit.id.0, "note", "B, senere".into())
         .unwrap();
