@@ -120,9 +120,6 @@ pub enum ClockError {
     /// A remote stamp is further ahead of our physical clock than the allowed drift.
     #[error("timestamp is {ahead_ms} ms ahead of this clock (limit {max_drift_ms} ms)")]
     TooFarAhead { ahead_ms: u64, max_drift_ms: u64 },
-    /// The logical counter would overflow within one millisecond (65,536 events in one ms).
-    #[error("hybrid clock counter exhausted within one millisecond")]
-    CounterExhausted,
     /// Physical time is outside the 48-bit range.
     #[error("physical time out of range")]
     OutOfRange,
@@ -212,9 +209,11 @@ impl HlcClock {
     }
 }
 
+/// The next stamp after `h`: the counter, or — after 65,536 events in one millisecond — the
+/// next millisecond (logical time may run that little ahead of the wall clock).
 fn bump(h: Hlc) -> Result<Hlc, ClockError> {
     if u64::from(h.counter()) == COUNTER_MAX {
-        return Err(ClockError::CounterExhausted);
+        return Hlc::new(h.wall_ms() + 1, 0).ok_or(ClockError::OutOfRange);
     }
     Ok(Hlc(h.0 + 1))
 }
@@ -254,6 +253,13 @@ mod tests {
         assert!(serde_json::from_str::<Hlc>("\"12\"").is_err());
         let later = Hlc::new(1_763_900_000_124, 0).unwrap();
         assert!(serde_json::to_string(&later).unwrap() > json);
+    }
+
+    #[test]
+    fn a_full_counter_carries_into_the_next_millisecond() {
+        let mut c = HlcClock::new(Hlc::new(500, u16::MAX).unwrap(), DRIFT);
+        let next = c.now(500).unwrap();
+        assert_eq!((next.wall_ms(), next.counter()), (501, 0));
     }
 
     #[test]

@@ -106,10 +106,12 @@ pub fn apply_register(
 }
 
 /// LWW without conflict bookkeeping: what a device does with a write it pulls (the server has
-/// already raised any conflict). Returns the register to keep.
+/// already raised any conflict). Returns the register to keep. At an equal stamp the pulled
+/// value wins: the server is the authority on a write it normalised (the author field it takes
+/// from authentication) and echoes back to the writer.
 pub fn lww(current: Option<&Register>, value: &serde_json::Value, stamp: Stamp) -> Register {
     match current {
-        Some(c) if c.stamp >= stamp => c.clone(),
+        Some(c) if c.stamp > stamp => c.clone(),
         _ => Register {
             value: value.clone(),
             stamp,
@@ -173,6 +175,15 @@ impl OrSet {
             .filter(|e| !e.live.is_empty())
             .map(|e| e.value.clone())
             .collect()
+    }
+
+    /// Renames tags (a device re-stamping edits its clock had put in the future).
+    pub fn restamp(&mut self, map: &BTreeMap<Stamp, Stamp>) {
+        let rename = |set: &BTreeSet<Stamp>| set.iter().map(|s| *map.get(s).unwrap_or(s)).collect();
+        for e in self.elements.values_mut() {
+            e.live = rename(&e.live);
+            e.removed = rename(&e.removed);
+        }
     }
 
     fn element(&mut self, value: &serde_json::Value) -> &mut Element {

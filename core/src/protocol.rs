@@ -106,6 +106,9 @@ pub mod limits {
     pub const MAX_VALUE_BYTES: usize = 128 * 1024;
     /// Mutations in one pull page (a page never splits a mutation).
     pub const PULL_PAGE_MUTATIONS: usize = 1_000;
+    /// Serialized mutation bytes in one push or one pull page, so a page of long notes stays
+    /// well under [`MAX_INFLATED_BYTES`]; a page always holds at least one mutation.
+    pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
 }
 
 /// A device trades a one-time enrolment code for a device token.

@@ -66,6 +66,7 @@ impl From<IdentityError> for ApiError {
     fn from(e: IdentityError) -> Self {
         match e {
             IdentityError::CodeRefused | IdentityError::DeviceExists => ApiError::EnrolmentRefused,
+            IdentityError::Invalid(what) => ApiError::BadRequest(format!("invalid {what}")),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -101,7 +102,7 @@ async fn enrol(
     body: Body,
 ) -> Result<Response, ApiError> {
     check_protocol(&headers)?;
-    let request: EnrolRequest = decode(&headers, body).await?;
+    let request: EnrolRequest = decode(&headers, body, ENROL_BODY_BYTES).await?;
     let response = blocking(state, move |conn| {
         let (caller, token) =
             identity::enrol(conn, &request.code, request.device_id, system_time_ms())?;
@@ -123,7 +124,7 @@ async fn sync_handler(
 ) -> Result<Response, ApiError> {
     check_protocol(&headers)?;
     let caller = authenticate(&state, &headers).await?;
-    let request: SyncRequest = decode(&headers, body).await?;
+    let request: SyncRequest = decode(&headers, body, limits::MAX_INFLATED_BYTES).await?;
     if request.mutations.len() > limits::MAX_MUTATIONS_PER_PUSH {
         return Err(ApiError::BadRequest(format!(
             "at most {} mutations per push",
@@ -192,14 +193,24 @@ async fn blocking<T: Send + 'static>(
     .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
-/// Reads a JSON body, gzip-inflated if so marked, with limits before and after inflating.
-async fn decode<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, ApiError> {
-    let raw: Bytes = axum::body::to_bytes(body, limits::MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::TooLarge {
-            limit: limits::MAX_BODY_BYTES,
-            stage: "on the wire",
-        })?;
+/// An enrolment request is a code and an id: anything bigger is not one.
+const ENROL_BODY_BYTES: usize = 4 * 1024;
+
+/// Reads a JSON body, gzip-inflated if so marked, with limits before (`MAX_BODY_BYTES`, or
+/// `inflated_limit` if smaller) and after inflating (`inflated_limit`).
+async fn decode<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    inflated_limit: usize,
+) -> Result<T, ApiError> {
+    let wire_limit = limits::MAX_BODY_BYTES.min(inflated_limit);
+    let raw: Bytes =
+        axum::body::to_bytes(body, wire_limit)
+            .await
+            .map_err(|_| ApiError::TooLarge {
+                limit: wire_limit,
+                stage: "on the wire",
+            })?;
     let gzip = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -207,12 +218,12 @@ async fn decode<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<
     let json = if gzip {
         let mut inflated = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
-            .take(limits::MAX_INFLATED_BYTES as u64 + 1)
+            .take(inflated_limit as u64 + 1)
             .read_to_end(&mut inflated)
             .map_err(|_| ApiError::BadRequest("body is not valid gzip".into()))?;
-        if inflated.len() > limits::MAX_INFLATED_BYTES {
+        if inflated.len() > inflated_limit {
             return Err(ApiError::TooLarge {
-                limit: limits::MAX_INFLATED_BYTES,
+                limit: inflated_limit,
                 stage: "after decompression",
             });
         }

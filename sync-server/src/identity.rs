@@ -167,6 +167,9 @@ pub fn enrol(
     device: DeviceId,
     now_ms: u64,
 ) -> Result<(Caller, String), IdentityError> {
+    if device.0.is_nil() {
+        return Err(IdentityError::Invalid("device id"));
+    }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let row: Option<(Vec<u8>, Vec<u8>)> = tx
         .query_row(

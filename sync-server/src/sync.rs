@@ -107,8 +107,14 @@ pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<Pull
         cursor as i64,
         limits::PULL_PAGE_MUTATIONS as i64
     ])?;
-    let (mut changes, mut next_cursor, mut scanned) = (Vec::new(), cursor, 0usize);
+    let (mut changes, mut next_cursor, mut scanned, mut bytes) =
+        (Vec::new(), cursor, 0usize, 0usize);
+    let mut full = false;
     while let Some(row) = rows.next()? {
+        if bytes >= limits::PAGE_BYTES {
+            full = true;
+            break;
+        }
         scanned += 1;
         let seq = row.get::<_, i64>(0)? as u64;
         next_cursor = seq;
@@ -118,6 +124,7 @@ pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<Pull
             continue;
         }
         let text: String = row.get(3)?;
+        bytes += text.len();
         let mutation: Mutation =
             serde_json::from_str(&text).map_err(|_| SyncError::Corrupt("change log"))?;
         changes.push((seq, mutation));
@@ -125,7 +132,7 @@ pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<Pull
     Ok(PullPage {
         changes,
         next_cursor,
-        more: scanned == limits::PULL_PAGE_MUTATIONS,
+        more: full || scanned == limits::PULL_PAGE_MUTATIONS,
     })
 }
 
@@ -229,10 +236,14 @@ impl Ctx<'_> {
         let mut altered = false;
         for op in &mut applied.ops {
             // The author is whoever is signed in on the device, never what the payload says.
+            // Once set, it stays: a later author op keeps the stored author (no taking over a
+            // colleague's visit).
             if op.entity.author_field() == Some(op.field.as_str()) {
-                let truth = FieldChange::Assign {
-                    value: serde_json::to_value(caller.worker_id).unwrap_or_default(),
+                let author = match field_value(self.tx, op.entity, op.id, &op.field)? {
+                    Some(stored) => stored,
+                    None => serde_json::to_value(caller.worker_id).unwrap_or_default(),
                 };
+                let truth = FieldChange::Assign { value: author };
                 altered |= op.change != truth;
                 op.change = truth;
             }

@@ -620,6 +620,7 @@ impl Store {
         )?;
         if let Some(key_id) = keys::citizen_key_id(&tx, citizen)? {
             tx.execute("DELETE FROM outbox WHERE key_id = ?1", [&key_id.0[..]])?;
+            tx.execute("DELETE FROM set_aside WHERE key_id = ?1", [&key_id.0[..]])?;
             tx.execute("DELETE FROM data_keys WHERE key_id = ?1", [&key_id.0[..]])?;
         }
         tx.commit()?;
@@ -671,7 +672,9 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(
             "UPDATE header SET master_wrapped = NULL;
-             DELETE FROM records; DELETE FROM outbox; DELETE FROM data_keys;",
+             DELETE FROM records; DELETE FROM outbox; DELETE FROM set_aside;
+             UPDATE sync_state SET token_key_id = NULL, token_sealed = NULL;
+             DELETE FROM data_keys;",
         )?;
         guard::mark_destroyed(&tx, now_ms)?;
         tx.commit()?;

@@ -57,10 +57,33 @@ pub(crate) fn reseal_record(
     (old_id, old_key): (KeyId, &SecretKey),
     (new_id, new_key): (KeyId, &SecretKey),
 ) -> Result<(), StoreError> {
-    let rows = {
-        let mut stmt = conn.prepare(
-            "SELECT device_seq, sealed FROM outbox WHERE entity = ?1 AND record_id = ?2 AND key_id = ?3",
+    for table in ["outbox", "set_aside"] {
+        reseal_in(
+            conn,
+            nonces,
+            table,
+            entity,
+            record_id,
+            (old_id, old_key),
+            (new_id, new_key),
         )?;
+    }
+    Ok(())
+}
+
+fn reseal_in(
+    conn: &Connection,
+    nonces: &mut NoncePool,
+    table: &str,
+    entity: EntityKind,
+    record_id: &Uuid,
+    (old_id, old_key): (KeyId, &SecretKey),
+    (new_id, new_key): (KeyId, &SecretKey),
+) -> Result<(), StoreError> {
+    let rows = {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT device_seq, sealed FROM {table} WHERE entity = ?1 AND record_id = ?2 AND key_id = ?3"
+        ))?;
         stmt.query_map(
             params![entity.as_str(), &record_id.as_bytes()[..], &old_id.0[..]],
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
@@ -72,7 +95,7 @@ pub(crate) fn reseal_record(
         let plain = zeroize::Zeroizing::new(old_key.open(&binding(old_id, &seq_bytes), &sealed)?);
         let resealed = new_key.seal(nonces, &binding(new_id, &seq_bytes), &plain)?;
         conn.execute(
-            "UPDATE outbox SET key_id = ?1, sealed = ?2 WHERE device_seq = ?3",
+            &format!("UPDATE {table} SET key_id = ?1, sealed = ?2 WHERE device_seq = ?3"),
             params![&new_id.0[..], resealed, seq],
         )?;
     }
@@ -113,20 +136,30 @@ pub(crate) fn list_limited(
     Ok(out)
 }
 
-/// One pending mutation, opened.
-pub(crate) fn open_one(
+/// Replaces a pending mutation (same `device_seq`, same key) with a changed copy.
+pub(crate) fn rewrite(
     conn: &Connection,
-    key: &SecretKey,
-    key_id: KeyId,
-    seq: u64,
-) -> Result<Mutation, StoreError> {
-    let sealed: Vec<u8> = conn.query_row(
-        "SELECT sealed FROM outbox WHERE device_seq = ?1",
-        [seq as i64],
+    nonces: &mut NoncePool,
+    keys: &mut KeyRing,
+    mutation: &Mutation,
+) -> Result<(), StoreError> {
+    let key_id: Vec<u8> = conn.query_row(
+        "SELECT key_id FROM outbox WHERE device_seq = ?1",
+        [mutation.device_seq as i64],
         |r| r.get(0),
     )?;
-    let plain = zeroize::Zeroizing::new(key.open(&binding(key_id, &seq.to_be_bytes()), &sealed)?);
-    serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt("outbox mutation"))
+    let key_id = key_id_from(&key_id)?;
+    let key = keys.by_id(conn, key_id)?;
+    let seq = mutation.device_seq.to_be_bytes();
+    let json = zeroize::Zeroizing::new(
+        serde_json::to_vec(mutation).map_err(|_| StoreError::Corrupt("mutation"))?,
+    );
+    let sealed = key.seal(nonces, &binding(key_id, &seq), &json)?;
+    conn.execute(
+        "UPDATE outbox SET sealed = ?1 WHERE device_seq = ?2",
+        params![sealed, mutation.device_seq as i64],
+    )?;
+    Ok(())
 }
 
 pub(crate) fn len(conn: &Connection) -> Result<u64, StoreError> {

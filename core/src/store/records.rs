@@ -377,49 +377,39 @@ pub(crate) fn open_all(
     Ok(out)
 }
 
-/// Gives the cells a re-stamped mutation wrote (this device's stamp at one of `old`) the new
-/// stamp, so the record's local state agrees with the mutation that will be pushed.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn restamp_cells(
+/// Renames stamps in a record's cells — the cells' own stamps and the tags inside add-wins set
+/// state — after this device re-stamped edits its clock had put in the future.
+pub(crate) fn rename_stamps(
     conn: &Connection,
     nonces: &mut NoncePool,
     keys: &mut super::keys::KeyRing,
     entity: EntityKind,
     id: &Uuid,
-    device: crate::hlc::DeviceId,
-    old: &[crate::hlc::Hlc],
-    new: crate::hlc::Hlc,
+    map: &std::collections::BTreeMap<Stamp, Stamp>,
 ) -> Result<(), StoreError> {
     let Some(row) = load_row(conn, entity, id)? else {
         return Ok(());
     };
     let key = keys.by_id(conn, row.key_id)?;
-    let cells = row.cells()?;
-    let mut out = Vec::with_capacity(cells.len());
-    for cell in &cells {
-        let stamp = cell.stamp();
-        if stamp.device == device && old.contains(&stamp.hlc) {
-            let text = key.open(&binding(row.key_id, entity, id, cell.field), cell.sealed)?;
-            let value: serde_json::Value = serde_json::from_slice(&zeroize::Zeroizing::new(text))
-                .map_err(|_| StoreError::Corrupt("stored field"))?;
-            let new_stamp = Stamp { hlc: new, device };
-            out.push(seal_cell(
-                nonces,
-                (&key, row.key_id),
-                (entity, id, cell.field),
-                new_stamp,
-                &value,
-            )?);
-        } else {
-            out.push(Cell {
-                field: cell.field.to_owned(),
-                hlc: cell.hlc,
-                device: cell.device,
-                sealed: cell.sealed.to_vec(),
-            });
+    let fields = open_all(&key, row.key_id, entity, id, &row.cells()?)?;
+    let mut cells = Vec::with_capacity(fields.len());
+    for (name, (stamp, mut value)) in fields {
+        let stamp = *map.get(&stamp).unwrap_or(&stamp);
+        if is_set_state(&name) {
+            let mut set: OrSet =
+                serde_json::from_value(value).map_err(|_| StoreError::Corrupt("set state"))?;
+            set.restamp(map);
+            value = serde_json::to_value(&set).map_err(|_| StoreError::Corrupt("set state"))?;
         }
+        cells.push(seal_cell(
+            nonces,
+            (&key, row.key_id),
+            (entity, id, &name),
+            stamp,
+            &value,
+        )?);
     }
-    let blob = postcard::to_allocvec(&out).map_err(|_| StoreError::Corrupt("encode cells"))?;
+    let blob = postcard::to_allocvec(&cells).map_err(|_| StoreError::Corrupt("encode cells"))?;
     conn.execute(
         "UPDATE records SET cells = ?1 WHERE entity = ?2 AND id = ?3",
         params![blob, entity.as_str(), &id.as_bytes()[..]],

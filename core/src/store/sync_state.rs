@@ -12,8 +12,8 @@ use crate::domain::{
     Citizen, ConflictId, ConflictRecord, ConflictStatus, EntityKind, KeyScope, Record, Sensitive,
     Site, SiteLogEntry, Task, Visit,
 };
-use crate::hlc::{Hlc, HlcClock, system_time_ms};
-use crate::protocol::{EnrolResponse, Mutation, RejectReason, SyncResponse};
+use crate::hlc::{Hlc, HlcClock, Stamp, system_time_ms};
+use crate::protocol::{EnrolResponse, FieldChange, Mutation, RejectReason, SyncResponse};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
 
@@ -174,9 +174,10 @@ impl Store {
             response,
         );
         match result {
-            Ok((applied, clock)) => {
+            Ok((applied, clock, offset)) => {
                 keys.commit_new_keys();
                 self.clock = clock;
+                self.clock_offset_ms = offset;
                 Ok(applied)
             }
             Err(e) => {
@@ -186,54 +187,69 @@ impl Store {
         }
     }
 
-    /// Re-stamps mutations the server refused because their clock ran ahead (DESIGN §5,
-    /// property 6). This device's clock is corrected by the server's (`server_hlc`): the
-    /// offset is kept for later edits, the persisted clock is brought back to the server's, and
-    /// each refused mutation — and the cells it wrote — gets a fresh stamp from the corrected
-    /// clock. Those future stamps were never accepted anywhere, so nothing else depends on them.
-    pub fn restamp(&mut self, device_seqs: &[u64], server_hlc: Hlc) -> Result<(), StoreError> {
+    /// Re-stamps the edits this device made while its clock ran ahead (DESIGN §5, property 6),
+    /// after the server refused them. The device's clock is corrected by the server's
+    /// (`server_hlc`); every pending mutation stamped beyond the skew bound of the corrected
+    /// clock gets a fresh stamp, in outbox order (so the worker's own edits keep their order),
+    /// and the old→new renaming is applied everywhere those stamps live: the ops, the `base` and
+    /// remove tags of later pending ops, the record cells and the add-wins set state. Those
+    /// future stamps were never accepted anywhere, so nothing else refers to them.
+    pub fn restamp(&mut self, server_hlc: Hlc) -> Result<usize, StoreError> {
         let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
-        let local = system_time_ms();
-        let offset = server_hlc.wall_ms() as i64 - local as i64;
+        let local = system_time_ms() as i64;
+        let offset = server_hlc.wall_ms() as i64 - local;
+        let corrected_now = (local + offset).max(0) as u64;
+        let bound = corrected_now + self.clock.max_drift_ms();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut clock = HlcClock::new(server_hlc, self.clock.max_drift_ms());
-        for seq in device_seqs {
-            let row: Option<OutboxRow> = tx
-                .query_row(
-                    "SELECT entity, record_id, key_id, sealed FROM outbox WHERE device_seq = ?1",
-                    [*seq as i64],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()?;
-            let Some((_, _, key_id, _)) = row else {
-                continue;
-            };
-            let key_id = key_id_from(&key_id)?;
-            let key = keys.by_id(&tx, key_id)?;
-            let mut mutation = outbox::open_one(&tx, &key, key_id, *seq)?;
-            let new_hlc = clock.now((local as i64 + offset).max(0) as u64)?;
-            let old_hlcs: Vec<Hlc> = mutation.ops.iter().map(|op| op.hlc).collect();
-            for op in &mut mutation.ops {
-                op.hlc = new_hlc;
+        let pending = outbox::list(&tx, keys)?;
+        let mut map = std::collections::BTreeMap::new();
+        for m in &pending {
+            for op in &m.ops {
+                let old = Stamp {
+                    hlc: op.hlc,
+                    device: self.device_id,
+                };
+                if op.hlc.wall_ms() > bound && !map.contains_key(&old) {
+                    map.insert(
+                        old,
+                        Stamp {
+                            hlc: clock.now(corrected_now)?,
+                            device: self.device_id,
+                        },
+                    );
+                }
             }
-            if let Some(first) = mutation.ops.first() {
-                super::records::restamp_cells(
-                    &tx,
-                    &mut self.nonces,
-                    keys,
-                    first.entity,
-                    &first.id,
-                    self.device_id,
-                    &old_hlcs,
-                    new_hlc,
-                )?;
+        }
+        if !map.is_empty() {
+            let rename = |s: Stamp| *map.get(&s).unwrap_or(&s);
+            let mut touched = std::collections::BTreeSet::new();
+            for m in &pending {
+                let mut renamed = m.clone();
+                for op in &mut renamed.ops {
+                    op.hlc = rename(Stamp {
+                        hlc: op.hlc,
+                        device: self.device_id,
+                    })
+                    .hlc;
+                    op.base = op.base.map(rename);
+                    if let FieldChange::Remove { observed, .. } = &mut op.change {
+                        for tag in observed.iter_mut() {
+                            *tag = rename(*tag);
+                        }
+                    }
+                }
+                if renamed != *m {
+                    outbox::rewrite(&tx, &mut self.nonces, keys, &renamed)?;
+                    if let Some(op) = renamed.ops.first() {
+                        touched.insert((op.entity, op.id));
+                    }
+                }
             }
-            tx.execute("DELETE FROM outbox WHERE device_seq = ?1", [*seq as i64])?;
-            let first = mutation.ops.first().map(|op| (op.entity, op.id));
-            if let Some((entity, id)) = first {
-                outbox::append(&tx, &mut self.nonces, &key, key_id, entity, &id, &mutation)?;
+            for (entity, id) in touched {
+                super::records::rename_stamps(&tx, &mut self.nonces, keys, entity, &id, &map)?;
             }
         }
         tx.execute(
@@ -248,7 +264,7 @@ impl Store {
         keys.commit_new_keys();
         self.clock = clock;
         self.clock_offset_ms = offset;
-        Ok(())
+        Ok(map.len())
     }
 
     /// Makes this device's clock run `ms` ahead of (or behind) the system clock, as a tablet with
@@ -377,7 +393,7 @@ fn apply_in_transaction(
     nonces: &mut crate::crypto::NoncePool,
     clock: &HlcClock,
     response: &SyncResponse,
-) -> Result<(Applied, HlcClock), StoreError> {
+) -> Result<(Applied, HlcClock, i64), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let hlc_last: i64 =
         tx.query_row("SELECT hlc_last FROM header WHERE id = 1", [], |r| r.get(0))?;
@@ -435,14 +451,26 @@ fn apply_in_transaction(
         applied.pulled += 1;
     }
     clock.witness(response.server_hlc);
+    // Keep the clock correction current: a tablet whose clock was fixed since must not keep
+    // an old offset (it would stamp its edits in the past and lose every concurrent edit).
+    let skew = response.server_hlc.wall_ms() as i64 - now as i64;
+    let offset = if skew.abs() > CLOCK_TOLERANCE_MS {
+        skew
+    } else {
+        0
+    };
     tx.execute(
-        "UPDATE sync_state SET cursor = max(cursor, ?1), last_success_ms = ?2, last_error = NULL WHERE id = 1",
-        params![response.pull.next_cursor as i64, now as i64],
+        "UPDATE sync_state SET cursor = max(cursor, ?1), last_success_ms = ?2, last_error = NULL,
+             clock_offset_ms = ?3 WHERE id = 1",
+        params![response.pull.next_cursor as i64, now as i64, offset],
     )?;
     tx.execute(
         "UPDATE header SET hlc_last = max(hlc_last, ?1) WHERE id = 1",
         [clock.last().as_u64() as i64],
     )?;
     tx.commit()?;
-    Ok((applied, clock))
+    Ok((applied, clock, offset))
 }
+
+/// A device clock within this of the server's is left alone.
+const CLOCK_TOLERANCE_MS: i64 = 60_000;

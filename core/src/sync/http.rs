@@ -102,8 +102,15 @@ impl HttpTransport {
                     .unwrap_or_else(|| status.to_string()),
             });
         }
-        let parsed =
-            serde_json::from_slice(&body).map_err(|e| TransportError::Decode(e.to_string()))?;
+        // serde's message can quote the answer (personal data): keep only its kind and place.
+        let parsed = serde_json::from_slice(&body).map_err(|e| {
+            TransportError::Decode(format!(
+                "{:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
         Ok((parsed, WireBytes { sent, received }))
     }
 }

@@ -134,7 +134,18 @@ pub fn sync_now(
     let mut report = SyncReport::default();
     // A bound on round trips: a server that always says "more" cannot keep us here forever.
     for _ in 0..100_000 {
-        let pending = store.pending(MAX_PUSH)?;
+        let mut pending = store.pending(MAX_PUSH)?;
+        // Pack by size too: a push of long notes must stay under the server's body limits.
+        let mut bytes = 0;
+        let fits = pending
+            .iter()
+            .take_while(|m| {
+                bytes += serde_json::to_vec(m).map_or(0, |v| v.len());
+                bytes <= crate::protocol::limits::PAGE_BYTES
+            })
+            .count()
+            .max(1);
+        pending.truncate(fits);
         let request = SyncRequest {
             mutations: pending,
             cursor: store.sync_status()?.cursor,
@@ -163,9 +174,10 @@ pub fn sync_now(
         report.acked += applied.acked;
         report.set_aside += applied.set_aside;
         report.pulled += applied.pulled;
+        let mut restamped = 0;
         if !applied.clock_rejected.is_empty() {
-            store.restamp(&applied.clock_rejected, response.server_hlc)?;
-            report.restamped += applied.clock_rejected.len();
+            restamped = store.restamp(response.server_hlc)?;
+            report.restamped += restamped;
         }
         let pending_now = store.outbox_len()?;
         progress(Progress {
@@ -173,8 +185,11 @@ pub fn sync_now(
             pending: pending_now,
             more: response.pull.more,
         });
-        let pushed_all = request.mutations.len() < MAX_PUSH && applied.clock_rejected.is_empty();
-        if !response.pull.more && (pending_now == 0 || pushed_all) {
+        // Done when the pull is complete and the outbox is empty — or when this round moved
+        // nothing out of it and changed nothing to retry (edits saved meanwhile wait for the
+        // next sync).
+        let stuck = applied.acked + applied.set_aside == 0 && restamped == 0;
+        if !response.pull.more && (pending_now == 0 || stuck) {
             break;
         }
     }
