@@ -877,3 +877,45 @@ fn an_unlocked_store_still_checks_the_passphrase() {
     ));
     assert!(store.unlock(&pass("korrekt hest")).is_ok());
 }
+
+#[test]
+fn a_mutation_the_server_refuses_for_good_is_set_aside_and_erasure_still_works() {
+    use feltbog_core::hlc::Hlc;
+    use feltbog_core::protocol::{PullPage, RejectReason, Rejection, SyncResponse};
+    let dir = tempfile::tempdir().unwrap();
+    let (_path, mut store) = new_store(dir.path());
+    let c = Citizen::with_alias("Afvist");
+    store.save(&c).unwrap();
+    store.save(&visit_for(&c, "afvist note")).unwrap();
+    let response = SyncResponse {
+        acked: vec![1],
+        rejected: vec![Rejection {
+            device_seq: 2,
+            reason: RejectReason::Invalid,
+            detail: "test".into(),
+        }],
+        pull: PullPage {
+            changes: vec![],
+            next_cursor: 7,
+            more: false,
+        },
+        server_hlc: Hlc::new(feltbog_core::hlc::system_time_ms(), 0).unwrap(),
+    };
+    let applied = store.apply_sync_response(&response).unwrap();
+    assert_eq!((applied.acked, applied.set_aside), (1, 1));
+    assert_eq!(
+        store.outbox_len().unwrap(),
+        0,
+        "the refused mutation no longer blocks the queue"
+    );
+    assert_eq!(
+        store.set_aside().unwrap().len(),
+        1,
+        "and it is kept, not dropped"
+    );
+    let status = store.sync_status().unwrap();
+    assert_eq!((status.cursor, status.set_aside), (7, 1));
+    // Erasing the citizen also erases what was set aside under their key.
+    assert_eq!(store.erase_citizen(c.id).unwrap(), 2);
+    assert!(store.set_aside().unwrap().is_empty());
+}

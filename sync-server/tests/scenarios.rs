@@ -55,16 +55,14 @@ fn pair(dir: &std::path::Path, server: &Server) -> (Store, Store, Citizen, Visit
     let mut b = device(dir, "b", server, &worker);
     let citizen = Citizen::with_alias("Fisk");
     a.save(&citizen).unwrap();
-    let mut visit = Visit::with_citizen(
-        citizen.id,
-        WorkerId(worker.parse().unwrap()),
-        VisitKind::HomeVisit,
-    );
+    // The device claims some other author: the server replaces it with the signed-in worker and
+    // echoes the correction, so both devices must end up with the real author.
+    let mut visit = Visit::with_citizen(citizen.id, WorkerId::new(), VisitKind::HomeVisit);
     visit.note = "første udkast".into();
     a.save(&visit).unwrap();
     sync(&mut a);
     sync(&mut b);
-    // Both devices now agree, author included (the server takes it from authentication).
+    // Both devices now agree, author included.
     let visit = b
         .get::<Visit>(visit.id.0)
         .unwrap()
@@ -481,4 +479,61 @@ fn a_mutation_naming_another_device_is_rejected_and_never_stored() {
         0,
         "nothing of it was stored"
     );
+}
+
+#[test]
+fn a_worker_cannot_take_over_the_authorship_of_a_visit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (mut a, mut b, _, visit) = pair(dir.path(), &server);
+    let original = visit.author;
+    b.edit_field(
+        EntityKind::Visit,
+        visit.id.0,
+        "author",
+        serde_json::to_value(WorkerId::new()).unwrap(),
+    )
+    .unwrap();
+    sync(&mut b);
+    sync(&mut a);
+    for store in [&mut a, &mut b] {
+        assert_eq!(
+            store.get::<Visit>(visit.id.0).unwrap().unwrap().author,
+            original
+        );
+    }
+}
+
+#[test]
+fn restamping_keeps_a_workers_own_consecutive_edits_and_set_changes_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (mut a, mut b, _, visit) = pair(dir.path(), &server);
+    a.set_clock_offset_ms(24 * 60 * 60 * 1000).unwrap();
+    // Two consecutive saves of the note, and a theme added then removed — all stamped a day ahead.
+    let mut v = a.get::<Visit>(visit.id.0).unwrap().unwrap();
+    v.note = "første version".into();
+    v.themes.insert(feltbog_core::domain::Theme::Housing);
+    a.save(&v).unwrap();
+    v.note = "anden version".into();
+    v.themes.remove(&feltbog_core::domain::Theme::Housing);
+    v.themes.insert(feltbog_core::domain::Theme::Crisis);
+    a.save(&v).unwrap();
+    let report = sync(&mut a);
+    assert_eq!(report.restamped, 2, "{report:?}");
+    sync(&mut b);
+    sync(&mut a);
+    let on_a = a.get::<Visit>(visit.id.0).unwrap().unwrap();
+    let on_b = b.get::<Visit>(visit.id.0).unwrap().unwrap();
+    assert_eq!(on_a, on_b);
+    assert_eq!(on_b.note.expose(), "anden version");
+    assert_eq!(
+        on_b.themes,
+        std::collections::BTreeSet::from([feltbog_core::domain::Theme::Crisis])
+    );
+    assert!(
+        a.conflicts(true).unwrap().is_empty(),
+        "a worker's own consecutive edits never conflict"
+    );
+    assert!(b.conflicts(true).unwrap().is_empty());
 }
