@@ -12,7 +12,10 @@
 //! The log's `seq` is the commit order; a device pulls by cursor and gets whole mutations only.
 
 use crate::identity::Caller;
-use feltbog_core::domain::{CitizenId, ConflictId, ConflictRecord, ConflictStatus, EntityKind};
+use feltbog_core::domain::{
+    Citizen, CitizenId, ConflictId, ConflictRecord, ConflictStatus, EntityKind, Record, Site,
+    SiteLogEntry, Task, Visit,
+};
 use feltbog_core::hlc::{DeviceId, Hlc, HlcClock, Stamp};
 use feltbog_core::merge::{self, ConflictKind, OrSet, Register, RegisterOutcome};
 use feltbog_core::protocol::{
@@ -218,6 +221,9 @@ impl Ctx<'_> {
                 RejectReason::OutOfScope,
                 "record not available to this worker".into(),
             ))),
+            // A record's first mutation must create a whole, valid record: a partial one would
+            // reach every device of the team and break their lists.
+            None => Ok(validate_creation(caller, m)),
             _ => Ok(Ok(())),
         }
     }
@@ -436,6 +442,60 @@ impl Ctx<'_> {
         )?;
         Ok(())
     }
+}
+
+/// Checks that a creating mutation describes a complete record that passes the domain rules
+/// (the same [`feltbog_core::domain::Validate`] the device runs before saving). Messages name the rule, not values.
+fn validate_creation(caller: &Caller, m: &Mutation) -> Check {
+    let entity = m.ops[0].entity;
+    let mut record = serde_json::Map::new();
+    for op in &m.ops {
+        match &op.change {
+            FieldChange::Assign { value } => {
+                record.insert(op.field.clone(), value.clone());
+            }
+            FieldChange::Add { value } => {
+                let slot = record
+                    .entry(op.field.clone())
+                    .or_insert_with(|| serde_json::Value::Array(vec![]));
+                if let serde_json::Value::Array(items) = slot {
+                    items.push(value.clone());
+                }
+            }
+            FieldChange::Remove { .. } => {
+                return Err((
+                    RejectReason::Invalid,
+                    "a new record cannot remove from a set".into(),
+                ));
+            }
+        }
+    }
+    if let Some(field) = entity.author_field() {
+        record.insert(
+            field.into(),
+            serde_json::to_value(caller.worker_id).unwrap_or_default(),
+        );
+    }
+    let json = serde_json::Value::Object(record);
+    fn check<R: Record>(json: serde_json::Value) -> Result<(), String> {
+        let r: R = serde_json::from_value(json)
+            .map_err(|_| "fields are missing or malformed".to_owned())?;
+        r.validate().map_err(|e| e.to_string())
+    }
+    let result = match entity {
+        EntityKind::Citizen => check::<Citizen>(json),
+        EntityKind::Visit => check::<Visit>(json),
+        EntityKind::Task => check::<Task>(json),
+        EntityKind::Site => check::<Site>(json),
+        EntityKind::SiteLogEntry => check::<SiteLogEntry>(json),
+        EntityKind::Conflict => Err("conflicts are created by the server".to_owned()),
+    };
+    result.map_err(|why| {
+        (
+            RejectReason::Invalid,
+            format!("a new {entity} is not valid: {why}"),
+        )
+    })
 }
 
 /// One field's merged value on the server, for tests and reports.

@@ -537,3 +537,48 @@ fn restamping_keeps_a_workers_own_consecutive_edits_and_set_changes_consistent()
     );
     assert!(b.conflicts(true).unwrap().is_empty());
 }
+
+#[test]
+fn a_record_whose_creation_is_incomplete_or_invalid_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (_team, worker) = team_and_worker(&server);
+    let mut a = device(dir.path(), "a", &server, &worker);
+    a.save(&Citizen::with_alias("Halv")).unwrap();
+    let token = a.enrolment().unwrap().unwrap().token.expose().clone();
+    let mut partial = a.pending(10).unwrap();
+    partial[0].ops.retain(|op| op.field != "created_at");
+    let mut invalid = a.pending(10).unwrap();
+    for op in &mut invalid[0].ops {
+        if op.field == "alias" {
+            op.change = feltbog_core::protocol::FieldChange::Assign {
+                value: serde_json::Value::Null,
+            };
+        }
+    }
+    let transport = HttpTransport::new(&server.url).unwrap();
+    for mutations in [partial, invalid] {
+        let (response, _) = transport
+            .sync(
+                &token,
+                &SyncRequest {
+                    mutations,
+                    cursor: 0,
+                },
+            )
+            .unwrap();
+        assert_eq!(response.rejected.len(), 1);
+        assert_eq!(
+            response.rejected[0].reason,
+            feltbog_core::protocol::RejectReason::Invalid
+        );
+        assert!(
+            !response.rejected[0].detail.contains("Halv"),
+            "{}",
+            response.rejected[0].detail
+        );
+    }
+    assert_eq!(server_count(&server, "SELECT count(*) FROM fields"), 0);
+    // The whole record is accepted.
+    assert_eq!(sync(&mut a).acked, 1);
+}
