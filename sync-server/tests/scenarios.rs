@@ -582,3 +582,78 @@ fn a_record_whose_creation_is_incomplete_or_invalid_is_refused() {
     // The whole record is accepted.
     assert_eq!(sync(&mut a).acked, 1);
 }
+
+/// Delivers every request, but loses the first `lose` responses on the way back — after the
+/// server has committed them.
+struct LosesResponses {
+    inner: HttpTransport,
+    lose: std::cell::Cell<u32>,
+}
+
+impl Transport for LosesResponses {
+    fn enrol(
+        &self,
+        request: &feltbog_core::protocol::EnrolRequest,
+    ) -> Result<feltbog_core::protocol::EnrolResponse, feltbog_core::sync::TransportError> {
+        self.inner.enrol(request)
+    }
+
+    fn sync(
+        &self,
+        token: &str,
+        request: &SyncRequest,
+    ) -> Result<
+        (
+            feltbog_core::protocol::SyncResponse,
+            feltbog_core::sync::WireBytes,
+        ),
+        feltbog_core::sync::TransportError,
+    > {
+        let answer = self.inner.sync(token, request)?;
+        if self.lose.get() > 0 {
+            self.lose.set(self.lose.get() - 1);
+            return Err(feltbog_core::sync::TransportError::Unreachable(
+                "response lost".into(),
+            ));
+        }
+        Ok(answer)
+    }
+}
+
+#[test]
+fn responses_lost_after_the_server_committed_are_retried_without_doubling() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (_team, worker) = team_and_worker(&server);
+    let mut a = device(dir.path(), "a", &server, &worker);
+    let mut b = device(dir.path(), "b", &server, &worker);
+    let c = Citizen::with_alias("Tabt svar");
+    a.save(&c).unwrap();
+    let batch: Vec<Visit> = (0..450)
+        .map(|i| {
+            let mut v = Visit::with_citizen(c.id, WorkerId::new(), VisitKind::Phone);
+            v.note = format!("opkald {i}").into();
+            v
+        })
+        .collect();
+    a.save_all(&batch).unwrap();
+    let flaky = LosesResponses {
+        inner: HttpTransport::new(&server.url).unwrap(),
+        lose: std::cell::Cell::new(2),
+    };
+    let retry = feltbog_core::sync::Retry {
+        attempts: 3,
+        first_delay: std::time::Duration::from_millis(10),
+    };
+    let report = feltbog_core::sync::sync_now(&mut a, &flaky, retry, &mut |_| {}).unwrap();
+    assert_eq!(flaky.lose.get(), 0, "both responses were lost");
+    assert_eq!(report.acked, 451);
+    assert_eq!(a.outbox_len().unwrap(), 0);
+    assert_eq!(
+        server_count(&server, "SELECT count(*) FROM changes"),
+        451,
+        "a resent batch is applied once"
+    );
+    sync(&mut b);
+    assert_eq!(visits(&mut b).len(), 450);
+}
