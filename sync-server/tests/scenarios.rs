@@ -30,6 +30,27 @@ fn wait_past_pending(store: &mut Store) {
     }
 }
 
+/// Saves a citizen and `n` visits to them (notes "`prefix` 0", "`prefix` 1", …) in one batch.
+fn citizen_with_visits(
+    store: &mut Store,
+    alias: &str,
+    n: usize,
+    kind: VisitKind,
+    prefix: &str,
+) -> Citizen {
+    let c = Citizen::with_alias(alias);
+    store.save(&c).unwrap();
+    let batch: Vec<Visit> = (0..n)
+        .map(|i| {
+            let mut v = Visit::with_citizen(c.id, WorkerId::new(), kind);
+            v.note = format!("{prefix} {i}").into();
+            v
+        })
+        .collect();
+    store.save_all(&batch).unwrap();
+    c
+}
+
 fn citizens(store: &mut Store) -> Vec<Citizen> {
     store
         .list::<Citizen>(&ListQuery {
@@ -312,16 +333,13 @@ fn a_server_killed_during_a_push_loses_and_doubles_nothing() {
     let (_team, worker) = team_and_worker(&server);
     let mut a = device(dir.path(), "a", &server, &worker);
     let mut b = device(dir.path(), "b", &server, &worker);
-    let c = Citizen::with_alias("Mange besøg");
-    a.save(&c).unwrap();
-    let batch: Vec<Visit> = (0..1_500)
-        .map(|i| {
-            let mut v = Visit::with_citizen(c.id, WorkerId::new(), VisitKind::StreetContact);
-            v.note = format!("besøg {i}").into();
-            v
-        })
-        .collect();
-    a.save_all(&batch).unwrap();
+    citizen_with_visits(
+        &mut a,
+        "Mange besøg",
+        1_500,
+        VisitKind::StreetContact,
+        "besøg",
+    );
     let addr = server.addr();
     let syncing = std::thread::spawn(move || {
         let result = try_sync(&mut a);
@@ -627,16 +645,7 @@ fn responses_lost_after_the_server_committed_are_retried_without_doubling() {
     let (_team, worker) = team_and_worker(&server);
     let mut a = device(dir.path(), "a", &server, &worker);
     let mut b = device(dir.path(), "b", &server, &worker);
-    let c = Citizen::with_alias("Tabt svar");
-    a.save(&c).unwrap();
-    let batch: Vec<Visit> = (0..450)
-        .map(|i| {
-            let mut v = Visit::with_citizen(c.id, WorkerId::new(), VisitKind::Phone);
-            v.note = format!("opkald {i}").into();
-            v
-        })
-        .collect();
-    a.save_all(&batch).unwrap();
+    citizen_with_visits(&mut a, "Tabt svar", 450, VisitKind::Phone, "opkald");
     let flaky = LosesResponses {
         inner: HttpTransport::new(&server.url).unwrap(),
         lose: std::cell::Cell::new(2),
