@@ -51,6 +51,17 @@ fn citizen_with_visits(
     c
 }
 
+/// A visit's note as a device holds it now.
+fn note_of(store: &mut Store, visit: &Visit) -> String {
+    store
+        .get::<Visit>(visit.id.0)
+        .unwrap()
+        .expect("visit present")
+        .note
+        .expose()
+        .clone()
+}
+
 fn citizens(store: &mut Store) -> Vec<Citizen> {
     store
         .list::<Citizen>(&ListQuery {
@@ -218,15 +229,7 @@ fn concurrent_notes_become_a_conflict_everywhere_and_converge_on_the_resolution(
     sync(&mut b);
     sync(&mut a);
     for store in [&mut a, &mut b] {
-        assert_eq!(
-            store
-                .get::<Visit>(visit.id.0)
-                .unwrap()
-                .unwrap()
-                .note
-                .expose(),
-            "Talte om gæld; aftalte lægebesøg"
-        );
+        assert_eq!(note_of(store, &visit), "Talte om gæld; aftalte lægebesøg");
         let all: Vec<ConflictRecord> = store.conflicts(true).unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].status, ConflictStatus::Resolved);
@@ -265,15 +268,7 @@ fn a_device_whose_clock_runs_a_day_ahead_cannot_win_over_a_later_edit() {
     sync(&mut b);
     sync(&mut a);
     for store in [&mut a, &mut b] {
-        assert_eq!(
-            store
-                .get::<Visit>(visit.id.0)
-                .unwrap()
-                .unwrap()
-                .note
-                .expose(),
-            "B, senere"
-        );
+        assert_eq!(note_of(store, &visit), "B, senere");
         let c = &store.conflicts(false).unwrap()[0];
         assert_eq!(
             c.loser.as_str(),
