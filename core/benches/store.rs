@@ -36,7 +36,7 @@ fn main() {
         tempfile::tempdir_in(std::env::var("FELTBOG_BENCH_DIR").unwrap_or_else(|_| ".".into()))
             .unwrap();
     println!("# Feltbog store benchmark");
-    println!("machine: {}", machine());
+    println!("machine: {}", dataset::machine_description());
     let data = dataset::generate(dataset::TEAM, 1);
     println!(
         "dataset: team (seed 1): {} citizens, {} visits, {} tasks",
@@ -407,34 +407,5 @@ fn rss_split() -> String {
         "RssAnon {} MiB, RssFile {} MiB",
         get("RssAnon:"),
         get("RssFile:")
-    )
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<u64>().ok())
-        })
-        .map(|kb| kb / 1024 / 1024)
-        .unwrap_or(0);
-    format!(
-        "{cpu}, {cores} cores, {mem} GiB RAM, {} {}",
-        std::env::consts::OS,
-        std::env::consts::ARCH
     )
 }

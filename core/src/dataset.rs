@@ -257,6 +257,36 @@ pub fn generate(spec: Spec, seed: u64) -> Dataset {
     }
 }
 
+/// The machine a figure was measured on (CPU, cores, memory, OS), for benchmark output.
+pub fn machine_description() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024 / 1024)
+        .unwrap_or(0);
+    format!(
+        "{cpu}, {cores} cores, {mem} GiB RAM, {} {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,45 +9,17 @@
 //! 3. a sync of 10 changed records;
 //! 4. server ingest in field ops per second with 50 devices pushing at once.
 
-use feltbog_core::crypto::{KdfParams, Passphrase};
 use feltbog_core::dataset;
 use feltbog_core::domain::{Visit, VisitKind, WorkerId};
-use feltbog_core::store::{CreateOptions, Store};
+use feltbog_core::store::Store;
 use feltbog_core::sync::{self, Retry, SyncReport, http::HttpTransport};
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_feltbog-server");
+#[path = "../tests/common/mod.rs"]
+mod common;
 
-fn admin(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .arg("admin")
-        .args(args)
-        .env("FELTBOG_DATA_DIR", data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-fn device(dir: &Path, name: &str, url: &str, data: &Path, worker: &str) -> Store {
-    let pass = Passphrase::new("bench-pin-123").unwrap();
-    let mut store = Store::create(
-        &dir.join(format!("{name}.feltbog")),
-        &pass,
-        &CreateOptions::with_kdf(KdfParams::MINIMUM),
-    )
-    .unwrap();
-    let code = admin(data, &["enrolment-code", "--worker", worker]);
-    sync::enrol(&mut store, &HttpTransport::new(url).unwrap(), url, &code).unwrap();
-    store
-}
+use common::{Server, device};
 
 fn run_sync(store: &mut Store, url: &str) -> (SyncReport, Duration) {
     let transport = HttpTransport::new(url).unwrap();
@@ -61,26 +33,13 @@ fn main() {
         tempfile::tempdir_in(std::env::var("FELTBOG_BENCH_DIR").unwrap_or_else(|_| ".".into()))
             .unwrap();
     let data = dir.path().join("server");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("FELTBOG_DATA_DIR", &data)
-        .env("FELTBOG_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().trim_start_matches("listening on ").to_owned();
+    let server = Server::start(&data);
+    let url = server.url.clone();
 
     println!("# Feltbog sync benchmark");
-    println!("machine: {}", machine());
-    let team = admin(&data, &["create-team", "Bench team"]);
-    let worker = admin(
-        &data,
-        &["create-worker", "--team", &team, "--name", "Bench"],
-    );
+    println!("machine: {}", dataset::machine_description());
+    let team = server.admin(&["create-team", "Bench team"]);
+    let worker = server.admin(&["create-worker", "--team", &team, "--name", "Bench"]);
     let data_set = dataset::generate(dataset::TEAM, 1);
     println!(
         "dataset: team (seed 1): {} citizens, {} visits, {} tasks",
@@ -90,7 +49,7 @@ fn main() {
     );
 
     // The caseload starts on device A and is uploaded once.
-    let mut a = device(dir.path(), "a", &url, &data, &worker);
+    let mut a = device(dir.path(), "a", &server, &worker);
     a.save_all(&data_set.citizens).unwrap();
     for chunk in data_set.visits.chunks(1_000) {
         a.save_all(chunk).unwrap();
@@ -108,7 +67,7 @@ fn main() {
     );
 
     // 1. First sync to a fresh device.
-    let mut b = device(dir.path(), "b", &url, &data, &worker);
+    let mut b = device(dir.path(), "b", &server, &worker);
     let (first, first_time) = run_sync(&mut b, &url);
     let mut reference = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let t = Instant::now();
@@ -166,7 +125,7 @@ fn main() {
     // 4. 50 devices pushing at once.
     let per_device = 200;
     let mut devices: Vec<Store> = (0..50)
-        .map(|i| device(dir.path(), &format!("d{i}"), &url, &data, &worker))
+        .map(|i| device(dir.path(), &format!("d{i}"), &server, &worker))
         .collect();
     let mut ops = 0usize;
     for (i, d) in devices.iter_mut().enumerate() {
@@ -221,26 +180,6 @@ fn main() {
         ops as f64 / took.as_secs_f64(),
         (50 * per_device) as f64 / took.as_secs_f64()
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    server.kill();
     let _ = std::io::stdout().flush();
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    format!(
-        "{cpu}, {cores} cores, {} {}",
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    )
 }
