@@ -218,6 +218,23 @@ fn bump(h: Hlc) -> Result<Hlc, ClockError> {
     Ok(Hlc(h.0 + 1))
 }
 
+/// Where a device reads the time from: the system clock in the app, a simulated clock (with
+/// skew and jumps) in the deterministic simulation. Everything that stamps or times out reads it.
+pub trait WallClock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The operating system's clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl WallClock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        system_time_ms()
+    }
+}
+
 /// Milliseconds since the Unix epoch from the system clock (the physical input of a clock).
 pub fn system_time_ms() -> u64 {
     std::time::SystemTime::now()

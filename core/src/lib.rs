@@ -15,6 +15,9 @@
 //! - [`crypto`] and [`keystore`] (feature `client`): key derivation, key wrapping and field
 //!   sealing with associated data, and the seam for a platform keystore secret.
 //!
+//! - [`sim`]: planted bugs and fail points for the deterministic simulation (switchable only
+//!   with the `sim` feature, which product builds never enable).
+//!
 //! Invariant worth repeating: no personal data is ever written to disk unsealed. Plain columns
 //! hold only random ids, times, statuses and flags (see `docs/security.md`).
 #![forbid(unsafe_code)]
@@ -23,6 +26,7 @@ pub mod domain;
 pub mod hlc;
 pub mod merge;
 pub mod protocol;
+pub mod sim;
 
 #[cfg(feature = "client")]
 pub mod crypto;

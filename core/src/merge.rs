@@ -18,6 +18,7 @@
 //! depends on arrival order, so conflicts are raised by one party only — the server, which
 //! applies each push in its commit order — and travel to devices as records.
 
+use crate::domain::EntityKind;
 use crate::hlc::Stamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +29,10 @@ pub struct Register {
     pub value: serde_json::Value,
     pub stamp: Stamp,
 }
+
+/// A replica's whole state, `(entity, id) → field → register` (a set field as its visible
+/// array and newest stamp): what the simulation compares between devices and the server.
+pub type ReplicaState = BTreeMap<(EntityKind, uuid::Uuid), BTreeMap<String, Register>>;
 
 /// Whether a person must decide, or the winner stands and the worker is only told.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]

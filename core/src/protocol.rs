@@ -204,6 +204,22 @@ pub struct SyncResponse {
     pub pull: PullPage,
     /// The server's clock (HLC) when it answered, so a device can catch its clock up.
     pub server_hlc: Hlc,
+    /// The server's wall clock when it answered: the time the skew bound is measured from.
+    /// (The HLC may run ahead of it by up to the bound, after accepting such a stamp.) Zero from
+    /// a server that predates the field; devices then fall back to `server_hlc`.
+    #[serde(default)]
+    pub server_time_ms: u64,
+}
+
+impl SyncResponse {
+    /// The server's wall clock, for correcting a device's clock.
+    pub fn server_now_ms(&self) -> u64 {
+        if self.server_time_ms == 0 {
+            self.server_hlc.wall_ms()
+        } else {
+            self.server_time_ms
+        }
+    }
 }
 
 /// An error answer: a stable code for programs and a message for people (never personal data).

@@ -154,6 +154,7 @@ fn init(cli: &Cli, args: &InitArgs, input: &mut Input, out: &Out) -> Result<()> 
             ..LockoutPolicy::default()
         },
         platform: Arc::new(NoPlatformSecret),
+        device_id: None,
     };
     let started = std::time::Instant::now();
     let store = Store::create(&cli.store, &passphrase, &options)?;

@@ -22,6 +22,7 @@ use feltbog_core::protocol::{
     FieldChange, FieldOp, Mutation, PullPage, RejectReason, Rejection, SyncRequest, SyncResponse,
     limits,
 };
+use feltbog_core::sim::{FailPoint, PlantedBug, fail_here, planted};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use uuid::Uuid;
 
@@ -68,7 +69,8 @@ pub fn sync(
             params![&mutation.device_id.0.as_bytes()[..], seq as i64],
             |r| r.get(0),
         )?;
-        if done && mutation.device_id == caller.device_id {
+        if done && mutation.device_id == caller.device_id && !planted(PlantedBug::PushNotIdempotent)
+        {
             acked.push(seq);
             continue;
         }
@@ -90,12 +92,17 @@ pub fn sync(
         params![server_hlc.as_u64() as i64, ctx.server_seq as i64],
     )?;
     let pull = pull_page(&tx, caller, request.cursor)?;
+    if fail_here(FailPoint::ServerSyncBeforeCommit) {
+        // Dropping the transaction rolls it back, as a crash before the commit would.
+        return Err(SyncError::Corrupt("simulated crash"));
+    }
     tx.commit()?;
     Ok(SyncResponse {
         acked,
         rejected,
         pull,
         server_hlc,
+        server_time_ms: now_ms,
     })
 }
 
@@ -187,7 +194,7 @@ impl Ctx<'_> {
                 return invalid("a field value is too large");
             }
             let ahead = op.hlc.wall_ms().saturating_sub(self.now_ms);
-            if ahead > self.clock.max_drift_ms() {
+            if ahead > self.clock.max_drift_ms() && !planted(PlantedBug::SkewUnchecked) {
                 return Ok(Err((
                     RejectReason::ClockAhead,
                     format!("timestamp {ahead} ms ahead of the server clock; re-stamp and retry"),
@@ -253,20 +260,30 @@ impl Ctx<'_> {
                 altered |= op.change != truth;
                 op.change = truth;
             }
-            self.clock.observe(op.hlc, self.now_ms)?;
+            if planted(PlantedBug::SkewUnchecked) {
+                self.clock.witness(op.hlc);
+            } else {
+                self.clock.observe(op.hlc, self.now_ms)?;
+            }
         }
         for op in &applied.ops {
             let stamp = Stamp {
                 hlc: op.hlc,
                 device: m.device_id,
             };
-            if let Some(conflict) = self.merge_op(op, stamp)? {
+            if let Some(conflict) = self.merge_op(op, stamp)?
+                && !planted(PlantedBug::ConflictLoserDropped)
+            {
                 self.raise_conflict(caller, op, conflict)?;
             }
         }
         self.log(caller.team_id, &applied, altered)?;
         self.tx.execute(
-            "INSERT INTO applied (device_id, device_seq) VALUES (?1, ?2)",
+            if planted(PlantedBug::PushNotIdempotent) {
+                "INSERT OR IGNORE INTO applied (device_id, device_seq) VALUES (?1, ?2)"
+            } else {
+                "INSERT INTO applied (device_id, device_seq) VALUES (?1, ?2)"
+            },
             params![&m.device_id.0.as_bytes()[..], m.device_seq as i64],
         )?;
         Ok(())
@@ -376,7 +393,7 @@ impl Ctx<'_> {
             v.and_then(|text| serde_json::from_str(&text).ok())
         };
         let record = ConflictRecord {
-            id: ConflictId(Uuid::now_v7()),
+            id: conflict_id(op, &c),
             citizen_id,
             entity: op.entity,
             record_id: op.id,
@@ -387,7 +404,8 @@ impl Ctx<'_> {
             loser: c.loser.value,
             loser_stamp: c.loser.stamp,
             status: ConflictStatus::Open,
-            created_at: chrono::Utc::now(),
+            created_at: chrono::DateTime::from_timestamp_millis(self.now_ms as i64)
+                .unwrap_or_default(),
         };
         let serde_json::Value::Object(fields) =
             serde_json::to_value(&record).map_err(|_| SyncError::Corrupt("conflict"))?
@@ -442,6 +460,25 @@ impl Ctx<'_> {
         )?;
         Ok(())
     }
+}
+
+/// A conflict's id, derived from what it is about — the field and the two writes — so that the
+/// same push applied to the same state names the same conflict (and a seed replays exactly).
+/// A given write loses or is displaced at most once, so the pair never repeats.
+fn conflict_id(op: &FieldOp, c: &merge::Conflict) -> ConflictId {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"feltbog-conflict-v1\0");
+    ctx.update(op.entity.as_str().as_bytes());
+    ctx.update(op.id.as_bytes());
+    ctx.update(op.field.as_bytes());
+    for stamp in [c.winner.stamp, c.loser.stamp] {
+        ctx.update(&stamp.hlc.as_u64().to_be_bytes());
+        ctx.update(stamp.device.0.as_bytes());
+    }
+    let digest = ctx.finish();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
+    ConflictId(uuid::Builder::from_custom_bytes(bytes).into_uuid())
 }
 
 /// Checks that a creating mutation describes a complete record that passes the domain rules
@@ -514,4 +551,47 @@ pub fn field_value(
         .optional()?;
     text.map(|t| serde_json::from_str(&t).map_err(|_| SyncError::Corrupt("field value")))
         .transpose()
+}
+
+/// The merged state of every record of `team`, field by field with stamps. For the simulation's
+/// convergence check (devices must hold exactly this).
+pub fn replica_state(conn: &Connection, team: Uuid) -> Result<merge::ReplicaState, SyncError> {
+    let mut stmt = conn.prepare(
+        "SELECT f.entity, f.record_id, f.field, f.value, f.hlc, f.device FROM fields f
+         JOIN records r ON r.entity = f.entity AND r.record_id = f.record_id WHERE r.team_id = ?1",
+    )?;
+    let mut rows = stmt.query([&team.as_bytes()[..]])?;
+    let mut out = merge::ReplicaState::new();
+    while let Some(row) = rows.next()? {
+        let entity =
+            EntityKind::parse(&row.get::<_, String>(0)?).ok_or(SyncError::Corrupt("entity"))?;
+        let uuid = |b: Vec<u8>| Uuid::from_slice(&b).map_err(|_| SyncError::Corrupt("id"));
+        let id = uuid(row.get(1)?)?;
+        let value = serde_json::from_str(&row.get::<_, String>(3)?)
+            .map_err(|_| SyncError::Corrupt("field value"))?;
+        let stamp = Stamp {
+            hlc: Hlc::from_u64(row.get::<_, i64>(4)? as u64),
+            device: DeviceId(uuid(row.get(5)?)?),
+        };
+        out.entry((entity, id))
+            .or_default()
+            .insert(row.get(2)?, Register { value, stamp });
+    }
+    Ok(out)
+}
+
+/// The whole change log in commit order: `(seq, team, mutation as applied)`. For the simulation's
+/// checks (every acknowledged edit, the skew bound, causality) and for audits of sync itself.
+pub fn change_log(conn: &Connection) -> Result<Vec<(u64, Uuid, Mutation)>, SyncError> {
+    let mut stmt = conn.prepare("SELECT seq, team_id, mutation FROM changes ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let team = Uuid::from_slice(&row.get::<_, Vec<u8>>(1)?)
+            .map_err(|_| SyncError::Corrupt("team id"))?;
+        let mutation = serde_json::from_str(&row.get::<_, String>(2)?)
+            .map_err(|_| SyncError::Corrupt("change log"))?;
+        out.push((row.get::<_, i64>(0)? as u64, team, mutation));
+    }
+    Ok(out)
 }

@@ -104,6 +104,7 @@ impl EntityKind {
             Self::Task,
             Self::Site,
             Self::SiteLogEntry,
+            Self::Conflict,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -32,7 +32,7 @@ use crate::crypto::{
 };
 use crate::domain::{Citizen, CitizenId, EntityKind, Record, SiteId, ValidationError};
 use crate::hlc::{
-    ClockError, DEFAULT_MAX_DRIFT_MS, DeviceId, Hlc, HlcClock, Stamp, system_time_ms,
+    ClockError, DEFAULT_MAX_DRIFT_MS, DeviceId, Hlc, HlcClock, Stamp, SystemClock, WallClock,
 };
 use crate::keystore::{KeystoreError, NoPlatformSecret, PlatformSecret};
 use crate::protocol::Mutation;
@@ -103,6 +103,9 @@ pub struct CreateOptions {
     pub kdf: KdfParams,
     pub lockout: LockoutPolicy,
     pub platform: Arc<dyn PlatformSecret>,
+    /// The device id; `None` (always, in the app) draws a random one. The deterministic
+    /// simulation names its devices so a seed replays exactly.
+    pub device_id: Option<DeviceId>,
 }
 
 impl CreateOptions {
@@ -112,6 +115,7 @@ impl CreateOptions {
             kdf,
             lockout: LockoutPolicy::default(),
             platform: Arc::new(NoPlatformSecret),
+            device_id: None,
         }
     }
 }
@@ -152,6 +156,8 @@ pub struct Store {
     /// Server time minus this device's clock, learnt when the server refused a stamp as too far
     /// ahead; added to the system clock for every new stamp.
     clock_offset_ms: i64,
+    /// The physical clock behind the HLC and the unlock guard's waits.
+    wall: Arc<dyn WallClock>,
     keys: Option<KeyRing>,
 }
 
@@ -218,7 +224,10 @@ impl Store {
         // Everything that can fail without the file happens first; a half-made file would
         // then answer "not a store" to open and "already exists" to create.
         let rng = SystemRandom::new();
-        let device_id = DeviceId(Uuid::from_bytes(random::<16>(&rng)?));
+        let device_id = match options.device_id {
+            Some(id) => id,
+            None => DeviceId(Uuid::from_bytes(random::<16>(&rng)?)),
+        };
         let salt = random::<16>(&rng)?;
         let secret = options.platform.secret()?;
         let kek = SecretKey::derive_kek(
@@ -276,6 +285,7 @@ impl Store {
             platform: options.platform.clone(),
             clock: HlcClock::new(Hlc::ZERO, DEFAULT_MAX_DRIFT_MS),
             clock_offset_ms: 0,
+            wall: Arc::new(SystemClock),
             keys: Some(KeyRing::new(master)),
         })
     }
@@ -319,6 +329,7 @@ impl Store {
             platform,
             clock: HlcClock::new(Hlc::from_u64(hlc_last as u64), DEFAULT_MAX_DRIFT_MS),
             clock_offset_ms,
+            wall: Arc::new(SystemClock),
             keys: None,
         })
     }
@@ -360,7 +371,7 @@ impl Store {
             serde_json::from_str(&kdf_json).map_err(|_| StoreError::Corrupt("kdf params"))?;
         let secret = self.platform.secret()?;
 
-        let now = system_time_ms();
+        let now = self.wall.now_ms();
         let (failed, policy) = {
             let tx = self
                 .conn
@@ -411,6 +422,12 @@ impl Store {
     /// until the next [`Store::unlock`].
     pub fn lock(&mut self) {
         self.keys = None;
+    }
+
+    /// Replaces the physical clock (the system clock by default). The deterministic simulation
+    /// gives each device a clock it can skew and jump.
+    pub fn set_wall_clock(&mut self, wall: Arc<dyn WallClock>) {
+        self.wall = wall;
     }
 
     /// Whether keys are in memory.
@@ -492,7 +509,7 @@ impl Store {
             record.validate()?;
         }
         let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
-        let now_ms = (system_time_ms() as i64 + self.clock_offset_ms).max(0) as u64;
+        let now_ms = (self.wall.now_ms() as i64 + self.clock_offset_ms).max(0) as u64;
         let result = save_in_transaction(
             &mut self.conn,
             keys,
@@ -649,6 +666,53 @@ impl Store {
         )? as u64)
     }
 
+    /// The sequence number of the last mutation this device saved (0 before the first). Every
+    /// number up to it must reach the server or be set aside; the simulation checks that.
+    pub fn last_device_seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT device_seq FROM header WHERE id = 1", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    /// Every record as stored, field by field with stamps, hidden set state left out. For the
+    /// simulation's convergence check; the app reads typed records.
+    #[doc(hidden)]
+    pub fn replica_state(&mut self) -> Result<crate::merge::ReplicaState, StoreError> {
+        let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT entity, id, key_id, cells FROM records")?;
+        let mut rows = stmt.query([])?;
+        let mut out = crate::merge::ReplicaState::new();
+        while let Some(row) = rows.next()? {
+            let entity = EntityKind::parse(&row.get::<_, String>(0)?)
+                .ok_or(StoreError::Corrupt("record kind"))?;
+            let id = Uuid::from_slice(&row.get::<_, Vec<u8>>(1)?)
+                .map_err(|_| StoreError::Corrupt("record id"))?;
+            let key_id = keys::key_id_from(&row.get::<_, Vec<u8>>(2)?)?;
+            let blob: Vec<u8> = row.get(3)?;
+            let key = keys.by_id(&self.conn, key_id)?;
+            let fields = records::open_all(
+                &key,
+                key_id,
+                entity,
+                &id,
+                &records::decode_cell_refs(&blob)?,
+            )?;
+            out.insert(
+                (entity, id),
+                fields
+                    .into_iter()
+                    .filter(|(name, _)| !records::is_set_state(name))
+                    .map(|(name, (stamp, value))| (name, crate::merge::Register { value, stamp }))
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+
     fn checkpoint(&self) -> Result<(), StoreError> {
         // Another connection reading the file can hold the checkpoint back; the erased data
         // would then linger in the WAL (sealed, its key gone — but we promise truncation).
@@ -715,7 +779,11 @@ fn save_in_transaction<R: Record>(
             Some(row) => Some(keys.by_id(&tx, row.key_id)?),
             None => None,
         };
-        let hlc = clock.now(now_ms)?;
+        let hlc = if crate::sim::planted(crate::sim::PlantedBug::WallClockStamps) {
+            Hlc::new(now_ms, 0).ok_or(ClockError::OutOfRange)?
+        } else {
+            clock.now(now_ms)?
+        };
         let stamp = Stamp {
             hlc,
             device: device_id,

@@ -253,10 +253,16 @@ pub(crate) fn stage<R: Record>(
             }
             let cell_stamp = match (&previous, changed) {
                 (Some((old_stamp, _)), false) => *old_stamp,
+                // An empty set no one ever added to has no cell, here as on the server: a cell
+                // stamped now, with no op behind it, would out-stamp the first add pulled later
+                // and leave this replica's stamp differing from everyone else's.
+                (None, false) => continue,
                 _ => stamp,
             };
             let state = serde_json::to_value(&set).map_err(|_| StoreError::Corrupt("set state"))?;
-            cells.push(seal(field, cell_stamp, value)?);
+            // The set's canonical order, as every replica that pulls it writes it.
+            let canonical = serde_json::Value::Array(set.values());
+            cells.push(seal(field, cell_stamp, &canonical)?);
             cells.push(seal(&state_name, cell_stamp, &state)?);
             continue;
         }

@@ -12,7 +12,7 @@ use crate::domain::{
     Citizen, ConflictId, ConflictRecord, ConflictStatus, EntityKind, KeyScope, Record, Sensitive,
     Site, SiteLogEntry, Task, Visit,
 };
-use crate::hlc::{Hlc, HlcClock, Stamp, system_time_ms};
+use crate::hlc::{Hlc, HlcClock, Stamp};
 use crate::protocol::{EnrolResponse, FieldChange, Mutation, RejectReason, SyncResponse};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
@@ -166,11 +166,18 @@ impl Store {
     /// Applies a server response in one transaction (see the module docs).
     pub fn apply_sync_response(&mut self, response: &SyncResponse) -> Result<Applied, StoreError> {
         let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
+        let now = self.wall.now_ms();
+        if crate::sim::planted(crate::sim::PlantedBug::CursorBeforeApply) {
+            self.conn.execute(
+                "UPDATE sync_state SET cursor = max(cursor, ?1) WHERE id = 1",
+                [response.pull.next_cursor as i64],
+            )?;
+        }
         let result = apply_in_transaction(
             &mut self.conn,
             keys,
             &mut self.nonces,
-            &self.clock,
+            (&self.clock, now),
             response,
         );
         match result {
@@ -188,23 +195,34 @@ impl Store {
     }
 
     /// Re-stamps the edits this device made while its clock ran ahead (DESIGN §5, property 6),
-    /// after the server refused them. The device's clock is corrected by the server's
-    /// (`server_hlc`); every pending mutation stamped beyond the skew bound of the corrected
-    /// clock gets a fresh stamp, in outbox order (so the worker's own edits keep their order),
-    /// and the old→new renaming is applied everywhere those stamps live: the ops, the `base` and
+    /// after the server refused them. The device's clock is corrected by the server's wall clock
+    /// (`server_time_ms`, not the server's HLC, which may itself run ahead by up to the bound);
+    /// every pending mutation stamped beyond the skew bound of the corrected clock — exactly
+    /// what the server refuses — gets a fresh stamp, in outbox order (so the worker's own edits
+    /// keep their order), and the old→new renaming is applied everywhere those stamps live: the ops, the `base` and
     /// remove tags of later pending ops, the record cells and the add-wins set state. Those
     /// future stamps were never accepted anywhere, so nothing else refers to them.
-    pub fn restamp(&mut self, server_hlc: Hlc) -> Result<usize, StoreError> {
+    pub fn restamp(&mut self, response: &SyncResponse) -> Result<usize, StoreError> {
+        let server_hlc = response.server_hlc;
         let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
-        let local = system_time_ms() as i64;
-        let offset = server_hlc.wall_ms() as i64 - local;
+        let local = self.wall.now_ms() as i64;
+        let offset = response.server_now_ms() as i64 - local;
         let corrected_now = (local + offset).max(0) as u64;
         let bound = corrected_now + self.clock.max_drift_ms();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut clock = HlcClock::new(server_hlc, self.clock.max_drift_ms());
         let pending = outbox::list(&tx, keys)?;
+        // The clock restarts from the server's, but never below a pending stamp that stays:
+        // the next edit must still order after everything this device has written.
+        let kept = pending
+            .iter()
+            .flat_map(|m| &m.ops)
+            .map(|op| op.hlc)
+            .filter(|hlc| hlc.wall_ms() <= bound)
+            .max()
+            .unwrap_or(Hlc::ZERO);
+        let mut clock = HlcClock::new(server_hlc.max(kept), self.clock.max_drift_ms());
         let mut map = std::collections::BTreeMap::new();
         for m in &pending {
             for op in &m.ops {
@@ -391,7 +409,7 @@ fn apply_in_transaction(
     conn: &mut rusqlite::Connection,
     keys: &mut KeyRing,
     nonces: &mut crate::crypto::NoncePool,
-    clock: &HlcClock,
+    (clock, now): (&HlcClock, u64),
     response: &SyncResponse,
 ) -> Result<(Applied, HlcClock, i64), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -405,7 +423,6 @@ fn apply_in_transaction(
     for seq in &response.acked {
         applied.acked += tx.execute("DELETE FROM outbox WHERE device_seq = ?1", [*seq as i64])?;
     }
-    let now = system_time_ms();
     for rejection in &response.rejected {
         if !rejection.reason.is_permanent() {
             if rejection.reason == RejectReason::ClockAhead {
@@ -453,7 +470,7 @@ fn apply_in_transaction(
     clock.witness(response.server_hlc);
     // Keep the clock correction current: a tablet whose clock was fixed since must not keep
     // an old offset (it would stamp its edits in the past and lose every concurrent edit).
-    let skew = response.server_hlc.wall_ms() as i64 - now as i64;
+    let skew = response.server_now_ms() as i64 - now as i64;
     let offset = if skew.abs() > CLOCK_TOLERANCE_MS {
         skew
     } else {
@@ -468,6 +485,10 @@ fn apply_in_transaction(
         "UPDATE header SET hlc_last = max(hlc_last, ?1) WHERE id = 1",
         [clock.last().as_u64() as i64],
     )?;
+    if crate::sim::fail_here(crate::sim::FailPoint::DeviceApplyBeforeCommit) {
+        // Dropping the transaction rolls it back, as a crash before the commit would.
+        return Err(StoreError::Io(std::io::Error::other("simulated crash")));
+    }
     tx.commit()?;
     Ok((applied, clock, offset))
 }

@@ -176,7 +176,7 @@ pub fn sync_now(
         report.pulled += applied.pulled;
         let mut restamped = 0;
         if !applied.clock_rejected.is_empty() {
-            restamped = store.restamp(response.server_hlc)?;
+            restamped = store.restamp(&response)?;
             report.restamped += restamped;
         }
         let pending_now = store.outbox_len()?;

@@ -1,0 +1,102 @@
+//! Seams for the deterministic simulation (`tests/sim`): planted bugs and fail points.
+//!
+//! The simulation must show that its checks can fail, so a few known sync bugs can be switched on
+//! in the real code paths ([`PlantedBug`]), and it must crash a device or the server in the middle
+//! of applying a response, so the code asks [`fail_here`] at those points. Both are per thread
+//! (the simulation runs seeds on several threads) and can only be switched on with the `sim`
+//! feature; without it [`planted`] and [`fail_here`] are constant `false`. Product builds never
+//! enable `sim`.
+
+/// A known sync bug that can be planted to prove the simulation catches it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PlantedBug {
+    /// The device moves its pull cursor in its own transaction, before the page is applied.
+    CursorBeforeApply,
+    /// The server keeps the winner of a concurrent edit and drops the loser (no conflict record).
+    ConflictLoserDropped,
+    /// The server forgets which `(device, seq)` it applied, so a retried push is applied again.
+    PushNotIdempotent,
+    /// The device stamps edits with its wall clock instead of its hybrid logical clock.
+    WallClockStamps,
+    /// The server accepts stamps however far ahead of its clock they are.
+    SkewUnchecked,
+}
+
+impl PlantedBug {
+    /// Every bug the simulation must catch.
+    pub const ALL: [PlantedBug; 5] = [
+        PlantedBug::CursorBeforeApply,
+        PlantedBug::ConflictLoserDropped,
+        PlantedBug::PushNotIdempotent,
+        PlantedBug::WallClockStamps,
+        PlantedBug::SkewUnchecked,
+    ];
+}
+
+/// A place where the simulation may crash the code in the middle of its work.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FailPoint {
+    /// The device has applied a sync response inside its transaction but not committed it.
+    DeviceApplyBeforeCommit,
+    /// The server has applied a push inside its transaction but not committed it.
+    ServerSyncBeforeCommit,
+}
+
+#[cfg(feature = "sim")]
+mod switches {
+    use super::{FailPoint, PlantedBug};
+    use std::cell::{Cell, RefCell};
+
+    type Decider = Box<dyn FnMut(FailPoint) -> bool>;
+
+    thread_local! {
+        static PLANTED: Cell<Option<PlantedBug>> = const { Cell::new(None) };
+        static FAIL: RefCell<Option<Decider>> = const { RefCell::new(None) };
+    }
+
+    /// Plants `bug` (or none) for the code running on this thread.
+    pub fn plant(bug: Option<PlantedBug>) {
+        PLANTED.with(|p| p.set(bug));
+    }
+
+    pub(super) fn planted(bug: PlantedBug) -> bool {
+        PLANTED.with(|p| p.get() == Some(bug))
+    }
+
+    /// Installs (or removes) the function that decides, at each fail point reached on this
+    /// thread, whether to fail there.
+    pub fn set_fail_points(decide: Option<Box<dyn FnMut(FailPoint) -> bool>>) {
+        FAIL.with(|f| *f.borrow_mut() = decide);
+    }
+
+    pub(super) fn fail_here(point: FailPoint) -> bool {
+        FAIL.with(|f| f.borrow_mut().as_mut().is_some_and(|decide| decide(point)))
+    }
+}
+
+#[cfg(feature = "sim")]
+pub use switches::{plant, set_fail_points};
+
+/// Whether `bug` is planted on this thread (always `false` without the `sim` feature).
+#[inline]
+pub fn planted(bug: PlantedBug) -> bool {
+    #[cfg(feature = "sim")]
+    return switches::planted(bug);
+    #[cfg(not(feature = "sim"))]
+    {
+        let _ = bug;
+        false
+    }
+}
+
+/// Whether the code should fail at `point` now (always `false` without the `sim` feature).
+#[inline]
+pub fn fail_here(point: FailPoint) -> bool {
+    #[cfg(feature = "sim")]
+    return switches::fail_here(point);
+    #[cfg(not(feature = "sim"))]
+    {
+        let _ = point;
+        false
+    }
+}

@@ -1,0 +1,687 @@
+//! The simulated world: devices with skewable clocks, the server's sync logic over its own
+//! SQLite file, and a network that drops, delays, duplicates and cuts.
+//!
+//! Everything random comes from one [`SplitMix`] seeded by the run's seed, and nothing reads the
+//! real clock, so a seed replays exactly.
+
+use crate::{Broken, Config, Stats};
+use feltbog_core::crypto::{KdfParams, Passphrase};
+use feltbog_core::dataset::SplitMix;
+use feltbog_core::hlc::{DEFAULT_MAX_DRIFT_MS, DeviceId, WallClock};
+use feltbog_core::keystore::NoPlatformSecret;
+use feltbog_core::protocol::{EnrolRequest, EnrolResponse, SyncRequest, SyncResponse};
+use feltbog_core::sim::FailPoint;
+use feltbog_core::store::{CreateOptions, Store, StoreError};
+use feltbog_core::sync::{self, Retry, SyncError, Transport, TransportError, WireBytes};
+use feltbog_server::identity;
+use rusqlite::Connection;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Simulated time starts here (2026-09-21), so records' dates look like real ones.
+pub(crate) const START_MS: u64 = 1_790_000_000_000;
+const MINUTE: i64 = 60_000;
+const DAY: i64 = 24 * 60 * MINUTE;
+
+/// `(team index, device name)`: two devices share team 0 with one worker each, a third is a
+/// second worker of team 0, a fourth is in team 1 (and must never see team 0's records).
+const DEVICES: [(usize, &str); 4] = [(0, "a"), (0, "b"), (0, "c"), (1, "x")];
+
+/// A device's clock: simulated time plus the device's own (changing) error.
+pub(crate) struct SimClock {
+    global: Arc<AtomicU64>,
+    offset_ms: AtomicI64,
+}
+
+impl WallClock for SimClock {
+    fn now_ms(&self) -> u64 {
+        (self.global.load(Ordering::Relaxed) as i64 + self.offset_ms.load(Ordering::Relaxed)).max(0)
+            as u64
+    }
+}
+
+/// One tablet. `store` is `None` while the device is crashed.
+pub(crate) struct Device {
+    pub name: &'static str,
+    pub team: usize,
+    pub worker: Uuid,
+    pub path: PathBuf,
+    pub store: Option<Store>,
+    pub clock: Arc<SimClock>,
+    /// The highest cursor seen, to check cursors never move back.
+    pub last_cursor: u64,
+}
+
+/// What the simulation decides at the code's fail points.
+#[derive(Default)]
+pub(crate) struct FailPlan {
+    /// Fail the server's next commit.
+    server_crash: Cell<bool>,
+    /// Fail the device's n-th response application from now (1 = the next).
+    device_apply_countdown: Cell<Option<u32>>,
+}
+
+/// Everything the network touches: shared by the world and the transport through a `RefCell`.
+pub(crate) struct Env {
+    pub rng: SplitMix,
+    pub global: Arc<AtomicU64>,
+    pub server: Connection,
+    pub server_dir: PathBuf,
+    pub server_offset_ms: i64,
+    pub tokens: Vec<String>,
+    pub teams: Vec<Uuid>,
+    pub partitioned_until: Vec<u64>,
+    /// Requests held back by the network, delivered later (or never).
+    pub inflight: Vec<(usize, SyncRequest)>,
+    /// Every request the server answered, for the idempotence check.
+    pub delivered: Vec<(usize, SyncRequest)>,
+    /// The last response each device received.
+    pub last_response: Vec<Option<SyncResponse>>,
+    /// `(device, seq)` the server has applied, as far as the simulation saw.
+    pub applied: BTreeSet<(DeviceId, u64)>,
+    pub trace: Option<Vec<String>>,
+    pub stats: Stats,
+    /// A property broken inside a round trip (scope, skew bound), reported after the step.
+    pub broken: Option<(&'static str, String)>,
+    plan: Rc<FailPlan>,
+}
+
+impl Env {
+    pub fn server_now(&self) -> u64 {
+        (self.global.load(Ordering::Relaxed) as i64 + self.server_offset_ms).max(0) as u64
+    }
+
+    pub fn log(&mut self, line: impl FnOnce() -> String) {
+        if let Some(trace) = &mut self.trace {
+            let t = self.global.load(Ordering::Relaxed) - START_MS;
+            trace.push(format!("t+{t:>8} ms  {}", line()));
+        }
+    }
+
+    /// `true` with probability `percent`/100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.rng.below(100) < percent
+    }
+
+    /// Drops the server's connection and opens the file again: nothing survives but what was
+    /// committed (the server keeps no other state).
+    pub fn restart_server(&mut self) -> Result<(), Broken> {
+        let conn = feltbog_server::db::open(&self.server_dir).map_err(|e| broken("server", e))?;
+        self.server = conn;
+        self.stats.server_restarts += 1;
+        self.log(|| "server restarts".into());
+        Ok(())
+    }
+
+    /// One request through the server's real authentication and sync logic. `crash` fails the
+    /// commit (the server then restarts). Checks scope and the skew bound on the way.
+    fn serve(
+        &mut self,
+        device: usize,
+        request: &SyncRequest,
+        crash: bool,
+    ) -> Result<SyncResponse, TransportError> {
+        let now = self.server_now();
+        let caller = identity::authenticate(&self.server, &self.tokens[device])
+            .ok()
+            .flatten()
+            .ok_or_else(|| refused(401, "unknown token"))?;
+        self.plan.server_crash.set(crash);
+        let result = feltbog_server::sync::sync(
+            &mut self.server,
+            &caller,
+            request,
+            now,
+            DEFAULT_MAX_DRIFT_MS,
+        );
+        self.plan.server_crash.set(false);
+        let response = match result {
+            Ok(response) => response,
+            Err(e) => {
+                self.log(|| format!("server fails before commit ({e})"));
+                self.restart_server().map_err(|b| refused(500, &b.detail))?;
+                return Err(refused(500, "internal error"));
+            }
+        };
+        self.delivered.push((device, request.clone()));
+        for m in &request.mutations {
+            if !response.acked.contains(&m.device_seq)
+                || !self.applied.insert((m.device_id, m.device_seq))
+            {
+                continue;
+            }
+            for op in &m.ops {
+                let ahead = op.hlc.wall_ms().saturating_sub(now);
+                if ahead > DEFAULT_MAX_DRIFT_MS && self.broken.is_none() {
+                    self.broken = Some((
+                        "skew bound",
+                        format!(
+                            "the server accepted {} seq {} stamped {ahead} ms ahead of its clock",
+                            DEVICES[device].1, m.device_seq
+                        ),
+                    ));
+                }
+            }
+        }
+        for (seq, m) in &response.pull.changes {
+            let Some(op) = m.ops.first() else { continue };
+            let team: Option<Vec<u8>> = self
+                .server
+                .query_row(
+                    "SELECT team_id FROM records WHERE entity = ?1 AND record_id = ?2",
+                    rusqlite::params![op.entity.as_str(), &op.id.as_bytes()[..]],
+                    |r| r.get(0),
+                )
+                .ok();
+            let team_of_device = self.teams[DEVICES[device].0];
+            if team.as_deref() != Some(&team_of_device.as_bytes()[..]) && self.broken.is_none() {
+                self.broken = Some((
+                    "scope",
+                    format!(
+                        "device {} pulled change {seq} ({} {}) of another team",
+                        DEVICES[device].1, op.entity, op.id
+                    ),
+                ));
+            }
+        }
+        Ok(response)
+    }
+}
+
+fn refused(status: u16, message: &str) -> TransportError {
+    TransportError::Refused {
+        status,
+        code: None,
+        message: message.to_owned(),
+    }
+}
+
+pub(crate) fn broken(property: &'static str, detail: impl std::fmt::Display) -> Broken {
+    Broken {
+        property,
+        detail: detail.to_string(),
+        trace: Vec::new(),
+    }
+}
+
+/// A device's connection to the simulated network.
+struct Port<'a> {
+    env: &'a RefCell<Env>,
+    device: usize,
+    faulty: bool,
+}
+
+/// What happens to a message, as the wire would carry it: JSON both ways.
+fn over_the_wire<T: serde::Serialize + serde::de::DeserializeOwned>(
+    value: &T,
+) -> Result<T, TransportError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| TransportError::Decode(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| TransportError::Decode(e.to_string()))
+}
+
+impl Transport for Port<'_> {
+    fn enrol(&self, _request: &EnrolRequest) -> Result<EnrolResponse, TransportError> {
+        Err(TransportError::Unreachable(
+            "devices are enrolled at set-up".into(),
+        ))
+    }
+
+    fn sync(
+        &self,
+        _token: &str,
+        request: &SyncRequest,
+    ) -> Result<(SyncResponse, WireBytes), TransportError> {
+        let mut env = self.env.borrow_mut();
+        let env = &mut *env;
+        env.stats.round_trips += 1;
+        let request = over_the_wire(request)?;
+        let name = DEVICES[self.device].1;
+        let unreachable = || TransportError::Unreachable("simulated network".into());
+        let mut crash = false;
+        if self.faulty {
+            if env.partitioned_until[self.device] > env.global.load(Ordering::Relaxed) {
+                env.log(|| format!("{name}: partitioned, no route to server"));
+                return Err(unreachable());
+            }
+            match env.rng.below(100) {
+                0..5 => {
+                    env.stats.faults += 1;
+                    env.log(|| format!("{name}: request dropped"));
+                    return Err(unreachable());
+                }
+                5..9 => {
+                    env.stats.faults += 1;
+                    env.log(|| format!("{name}: request delayed in the network"));
+                    env.inflight.push((self.device, request));
+                    return Err(unreachable());
+                }
+                9..12 => {
+                    env.stats.faults += 1;
+                    crash = true;
+                }
+                _ => {}
+            }
+        }
+        let mut response = env.serve(self.device, &request, crash)?;
+        env.log(|| {
+            format!(
+                "{name}: push {} mutations from cursor {} -> acked {}, rejected {}, pulled {} to {}",
+                request.mutations.len(),
+                request.cursor,
+                response.acked.len(),
+                response.rejected.len(),
+                response.pull.changes.len(),
+                response.pull.next_cursor
+            )
+        });
+        if self.faulty {
+            match env.rng.below(100) {
+                0..4 => {
+                    env.stats.faults += 1;
+                    env.log(|| format!("{name}: request duplicated by the network"));
+                    let second = env.serve(self.device, &request, false)?;
+                    if env.chance(50) {
+                        response = second;
+                    }
+                }
+                4..9 => {
+                    env.stats.faults += 1;
+                    env.log(|| format!("{name}: response lost after the server committed"));
+                    return Err(unreachable());
+                }
+                _ => {}
+            }
+        }
+        env.last_response[self.device] = Some(response.clone());
+        Ok((over_the_wire(&response)?, WireBytes::default()))
+    }
+}
+
+/// The whole simulation state of one run.
+pub(crate) struct World {
+    pub env: RefCell<Env>,
+    pub devices: Vec<Device>,
+    /// Keeps the files until the run ends.
+    _dir: tempfile::TempDir,
+    counter: u64,
+}
+
+fn passphrase() -> Passphrase {
+    Passphrase::new("sim-pin-2468").expect("valid passphrase")
+}
+
+/// Scratch space in memory when the machine has it: thousands of small SQLite files per run.
+fn scratch_dir() -> Result<tempfile::TempDir, Broken> {
+    let shm = std::path::Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        tempfile::Builder::new()
+            .prefix("feltbog-sim-")
+            .tempdir_in(shm)
+    } else {
+        tempfile::Builder::new().prefix("feltbog-sim-").tempdir()
+    };
+    dir.map_err(|e| broken("set-up", e))
+}
+
+impl World {
+    /// Server with two teams, four enrolled devices, and the fail-point plan installed.
+    pub fn new(config: &Config) -> Result<World, Broken> {
+        let dir = scratch_dir()?;
+        let global = Arc::new(AtomicU64::new(START_MS));
+        let server_dir = dir.path().join("server");
+        let server = feltbog_server::db::open(&server_dir).map_err(|e| broken("set-up", e))?;
+        let setup = |e: identity::IdentityError| broken("set-up", e);
+        let teams = vec![
+            identity::create_team(&server, "Team Nord", START_MS).map_err(setup)?,
+            identity::create_team(&server, "Team Syd", START_MS).map_err(setup)?,
+        ];
+        let plan = Rc::new(FailPlan::default());
+        let decider = plan.clone();
+        feltbog_core::sim::set_fail_points(Some(Box::new(move |point| match point {
+            FailPoint::ServerSyncBeforeCommit => decider.server_crash.get(),
+            FailPoint::DeviceApplyBeforeCommit => match decider.device_apply_countdown.get() {
+                Some(1) => {
+                    decider.device_apply_countdown.set(None);
+                    true
+                }
+                Some(n) => {
+                    decider.device_apply_countdown.set(Some(n - 1));
+                    false
+                }
+                None => false,
+            },
+        })));
+        let mut env = Env {
+            rng: SplitMix(config.seed ^ 0x5EED_F317_B06D_0001),
+            global: global.clone(),
+            server,
+            server_dir,
+            server_offset_ms: 0,
+            tokens: Vec::new(),
+            teams: teams.clone(),
+            partitioned_until: vec![0; DEVICES.len()],
+            inflight: Vec::new(),
+            delivered: Vec::new(),
+            last_response: vec![None; DEVICES.len()],
+            applied: BTreeSet::new(),
+            trace: config.trace.then(Vec::new),
+            stats: Stats::default(),
+            broken: None,
+            plan,
+        };
+        let mut devices = Vec::new();
+        for (i, (team, name)) in DEVICES.into_iter().enumerate() {
+            let worker = identity::create_worker(&env.server, teams[team], name, "outreach")
+                .map_err(setup)?;
+            let code =
+                identity::issue_enrolment_code(&env.server, worker, START_MS).map_err(setup)?;
+            // Device ids from the seed: they break HLC ties, so they must replay too.
+            let device_id = DeviceId(Uuid::from_u64_pair(config.seed, i as u64 + 1));
+            let (caller, token) =
+                identity::enrol(&mut env.server, &code, device_id, START_MS).map_err(setup)?;
+            let path = dir.path().join(format!("{name}.feltbog"));
+            let options = CreateOptions {
+                device_id: Some(device_id),
+                ..CreateOptions::with_kdf(KdfParams::SIMULATION)
+            };
+            let mut store =
+                Store::create(&path, &passphrase(), &options).map_err(|e| broken("set-up", e))?;
+            let clock = Arc::new(SimClock {
+                global: global.clone(),
+                offset_ms: AtomicI64::new(0),
+            });
+            store.set_wall_clock(clock.clone());
+            let enrolment = EnrolResponse {
+                worker_id: caller.worker_id,
+                team_id: caller.team_id,
+                token: token.clone(),
+            };
+            store
+                .set_enrolment("sim://server", &enrolment)
+                .map_err(|e| broken("set-up", e))?;
+            env.tokens.push(token);
+            devices.push(Device {
+                name,
+                team,
+                worker,
+                path,
+                store: Some(store),
+                clock,
+                last_cursor: 0,
+            });
+        }
+        Ok(World {
+            env: RefCell::new(env),
+            devices,
+            _dir: dir,
+            counter: 0,
+        })
+    }
+
+    /// A fresh number for unique values and ids.
+    pub fn next_number(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+
+    pub fn rng_below(&self, n: u64) -> u64 {
+        self.env.borrow_mut().rng.below(n)
+    }
+
+    pub fn chance(&self, percent: u64) -> bool {
+        self.env.borrow_mut().chance(percent)
+    }
+
+    pub fn log(&self, line: impl FnOnce() -> String) {
+        self.env.borrow_mut().log(line);
+    }
+
+    fn fail(&self, property: &'static str, detail: impl std::fmt::Display) -> Broken {
+        let mut b = broken(property, detail);
+        b.trace = self.env.borrow_mut().trace.take().unwrap_or_default();
+        b
+    }
+
+    /// Attaches the trace so far to a failure found elsewhere.
+    pub fn with_trace(&self, mut b: Broken) -> Broken {
+        b.trace = self.env.borrow_mut().trace.take().unwrap_or_default();
+        b
+    }
+
+    /// The random walk: edits, syncs and faults.
+    pub fn play(&mut self, steps: u32) -> Result<(), Broken> {
+        for _ in 0..steps {
+            let advance = if self.chance(25) {
+                0
+            } else {
+                self.rng_below(4_000)
+            };
+            self.env
+                .borrow()
+                .global
+                .fetch_add(advance, Ordering::Relaxed);
+            let device = self.rng_below(DEVICES.len() as u64) as usize;
+            match self.rng_below(100) {
+                0..42 => crate::workload::edit(self, device)?,
+                42..66 => {
+                    self.sync_device(device, true)?;
+                }
+                66..72 => self.deliver_one_delayed()?,
+                72..76 => {
+                    let until = self.now() + self.rng_below(90_000);
+                    self.env.borrow_mut().partitioned_until[device] = until;
+                    self.log(|| format!("{}: partitioned", DEVICES[device].1));
+                }
+                76..81 => {
+                    if self.devices[device].store.is_some() {
+                        self.crash_device(device);
+                    } else {
+                        self.restart_device(device)?;
+                    }
+                }
+                81..84 => self.env.borrow_mut().restart_server()?,
+                84..90 => self.jump_device_clock(device),
+                90..92 => {
+                    let offset = [-30_000, 0, 30_000][self.rng_below(3) as usize];
+                    self.env.borrow_mut().server_offset_ms = offset;
+                    self.log(|| format!("server clock now off by {offset} ms"));
+                }
+                92..95 => self.repeat_last_response(device)?,
+                _ => crate::workload::edit(self, device)?,
+            }
+            let found = self.env.borrow_mut().broken.take();
+            if let Some((property, detail)) = found {
+                return Err(self.fail(property, detail));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn now(&self) -> u64 {
+        self.env.borrow().global.load(Ordering::Relaxed)
+    }
+
+    fn jump_device_clock(&mut self, device: usize) {
+        const JUMPS: [i64; 9] = [
+            -3 * DAY,
+            -20 * MINUTE,
+            -2 * MINUTE,
+            -3_000,
+            0,
+            3_000,
+            2 * MINUTE,
+            20 * MINUTE,
+            3 * DAY,
+        ];
+        let offset = JUMPS[self.rng_below(JUMPS.len() as u64) as usize];
+        self.devices[device]
+            .clock
+            .offset_ms
+            .store(offset, Ordering::Relaxed);
+        self.log(|| format!("{}: clock now off by {offset} ms", DEVICES[device].1));
+    }
+
+    /// The device loses everything not committed: its open handle, keys and clock in memory.
+    pub fn crash_device(&mut self, device: usize) {
+        self.devices[device].store = None;
+        self.env.borrow_mut().stats.device_crashes += 1;
+        self.log(|| format!("{}: crashes", DEVICES[device].1));
+    }
+
+    /// Opens the device's file again and unlocks it, as the app does after a restart.
+    pub fn restart_device(&mut self, device: usize) -> Result<(), Broken> {
+        let d = &mut self.devices[device];
+        let mut store = Store::open(&d.path, Arc::new(NoPlatformSecret))
+            .map_err(|e| broken("device restart", e))?;
+        store.set_wall_clock(d.clock.clone());
+        store
+            .unlock(&passphrase())
+            .map_err(|e| broken("device restart", e))?;
+        d.store = Some(store);
+        self.log(|| format!("{}: restarts", DEVICES[device].1));
+        self.check_cursor(device)
+    }
+
+    fn check_cursor(&mut self, device: usize) -> Result<(), Broken> {
+        let d = &mut self.devices[device];
+        let Some(store) = &d.store else { return Ok(()) };
+        let cursor = store.sync_status().map_err(|e| broken("store", e))?.cursor;
+        if cursor < d.last_cursor {
+            let detail = format!(
+                "{}'s cursor moved back from {} to {cursor}",
+                d.name, d.last_cursor
+            );
+            return Err(self.fail("monotonic cursor", detail));
+        }
+        d.last_cursor = cursor;
+        Ok(())
+    }
+
+    /// One `sync_now` of a device. With `faulty`, the network may fail it at any point and the
+    /// device may crash while applying a response.
+    pub fn sync_device(&mut self, device: usize, faulty: bool) -> Result<sync::SyncReport, Broken> {
+        let Some(mut store) = self.devices[device].store.take() else {
+            return Ok(Default::default());
+        };
+        let name = DEVICES[device].1;
+        if faulty && self.chance(8) {
+            let n = 1 + self.rng_below(3) as u32;
+            self.env.borrow().plan.device_apply_countdown.set(Some(n));
+        }
+        self.env.borrow_mut().stats.syncs += 1;
+        let result = {
+            let port = Port {
+                env: &self.env,
+                device,
+                faulty,
+            };
+            let retry = Retry {
+                attempts: 2,
+                first_delay: Duration::ZERO,
+            };
+            sync::sync_now(&mut store, &port, retry, &mut |_| {})
+        };
+        self.env.borrow().plan.device_apply_countdown.set(None);
+        match result {
+            Ok(report) => {
+                self.env.borrow_mut().stats.restamped += report.restamped as u64;
+                self.devices[device].store = Some(store);
+                self.check_cursor(device)?;
+                Ok(report)
+            }
+            Err(SyncError::Store(StoreError::Io(e))) if e.to_string() == "simulated crash" => {
+                self.log(|| format!("{name}: crashes while applying a response"));
+                drop(store);
+                self.crash_device(device);
+                Ok(Default::default())
+            }
+            Err(e) if faulty && matches!(e, SyncError::Transport(_)) => {
+                self.log(|| format!("{name}: sync failed: {e}"));
+                self.devices[device].store = Some(store);
+                self.check_cursor(device)?;
+                Ok(Default::default())
+            }
+            Err(e) => Err(self.fail("liveness", format!("{name}: sync failed: {e}"))),
+        }
+    }
+
+    /// The network finally delivers a held-back request (the device stopped waiting long ago).
+    fn deliver_one_delayed(&mut self) -> Result<(), Broken> {
+        let mut env = self.env.borrow_mut();
+        if env.inflight.is_empty() {
+            return Ok(());
+        }
+        let len = env.inflight.len() as u64;
+        let i = env.rng.below(len) as usize;
+        let (device, request) = env.inflight.remove(i);
+        env.log(|| format!("{}: a delayed request arrives", DEVICES[device].1));
+        // The answer goes nowhere: the device's connection timed out.
+        let _ = env.serve(device, &request, false);
+        Ok(())
+    }
+
+    /// The device applies the last response it received once more (a duplicated delivery).
+    fn repeat_last_response(&mut self, device: usize) -> Result<(), Broken> {
+        let Some(response) = self.env.borrow().last_response[device].clone() else {
+            return Ok(());
+        };
+        let Some(store) = self.devices[device].store.as_mut() else {
+            return Ok(());
+        };
+        store
+            .apply_sync_response(&response)
+            .map_err(|e| broken("store", e))?;
+        self.log(|| format!("{}: applies its last response again", DEVICES[device].1));
+        self.check_cursor(device)
+    }
+
+    /// The network heals: held-back requests arrive or are lost for good, crashed devices and
+    /// the server restart, and every device syncs until a whole round moves nothing.
+    pub fn heal(&mut self) -> Result<(), Broken> {
+        self.log(|| "the network heals".into());
+        {
+            let mut env = self.env.borrow_mut();
+            env.partitioned_until.iter_mut().for_each(|t| *t = 0);
+            while !env.inflight.is_empty() {
+                let (device, request) = env.inflight.remove(0);
+                if env.chance(50) {
+                    let _ = env.serve(device, &request, false);
+                }
+            }
+            env.restart_server()?;
+        }
+        for device in 0..self.devices.len() {
+            if self.devices[device].store.is_none() {
+                self.restart_device(device)?;
+            }
+        }
+        for _ in 0..20 {
+            let mut moved = false;
+            for device in 0..self.devices.len() {
+                let report = self.sync_device(device, false)?;
+                moved |= report.pushed > 0 || report.pulled > 0;
+            }
+            if let Some((property, detail)) = self.env.borrow_mut().broken.take() {
+                return Err(broken(property, detail));
+            }
+            if !moved {
+                return Ok(());
+            }
+        }
+        Err(self.fail(
+            "liveness",
+            "devices still push or pull after 20 fault-free rounds",
+        ))
+    }
+
+    /// The team's id on the server.
+    pub fn team_id(&self, team: usize) -> Uuid {
+        self.env.borrow().teams[team]
+    }
+}
