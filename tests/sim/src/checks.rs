@@ -23,6 +23,10 @@ pub(crate) fn all(world: &mut World) -> Result<(), Broken> {
         every_saved_mutation_reached_the_server(world, &log)?;
         convergence(world)?;
         let state = server_state(world)?;
+        world.env.borrow_mut().stats.conflicts_raised = state
+            .keys()
+            .filter(|(entity, _)| *entity == EntityKind::Conflict)
+            .count() as u64;
         no_lost_edit(&log, &state)?;
         causality(&log)?;
         idempotence(world)

@@ -65,7 +65,10 @@ pub struct Stats {
     pub faults: u64,
     pub device_crashes: u64,
     pub server_restarts: u64,
-    pub conflicts: u64,
+    /// Conflict records the server raised (concurrent edits of one field).
+    pub conflicts_raised: u64,
+    /// Conflicts a device resolved or dismissed.
+    pub conflicts_settled: u64,
     pub restamped: u64,
 }
 
@@ -78,7 +81,8 @@ impl Stats {
         self.faults += other.faults;
         self.device_crashes += other.device_crashes;
         self.server_restarts += other.server_restarts;
-        self.conflicts += other.conflicts;
+        self.conflicts_raised += other.conflicts_raised;
+        self.conflicts_settled += other.conflicts_settled;
         self.restamped += other.restamped;
     }
 }
@@ -140,16 +144,27 @@ impl fmt::Display for Failure {
     }
 }
 
+/// A run in which every property held.
+#[derive(Debug)]
+pub struct Outcome {
+    pub stats: Stats,
+    /// The run's events, when the run kept a trace.
+    pub trace: Vec<String>,
+}
+
 /// Runs one seed to the end and checks every property. The planted bug (if any) is switched on
 /// for this thread only, and off again afterwards.
-pub fn run(config: &Config) -> Result<Stats, Box<Failure>> {
+pub fn run(config: &Config) -> Result<Outcome, Box<Failure>> {
     feltbog_core::sim::plant(config.bug);
     let result = world::World::new(config).and_then(|mut world| {
         world.play(config.steps)?;
         world.heal()?;
         checks::all(&mut world)?;
-        let stats = world.env.borrow().stats.clone();
-        Ok(stats)
+        let mut env = world.env.borrow_mut();
+        Ok(Outcome {
+            stats: env.stats.clone(),
+            trace: env.trace.take().unwrap_or_default(),
+        })
     });
     feltbog_core::sim::plant(None);
     feltbog_core::sim::set_fail_points(None);
@@ -170,7 +185,7 @@ pub fn run(config: &Config) -> Result<Stats, Box<Failure>> {
 pub fn run_range(seeds: std::ops::Range<u64>) -> Result<Stats, Box<Failure>> {
     let mut total = Stats::default();
     for seed in seeds {
-        total.add(&run(&Config::new(seed))?);
+        total.add(&run(&Config::new(seed))?.stats);
     }
     Ok(total)
 }

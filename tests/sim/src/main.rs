@@ -57,11 +57,14 @@ fn main() -> ExitCode {
             trace: args.trace,
         };
         match run(&config) {
-            Ok(stats) => {
-                if args.trace {
-                    println!("seed {seed}: every property holds ({stats:?})");
+            Ok(outcome) => {
+                for line in &outcome.trace {
+                    println!("  {line}");
                 }
-                total.add(&stats);
+                if args.trace {
+                    println!("seed {seed}: every property holds ({:?})", outcome.stats);
+                }
+                total.add(&outcome.stats);
             }
             Err(failure) => {
                 eprintln!("{failure}");

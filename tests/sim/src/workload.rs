@@ -44,7 +44,8 @@ pub(crate) fn edit(world: &mut World, device: usize) -> Result<(), Broken> {
     let text = format!("{name}-{n}");
     let worker = WorkerId(world.devices[device].worker);
     let now = chrono::DateTime::from_timestamp_millis(world.now() as i64).unwrap_or_default();
-    let id = Uuid::from_u64_pair(0xF317_0000 + device as u64, n);
+    // Ids sort by creation order, so the oldest records are the "hot" ones on every device.
+    let id = Uuid::from_u64_pair(n, 0xF317_0000 + device as u64);
     let roll = world.rng_below(100);
     let (citizens, visits) = {
         let store = world.devices[device].store.as_mut().expect("checked above");
@@ -53,10 +54,22 @@ pub(crate) fn edit(world: &mut World, device: usize) -> Result<(), Broken> {
             store.list::<Visit>(&all()).map_err(store_error)?,
         )
     };
+    let (mut citizens, mut visits) = (citizens, visits);
+    // The same order on every device, so the "hot" records below are the same ones everywhere.
+    citizens.sort_by_key(|c| c.id);
+    visits.sort_by_key(|v| v.id);
     let pick = |world: &World, len: usize| world.rng_below(len.max(1) as u64) as usize;
+    // Most edits go to a few shared records, so devices often edit the same field concurrently.
+    let pick_hot = |world: &World, len: usize| {
+        if world.chance(75) {
+            world.rng_below(len.clamp(1, 2) as u64) as usize
+        } else {
+            pick(world, len)
+        }
+    };
     let what: String;
     let saved = match roll {
-        _ if citizens.is_empty() || roll < 10 => {
+        _ if citizens.len() < 2 || roll < 6 => {
             let citizen = Citizen {
                 id: CitizenId(id),
                 alias: Some(Sensitive(text.clone())),
@@ -68,8 +81,8 @@ pub(crate) fn edit(world: &mut World, device: usize) -> Result<(), Broken> {
             what = format!("creates citizen {}", citizen.id.0);
             store_of(world, device).save(&citizen)
         }
-        10..22 => {
-            let citizen = citizens[pick(world, citizens.len())].id;
+        6..22 => {
+            let citizen = citizens[pick_hot(world, citizens.len())].id;
             let visit = Visit {
                 id: VisitId(id),
                 started_at: now,
@@ -90,25 +103,25 @@ pub(crate) fn edit(world: &mut World, device: usize) -> Result<(), Broken> {
             store_of(world, device).save(&visit)
         }
         26..40 if !visits.is_empty() => {
-            let mut visit = visits[pick(world, visits.len())].clone();
+            let mut visit = visits[pick_hot(world, visits.len())].clone();
             visit.note = Sensitive(text.clone());
             what = format!("edits the note of visit {}", visit.id.0);
             store_of(world, device).save(&visit)
         }
         40..50 => {
-            let mut citizen = citizens[pick(world, citizens.len())].clone();
+            let mut citizen = citizens[pick_hot(world, citizens.len())].clone();
             citizen.phone = Some(Sensitive(format!("+45 {n:08}")));
             what = format!("edits the phone of citizen {}", citizen.id.0);
             store_of(world, device).save(&citizen)
         }
         50..56 => {
-            let mut citizen = citizens[pick(world, citizens.len())].clone();
+            let mut citizen = citizens[pick_hot(world, citizens.len())].clone();
             citizen.alias = Some(Sensitive(text.clone()));
             what = format!("edits the alias of citizen {}", citizen.id.0);
             store_of(world, device).save(&citizen)
         }
         56..66 => {
-            let mut citizen = citizens[pick(world, citizens.len())].clone();
+            let mut citizen = citizens[pick_hot(world, citizens.len())].clone();
             let tag = TAGS[pick(world, TAGS.len())].to_owned();
             what = format!("toggles a tag of citizen {}", citizen.id.0);
             if !citizen.tags.remove(&tag) {
@@ -117,7 +130,7 @@ pub(crate) fn edit(world: &mut World, device: usize) -> Result<(), Broken> {
             store_of(world, device).save(&citizen)
         }
         66..72 if !visits.is_empty() => {
-            let mut visit = visits[pick(world, visits.len())].clone();
+            let mut visit = visits[pick_hot(world, visits.len())].clone();
             let theme = THEMES[pick(world, THEMES.len())];
             what = format!("toggles a theme of visit {}", visit.id.0);
             if !visit.themes.remove(&theme) {
@@ -126,14 +139,14 @@ pub(crate) fn edit(world: &mut World, device: usize) -> Result<(), Broken> {
             store_of(world, device).save(&visit)
         }
         72..77 => {
-            let citizen = &citizens[pick(world, citizens.len())];
+            let citizen = &citizens[pick_hot(world, citizens.len())];
             what = format!("archives/restores citizen {}", citizen.id.0);
             let archived = !citizen.archived;
             let id = citizen.id.0;
             store_of(world, device).set_archived::<Citizen>(id, archived)
         }
         77..85 => {
-            let mut citizen = citizens[pick(world, citizens.len())].clone();
+            let mut citizen = citizens[pick_hot(world, citizens.len())].clone();
             citizen.goals = vec![Goal {
                 id: GoalId(id),
                 text: Sensitive(text.clone()),
@@ -187,7 +200,7 @@ fn resolve_one(world: &mut World, device: usize, text: &str) -> Result<(), Broke
     }
     let conflict = open[world.rng_below(open.len() as u64) as usize].clone();
     let choice = world.rng_below(3);
-    world.env.borrow_mut().stats.conflicts += 1;
+    world.env.borrow_mut().stats.conflicts_settled += 1;
     let store = world.devices[device].store.as_mut().expect("checked above");
     let result = match conflict.kind {
         ConflictKind::Notice => store.dismiss_conflict(conflict.id),

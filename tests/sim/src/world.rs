@@ -467,6 +467,11 @@ impl World {
                 .global
                 .fetch_add(advance, Ordering::Relaxed);
             let device = self.rng_below(DEVICES.len() as u64) as usize;
+            // A crashed tablet is switched on again when its worker next reaches for it.
+            if self.devices[device].store.is_none() {
+                self.restart_device(device)?;
+                continue;
+            }
             match self.rng_below(100) {
                 0..42 => crate::workload::edit(self, device)?,
                 42..66 => {
@@ -478,13 +483,7 @@ impl World {
                     self.env.borrow_mut().partitioned_until[device] = until;
                     self.log(|| format!("{}: partitioned", DEVICES[device].1));
                 }
-                76..81 => {
-                    if self.devices[device].store.is_some() {
-                        self.crash_device(device);
-                    } else {
-                        self.restart_device(device)?;
-                    }
-                }
+                76..80 => self.crash_device(device),
                 81..84 => self.env.borrow_mut().restart_server()?,
                 84..90 => self.jump_device_clock(device),
                 90..92 => {
