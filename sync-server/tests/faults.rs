@@ -215,7 +215,7 @@ fn three_devices_converge_through_cut_connections_and_50_server_kills() {
                     if let Saved::Written { .. } = store.save(&visit).unwrap() {
                         acknowledged.push(visit.id);
                     }
-                    if k % 3 == 0 {
+                    if k.is_multiple_of(3) {
                         let mut c: Citizen = store.get(shared.id.0).unwrap().unwrap();
                         c.phone = Some(format!("+45 {i}{k:07}").into());
                         store.save(&c).unwrap();

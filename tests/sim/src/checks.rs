@@ -233,7 +233,7 @@ fn no_lost_edit(log: &[(u64, Uuid, Mutation)], state: &ReplicaState) -> Result<(
                 }
                 FieldChange::Assign { .. } => {}
                 FieldChange::Add { value } => {
-                    adds.push((key, value.to_string(), stamp, m.device_seq))
+                    adds.push((key, value, stamp, m.device_seq))
                 }
                 FieldChange::Remove { value, observed } => {
                     for tag in observed {
@@ -248,7 +248,7 @@ fn no_lost_edit(log: &[(u64, Uuid, Mutation)], state: &ReplicaState) -> Result<(
             .get(&(key.0, key.1))
             .and_then(|f| f.get(&key.2))
             .map(|r| r.stamp);
-        ops.sort_by(|a, b| b.0.cmp(&a.0));
+        ops.sort_by_key(|op| std::cmp::Reverse(op.0));
         let mut kept: Vec<&serde_json::Value> = Vec::new();
         for (stamp, value, seq) in ops {
             let accounted = final_stamp == Some(stamp)
@@ -273,8 +273,8 @@ fn no_lost_edit(log: &[(u64, Uuid, Mutation)], state: &ReplicaState) -> Result<(
             .get(&(key.0, key.1))
             .and_then(|f| f.get(&key.2))
             .and_then(|r| r.value.as_array())
-            .is_some_and(|items| items.iter().any(|v| v.to_string() == value));
-        if !present && !removed.contains(&(key.clone(), value, stamp)) {
+            .is_some_and(|items| items.contains(value));
+        if !present && !removed.contains(&(key.clone(), value.to_string(), stamp)) {
             return Err(broken(
                 "no lost saved edit",
                 format!(

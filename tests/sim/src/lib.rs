@@ -11,7 +11,7 @@
 //! skew and jumps on devices and server.
 //!
 //! After the run the network heals and every device syncs until nothing moves; then
-//! [`checks`] verifies the properties of DESIGN §5 (convergence, no lost saved edit,
+//! `checks` verifies the properties of DESIGN §5 (convergence, no lost saved edit,
 //! idempotence, monotonic cursors, causality beats clocks, the skew bound, the outbox drained,
 //! scope). Nothing in a run reads the real clock or depends on thread timing, so a failing seed
 //! fails again the same way: [`Failure`] prints the one command that replays it.

@@ -483,7 +483,7 @@ impl World {
                     self.env.borrow_mut().partitioned_until[device] = until;
                     self.log(|| format!("{}: partitioned", DEVICES[device].1));
                 }
-                76..80 => self.crash_device(device),
+                76..81 => self.crash_device(device),
                 81..84 => self.env.borrow_mut().restart_server()?,
                 84..90 => self.jump_device_clock(device),
                 90..92 => {
@@ -677,10 +677,5 @@ impl World {
             "liveness",
             "devices still push or pull after 20 fault-free rounds",
         ))
-    }
-
-    /// The team's id on the server.
-    pub fn team_id(&self, team: usize) -> Uuid {
-        self.env.borrow().teams[team]
     }
 }
