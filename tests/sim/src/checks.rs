@@ -232,9 +232,7 @@ fn no_lost_edit(log: &[(u64, Uuid, Mutation)], state: &ReplicaState) -> Result<(
                         .push((stamp, value, m.device_seq));
                 }
                 FieldChange::Assign { .. } => {}
-                FieldChange::Add { value } => {
-                    adds.push((key, value, stamp, m.device_seq))
-                }
+                FieldChange::Add { value } => adds.push((key, value, stamp, m.device_seq)),
                 FieldChange::Remove { value, observed } => {
                     for tag in observed {
                         removed.insert((key.clone(), value.to_string(), *tag));
