@@ -20,16 +20,22 @@ pub enum PlantedBug {
     WallClockStamps,
     /// The server accepts stamps however far ahead of its clock they are.
     SkewUnchecked,
+    /// The device sets its cursor to the page's end even when that is behind it.
+    CursorRewind,
+    /// The server serves pull pages from every team's changes.
+    ScopeLeak,
 }
 
 impl PlantedBug {
     /// Every bug the simulation must catch.
-    pub const ALL: [PlantedBug; 5] = [
+    pub const ALL: [PlantedBug; 7] = [
         PlantedBug::CursorBeforeApply,
         PlantedBug::ConflictLoserDropped,
         PlantedBug::PushNotIdempotent,
         PlantedBug::WallClockStamps,
         PlantedBug::SkewUnchecked,
+        PlantedBug::CursorRewind,
+        PlantedBug::ScopeLeak,
     ];
 }
 

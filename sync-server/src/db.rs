@@ -76,6 +76,13 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO server_state (id, hlc_last, server_seq) VALUES (1, 0, 0);
     "#,
+    // 2: what each applied mutation was, so a replay that differs (a device re-stamped it after
+    // an older copy got through) is answered with the version that was applied.
+    r#"
+    ALTER TABLE applied ADD COLUMN digest BLOB;        -- SHA-256 of the mutation as received
+    ALTER TABLE applied ADD COLUMN change_seq INTEGER; -- its row in the change log
+    ALTER TABLE changes ADD COLUMN copy_of INTEGER;    -- a re-sent copy of that row
+    "#,
 ];
 
 /// The schema version this build writes.

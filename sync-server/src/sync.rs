@@ -64,13 +64,32 @@ pub fn sync(
     let mut rejected = Vec::new();
     for mutation in &request.mutations {
         let seq = mutation.device_seq;
-        let done: bool = ctx.tx.query_row(
-            "SELECT count(*) > 0 FROM applied WHERE device_id = ?1 AND device_seq = ?2",
-            params![&mutation.device_id.0.as_bytes()[..], seq as i64],
-            |r| r.get(0),
-        )?;
-        if done && mutation.device_id == caller.device_id && !planted(PlantedBug::PushNotIdempotent)
+        let done: Option<(Option<Vec<u8>>, Option<i64>)> = ctx
+            .tx
+            .query_row(
+                "SELECT digest, change_seq FROM applied WHERE device_id = ?1 AND device_seq = ?2",
+                params![&mutation.device_id.0.as_bytes()[..], seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((digest, change_seq)) = done
+            && mutation.device_id == caller.device_id
+            && !planted(PlantedBug::PushNotIdempotent)
         {
+            // A replay. If it differs from what was applied (the device re-stamped a mutation
+            // the server had refused, and an older copy of it got through later), the device
+            // holds stamps nobody else has: send it the applied version to adopt.
+            let received = mutation_digest(mutation);
+            if let (Some(digest), Some(change_seq)) = (digest, change_seq)
+                && digest != received
+            {
+                ctx.echo_again(caller.team_id, change_seq)?;
+                // Remember this version: more copies of it need no second echo.
+                ctx.tx.execute(
+                    "UPDATE applied SET digest = ?1 WHERE device_id = ?2 AND device_seq = ?3",
+                    params![received, &mutation.device_id.0.as_bytes()[..], seq as i64],
+                )?;
+            }
             acked.push(seq);
             continue;
         }
@@ -109,9 +128,11 @@ pub fn sync(
 /// The next page of changes for `caller` after `cursor`: its team's mutations, except the ones
 /// its own device sent (it has them), whole mutations only.
 pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<PullPage, SyncError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, device_id, echo, mutation FROM changes WHERE team_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-    )?;
+    let mut stmt = conn.prepare_cached(if planted(PlantedBug::ScopeLeak) {
+        "SELECT seq, device_id, echo, mutation FROM changes WHERE (team_id = ?1 OR 1) AND seq > ?2 ORDER BY seq LIMIT ?3"
+    } else {
+        "SELECT seq, device_id, echo, mutation FROM changes WHERE team_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+    })?;
     let mut rows = stmt.query(params![
         &caller.team_id.as_bytes()[..],
         cursor as i64,
@@ -277,14 +298,21 @@ impl Ctx<'_> {
                 self.raise_conflict(caller, op, conflict)?;
             }
         }
-        self.log(caller.team_id, &applied, altered)?;
+        let change_seq = self.log(caller.team_id, &applied, altered)?;
         self.tx.execute(
             if planted(PlantedBug::PushNotIdempotent) {
-                "INSERT OR IGNORE INTO applied (device_id, device_seq) VALUES (?1, ?2)"
+                "INSERT OR IGNORE INTO applied (device_id, device_seq, digest, change_seq)
+                 VALUES (?1, ?2, ?3, ?4)"
             } else {
-                "INSERT INTO applied (device_id, device_seq) VALUES (?1, ?2)"
+                "INSERT INTO applied (device_id, device_seq, digest, change_seq)
+                 VALUES (?1, ?2, ?3, ?4)"
             },
-            params![&m.device_id.0.as_bytes()[..], m.device_seq as i64],
+            params![
+                &m.device_id.0.as_bytes()[..],
+                m.device_seq as i64,
+                mutation_digest(m),
+                change_seq
+            ],
         )?;
         Ok(())
     }
@@ -429,10 +457,15 @@ impl Ctx<'_> {
                 })
                 .collect(),
         };
-        self.tx.execute(
-            "INSERT INTO records (entity, record_id, team_id) VALUES ('conflict', ?1, ?2)",
+        let new = self.tx.execute(
+            "INSERT OR IGNORE INTO records (entity, record_id, team_id) VALUES ('conflict', ?1, ?2)",
             params![&record.id.0.as_bytes()[..], &caller.team_id.as_bytes()[..]],
         )?;
+        if new == 0 {
+            // The same loser against the same winner: raised already (only a replay that was
+            // not recognised as one could get here). Never fail the push over it.
+            return Ok(());
+        }
         for op in &mutation.ops {
             self.merge_op(
                 op,
@@ -442,12 +475,12 @@ impl Ctx<'_> {
                 },
             )?;
         }
-        self.log(caller.team_id, &mutation, false)
+        self.log(caller.team_id, &mutation, false).map(|_| ())
     }
 
     /// Appends to the change log. `echo`: the server altered the mutation, so its author
     /// device must pull it too, or it would keep the value it sent.
-    fn log(&self, team: Uuid, m: &Mutation, echo: bool) -> Result<(), SyncError> {
+    fn log(&self, team: Uuid, m: &Mutation, echo: bool) -> Result<i64, SyncError> {
         let text = serde_json::to_string(m).map_err(|_| SyncError::Corrupt("mutation"))?;
         self.tx.execute(
             "INSERT INTO changes (team_id, device_id, echo, mutation) VALUES (?1, ?2, ?3, ?4)",
@@ -458,8 +491,27 @@ impl Ctx<'_> {
                 text
             ],
         )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Appends the change-log row `change_seq` once more, echoed to its own device too.
+    /// Pulling a mutation again is harmless for every other device (merging is idempotent).
+    fn echo_again(&self, team: Uuid, change_seq: i64) -> Result<(), SyncError> {
+        self.tx.execute(
+            "INSERT INTO changes (team_id, device_id, echo, mutation, copy_of)
+             SELECT team_id, device_id, 1, mutation, seq FROM changes WHERE seq = ?1 AND team_id = ?2",
+            params![change_seq, &team.as_bytes()[..]],
+        )?;
         Ok(())
     }
+}
+
+/// SHA-256 of a mutation as received: tells an exact replay from a re-stamped one.
+fn mutation_digest(m: &Mutation) -> Vec<u8> {
+    let text = serde_json::to_vec(m).unwrap_or_default();
+    ring::digest::digest(&ring::digest::SHA256, &text)
+        .as_ref()
+        .to_vec()
 }
 
 /// A conflict's id, derived from what it is about — the field and the two writes — so that the
@@ -468,9 +520,14 @@ impl Ctx<'_> {
 fn conflict_id(op: &FieldOp, c: &merge::Conflict) -> ConflictId {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(b"feltbog-conflict-v1\0");
-    ctx.update(op.entity.as_str().as_bytes());
-    ctx.update(op.id.as_bytes());
-    ctx.update(op.field.as_bytes());
+    for part in [
+        op.entity.as_str().as_bytes(),
+        op.id.as_bytes(),
+        op.field.as_bytes(),
+    ] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
+    }
     for stamp in [c.winner.stamp, c.loser.stamp] {
         ctx.update(&stamp.hlc.as_u64().to_be_bytes());
         ctx.update(stamp.device.0.as_bytes());
@@ -580,10 +637,22 @@ pub fn replica_state(conn: &Connection, team: Uuid) -> Result<merge::ReplicaStat
     Ok(out)
 }
 
-/// The whole change log in commit order: `(seq, team, mutation as applied)`. For the simulation's
-/// checks (every acknowledged edit, the skew bound, causality) and for audits of sync itself.
-pub fn change_log(conn: &Connection) -> Result<Vec<(u64, Uuid, Mutation)>, SyncError> {
-    let mut stmt = conn.prepare("SELECT seq, team_id, mutation FROM changes ORDER BY seq")?;
+/// One row of the change log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub seq: u64,
+    pub team: Uuid,
+    /// The mutation as applied.
+    pub mutation: Mutation,
+    /// `Some(seq)`: a copy of an earlier row, re-sent to its device (not a second application).
+    pub copy_of: Option<u64>,
+}
+
+/// The whole change log in commit order. For the simulation's checks (every acknowledged edit
+/// applied once, causality, idempotence) and for audits of sync itself.
+pub fn change_log(conn: &Connection) -> Result<Vec<Change>, SyncError> {
+    let mut stmt =
+        conn.prepare("SELECT seq, team_id, mutation, copy_of FROM changes ORDER BY seq")?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
@@ -591,7 +660,12 @@ pub fn change_log(conn: &Connection) -> Result<Vec<(u64, Uuid, Mutation)>, SyncE
             .map_err(|_| SyncError::Corrupt("team id"))?;
         let mutation = serde_json::from_str(&row.get::<_, String>(2)?)
             .map_err(|_| SyncError::Corrupt("change log"))?;
-        out.push((row.get::<_, i64>(0)? as u64, team, mutation));
+        out.push(Change {
+            seq: row.get::<_, i64>(0)? as u64,
+            team,
+            mutation,
+            copy_of: row.get::<_, Option<i64>>(3)?.map(|s| s as u64),
+        });
     }
     Ok(out)
 }

@@ -236,7 +236,7 @@ fn three_devices_converge_through_cut_connections_and_50_server_kills() {
         let wait_for = 2 + rng.below(12);
         while proxy.connections.load(Ordering::SeqCst) < seen + wait_for {
             assert!(started.elapsed() < Duration::from_secs(600), "no traffic");
-            thread::yield_now();
+            thread::sleep(Duration::from_millis(1));
         }
         server.kill();
         server = Server::start(&data);

@@ -661,3 +661,112 @@ fn responses_lost_after_the_server_committed_are_retried_without_doubling() {
     sync(&mut b);
     assert_eq!(visits(&mut b).len(), 450);
 }
+
+/// Forwards the first `pass` round trips, then fails as if the network dropped the request.
+struct DropsAfter {
+    inner: HttpTransport,
+    pass: std::cell::Cell<u32>,
+}
+
+impl Transport for DropsAfter {
+    fn enrol(
+        &self,
+        request: &feltbog_core::protocol::EnrolRequest,
+    ) -> Result<feltbog_core::protocol::EnrolResponse, feltbog_core::sync::TransportError> {
+        self.inner.enrol(request)
+    }
+
+    fn sync(
+        &self,
+        token: &str,
+        request: &SyncRequest,
+    ) -> Result<
+        (
+            feltbog_core::protocol::SyncResponse,
+            feltbog_core::sync::WireBytes,
+        ),
+        feltbog_core::sync::TransportError,
+    > {
+        if self.pass.get() == 0 {
+            return Err(feltbog_core::sync::TransportError::Unreachable(
+                "request dropped".into(),
+            ));
+        }
+        self.pass.set(self.pass.get() - 1);
+        self.inner.sync(token, request)
+    }
+}
+
+/// Found by review of the simulation: an edit refused as too far ahead is re-stamped under the
+/// same `(device, seq)`. If an older copy of the request gets through once its stamp has come
+/// within the bound, the server applies the old stamps; the re-stamped copy is then a replay
+/// that differs, and the server sends the device the applied version so every replica agrees.
+#[test]
+fn an_old_copy_of_a_refused_edit_that_gets_through_later_still_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (team, worker) = team_and_worker(&server);
+    let mut a = device(dir.path(), "a", &server, &worker);
+    let mut b = device(dir.path(), "b", &server, &worker);
+    let citizen = Citizen::with_alias("Gammel kopi");
+    a.save(&citizen).unwrap();
+    sync(&mut a);
+    sync(&mut b);
+
+    // A's clock runs just past the bound; it edits the phone.
+    let drift = feltbog_core::hlc::DEFAULT_MAX_DRIFT_MS as i64;
+    a.set_clock_offset_ms(drift + 800).unwrap();
+    let mut c: Citizen = a.get(citizen.id.0).unwrap().unwrap();
+    c.phone = Some("+45 11 22 33 44".into());
+    a.save(&c).unwrap();
+    let old_copy = SyncRequest {
+        mutations: a.pending(10).unwrap(),
+        cursor: a.sync_status().unwrap().cursor,
+    };
+    let seq = old_copy.mutations[0].device_seq;
+
+    // A syncs: refused, re-stamped; the re-stamped push is dropped on the way.
+    let once = DropsAfter {
+        inner: HttpTransport::new(&server.url).unwrap(),
+        pass: std::cell::Cell::new(1),
+    };
+    let retry = feltbog_core::sync::Retry {
+        attempts: 1,
+        first_delay: std::time::Duration::ZERO,
+    };
+    assert!(feltbog_core::sync::sync_now(&mut a, &once, retry, &mut |_| {}).is_err());
+    let restamped = a.pending(10).unwrap();
+    assert_eq!(restamped[0].device_seq, seq);
+    assert_ne!(restamped[0].ops[0].hlc, old_copy.mutations[0].ops[0].hlc);
+
+    // The old copy arrives once its stamp has come within the bound (under a second).
+    let token = a.enrolment().unwrap().unwrap().token.expose().clone();
+    let late = HttpTransport::new(&server.url).unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let (response, _) = late.sync(&token, &old_copy).unwrap();
+        if response.acked.contains(&seq) {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // A pushes its re-stamped copy (a replay that differs), then everyone syncs.
+    sync(&mut a);
+    sync(&mut b);
+    sync(&mut a);
+    let conn = feltbog_server::db::open(&server.data_dir).unwrap();
+    let on_server = feltbog_server::sync::replica_state(&conn, team.parse().unwrap()).unwrap();
+    assert!(
+        a.replica_state().unwrap() == on_server,
+        "A holds the applied stamps"
+    );
+    assert!(
+        b.replica_state().unwrap() == on_server,
+        "B holds the applied stamps"
+    );
+    let phone = |s: &mut Store| s.get::<Citizen>(citizen.id.0).unwrap().unwrap().phone;
+    assert_eq!(phone(&mut a).unwrap().expose(), "+45 11 22 33 44");
+    assert_eq!(phone(&mut b).unwrap().expose(), "+45 11 22 33 44");
+}

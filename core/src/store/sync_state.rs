@@ -222,7 +222,14 @@ impl Store {
             .filter(|hlc| hlc.wall_ms() <= bound)
             .max()
             .unwrap_or(Hlc::ZERO);
-        let mut clock = HlcClock::new(server_hlc.max(kept), self.clock.max_drift_ms());
+        let start = server_hlc.max(kept);
+        if start.wall_ms() >= bound {
+            // Every fresh stamp would itself be beyond the bound (the server's HLC ran ahead and
+            // its wall clock then stepped back): re-stamping now would loop. Wait for time to
+            // pass; the next sync tries again.
+            return Ok(0);
+        }
+        let mut clock = HlcClock::new(start, self.clock.max_drift_ms());
         let mut map = std::collections::BTreeMap::new();
         for m in &pending {
             for op in &m.ops {
@@ -476,9 +483,15 @@ fn apply_in_transaction(
     } else {
         0
     };
+    let rewind = crate::sim::planted(crate::sim::PlantedBug::CursorRewind);
     tx.execute(
-        "UPDATE sync_state SET cursor = max(cursor, ?1), last_success_ms = ?2, last_error = NULL,
-             clock_offset_ms = ?3 WHERE id = 1",
+        if rewind {
+            "UPDATE sync_state SET cursor = ?1, last_success_ms = ?2, last_error = NULL,
+             clock_offset_ms = ?3 WHERE id = 1"
+        } else {
+            "UPDATE sync_state SET cursor = max(cursor, ?1), last_success_ms = ?2, last_error = NULL,
+             clock_offset_ms = ?3 WHERE id = 1"
+        },
         params![response.pull.next_cursor as i64, now as i64, offset],
     )?;
     tx.execute(

@@ -70,6 +70,9 @@ pub struct Stats {
     /// Conflicts a device resolved or dismissed.
     pub conflicts_settled: u64,
     pub restamped: u64,
+    /// Replays that differed from the applied version (re-stamped after an old copy got
+    /// through), answered by re-sending the applied version.
+    pub replays_resent: u64,
 }
 
 impl Stats {
@@ -84,6 +87,7 @@ impl Stats {
         self.conflicts_raised += other.conflicts_raised;
         self.conflicts_settled += other.conflicts_settled;
         self.restamped += other.restamped;
+        self.replays_resent += other.replays_resent;
     }
 }
 
@@ -127,6 +131,8 @@ pub fn bug_name(bug: PlantedBug) -> &'static str {
         PlantedBug::PushNotIdempotent => "push-not-idempotent",
         PlantedBug::WallClockStamps => "wall-clock-stamps",
         PlantedBug::SkewUnchecked => "skew-unchecked",
+        PlantedBug::CursorRewind => "cursor-rewind",
+        PlantedBug::ScopeLeak => "scope-leak",
     }
 }
 

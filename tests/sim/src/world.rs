@@ -24,6 +24,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use uuid::Uuid;
 
+/// Fault-free sync rounds after healing, half a minute apart, before liveness fails.
+const HEAL_ROUNDS: u32 = 30;
+
+/// How many recent responses a device may be handed again.
+const RECENT_RESPONSES: usize = 3;
+
 /// Simulated time starts here (2026-09-21), so records' dates look like real ones.
 pub(crate) const START_MS: u64 = 1_790_000_000_000;
 const MINUTE: i64 = 60_000;
@@ -81,8 +87,9 @@ pub(crate) struct Env {
     pub inflight: Vec<(usize, SyncRequest)>,
     /// Every request the server answered, for the idempotence check.
     pub delivered: Vec<(usize, SyncRequest)>,
-    /// The last response each device received.
-    pub last_response: Vec<Option<SyncResponse>>,
+    /// The last few responses each device received that carried something (acks or changes),
+    /// to deliver again, late and out of order.
+    pub recent_responses: Vec<Vec<SyncResponse>>,
     /// `(device, seq)` the server has applied, as far as the simulation saw.
     pub applied: BTreeSet<(DeviceId, u64)>,
     pub trace: Option<Vec<String>>,
@@ -143,9 +150,16 @@ impl Env {
         self.plan.server_crash.set(false);
         let response = match result {
             Ok(response) => response,
-            Err(e) => {
+            Err(e) if crash => {
                 self.log(|| format!("server fails before commit ({e})"));
                 self.restart_server().map_err(|b| refused(500, &b.detail))?;
+                return Err(refused(500, "internal error"));
+            }
+            Err(e) => {
+                // A real server error: a bug, not a simulated fault.
+                if self.broken.is_none() {
+                    self.broken = Some(("server", e.to_string()));
+                }
                 return Err(refused(500, "internal error"));
             }
         };
@@ -290,7 +304,12 @@ impl Transport for Port<'_> {
                         response = second;
                     }
                 }
-                4..9 => {
+                4..8 => {
+                    env.stats.faults += 1;
+                    env.log(|| format!("{name}: a copy of the request will arrive again later"));
+                    env.inflight.push((self.device, request.clone()));
+                }
+                8..13 => {
                     env.stats.faults += 1;
                     env.log(|| format!("{name}: response lost after the server committed"));
                     return Err(unreachable());
@@ -298,7 +317,13 @@ impl Transport for Port<'_> {
                 _ => {}
             }
         }
-        env.last_response[self.device] = Some(response.clone());
+        if !response.acked.is_empty() || !response.pull.changes.is_empty() {
+            let recent = &mut env.recent_responses[self.device];
+            recent.push(response.clone());
+            if recent.len() > RECENT_RESPONSES {
+                recent.remove(0);
+            }
+        }
         Ok((over_the_wire(&response)?, WireBytes::default()))
     }
 }
@@ -368,7 +393,7 @@ impl World {
             partitioned_until: vec![0; DEVICES.len()],
             inflight: Vec::new(),
             delivered: Vec::new(),
-            last_response: vec![None; DEVICES.len()],
+            recent_responses: vec![Vec::new(); DEVICES.len()],
             applied: BTreeSet::new(),
             trace: config.trace.then(Vec::new),
             stats: Stats::default(),
@@ -487,11 +512,14 @@ impl World {
                 81..84 => self.env.borrow_mut().restart_server()?,
                 84..90 => self.jump_device_clock(device),
                 90..92 => {
-                    let offset = [-30_000, 0, 30_000][self.rng_below(3) as usize];
+                    // Steps back as far as the bound: the server's HLC may then run a whole
+                    // bound ahead of its wall clock.
+                    const STEPS: [i64; 5] = [-5 * MINUTE, -2 * MINUTE, -30_000, 0, 30_000];
+                    let offset = STEPS[self.rng_below(STEPS.len() as u64) as usize];
                     self.env.borrow_mut().server_offset_ms = offset;
                     self.log(|| format!("server clock now off by {offset} ms"));
                 }
-                92..95 => self.repeat_last_response(device)?,
+                92..95 => self.apply_old_response_again(device)?,
                 _ => crate::workload::edit(self, device)?,
             }
             let found = self.env.borrow_mut().broken.take();
@@ -518,7 +546,13 @@ impl World {
             20 * MINUTE,
             3 * DAY,
         ];
-        let offset = JUMPS[self.rng_below(JUMPS.len() as u64) as usize];
+        // Three jumps in ten land just past the skew bound, where a refused edit's old copy can
+        // become acceptable again within seconds.
+        let offset = if self.chance(30) {
+            DEFAULT_MAX_DRIFT_MS as i64 + self.rng_below(10_000) as i64
+        } else {
+            JUMPS[self.rng_below(JUMPS.len() as u64) as usize]
+        };
         self.devices[device]
             .clock
             .offset_ms
@@ -596,6 +630,8 @@ impl World {
             }
             Err(SyncError::Store(StoreError::Io(e))) if e.to_string() == "simulated crash" => {
                 self.log(|| format!("{name}: crashes while applying a response"));
+                // That response was never applied: it is not one to apply "again".
+                self.env.borrow_mut().recent_responses[device].pop();
                 drop(store);
                 self.crash_device(device);
                 Ok(Default::default())
@@ -625,18 +661,28 @@ impl World {
         Ok(())
     }
 
-    /// The device applies the last response it received once more (a duplicated delivery).
-    fn repeat_last_response(&mut self, device: usize) -> Result<(), Broken> {
-        let Some(response) = self.env.borrow().last_response[device].clone() else {
+    /// The device is handed one of its recent responses again — late, perhaps after newer
+    /// ones (a duplicated or reordered delivery). Nothing may change: not its records, and its
+    /// cursor may not move back.
+    fn apply_old_response_again(&mut self, device: usize) -> Result<(), Broken> {
+        let recent = self.env.borrow().recent_responses[device].clone();
+        if recent.is_empty() || self.devices[device].store.is_none() {
             return Ok(());
-        };
-        let Some(store) = self.devices[device].store.as_mut() else {
-            return Ok(());
-        };
+        }
+        let response = &recent[self.rng_below(recent.len() as u64) as usize];
+        let name = DEVICES[device].1;
+        let store = self.devices[device].store.as_mut().expect("checked above");
+        let before = store.replica_state().map_err(|e| broken("store", e))?;
         store
-            .apply_sync_response(&response)
+            .apply_sync_response(response)
             .map_err(|e| broken("store", e))?;
-        self.log(|| format!("{}: applies its last response again", DEVICES[device].1));
+        let after = store.replica_state().map_err(|e| broken("store", e))?;
+        self.log(|| format!("{name}: applies an earlier response again"));
+        if let Some(difference) = crate::checks::first_difference(&before, &after) {
+            let detail =
+                format!("{name} changed when an earlier response was applied again: {difference}");
+            return Err(self.fail("idempotence", detail));
+        }
         self.check_cursor(device)
     }
 
@@ -660,7 +706,13 @@ impl World {
                 self.restart_device(device)?;
             }
         }
-        for _ in 0..20 {
+        for _ in 0..HEAL_ROUNDS {
+            // Devices sync every half minute: a server whose HLC ran a whole skew bound ahead of
+            // its wall clock refuses fresh stamps until its clock catches up.
+            self.env
+                .borrow()
+                .global
+                .fetch_add(30_000, Ordering::Relaxed);
             let mut moved = false;
             for device in 0..self.devices.len() {
                 let report = self.sync_device(device, false)?;
@@ -675,7 +727,7 @@ impl World {
         }
         Err(self.fail(
             "liveness",
-            "devices still push or pull after 20 fault-free rounds",
+            format!("devices still push or pull after {HEAL_ROUNDS} fault-free rounds"),
         ))
     }
 }

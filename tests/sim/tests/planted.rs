@@ -7,7 +7,9 @@ use feltbog_sim::{Config, PlantedBug, bug_name, run};
 /// few; the bound leaves room for workload changes without hiding a blind spot).
 const BOUND: u64 = 100;
 
-fn caught_within_bound(bug: PlantedBug) {
+/// Runs seeds until `bug` is caught; the failure must name one of `expected` properties (the
+/// one the bug breaks, or the first symptom it must show).
+fn caught_within_bound(bug: PlantedBug, expected: &[&str]) {
     for seed in 0..BOUND {
         let config = Config {
             bug: Some(bug),
@@ -20,6 +22,11 @@ fn caught_within_bound(bug: PlantedBug) {
                 seed + 1,
                 failure.property
             );
+            assert!(
+                expected.contains(&failure.property),
+                "{} was caught, but by an unexpected check: {failure}",
+                bug_name(bug)
+            );
             return;
         }
     }
@@ -28,27 +35,48 @@ fn caught_within_bound(bug: PlantedBug) {
 
 #[test]
 fn cursor_advanced_before_the_page_is_applied_is_caught() {
-    caught_within_bound(PlantedBug::CursorBeforeApply);
+    // The page is lost: the device misses records (convergence), or holds a change to a record
+    // whose creation it never got and cannot read it (store).
+    caught_within_bound(PlantedBug::CursorBeforeApply, &["convergence", "store"]);
 }
 
 #[test]
 fn a_dropped_conflict_loser_is_caught() {
-    caught_within_bound(PlantedBug::ConflictLoserDropped);
+    caught_within_bound(PlantedBug::ConflictLoserDropped, &["no lost saved edit"]);
 }
 
 #[test]
 fn a_push_that_is_not_idempotent_is_caught() {
-    caught_within_bound(PlantedBug::PushNotIdempotent);
+    caught_within_bound(PlantedBug::PushNotIdempotent, &["idempotence"]);
 }
 
 #[test]
 fn wall_clock_stamps_instead_of_hlc_are_caught() {
-    caught_within_bound(PlantedBug::WallClockStamps);
+    // An edit made after seeing another orders before it; devices that saw different orders
+    // disagree, or an edit is lost.
+    caught_within_bound(
+        PlantedBug::WallClockStamps,
+        &[
+            "causality beats clocks",
+            "convergence",
+            "no lost saved edit",
+        ],
+    );
 }
 
 #[test]
 fn a_server_that_accepts_any_clock_is_caught() {
-    caught_within_bound(PlantedBug::SkewUnchecked);
+    caught_within_bound(PlantedBug::SkewUnchecked, &["skew bound"]);
+}
+
+#[test]
+fn a_cursor_that_moves_back_is_caught() {
+    caught_within_bound(PlantedBug::CursorRewind, &["monotonic cursor"]);
+}
+
+#[test]
+fn a_pull_that_leaks_another_team_is_caught() {
+    caught_within_bound(PlantedBug::ScopeLeak, &["scope"]);
 }
 
 /// The same seed gives the same run, event for event: a failing seed replays exactly.
