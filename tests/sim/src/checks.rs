@@ -192,11 +192,12 @@ fn stamp_field(fields: &BTreeMap<String, Register>, name: &str) -> Option<Stamp>
 }
 
 /// No lost saved edit, the merge half: every value a device assigned is the final value, or a
-/// version in a conflict record, or was overwritten by an edit made on top of it (its `base`),
-/// or equals a value that is accounted for and came later. Every element a device added to a set
-/// is in the final set or was removed by someone who had seen that add.
+/// version (same stamp, same value) in a conflict record, or was overwritten by an edit made on
+/// top of it (its `base`), or equals a value that is accounted for and came later. Every element
+/// a device added to a set is in the final set or was removed by someone who had seen that add.
 fn no_lost_edit(log: &[Change], state: &ReplicaState) -> Result<(), Broken> {
-    let mut versions: BTreeSet<(FieldKey, Stamp)> = BTreeSet::new();
+    // (field, stamp) → the value a conflict record keeps for that write.
+    let mut versions: BTreeMap<(FieldKey, Stamp), serde_json::Value> = BTreeMap::new();
     for ((entity, _), fields) in state {
         if *entity != EntityKind::Conflict {
             continue;
@@ -214,9 +215,11 @@ fn no_lost_edit(log: &[Change], state: &ReplicaState) -> Result<(), Broken> {
                 "a conflict record is incomplete",
             ));
         };
-        for name in ["winner_stamp", "loser_stamp"] {
-            if let Some(stamp) = stamp_field(fields, name) {
-                versions.insert((target.clone(), stamp));
+        for (stamp_name, value_name) in [("winner_stamp", "winner"), ("loser_stamp", "loser")] {
+            if let (Some(stamp), Some(value)) =
+                (stamp_field(fields, stamp_name), fields.get(value_name))
+            {
+                versions.insert((target.clone(), stamp), value.value.clone());
             }
         }
     }
@@ -257,7 +260,7 @@ fn no_lost_edit(log: &[Change], state: &ReplicaState) -> Result<(), Broken> {
         let mut kept: Vec<&serde_json::Value> = Vec::new();
         for (stamp, value, seq) in ops {
             let accounted = final_stamp == Some(stamp)
-                || versions.contains(&(key.clone(), stamp))
+                || versions.get(&(key.clone(), stamp)) == Some(value)
                 || bases.contains(&(key.clone(), stamp))
                 || kept.contains(&value);
             if !accounted {
