@@ -596,14 +596,26 @@ fn a_record_whose_creation_is_incomplete_or_invalid_is_refused() {
     assert_eq!(sync(&mut a).acked, 1);
 }
 
-/// Delivers every request, but loses the first `lose` responses on the way back — after the
-/// server has committed them.
-struct LosesResponses {
+/// A network that misbehaves a set number of times: after `deliver` requests it drops every
+/// further one before it reaches the server, and it loses the first `lose` answers on the way
+/// back — after the server has committed them.
+struct Flaky {
     inner: HttpTransport,
+    deliver: std::cell::Cell<u32>,
     lose: std::cell::Cell<u32>,
 }
 
-impl Transport for LosesResponses {
+impl Flaky {
+    fn new(server: &Server, deliver: u32, lose: u32) -> Flaky {
+        Flaky {
+            inner: HttpTransport::new(&server.url).unwrap(),
+            deliver: std::cell::Cell::new(deliver),
+            lose: std::cell::Cell::new(lose),
+        }
+    }
+}
+
+impl Transport for Flaky {
     fn enrol(
         &self,
         request: &feltbog_core::protocol::EnrolRequest,
@@ -622,12 +634,15 @@ impl Transport for LosesResponses {
         ),
         feltbog_core::sync::TransportError,
     > {
+        let lost = |what: &str| Err(feltbog_core::sync::TransportError::Unreachable(what.into()));
+        if self.deliver.get() == 0 {
+            return lost("request dropped");
+        }
+        self.deliver.set(self.deliver.get() - 1);
         let answer = self.inner.sync(token, request)?;
         if self.lose.get() > 0 {
             self.lose.set(self.lose.get() - 1);
-            return Err(feltbog_core::sync::TransportError::Unreachable(
-                "response lost".into(),
-            ));
+            return lost("response lost");
         }
         Ok(answer)
     }
@@ -641,10 +656,7 @@ fn responses_lost_after_the_server_committed_are_retried_without_doubling() {
     let mut a = device(dir.path(), "a", &server, &worker);
     let mut b = device(dir.path(), "b", &server, &worker);
     citizen_with_visits(&mut a, "Tabt svar", 450, VisitKind::Phone, "opkald");
-    let flaky = LosesResponses {
-        inner: HttpTransport::new(&server.url).unwrap(),
-        lose: std::cell::Cell::new(2),
-    };
+    let flaky = Flaky::new(&server, u32::MAX, 2);
     let retry = feltbog_core::sync::Retry {
         attempts: 3,
         first_delay: std::time::Duration::from_millis(10),
@@ -660,41 +672,6 @@ fn responses_lost_after_the_server_committed_are_retried_without_doubling() {
     );
     sync(&mut b);
     assert_eq!(visits(&mut b).len(), 450);
-}
-
-/// Forwards the first `pass` round trips, then fails as if the network dropped the request.
-struct DropsAfter {
-    inner: HttpTransport,
-    pass: std::cell::Cell<u32>,
-}
-
-impl Transport for DropsAfter {
-    fn enrol(
-        &self,
-        request: &feltbog_core::protocol::EnrolRequest,
-    ) -> Result<feltbog_core::protocol::EnrolResponse, feltbog_core::sync::TransportError> {
-        self.inner.enrol(request)
-    }
-
-    fn sync(
-        &self,
-        token: &str,
-        request: &SyncRequest,
-    ) -> Result<
-        (
-            feltbog_core::protocol::SyncResponse,
-            feltbog_core::sync::WireBytes,
-        ),
-        feltbog_core::sync::TransportError,
-    > {
-        if self.pass.get() == 0 {
-            return Err(feltbog_core::sync::TransportError::Unreachable(
-                "request dropped".into(),
-            ));
-        }
-        self.pass.set(self.pass.get() - 1);
-        self.inner.sync(token, request)
-    }
 }
 
 /// Found by review of the simulation: an edit refused as too far ahead is re-stamped under the
@@ -726,10 +703,7 @@ fn an_old_copy_of_a_refused_edit_that_gets_through_later_still_converges() {
     let seq = old_copy.mutations[0].device_seq;
 
     // A syncs: refused, re-stamped; the re-stamped push is dropped on the way.
-    let once = DropsAfter {
-        inner: HttpTransport::new(&server.url).unwrap(),
-        pass: std::cell::Cell::new(1),
-    };
+    let once = Flaky::new(&server, 1, 0);
     let retry = feltbog_core::sync::Retry {
         attempts: 1,
         first_delay: std::time::Duration::ZERO,
