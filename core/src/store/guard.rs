@@ -106,10 +106,14 @@ pub(crate) fn count_attempt(
         [],
         |r| r.get(0),
     )?;
-    conn.execute(
-        "UPDATE unlock_guard SET next_attempt_at_ms = ?1 WHERE id = 1",
-        [(now_ms + policy.delay_after(failed)) as i64],
-    )?;
+    // A free attempt sets no wait (not even "now": another process's clock may be behind).
+    let delay = policy.delay_after(failed);
+    if delay > 0 {
+        conn.execute(
+            "UPDATE unlock_guard SET next_attempt_at_ms = ?1 WHERE id = 1",
+            [(now_ms + delay) as i64],
+        )?;
+    }
     Ok(failed)
 }
 

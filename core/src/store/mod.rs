@@ -371,11 +371,13 @@ impl Store {
             serde_json::from_str(&kdf_json).map_err(|_| StoreError::Corrupt("kdf params"))?;
         let secret = self.platform.secret()?;
 
-        let now = self.wall.now_ms();
-        let (failed, policy) = {
+        let (failed, policy, now) = {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // The time is read under the lock: read before it, a parallel attempt that counted
+            // meanwhile could stand "in the future" of this one and refuse it a spurious wait.
+            let now = self.wall.now_ms();
             let state = guard::read(&tx)?;
             if state.destroyed || wrapped.is_none() {
                 return Err(StoreError::Destroyed);
@@ -391,7 +393,7 @@ impl Store {
             }
             let failed = guard::count_attempt(&tx, now, &state.policy)?;
             tx.commit()?;
-            (failed, state.policy)
+            (failed, state.policy, now)
         };
         let wrapped = wrapped.ok_or(StoreError::Destroyed)?;
         let kdf_started = Instant::now();
