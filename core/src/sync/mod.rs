@@ -123,6 +123,25 @@ impl Default for Retry {
     }
 }
 
+/// Access to the store for one step of a sync. The app shares its store with the screens, so it
+/// hands the store out only between round trips: a save never waits on the network.
+pub trait StoreAccess {
+    /// Runs `f` with the store; fails (e.g. [`StoreError::Locked`]) if it is gone meanwhile.
+    fn with_store<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<R, SyncError>,
+    ) -> Result<R, SyncError>;
+}
+
+impl StoreAccess for &mut Store {
+    fn with_store<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<R, SyncError>,
+    ) -> Result<R, SyncError> {
+        f(self)
+    }
+}
+
 /// Syncs until the outbox is drained and the pull is complete.
 pub fn sync_now(
     store: &mut Store,
@@ -130,26 +149,40 @@ pub fn sync_now(
     retry: Retry,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SyncReport, SyncError> {
-    let enrolment = store.enrolment()?.ok_or(SyncError::NotEnrolled)?;
+    sync_with(&mut &mut *store, transport, retry, progress)
+}
+
+/// [`sync_now`] over shared access: the store is held for each local step, never across a round
+/// trip. If the store is locked meanwhile, the sync stops with that error; whatever the server
+/// committed is pulled again next time (pushes are idempotent).
+pub fn sync_with<A: StoreAccess>(
+    access: &mut A,
+    transport: &dyn Transport,
+    retry: Retry,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SyncReport, SyncError> {
+    let enrolment = access.with_store(|s| s.enrolment()?.ok_or(SyncError::NotEnrolled))?;
     let mut report = SyncReport::default();
     // A bound on round trips: a server that always says "more" cannot keep us here forever.
     for _ in 0..100_000 {
-        let mut pending = store.pending(MAX_PUSH)?;
-        // Pack by size too: a push of long notes must stay under the server's body limits.
-        let mut bytes = 0;
-        let fits = pending
-            .iter()
-            .take_while(|m| {
-                bytes += serde_json::to_vec(m).map_or(0, |v| v.len());
-                bytes <= crate::protocol::limits::PAGE_BYTES
+        let request = access.with_store(|store| {
+            let mut pending = store.pending(MAX_PUSH)?;
+            // Pack by size too: a push of long notes must stay under the server's body limits.
+            let mut bytes = 0;
+            let fits = pending
+                .iter()
+                .take_while(|m| {
+                    bytes += serde_json::to_vec(m).map_or(0, |v| v.len());
+                    bytes <= crate::protocol::limits::PAGE_BYTES
+                })
+                .count()
+                .max(1);
+            pending.truncate(fits);
+            Ok(SyncRequest {
+                mutations: pending,
+                cursor: store.sync_status()?.cursor,
             })
-            .count()
-            .max(1);
-        pending.truncate(fits);
-        let request = SyncRequest {
-            mutations: pending,
-            cursor: store.sync_status()?.cursor,
-        };
+        })?;
         let (response, bytes) =
             match round_trip(transport, enrolment.token.expose(), &request, retry) {
                 Ok(ok) => ok,
@@ -162,7 +195,7 @@ pub fn sync_now(
                         SyncError::UpdateRequired => "app update required",
                         _ => "sync failed",
                     };
-                    store.record_sync_error(message)?;
+                    access.with_store(|s| Ok(s.record_sync_error(message)?))?;
                     return Err(e);
                 }
             };
@@ -170,16 +203,18 @@ pub fn sync_now(
         report.pushed += request.mutations.len();
         report.bytes.sent += bytes.sent;
         report.bytes.received += bytes.received;
-        let applied = store.apply_sync_response(&response)?;
+        let (applied, restamped, pending_now) = access.with_store(|store| {
+            let applied = store.apply_sync_response(&response)?;
+            let mut restamped = 0;
+            if !applied.clock_rejected.is_empty() {
+                restamped = store.restamp(&response)?;
+            }
+            Ok((applied, restamped, store.outbox_len()?))
+        })?;
         report.acked += applied.acked;
         report.set_aside += applied.set_aside;
         report.pulled += applied.pulled;
-        let mut restamped = 0;
-        if !applied.clock_rejected.is_empty() {
-            restamped = store.restamp(&response)?;
-            report.restamped += restamped;
-        }
-        let pending_now = store.outbox_len()?;
+        report.restamped += restamped;
         progress(Progress {
             pulled: report.pulled,
             pending: pending_now,
