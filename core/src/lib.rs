@@ -37,5 +37,8 @@ pub mod store;
 #[cfg(feature = "client")]
 pub mod sync;
 
+#[cfg(feature = "http")]
+pub mod app;
+
 #[cfg(feature = "dataset")]
 pub mod dataset;

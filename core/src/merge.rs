@@ -37,6 +37,7 @@ pub type ReplicaState = BTreeMap<(EntityKind, uuid::Uuid), BTreeMap<String, Regi
 /// Whether a person must decide, or the winner stands and the worker is only told.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum ConflictKind {
     /// Free text: both versions are kept until someone resolves it.
     Open,

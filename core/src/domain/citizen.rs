@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 /// Where the citizen lives now.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum HousingSituation {
     Street,
     Shelter,
@@ -28,6 +29,7 @@ pub enum HousingSituation {
 /// Whether the citizen has consented to the work being recorded and shared.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum ConsentStatus {
     NotAsked,
     Given,
@@ -38,6 +40,7 @@ pub enum ConsentStatus {
 /// How consent was given.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum ConsentMethod {
     Verbal,
     Written,
@@ -57,6 +60,7 @@ pub struct Consent {
 /// Progress on one of the citizen's goals.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum GoalStatus {
     Active,
     Achieved,

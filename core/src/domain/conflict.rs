@@ -17,6 +17,7 @@ use uuid::Uuid;
 /// Where a conflict stands.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum ConflictStatus {
     Open,
     Resolved,

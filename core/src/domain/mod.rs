@@ -34,6 +34,7 @@ use uuid::Uuid;
 /// The names are stable: they appear in associated data and on the wire.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum EntityKind {
     Citizen,
     Visit,

@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 /// What kind of place a site is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum SiteKind {
     AlternativeHousing,
     StairwellCommunity,
@@ -38,6 +39,7 @@ pub struct Site {
 /// What a site-log entry records.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum SiteLogKind {
     ResidentContact,
     NeighbourDialogue,

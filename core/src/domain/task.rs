@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 /// Where a task stands.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum TaskStatus {
     #[default]
     Open,

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 /// What kind of contact this was.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum VisitKind {
     HomeVisit,
     StreetContact,
@@ -24,6 +25,7 @@ pub enum VisitKind {
 /// What the contact was about.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum Theme {
     Housing,
     EconomyAndDebt,
@@ -40,6 +42,7 @@ pub enum Theme {
 /// Where the citizen was referred or helped on to.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum Referral {
     DebtCounselling,
     HousingSupport,

@@ -1,0 +1,102 @@
+//! The TypeScript declarations of every type the screens exchange with Rust, generated from the
+//! Rust types themselves (ts-rs) into `ui/src/lib/bindings.ts`. A test fails when the checked-in
+//! file is stale; `FELTBOG_UPDATE_BINDINGS=1 cargo test -p feltbog-core --features http,ts
+//! bindings` rewrites it.
+
+use super::{forms, views};
+use ts_rs::{Config, TS};
+
+macro_rules! declare {
+    ($cfg:expr, $out:expr, $($ty:ty),+ $(,)?) => {
+        $( $out.push(format!("export {}", <$ty as TS>::decl($cfg))); )+
+    };
+}
+
+/// The whole bindings file.
+pub fn typescript() -> String {
+    let cfg = Config::new().with_large_int("number");
+    let mut decls: Vec<String> = Vec::new();
+    use crate::domain::*;
+    declare!(
+        &cfg,
+        decls,
+        // Enums of the domain.
+        HousingSituation,
+        ConsentStatus,
+        ConsentMethod,
+        GoalStatus,
+        VisitKind,
+        Theme,
+        Referral,
+        TaskStatus,
+        SiteKind,
+        SiteLogKind,
+        ConflictStatus,
+        EntityKind,
+        crate::merge::ConflictKind,
+        // The app.
+        super::Phase,
+        super::Language,
+        super::Settings,
+        super::SyncState,
+        super::SyncProgress,
+        super::SyncBar,
+        super::AppState,
+        super::ErrorCode,
+        super::AppError,
+        // What screens show.
+        views::CitizenSummary,
+        views::ConsentView,
+        views::GoalView,
+        views::VisitView,
+        views::TaskView,
+        views::CitizenDetail,
+        views::Today,
+        views::SiteView,
+        views::SiteLogView,
+        views::ConflictView,
+        // What screens send.
+        forms::FirstRunInput,
+        forms::ConsentInput,
+        forms::GoalInput,
+        forms::CitizenInput,
+        forms::FollowUpInput,
+        forms::VisitInput,
+        forms::TaskInput,
+        forms::SiteInput,
+        forms::SiteLogInput,
+        forms::ConflictChoice,
+    );
+    let mut out = String::from(
+        "// Generated from the Rust types by `core/src/app/bindings.rs` (ts-rs). Do not edit:\n\
+         // run `FELTBOG_UPDATE_BINDINGS=1 cargo test -p feltbog-core --features http,ts bindings`.\n\n",
+    );
+    for d in decls {
+        out.push_str(&d);
+        out.push_str("\n\n");
+    }
+    out.truncate(out.trim_end().len());
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    #[test]
+    fn checked_in_bindings_are_current() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ui/src/lib/bindings.ts");
+        let fresh = super::typescript();
+        if std::env::var_os("FELTBOG_UPDATE_BINDINGS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &fresh).unwrap();
+        }
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            current == fresh,
+            "ui/src/lib/bindings.ts is stale: run \
+             `FELTBOG_UPDATE_BINDINGS=1 cargo test -p feltbog-core --features http,ts bindings`"
+        );
+    }
+}

@@ -1,0 +1,467 @@
+//! What the screens send: form inputs, turned into domain records here so every rule lives in
+//! one place. Blank optional text becomes `None`; dates arrive as `YYYY-MM-DD`; the domain's
+//! `Validate` then checks the record as a whole before anything is saved.
+
+use super::error::AppError;
+use crate::domain::{
+    AnonymousContact, Citizen, CitizenId, Consent, ConsentMethod, ConsentStatus, Cpr, Goal, GoalId,
+    GoalStatus, HousingSituation, Referral, Sensitive, Site, SiteId, SiteKind, SiteLogEntry,
+    SiteLogEntryId, SiteLogKind, Task, TaskId, TaskStatus, TeamId, Theme, Visit, VisitId,
+    VisitKind, WorkerId,
+};
+use crate::store::{Resolution, Store, StoreError};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+#[cfg(feature = "ts")]
+use ts_rs::TS;
+
+/// First run: where to sync, the one-time code from the administrator, and the PIN or
+/// passphrase that will protect the store.
+#[derive(Clone, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct FirstRunInput {
+    pub server_url: String,
+    pub code: String,
+    pub pin: String,
+}
+
+impl std::fmt::Debug for FirstRunInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FirstRunInput(‹redacted›)")
+    }
+}
+
+/// Consent as entered.
+#[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct ConsentInput {
+    pub status: ConsentStatus,
+    pub date: String,
+    pub scope: String,
+    pub method: ConsentMethod,
+}
+
+/// A goal as entered; `id` is `None` for a new goal.
+#[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct GoalInput {
+    pub id: Option<Uuid>,
+    pub text: String,
+    pub status: GoalStatus,
+}
+
+/// The citizen form: create (`id` = `None`) or edit.
+#[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct CitizenInput {
+    pub id: Option<Uuid>,
+    pub alias: String,
+    pub full_name: String,
+    pub cpr: String,
+    pub birth_year: Option<i32>,
+    pub phone: String,
+    pub housing: HousingSituation,
+    pub site_id: Option<Uuid>,
+    pub consent: Option<ConsentInput>,
+    pub goals: Vec<GoalInput>,
+}
+
+/// A follow-up created together with a visit.
+#[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct FollowUpInput {
+    pub title: String,
+    pub due: String,
+}
+
+/// The visit form and the quick contact: a known citizen *or* an anonymous contact.
+#[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct VisitInput {
+    pub citizen_id: Option<Uuid>,
+    /// How many people were met, for an anonymous contact.
+    pub anonymous_count: Option<u16>,
+    pub anonymous_description: String,
+    pub kind: VisitKind,
+    /// When it started; `None` means now.
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub started_at_ms: Option<i64>,
+    pub duration_minutes: u16,
+    pub place: String,
+    pub themes: Vec<Theme>,
+    pub referrals: Vec<Referral>,
+    pub note: String,
+    pub wellbeing: Option<u8>,
+    pub follow_up: Option<FollowUpInput>,
+}
+
+/// A task about a citizen.
+#[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct TaskInput {
+    pub citizen_id: Uuid,
+    pub title: String,
+    pub due: String,
+}
+
+/// A site.
+#[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct SiteInput {
+    pub kind: SiteKind,
+    pub name: String,
+    pub address: String,
+}
+
+/// A site-log entry (now, by the signed-in caretaker).
+#[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct SiteLogInput {
+    pub site_id: Uuid,
+    pub kind: SiteLogKind,
+    pub note: String,
+    pub residents: Vec<Uuid>,
+}
+
+/// How a worker settles a conflict from the inbox.
+#[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+#[serde(tag = "choice", rename_all = "snake_case")]
+pub enum ConflictChoice {
+    KeepMine,
+    KeepTheirs,
+    /// Both versions edited into one text.
+    Merged {
+        text: String,
+    },
+    /// A notice: the current value stands.
+    Dismiss,
+}
+
+/// Who is signed in on this device (from enrolment).
+#[derive(Clone, Copy, Debug)]
+pub struct Author {
+    pub worker: WorkerId,
+    pub team: TeamId,
+}
+
+fn opt_text(s: &str) -> Option<Sensitive<String>> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| Sensitive(t.to_owned()))
+}
+
+/// Parses a `YYYY-MM-DD` date from a form field.
+pub fn parse_date(field: &str, s: &str) -> Result<NaiveDate, AppError> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|_| AppError::invalid(field, format!("{field} must be a date (YYYY-MM-DD)")))
+}
+
+fn at_ms(field: &str, ms: i64) -> Result<DateTime<Utc>, AppError> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| AppError::invalid(field, format!("{field} is not a valid time")))
+}
+
+/// Builds the citizen to save: a new one owned by the author's team, or `existing` edited.
+pub fn citizen_from(
+    input: &CitizenInput,
+    existing: Option<Citizen>,
+    author: Author,
+    now: DateTime<Utc>,
+) -> Result<Citizen, AppError> {
+    let mut c = existing.unwrap_or_else(|| Citizen {
+        team_id: Some(author.team),
+        primary_worker: Some(author.worker),
+        ..Citizen::with_alias("")
+    });
+    if input.id.is_none() {
+        c.created_at = now;
+    }
+    c.alias = opt_text(&input.alias);
+    c.full_name = opt_text(&input.full_name);
+    c.cpr = match input.cpr.trim() {
+        "" => None,
+        s => Some(Cpr::parse(s).map_err(|e| AppError::invalid("cpr", e.to_string()))?),
+    };
+    c.birth_year = input.birth_year;
+    c.phone = opt_text(&input.phone);
+    c.housing = input.housing;
+    c.site_id = input.site_id.map(SiteId);
+    c.consent = match &input.consent {
+        None => None,
+        Some(k) => Some(Consent {
+            status: k.status,
+            date: parse_date("consent.date", &k.date)?,
+            scope: Sensitive(k.scope.trim().to_owned()),
+            method: k.method,
+            recorded_by: c
+                .consent
+                .as_ref()
+                .filter(|old| old.status == k.status)
+                .map_or(author.worker, |old| old.recorded_by),
+        }),
+    };
+    let today = now.date_naive();
+    let old_goals = std::mem::take(&mut c.goals);
+    c.goals = input
+        .goals
+        .iter()
+        .filter(|g| !g.text.trim().is_empty())
+        .map(|g| {
+            let kept = g.id.and_then(|id| old_goals.iter().find(|o| o.id.0 == id));
+            Goal {
+                id: kept.map_or_else(GoalId::new, |o| o.id),
+                text: Sensitive(g.text.trim().to_owned()),
+                status: g.status,
+                created: kept.map_or(today, |o| o.created),
+            }
+        })
+        .collect();
+    Ok(c)
+}
+
+/// Builds a visit and, if asked for, its follow-up task (saved together).
+pub fn visit_from(
+    input: &VisitInput,
+    author: Author,
+    now: DateTime<Utc>,
+) -> Result<(Visit, Option<Task>), AppError> {
+    let started_at = match input.started_at_ms {
+        Some(ms) => at_ms("started_at", ms)?,
+        None => now,
+    };
+    if started_at > now + chrono::Duration::minutes(5) {
+        return Err(AppError::invalid(
+            "started_at",
+            "started_at is in the future",
+        ));
+    }
+    let anonymous = match (input.citizen_id, input.anonymous_count) {
+        (None, Some(count)) => Some(AnonymousContact {
+            count,
+            description: Sensitive(input.anonymous_description.trim().to_owned()),
+        }),
+        _ => None,
+    };
+    let mut visit = Visit {
+        id: VisitId::new(),
+        citizen_id: input.citizen_id.map(CitizenId),
+        anonymous,
+        author: author.worker,
+        team_id: Some(author.team),
+        started_at,
+        duration_minutes: input.duration_minutes,
+        kind: input.kind,
+        place: opt_text(&input.place),
+        themes: input.themes.iter().copied().collect(),
+        note: Sensitive(input.note.trim().to_owned()),
+        referrals: input.referrals.iter().copied().collect(),
+        wellbeing: input.wellbeing,
+        follow_up: None,
+        archived: false,
+    };
+    let task = match (&input.follow_up, visit.citizen_id) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(AppError::invalid(
+                "follow_up",
+                "a follow-up needs a known citizen",
+            ));
+        }
+        (Some(f), Some(citizen)) => {
+            let task = task_from(
+                &TaskInput {
+                    citizen_id: citizen.0,
+                    title: f.title.clone(),
+                    due: f.due.clone(),
+                },
+                author,
+                now,
+            )
+            .map_err(|mut e| {
+                e.field = e.field.map(|f| format!("follow_up.{f}"));
+                e
+            })?;
+            visit.follow_up = Some(task.id);
+            Some(task)
+        }
+    };
+    Ok((visit, task))
+}
+
+/// Builds a task assigned to the author.
+pub fn task_from(input: &TaskInput, author: Author, now: DateTime<Utc>) -> Result<Task, AppError> {
+    Ok(Task {
+        id: TaskId::new(),
+        citizen_id: CitizenId(input.citizen_id),
+        title: Sensitive(input.title.trim().to_owned()),
+        created_at: now,
+        due: parse_date("due", &input.due)?,
+        assignee: Some(author.worker),
+        status: TaskStatus::Open,
+        archived: false,
+    })
+}
+
+/// Builds a site.
+pub fn site_from(input: &SiteInput, now: DateTime<Utc>) -> Site {
+    Site {
+        id: SiteId::new(),
+        kind: input.kind,
+        name: Sensitive(input.name.trim().to_owned()),
+        address: Sensitive(input.address.trim().to_owned()),
+        archived: false,
+        created_at: now,
+    }
+}
+
+/// Builds a site-log entry written now.
+pub fn site_log_from(input: &SiteLogInput, author: Author, now: DateTime<Utc>) -> SiteLogEntry {
+    SiteLogEntry {
+        id: SiteLogEntryId::new(),
+        site_id: SiteId(input.site_id),
+        at: now,
+        kind: input.kind,
+        note: Sensitive(input.note.trim().to_owned()),
+        residents: input
+            .residents
+            .iter()
+            .copied()
+            .map(CitizenId)
+            .collect::<BTreeSet<_>>(),
+        author: author.worker,
+        archived: false,
+    }
+}
+
+/// Applies a worker's choice from the conflict inbox.
+pub fn settle_conflict(
+    store: &mut Store,
+    id: Uuid,
+    choice: &ConflictChoice,
+) -> Result<(), StoreError> {
+    let id = crate::domain::ConflictId(id);
+    match choice {
+        ConflictChoice::KeepMine => store.resolve_conflict(id, Resolution::KeepMine),
+        ConflictChoice::KeepTheirs => store.resolve_conflict(id, Resolution::KeepTheirs),
+        ConflictChoice::Merged { text } => {
+            store.resolve_conflict(id, Resolution::Merged(text.clone().into()))
+        }
+        ConflictChoice::Dismiss => store.dismiss_conflict(id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Validate;
+
+    fn author() -> Author {
+        Author {
+            worker: WorkerId::new(),
+            team: TeamId::new(),
+        }
+    }
+
+    fn visit_input() -> VisitInput {
+        VisitInput {
+            citizen_id: None,
+            anonymous_count: Some(2),
+            anonymous_description: "  two by the station ".into(),
+            kind: VisitKind::StreetContact,
+            started_at_ms: None,
+            duration_minutes: 10,
+            place: " ".into(),
+            themes: vec![Theme::Housing, Theme::Housing],
+            referrals: vec![],
+            note: String::new(),
+            wellbeing: None,
+            follow_up: None,
+        }
+    }
+
+    #[test]
+    fn an_anonymous_quick_contact_becomes_a_valid_visit_by_the_author() {
+        let a = author();
+        let (v, task) = visit_from(&visit_input(), a, Utc::now()).unwrap();
+        v.validate().unwrap();
+        assert!(task.is_none());
+        assert_eq!(v.author, a.worker);
+        assert_eq!(v.team_id, Some(a.team));
+        assert_eq!(
+            v.anonymous.unwrap().description.expose(),
+            "two by the station"
+        );
+        assert!(v.place.is_none(), "blank text is no value");
+        assert_eq!(v.themes.len(), 1);
+    }
+
+    #[test]
+    fn a_follow_up_needs_a_citizen_and_a_real_date() {
+        let mut input = visit_input();
+        input.follow_up = Some(FollowUpInput {
+            title: "call".into(),
+            due: "2099-01-01".into(),
+        });
+        let e = visit_from(&input, author(), Utc::now()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("follow_up"));
+        input.citizen_id = Some(Uuid::now_v7());
+        input.anonymous_count = None;
+        input.follow_up.as_mut().unwrap().due = "31/12".into();
+        let e = visit_from(&input, author(), Utc::now()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("follow_up.due"));
+        input.follow_up.as_mut().unwrap().due = "2099-01-01".into();
+        let (v, task) = visit_from(&input, author(), Utc::now()).unwrap();
+        assert_eq!(v.follow_up, task.map(|t| t.id));
+    }
+
+    #[test]
+    fn a_visit_cannot_start_in_the_future() {
+        let mut input = visit_input();
+        input.started_at_ms = Some((Utc::now() + chrono::Duration::hours(2)).timestamp_millis());
+        let e = visit_from(&input, author(), Utc::now()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("started_at"));
+    }
+
+    #[test]
+    fn editing_a_citizen_keeps_goal_ids_and_creation_and_checks_the_cpr() {
+        let a = author();
+        let mut input = CitizenInput {
+            id: None,
+            alias: "Fisk".into(),
+            full_name: String::new(),
+            cpr: String::new(),
+            birth_year: None,
+            phone: String::new(),
+            housing: HousingSituation::Street,
+            site_id: None,
+            consent: None,
+            goals: vec![GoalInput {
+                id: None,
+                text: "Få egen bolig".into(),
+                status: GoalStatus::Active,
+            }],
+        };
+        let created = citizen_from(&input, None, a, Utc::now()).unwrap();
+        created.validate().unwrap();
+        assert_eq!(created.team_id, Some(a.team));
+        input.id = Some(created.id.0);
+        input.goals[0].id = Some(created.goals[0].id.0);
+        input.goals.push(GoalInput {
+            id: None,
+            text: "   ".into(),
+            status: GoalStatus::Active,
+        });
+        let later = Utc::now() + chrono::Duration::days(3);
+        let edited = citizen_from(&input, Some(created.clone()), a, later).unwrap();
+        assert_eq!(edited.goals.len(), 1, "a blank goal is dropped");
+        assert_eq!(edited.goals[0].id, created.goals[0].id);
+        assert_eq!(edited.created_at, created.created_at);
+        input.cpr = "123".into();
+        let e = citizen_from(&input, None, a, Utc::now()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("cpr"));
+        assert!(!e.message.contains("123"));
+    }
+}

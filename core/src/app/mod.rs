@@ -1,0 +1,754 @@
+//! What the tablet app does, independent of its shell: the Tauri commands and the UI are thin
+//! over this. [`App`] owns the store file in the app's data directory and knows the app's
+//! phases (first run → locked ⇄ unlocked), the idle lock, the background sync loop with its
+//! back-off, and the settings. Screens read [`views`] and send [`forms`]; every failure reaches
+//! them as an [`AppError`] with a stable code.
+//!
+//! Threads: the store sits behind a mutex. Screens hold it for one read or save; the sync loop
+//! holds it only between round trips ([`crate::sync::sync_with`]), so a save never waits on
+//! the network.
+
+#[cfg(feature = "ts")]
+pub mod bindings;
+pub mod error;
+pub mod forms;
+pub mod views;
+
+pub use error::{AppError, ErrorCode};
+
+use crate::crypto::{KdfParams, Passphrase};
+use crate::domain::{Citizen, Task, TaskStatus};
+use crate::keystore::NoPlatformSecret;
+use crate::store::{CreateOptions, Store, StoreError};
+use crate::sync::{self, Progress, Retry, StoreAccess, SyncError, http::HttpTransport};
+use chrono::{NaiveDate, Utc};
+use forms::Author;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+#[cfg(feature = "ts")]
+use ts_rs::TS;
+
+/// The store's file name inside the app data directory.
+pub const STORE_FILE: &str = "feltbog.store";
+const SETTINGS_FILE: &str = "settings.json";
+
+/// Where the app is: which screen the UI must show.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// No store yet: enrol and choose a PIN.
+    FirstRun,
+    Locked,
+    Unlocked,
+}
+
+/// The UI language.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "ts", derive(TS))]
+#[serde(rename_all = "snake_case")]
+pub enum Language {
+    #[default]
+    Da,
+    En,
+}
+
+/// Device settings: no personal data, kept in a plain JSON file beside the store.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct Settings {
+    pub language: Language,
+    /// Lock after this long without a touch.
+    pub lock_timeout_secs: u32,
+}
+
+impl Settings {
+    /// The default idle lock: 5 minutes.
+    pub const DEFAULT_LOCK_SECS: u32 = 300;
+    /// Shortest and longest idle lock a user may choose.
+    pub const LOCK_RANGE: std::ops::RangeInclusive<u32> = 60..=3600;
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            language: Language::Da,
+            lock_timeout_secs: Self::DEFAULT_LOCK_SECS,
+        }
+    }
+}
+
+/// What the sync bar says.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Default)]
+#[cfg_attr(feature = "ts", derive(TS))]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    /// Not tried since the app started.
+    #[default]
+    Unknown,
+    Online,
+    Syncing,
+    Offline,
+    /// The server revoked this device or its worker.
+    Revoked,
+    UpdateRequired,
+    /// The last sync failed for another reason (see the server or the log).
+    Failed,
+}
+
+/// Progress of a long sync.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct SyncProgress {
+    pub pulled: u32,
+    pub pending: u32,
+    pub more: bool,
+}
+
+/// The sync bar: always visible, readable while locked (counts carry no personal data).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct SyncBar {
+    pub state: SyncState,
+    /// Saved here and not yet on the server.
+    pub unsynced: u32,
+    /// Refused by the server and kept aside (never dropped).
+    pub set_aside: u32,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub last_success_ms: Option<u64>,
+    pub progress: Option<SyncProgress>,
+    /// Open conflicts waiting in the inbox (0 while locked).
+    pub open_conflicts: u32,
+}
+
+/// Everything the UI needs to pick a screen.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct AppState {
+    pub phase: Phase,
+    pub settings: Settings,
+    pub sync: SyncBar,
+    /// The signed-in worker (when unlocked).
+    pub worker_id: Option<Uuid>,
+    pub server_url: Option<String>,
+}
+
+/// How the app is set up by its shell.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    /// The app's private data directory (created 0700).
+    pub data_dir: PathBuf,
+    /// Argon2 cost target per unlock, calibrated on the device at first run.
+    pub kdf_target: Duration,
+    /// Overrides the idle lock chosen in settings (kiosk set-ups and the end-to-end tests).
+    pub idle_lock_override: Option<Duration>,
+}
+
+impl AppConfig {
+    /// Defaults for `data_dir`.
+    pub fn new(data_dir: PathBuf) -> AppConfig {
+        AppConfig {
+            data_dir,
+            kdf_target: KdfParams::DEFAULT_TARGET,
+            idle_lock_override: None,
+        }
+    }
+}
+
+/// Back-off of the background sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncSchedule {
+    /// After a good sync: pull again this often.
+    pub every: Duration,
+    /// First wait after a failure; doubles up to `max_wait`.
+    pub first_wait: Duration,
+    pub max_wait: Duration,
+}
+
+impl Default for SyncSchedule {
+    fn default() -> Self {
+        SyncSchedule {
+            every: Duration::from_secs(60),
+            first_wait: Duration::from_secs(5),
+            max_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+impl SyncSchedule {
+    /// The wait before the next attempt after `failures` failures in a row (0 = last one good).
+    pub fn wait_after(&self, failures: u32) -> Duration {
+        if failures == 0 {
+            return self.every;
+        }
+        let factor = 1u32 << (failures - 1).min(16);
+        self.first_wait.saturating_mul(factor).min(self.max_wait)
+    }
+}
+
+#[derive(Default)]
+struct SyncRuntime {
+    state: SyncState,
+    progress: Option<SyncProgress>,
+    kicked: bool,
+    failures: u32,
+}
+
+/// The app: one per process.
+pub struct App {
+    config: AppConfig,
+    store: Mutex<Option<Store>>,
+    settings: Mutex<Settings>,
+    last_touch: Mutex<Instant>,
+    sync: Mutex<SyncRuntime>,
+    wake: Condvar,
+    stopping: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock leaves data that is still consistent (every store write is
+    // one transaction), so carry on rather than poison the app.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn internal(e: impl std::fmt::Display) -> AppError {
+    AppError::new(ErrorCode::Internal, e.to_string())
+}
+
+struct Shared<'a>(&'a Mutex<Option<Store>>);
+
+impl StoreAccess for Shared<'_> {
+    fn with_store<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<R, SyncError>,
+    ) -> Result<R, SyncError> {
+        let mut guard = lock(self.0);
+        match guard.as_mut() {
+            Some(store) if store.is_unlocked() => f(store),
+            _ => Err(SyncError::Store(StoreError::Locked)),
+        }
+    }
+}
+
+impl App {
+    /// Opens the app's data directory (creating it) and the store in it, locked, if any.
+    pub fn new(config: AppConfig) -> Result<App, AppError> {
+        create_private_dir(&config.data_dir)?;
+        let settings = std::fs::read(config.data_dir.join(SETTINGS_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let path = config.data_dir.join(STORE_FILE);
+        let store = if path.exists() {
+            Some(Store::open(&path, Arc::new(NoPlatformSecret))?)
+        } else {
+            None
+        };
+        Ok(App {
+            config,
+            store: Mutex::new(store),
+            settings: Mutex::new(settings),
+            last_touch: Mutex::new(Instant::now()),
+            sync: Mutex::new(SyncRuntime::default()),
+            wake: Condvar::new(),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    fn store_path(&self) -> PathBuf {
+        self.config.data_dir.join(STORE_FILE)
+    }
+
+    /// The phase, settings and sync bar.
+    pub fn state(&self) -> AppState {
+        let (phase, worker_id, server_url) = {
+            let mut guard = lock(&self.store);
+            match guard.as_mut() {
+                None => (Phase::FirstRun, None, None),
+                Some(s) if !s.is_unlocked() => (Phase::Locked, None, None),
+                Some(s) => match s.enrolment() {
+                    Ok(Some(e)) => (Phase::Unlocked, Some(e.worker_id), Some(e.server_url)),
+                    _ => (Phase::Unlocked, None, None),
+                },
+            }
+        };
+        AppState {
+            phase,
+            settings: *lock(&self.settings),
+            sync: self.sync_bar(),
+            worker_id,
+            server_url,
+        }
+    }
+
+    /// First run: creates the store protected by the PIN, enrols it with the server, and leaves
+    /// it unlocked. If enrolment fails, nothing is left behind and the worker can try again.
+    pub fn first_run(&self, input: &forms::FirstRunInput) -> Result<AppState, AppError> {
+        let url = input.server_url.trim().trim_end_matches('/');
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(' ') {
+            return Err(AppError {
+                field: Some("server_url".into()),
+                ..AppError::new(
+                    ErrorCode::BadServerAddress,
+                    "the server address must start with https://",
+                )
+            });
+        }
+        let code = input.code.trim();
+        if code.is_empty() || code.len() > 200 {
+            return Err(AppError::invalid("code", "the enrolment code is required"));
+        }
+        let pin = Passphrase::new(input.pin.clone())?;
+        let mut guard = lock(&self.store);
+        if guard.is_some() {
+            return Err(AppError::new(
+                ErrorCode::AlreadySetUp,
+                "this device is already set up",
+            ));
+        }
+        let (kdf, _) = KdfParams::calibrate(self.config.kdf_target).map_err(internal)?;
+        let path = self.store_path();
+        let mut store = Store::create(&path, &pin, &CreateOptions::with_kdf(kdf))?;
+        let enrolled = HttpTransport::new(url)
+            .map_err(SyncError::from)
+            .and_then(|t| sync::enrol(&mut store, &t, url, code));
+        if let Err(e) = enrolled {
+            drop(store);
+            remove_store_files(&path);
+            return Err(e.into());
+        }
+        *guard = Some(store);
+        drop(guard);
+        self.touch();
+        self.kick_sync();
+        Ok(self.state())
+    }
+
+    /// Unlocks with the PIN; starts a sync.
+    pub fn unlock(&self, pin: &str) -> Result<AppState, AppError> {
+        let pin = Passphrase::new(pin).map_err(|_| {
+            // A short PIN is simply wrong here; do not tell the rule to a guesser.
+            AppError::new(ErrorCode::WrongPin, "wrong passphrase or PIN")
+        })?;
+        {
+            let mut guard = lock(&self.store);
+            let store = guard
+                .as_mut()
+                .ok_or_else(|| AppError::new(ErrorCode::NotSetUp, "no store"))?;
+            if !store.is_unlocked() {
+                store.unlock(&pin)?;
+            }
+        }
+        self.touch();
+        self.kick_sync();
+        Ok(self.state())
+    }
+
+    /// Drops the keys from memory. Returns whether the store was unlocked.
+    pub fn lock(&self) -> bool {
+        let mut guard = lock(&self.store);
+        match guard.as_mut() {
+            Some(s) if s.is_unlocked() => {
+                s.lock();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Notes user activity (the UI calls it on touches and key presses): postpones the idle
+    /// lock.
+    pub fn touch(&self) {
+        *lock(&self.last_touch) = Instant::now();
+    }
+
+    /// The idle lock in force.
+    pub fn idle_limit(&self) -> Duration {
+        self.config.idle_lock_override.unwrap_or_else(|| {
+            Duration::from_secs(u64::from(lock(&self.settings).lock_timeout_secs))
+        })
+    }
+
+    /// Locks if nothing touched the app for the idle limit; returns whether it locked now.
+    pub fn lock_if_idle(&self, now: Instant) -> bool {
+        let idle = now.saturating_duration_since(*lock(&self.last_touch));
+        idle >= self.idle_limit() && self.lock()
+    }
+
+    /// Runs `f` on the unlocked store as the signed-in worker. Not counted as activity: the
+    /// UI refreshes screens by itself (after a sync, say), and that must not keep the app open.
+    fn with_unlocked<R>(
+        &self,
+        f: impl FnOnce(&mut Store, Author) -> Result<R, AppError>,
+    ) -> Result<R, AppError> {
+        let mut guard = lock(&self.store);
+        let store = guard
+            .as_mut()
+            .ok_or_else(|| AppError::new(ErrorCode::NotSetUp, "no store"))?;
+        let enrolment = store
+            .enrolment()?
+            .ok_or_else(|| AppError::new(ErrorCode::NotSetUp, "not enrolled"))?;
+        let author = Author {
+            worker: crate::domain::WorkerId(enrolment.worker_id),
+            team: crate::domain::TeamId(enrolment.team_id),
+        };
+        f(store, author)
+    }
+
+    /// A save happened: counts as activity and wakes the sync loop.
+    fn saved<R>(&self, r: Result<R, AppError>) -> Result<R, AppError> {
+        if r.is_ok() {
+            self.kick_sync();
+        }
+        r
+    }
+
+    fn today_date() -> NaiveDate {
+        chrono::Local::now().date_naive()
+    }
+
+    /// The today screen.
+    pub fn today(&self) -> Result<views::Today, AppError> {
+        self.with_unlocked(|s, a| Ok(views::today(s, a.worker.0, Self::today_date())?))
+    }
+
+    /// The caseload, filtered by `search` (alias, name, CPR digits, phone, tags).
+    pub fn caseload(&self, search: &str) -> Result<Vec<views::CitizenSummary>, AppError> {
+        if search.len() > 200 {
+            return Err(AppError::invalid("search", "search text is too long"));
+        }
+        self.with_unlocked(|s, _| Ok(views::caseload(s, search)?))
+    }
+
+    /// A citizen's page.
+    pub fn citizen(&self, id: Uuid) -> Result<views::CitizenDetail, AppError> {
+        self.with_unlocked(|s, a| Ok(views::citizen(s, id, a.worker.0, Self::today_date())?))
+    }
+
+    /// Creates or edits a citizen; returns the id.
+    pub fn save_citizen(&self, input: &forms::CitizenInput) -> Result<Uuid, AppError> {
+        self.saved(self.with_unlocked(|s, a| {
+            let existing = match input.id {
+                Some(id) => Some(
+                    s.get::<Citizen>(id)?
+                        .ok_or_else(|| AppError::new(ErrorCode::NotFound, "citizen not found"))?,
+                ),
+                None => None,
+            };
+            let citizen = forms::citizen_from(input, existing, a, Utc::now())?;
+            s.save(&citizen)?;
+            Ok(citizen.id.0)
+        }))
+    }
+
+    /// Logs a visit or quick contact (and its follow-up task) in one transaction.
+    pub fn save_visit(&self, input: &forms::VisitInput) -> Result<Uuid, AppError> {
+        self.saved(self.with_unlocked(|s, a| {
+            let (visit, task) = forms::visit_from(input, a, Utc::now())?;
+            if let Some(c) = visit.citizen_id
+                && s.get::<Citizen>(c.0)?.is_none()
+            {
+                return Err(AppError::new(ErrorCode::NotFound, "citizen not found"));
+            }
+            // The follow-up first, so a saved visit never points at a missing task. These are
+            // two transactions: if the app dies between them, the task is kept and the visit,
+            // never confirmed to the worker, is not.
+            if let Some(task) = &task {
+                s.save(task)?;
+            }
+            s.save(&visit)?;
+            Ok(visit.id.0)
+        }))
+    }
+
+    /// Adds a task about a citizen.
+    pub fn save_task(&self, input: &forms::TaskInput) -> Result<Uuid, AppError> {
+        self.saved(self.with_unlocked(|s, a| {
+            if s.get::<Citizen>(input.citizen_id)?.is_none() {
+                return Err(AppError::new(ErrorCode::NotFound, "citizen not found"));
+            }
+            let task = forms::task_from(input, a, Utc::now())?;
+            s.save(&task)?;
+            Ok(task.id.0)
+        }))
+    }
+
+    /// Marks a task done, cancelled or open again.
+    pub fn set_task_status(&self, id: Uuid, status: TaskStatus) -> Result<(), AppError> {
+        self.saved(self.with_unlocked(|s, _| {
+            let mut task: Task = s
+                .get(id)?
+                .ok_or_else(|| AppError::new(ErrorCode::NotFound, "task not found"))?;
+            task.status = status;
+            s.save(&task)?;
+            Ok(())
+        }))
+    }
+
+    /// All tasks (open only unless `include_closed`).
+    pub fn tasks(&self, include_closed: bool) -> Result<Vec<views::TaskView>, AppError> {
+        self.with_unlocked(|s, _| Ok(views::tasks(s, include_closed, Self::today_date())?))
+    }
+
+    /// The sites on this device.
+    pub fn sites(&self) -> Result<Vec<views::SiteView>, AppError> {
+        self.with_unlocked(|s, _| Ok(views::sites(s)?))
+    }
+
+    /// Adds a site.
+    pub fn save_site(&self, input: &forms::SiteInput) -> Result<Uuid, AppError> {
+        self.saved(self.with_unlocked(|s, _| {
+            let site = forms::site_from(input, Utc::now());
+            s.save(&site)?;
+            Ok(site.id.0)
+        }))
+    }
+
+    /// One site's log.
+    pub fn site_log(&self, site: Uuid) -> Result<Vec<views::SiteLogView>, AppError> {
+        self.with_unlocked(|s, a| Ok(views::site_log(s, site, a.worker.0)?))
+    }
+
+    /// Adds an entry to a site's log.
+    pub fn save_site_log(&self, input: &forms::SiteLogInput) -> Result<Uuid, AppError> {
+        self.saved(self.with_unlocked(|s, a| {
+            if s.get::<crate::domain::Site>(input.site_id)?.is_none() {
+                return Err(AppError::new(ErrorCode::NotFound, "site not found"));
+            }
+            let entry = forms::site_log_from(input, a, Utc::now());
+            s.save(&entry)?;
+            Ok(entry.id.0)
+        }))
+    }
+
+    /// The conflict inbox.
+    pub fn conflicts(&self) -> Result<Vec<views::ConflictView>, AppError> {
+        self.with_unlocked(|s, _| Ok(views::conflicts(s)?))
+    }
+
+    /// Settles one conflict.
+    pub fn resolve_conflict(
+        &self,
+        id: Uuid,
+        choice: &forms::ConflictChoice,
+    ) -> Result<(), AppError> {
+        self.saved(self.with_unlocked(|s, _| Ok(forms::settle_conflict(s, id, choice)?)))
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> Settings {
+        *lock(&self.settings)
+    }
+
+    /// Changes the settings (kept beside the store).
+    pub fn set_settings(&self, settings: Settings) -> Result<Settings, AppError> {
+        if !Settings::LOCK_RANGE.contains(&settings.lock_timeout_secs) {
+            return Err(AppError::invalid(
+                "lock_timeout_secs",
+                "lock timeout must be between 1 and 60 minutes",
+            ));
+        }
+        let json = serde_json::to_vec_pretty(&settings).map_err(internal)?;
+        write_atomically(&self.config.data_dir.join(SETTINGS_FILE), &json)?;
+        *lock(&self.settings) = settings;
+        self.touch();
+        Ok(settings)
+    }
+
+    /// Signs out and wipes: the store (records, keys, outbox) is deleted from the device.
+    /// Unsynced edits are lost, so the UI asks first and shows how many there are.
+    pub fn wipe(&self) -> Result<AppState, AppError> {
+        let mut guard = lock(&self.store);
+        if let Some(store) = guard.take() {
+            drop(store);
+        }
+        remove_store_files(&self.store_path());
+        drop(guard);
+        *lock(&self.sync) = SyncRuntime::default();
+        Ok(self.state())
+    }
+
+    /// The sync bar now.
+    pub fn sync_bar(&self) -> SyncBar {
+        let (state, progress) = {
+            let rt = lock(&self.sync);
+            (rt.state, rt.progress)
+        };
+        let mut bar = SyncBar {
+            state,
+            progress,
+            ..SyncBar::default()
+        };
+        let mut guard = lock(&self.store);
+        if let Some(store) = guard.as_mut() {
+            if let Ok(status) = store.sync_status() {
+                bar.unsynced = clamp(status.pending);
+                bar.set_aside = clamp(status.set_aside);
+                bar.last_success_ms = status.last_success_ms;
+            }
+            if store.is_unlocked() {
+                bar.open_conflicts = store.conflicts(false).map_or(0, |c| clamp(c.len() as u64));
+            }
+        }
+        bar
+    }
+
+    /// Asks the sync loop to sync now (after a save, on unlock, or from the sync button).
+    pub fn kick_sync(&self) {
+        lock(&self.sync).kicked = true;
+        self.wake.notify_all();
+    }
+
+    fn can_sync(&self) -> bool {
+        lock(&self.store).as_ref().is_some_and(Store::is_unlocked)
+    }
+
+    /// One sync, reporting the bar to `notify` as it goes. Only the sync loop calls this.
+    pub fn sync_once(&self, notify: &dyn Fn(&SyncBar)) -> Result<sync::SyncReport, AppError> {
+        let url = {
+            let mut guard = lock(&self.store);
+            let store = guard
+                .as_mut()
+                .ok_or_else(|| AppError::new(ErrorCode::NotSetUp, "no store"))?;
+            store
+                .enrolment()?
+                .ok_or_else(|| AppError::new(ErrorCode::NotSetUp, "not enrolled"))?
+                .server_url
+        };
+        {
+            let mut rt = lock(&self.sync);
+            rt.state = SyncState::Syncing;
+            rt.progress = None;
+        }
+        notify(&self.sync_bar());
+        let transport = HttpTransport::new(&url).map_err(SyncError::from);
+        let retry = Retry {
+            attempts: 1,
+            ..Retry::default()
+        };
+        let result = transport.and_then(|t| {
+            sync::sync_with(&mut Shared(&self.store), &t, retry, &mut |p: Progress| {
+                lock(&self.sync).progress = Some(SyncProgress {
+                    pulled: clamp(p.pulled as u64),
+                    pending: clamp(p.pending),
+                    more: p.more,
+                });
+                notify(&self.sync_bar());
+            })
+        });
+        {
+            let mut rt = lock(&self.sync);
+            rt.progress = None;
+            rt.state = match &result {
+                Ok(_) => SyncState::Online,
+                Err(SyncError::Transport(sync::TransportError::Unreachable(_))) => {
+                    SyncState::Offline
+                }
+                Err(SyncError::Unauthorized) => SyncState::Revoked,
+                Err(SyncError::UpdateRequired) => SyncState::UpdateRequired,
+                // Locked mid-sync: nothing is wrong with the server.
+                Err(SyncError::Store(StoreError::Locked)) => rt.state_before_sync(),
+                Err(_) => SyncState::Failed,
+            };
+            rt.failures = if result.is_ok() { 0 } else { rt.failures + 1 };
+        }
+        notify(&self.sync_bar());
+        result.map_err(AppError::from)
+    }
+
+    /// The background sync: syncs when kicked or when the schedule says, while unlocked;
+    /// backs off while the server is unreachable. Returns after [`App::stop`].
+    pub fn run_sync_loop(&self, schedule: SyncSchedule, notify: &dyn Fn(&SyncBar)) {
+        while !self.stopping.load(Ordering::SeqCst) {
+            let wait = schedule.wait_after(lock(&self.sync).failures);
+            let deadline = Instant::now() + wait;
+            {
+                let mut rt = lock(&self.sync);
+                while !rt.kicked && !self.stopping.load(Ordering::SeqCst) {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    rt = self
+                        .wake
+                        .wait_timeout(rt, deadline - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+                rt.kicked = false;
+            }
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            if self.can_sync() {
+                let _ = self.sync_once(notify);
+            }
+        }
+    }
+
+    /// The idle lock: checks every `tick` and calls `on_lock` when it locked the store.
+    /// Returns after [`App::stop`].
+    pub fn run_lock_loop(&self, tick: Duration, on_lock: &dyn Fn()) {
+        while !self.stopping.load(Ordering::SeqCst) {
+            {
+                let rt = lock(&self.sync);
+                let _ = self
+                    .wake
+                    .wait_timeout(rt, tick)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            if self.lock_if_idle(Instant::now()) {
+                on_lock();
+            }
+        }
+    }
+
+    /// Ends both loops (on exit, and in tests).
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_all();
+    }
+}
+
+impl SyncRuntime {
+    fn state_before_sync(&self) -> SyncState {
+        if self.failures == 0 {
+            SyncState::Online
+        } else {
+            SyncState::Offline
+        }
+    }
+}
+
+fn clamp(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), AppError> {
+    std::fs::create_dir_all(dir).map_err(internal)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(internal)?;
+    }
+    Ok(())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(internal)?;
+    std::fs::rename(&tmp, path).map_err(internal)
+}
+
+fn remove_store_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}

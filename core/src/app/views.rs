@@ -1,0 +1,494 @@
+//! What the screens show, built from the store: plain data with everything a screen needs and
+//! nothing it must compute itself (labels, overdue flags, counts). Times are milliseconds since
+//! the Unix epoch (UTC); dates are `YYYY-MM-DD`.
+
+use crate::domain::{
+    Citizen, CitizenId, ConflictRecord, ConflictStatus, ConsentMethod, ConsentStatus, EntityKind,
+    GoalStatus, HousingSituation, Referral, Site, SiteKind, SiteLogEntry, SiteLogKind, Task,
+    TaskStatus, Theme, Visit, VisitKind,
+};
+use crate::merge::ConflictKind;
+use crate::store::{ListQuery, Store, StoreError};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+#[cfg(feature = "ts")]
+use ts_rs::TS;
+
+/// How many contacts the today screen lists.
+pub const RECENT_CONTACTS: usize = 15;
+/// Follow-ups due within this many days show on the today screen.
+pub const DUE_SOON_DAYS: i64 = 7;
+/// The most visits a citizen page lists (the timeline pages further in a later version).
+pub const TIMELINE_LIMIT: usize = 200;
+
+/// A citizen in the caseload list.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct CitizenSummary {
+    pub id: Uuid,
+    /// Alias, else full name.
+    pub label: String,
+    pub full_name: Option<String>,
+    pub housing: HousingSituation,
+    pub open_tasks: u32,
+    #[cfg_attr(feature = "ts", ts(type = "string | null"))]
+    pub next_due: Option<NaiveDate>,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub last_visit_ms: Option<i64>,
+}
+
+/// Consent as shown on the citizen page.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct ConsentView {
+    pub status: ConsentStatus,
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
+    pub date: NaiveDate,
+    pub scope: String,
+    pub method: ConsentMethod,
+}
+
+/// One of the citizen's goals, in their own words.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct GoalView {
+    pub id: Uuid,
+    pub text: String,
+    pub status: GoalStatus,
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
+    pub created: NaiveDate,
+}
+
+/// A visit or contact in a list or timeline.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct VisitView {
+    pub id: Uuid,
+    pub citizen_id: Option<Uuid>,
+    /// The citizen's label, or `None` for an anonymous contact.
+    pub citizen_label: Option<String>,
+    pub anonymous_count: Option<u16>,
+    pub anonymous_description: Option<String>,
+    pub kind: VisitKind,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub started_at_ms: i64,
+    pub duration_minutes: u16,
+    pub place: Option<String>,
+    pub themes: Vec<Theme>,
+    pub referrals: Vec<Referral>,
+    pub note: String,
+    pub wellbeing: Option<u8>,
+    /// Written by the signed-in worker on this or another device.
+    pub mine: bool,
+}
+
+/// A task or follow-up.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct TaskView {
+    pub id: Uuid,
+    pub citizen_id: Uuid,
+    pub citizen_label: String,
+    pub title: String,
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
+    pub due: NaiveDate,
+    pub status: TaskStatus,
+    /// Open and due before today.
+    pub overdue: bool,
+}
+
+/// The citizen page: profile, consent, goals, timeline and tasks.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct CitizenDetail {
+    pub id: Uuid,
+    pub label: String,
+    pub alias: Option<String>,
+    pub full_name: Option<String>,
+    /// Formatted `DDMMYY-XXXX`.
+    pub cpr: Option<String>,
+    pub birth_year: Option<i32>,
+    pub phone: Option<String>,
+    pub housing: HousingSituation,
+    pub site_id: Option<Uuid>,
+    pub consent: Option<ConsentView>,
+    pub goals: Vec<GoalView>,
+    pub tags: Vec<String>,
+    pub archived: bool,
+    pub visits: Vec<VisitView>,
+    pub tasks: Vec<TaskView>,
+}
+
+/// The today screen: follow-ups due soon (overdue first) and the latest contacts.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct Today {
+    pub due_tasks: Vec<TaskView>,
+    pub recent: Vec<VisitView>,
+}
+
+/// A site a caretaker looks after.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct SiteView {
+    pub id: Uuid,
+    pub kind: SiteKind,
+    pub name: String,
+    pub address: String,
+}
+
+/// An entry in a site's log.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct SiteLogView {
+    pub id: Uuid,
+    pub site_id: Uuid,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub at_ms: i64,
+    pub kind: SiteLogKind,
+    pub note: String,
+    pub resident_labels: Vec<String>,
+    pub mine: bool,
+}
+
+/// A conflict with both versions, this device's side first.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct ConflictView {
+    pub id: Uuid,
+    pub entity: EntityKind,
+    pub record_id: Uuid,
+    /// The citizen (or "anonymous contact", as `None`) the record is about.
+    pub record_label: Option<String>,
+    pub field: String,
+    pub kind: ConflictKind,
+    /// This device's version (or the losing one, if neither came from here), as text.
+    pub mine: String,
+    pub theirs: String,
+    /// Whether "mine" is the value the record holds now.
+    pub mine_is_current: bool,
+    pub status: ConflictStatus,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub created_at_ms: i64,
+}
+
+/// Looks up citizen labels once per screen.
+pub(crate) struct Labels<'s> {
+    store: &'s mut Store,
+    cache: HashMap<Uuid, Option<String>>,
+}
+
+impl<'s> Labels<'s> {
+    pub(crate) fn new(store: &'s mut Store) -> Labels<'s> {
+        Labels {
+            store,
+            cache: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn citizen(&mut self, id: Uuid) -> Result<Option<String>, StoreError> {
+        if let Some(hit) = self.cache.get(&id) {
+            return Ok(hit.clone());
+        }
+        let label = match self.store.get::<Citizen>(id) {
+            Ok(c) => c.map(|c| label_of(&c)),
+            // A citizen erased from this device leaves records that can no longer be opened.
+            Err(StoreError::KeyDestroyed) => None,
+            Err(e) => return Err(e),
+        };
+        self.cache.insert(id, label.clone());
+        Ok(label)
+    }
+}
+
+/// A citizen's short name: alias, else full name, else empty (the UI shows "unnamed").
+pub fn label_of(c: &Citizen) -> String {
+    c.alias
+        .as_ref()
+        .or(c.full_name.as_ref())
+        .map(|s| s.expose().clone())
+        .unwrap_or_default()
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn visit_view(v: &Visit, label: Option<String>, me: Uuid) -> VisitView {
+    VisitView {
+        id: v.id.0,
+        citizen_id: v.citizen_id.map(|c| c.0),
+        citizen_label: label,
+        anonymous_count: v.anonymous.as_ref().map(|a| a.count),
+        anonymous_description: v.anonymous.as_ref().map(|a| a.description.expose().clone()),
+        kind: v.kind,
+        started_at_ms: ms(v.started_at),
+        duration_minutes: v.duration_minutes,
+        place: v.place.as_ref().map(|p| p.expose().clone()),
+        themes: v.themes.iter().copied().collect(),
+        referrals: v.referrals.iter().copied().collect(),
+        note: v.note.expose().clone(),
+        wellbeing: v.wellbeing,
+        mine: v.author.0 == me,
+    }
+}
+
+pub(crate) fn task_view(t: &Task, label: String, today: NaiveDate) -> TaskView {
+    TaskView {
+        id: t.id.0,
+        citizen_id: t.citizen_id.0,
+        citizen_label: label,
+        title: t.title.expose().clone(),
+        due: t.due,
+        status: t.status,
+        overdue: t.status == TaskStatus::Open && t.due < today,
+    }
+}
+
+/// The today screen for `today`.
+pub fn today(store: &mut Store, me: Uuid, today: NaiveDate) -> Result<Today, StoreError> {
+    let horizon = today + chrono::Duration::days(DUE_SOON_DAYS);
+    let mut tasks: Vec<Task> = store
+        .list::<Task>(&ListQuery::default())?
+        .into_iter()
+        .filter(|t| t.status == TaskStatus::Open && t.due <= horizon)
+        .collect();
+    tasks.sort_by_key(|t| t.due);
+    let visits = store.list::<Visit>(&ListQuery {
+        limit: Some(RECENT_CONTACTS),
+        ..ListQuery::default()
+    })?;
+    let mut labels = Labels::new(store);
+    let mut due_tasks = Vec::with_capacity(tasks.len());
+    for t in &tasks {
+        let label = labels.citizen(t.citizen_id.0)?.unwrap_or_default();
+        due_tasks.push(task_view(t, label, today));
+    }
+    let mut recent = Vec::with_capacity(visits.len());
+    for v in &visits {
+        let label = match v.citizen_id {
+            Some(c) => labels.citizen(c.0)?,
+            None => None,
+        };
+        recent.push(visit_view(v, label, me));
+    }
+    Ok(Today { due_tasks, recent })
+}
+
+/// The caseload: every active citizen, or those matching `search`, sorted by label.
+pub fn caseload(store: &mut Store, search: &str) -> Result<Vec<CitizenSummary>, StoreError> {
+    let citizens = if search.trim().is_empty() {
+        store.list::<Citizen>(&ListQuery::default())?
+    } else {
+        store.search_citizens(search, false)?
+    };
+    let mut open: HashMap<CitizenId, (u32, NaiveDate)> = HashMap::new();
+    for t in store.list::<Task>(&ListQuery::default())? {
+        if t.status == TaskStatus::Open {
+            let e = open.entry(t.citizen_id).or_insert((0, t.due));
+            e.0 += 1;
+            e.1 = e.1.min(t.due);
+        }
+    }
+    let mut out = Vec::with_capacity(citizens.len());
+    for c in citizens {
+        let last = store.list::<Visit>(&ListQuery {
+            citizen: Some(c.id),
+            limit: Some(1),
+            ..ListQuery::default()
+        })?;
+        let (open_tasks, next_due) = open.get(&c.id).map_or((0, None), |(n, d)| (*n, Some(*d)));
+        out.push(CitizenSummary {
+            id: c.id.0,
+            label: label_of(&c),
+            full_name: c.full_name.as_ref().map(|s| s.expose().clone()),
+            housing: c.housing,
+            open_tasks,
+            next_due,
+            last_visit_ms: last.first().map(|v| ms(v.started_at)),
+        });
+    }
+    out.sort_by_key(|s| s.label.to_lowercase());
+    Ok(out)
+}
+
+/// The citizen page.
+pub fn citizen(
+    store: &mut Store,
+    id: Uuid,
+    me: Uuid,
+    today: NaiveDate,
+) -> Result<CitizenDetail, StoreError> {
+    let c: Citizen = store.get(id)?.ok_or(StoreError::RecordNotFound {
+        entity: EntityKind::Citizen,
+    })?;
+    let label = label_of(&c);
+    let query = ListQuery {
+        citizen: Some(c.id),
+        ..ListQuery::default()
+    };
+    let visits = store.list::<Visit>(&ListQuery {
+        limit: Some(TIMELINE_LIMIT),
+        ..query
+    })?;
+    let mut tasks = store.list::<Task>(&query)?;
+    tasks.sort_by_key(|t| (t.status != TaskStatus::Open, t.due));
+    Ok(CitizenDetail {
+        id: c.id.0,
+        label: label.clone(),
+        alias: c.alias.as_ref().map(|s| s.expose().clone()),
+        full_name: c.full_name.as_ref().map(|s| s.expose().clone()),
+        cpr: c.cpr.as_ref().map(|cpr| cpr.expose()),
+        birth_year: c.birth_year,
+        phone: c.phone.as_ref().map(|s| s.expose().clone()),
+        housing: c.housing,
+        site_id: c.site_id.map(|s| s.0),
+        consent: c.consent.as_ref().map(|k| ConsentView {
+            status: k.status,
+            date: k.date,
+            scope: k.scope.expose().clone(),
+            method: k.method,
+        }),
+        goals: c
+            .goals
+            .iter()
+            .map(|g| GoalView {
+                id: g.id.0,
+                text: g.text.expose().clone(),
+                status: g.status,
+                created: g.created,
+            })
+            .collect(),
+        tags: c.tags.iter().cloned().collect(),
+        archived: c.archived,
+        visits: visits
+            .iter()
+            .map(|v| visit_view(v, Some(label.clone()), me))
+            .collect(),
+        tasks: tasks
+            .iter()
+            .map(|t| task_view(t, label.clone(), today))
+            .collect(),
+    })
+}
+
+/// Open tasks (or all, with `include_closed`), soonest due first.
+pub fn tasks(
+    store: &mut Store,
+    include_closed: bool,
+    today: NaiveDate,
+) -> Result<Vec<TaskView>, StoreError> {
+    let mut tasks: Vec<Task> = store
+        .list::<Task>(&ListQuery::default())?
+        .into_iter()
+        .filter(|t| include_closed || t.status == TaskStatus::Open)
+        .collect();
+    tasks.sort_by_key(|t| (t.status != TaskStatus::Open, t.due));
+    let mut labels = Labels::new(store);
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in &tasks {
+        let label = labels.citizen(t.citizen_id.0)?.unwrap_or_default();
+        out.push(task_view(t, label, today));
+    }
+    Ok(out)
+}
+
+/// The sites on this device, by name.
+pub fn sites(store: &mut Store) -> Result<Vec<SiteView>, StoreError> {
+    let mut out: Vec<SiteView> = store
+        .list::<Site>(&ListQuery::default())?
+        .into_iter()
+        .map(|s| SiteView {
+            id: s.id.0,
+            kind: s.kind,
+            name: s.name.expose().clone(),
+            address: s.address.expose().clone(),
+        })
+        .collect();
+    out.sort_by_key(|s| s.name.to_lowercase());
+    Ok(out)
+}
+
+/// One site's log, newest first.
+pub fn site_log(store: &mut Store, site: Uuid, me: Uuid) -> Result<Vec<SiteLogView>, StoreError> {
+    let entries = store.list::<SiteLogEntry>(&ListQuery {
+        site: Some(crate::domain::SiteId(site)),
+        ..ListQuery::default()
+    })?;
+    let mut labels = Labels::new(store);
+    let mut out = Vec::with_capacity(entries.len());
+    for e in &entries {
+        let mut resident_labels = Vec::new();
+        for r in &e.residents {
+            if let Some(l) = labels.citizen(r.0)? {
+                resident_labels.push(l);
+            }
+        }
+        out.push(SiteLogView {
+            id: e.id.0,
+            site_id: e.site_id.0,
+            at_ms: ms(e.at),
+            kind: e.kind,
+            note: e.note.expose().clone(),
+            resident_labels,
+            mine: e.author.0 == me,
+        });
+    }
+    Ok(out)
+}
+
+fn as_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Open conflicts, oldest first: the inbox.
+pub fn conflicts(store: &mut Store) -> Result<Vec<ConflictView>, StoreError> {
+    let device = store.device_id();
+    let mut list = store.conflicts(false)?;
+    list.sort_by_key(|c| c.created_at);
+    let mut labels = Labels::new(store);
+    let mut out = Vec::with_capacity(list.len());
+    for c in &list {
+        out.push(conflict_view(c, device, &mut labels)?);
+    }
+    Ok(out)
+}
+
+fn conflict_view(
+    c: &ConflictRecord,
+    device: crate::hlc::DeviceId,
+    labels: &mut Labels<'_>,
+) -> Result<ConflictView, StoreError> {
+    // The same rule as `Store::resolve_conflict`: "mine" is the loser unless the winner alone
+    // came from this device.
+    let mine_is_loser = c.loser_stamp.device == device || c.winner_stamp.device != device;
+    let (mine, theirs) = if mine_is_loser {
+        (&c.loser, &c.winner)
+    } else {
+        (&c.winner, &c.loser)
+    };
+    let record_label = match c.citizen_id {
+        Some(id) => labels.citizen(id.0)?,
+        None => None,
+    };
+    Ok(ConflictView {
+        id: c.id.0,
+        entity: c.entity,
+        record_id: c.record_id,
+        record_label,
+        field: c.field.clone(),
+        kind: c.kind,
+        mine: as_text(mine),
+        theirs: as_text(theirs),
+        mine_is_current: !mine_is_loser,
+        status: c.status,
+        created_at_ms: ms(c.created_at),
+    })
+}

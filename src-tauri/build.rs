@@ -1,0 +1,33 @@
+//! Tauri's build step: embeds the config, and generates one `allow-<command>` permission per
+//! app command so the capability in `capabilities/default.json` can list exactly those.
+
+fn main() {
+    tauri_build::try_build(tauri_build::Attributes::new().app_manifest(
+        tauri_build::AppManifest::new().commands(&[
+            "app_state",
+            "first_run",
+            "unlock",
+            "lock",
+            "touch",
+            "today",
+            "caseload",
+            "citizen",
+            "save_citizen",
+            "save_visit",
+            "tasks",
+            "save_task",
+            "set_task_status",
+            "sites",
+            "save_site",
+            "site_log",
+            "save_site_log",
+            "conflicts",
+            "resolve_conflict",
+            "sync_bar",
+            "sync_now",
+            "set_settings",
+            "wipe",
+        ]),
+    ))
+    .expect("tauri build step");
+}

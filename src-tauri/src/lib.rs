@@ -1,0 +1,108 @@
+//! Feltbog's tablet app: the Tauri 2 shell around `feltbog_core::app`.
+//!
+//! The shell does three things only: it puts the store in the platform's app data directory,
+//! exposes thin [`commands`], and runs the two background loops of the core app — the sync
+//! loop (its bar is pushed to the UI as `sync` events) and the idle lock, which drops the keys
+//! in Rust and then reloads the web view so nothing decrypted stays in the page.
+#![forbid(unsafe_code)]
+
+pub mod commands;
+
+use feltbog_core::app::{App, AppConfig, SyncSchedule};
+use std::sync::Arc;
+use std::time::Duration;
+use tauri::{Emitter, Manager};
+
+/// Environment variable: lock after this many seconds idle, whatever the settings say (kiosk
+/// set-ups and the end-to-end tests, which cannot wait minutes).
+pub const LOCK_AFTER_ENV: &str = "FELTBOG_LOCK_AFTER_SECS";
+
+/// How often the idle lock looks at the clock.
+const LOCK_TICK: Duration = Duration::from_secs(1);
+
+/// Registers every command on `builder`: shared by the app and its IPC tests.
+pub fn with_commands<R: tauri::Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
+    builder.invoke_handler(tauri::generate_handler![
+        commands::app_state,
+        commands::first_run,
+        commands::unlock,
+        commands::lock,
+        commands::touch,
+        commands::today,
+        commands::caseload,
+        commands::citizen,
+        commands::save_citizen,
+        commands::save_visit,
+        commands::tasks,
+        commands::save_task,
+        commands::set_task_status,
+        commands::sites,
+        commands::save_site,
+        commands::site_log,
+        commands::save_site_log,
+        commands::conflicts,
+        commands::resolve_conflict,
+        commands::sync_bar,
+        commands::sync_now,
+        commands::set_settings,
+        commands::wipe,
+    ])
+}
+
+/// The app's configuration from its data directory and the environment.
+pub fn config(data_dir: std::path::PathBuf) -> AppConfig {
+    let mut config = AppConfig::new(data_dir);
+    config.idle_lock_override = std::env::var(LOCK_AFTER_ENV)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs);
+    config
+}
+
+/// Starts the background loops of `app`, reporting to the UI through `handle`.
+pub fn start_loops<R: tauri::Runtime>(app: &Arc<App>, handle: &tauri::AppHandle<R>) {
+    let (sync_app, sync_handle) = (Arc::clone(app), handle.clone());
+    std::thread::Builder::new()
+        .name("feltbog-sync".into())
+        .spawn(move || {
+            sync_app.run_sync_loop(SyncSchedule::default(), &|bar| {
+                let _ = sync_handle.emit("sync", bar);
+            });
+        })
+        .expect("spawn the sync thread");
+    let (lock_app, lock_handle) = (Arc::clone(app), handle.clone());
+    std::thread::Builder::new()
+        .name("feltbog-idle-lock".into())
+        .spawn(move || {
+            lock_app.run_lock_loop(LOCK_TICK, &|| {
+                let _ = lock_handle.emit("locked", ());
+                for webview in lock_handle.webview_windows().values() {
+                    let _ = webview.eval("window.location.reload()");
+                }
+            });
+        })
+        .expect("spawn the idle-lock thread");
+}
+
+/// Runs the app.
+#[cfg_attr(mobile, tauri::mobile_entry_point)]
+pub fn run() {
+    with_commands(tauri::Builder::default())
+        .setup(|tauri_app| {
+            let dir = tauri_app.path().app_data_dir()?;
+            let app = Arc::new(App::new(config(dir))?);
+            start_loops(&app, tauri_app.handle());
+            tauri_app.manage(app);
+            Ok(())
+        })
+        .build(tauri::generate_context!())
+        .expect("the Tauri app failed to start")
+        .run(|handle, event| {
+            if let tauri::RunEvent::Exit = event
+                && let Some(app) = handle.try_state::<Arc<App>>()
+            {
+                app.stop();
+            }
+        });
+}

@@ -1,0 +1,70 @@
+// The app's Rust commands, typed. Every call goes through `invoke`; the Rust side (src-tauri,
+// over feltbog-core's `app` module) validates everything again. Errors arrive as `AppError`.
+import { invoke } from '@tauri-apps/api/core';
+import { listen, type UnlistenFn } from '@tauri-apps/api/event';
+import type {
+  AppError,
+  AppState,
+  CitizenDetail,
+  CitizenInput,
+  CitizenSummary,
+  ConflictChoice,
+  ConflictView,
+  FirstRunInput,
+  Settings,
+  SiteInput,
+  SiteLogInput,
+  SiteLogView,
+  SiteView,
+  SyncBar,
+  TaskInput,
+  TaskStatus,
+  TaskView,
+  Today,
+  VisitInput,
+} from './bindings';
+
+/** Narrows an unknown rejection to the app's error shape. */
+export function isAppError(e: unknown): e is AppError {
+  return typeof e === 'object' && e !== null && 'code' in e && 'message' in e;
+}
+
+export const api = {
+  appState: () => invoke<AppState>('app_state'),
+  firstRun: (input: FirstRunInput) => invoke<AppState>('first_run', { input }),
+  unlock: (pin: string) => invoke<AppState>('unlock', { pin }),
+  lock: () => invoke<void>('lock'),
+  /** User activity: postpones the idle lock. */
+  touch: () => invoke<void>('touch'),
+  today: () => invoke<Today>('today'),
+  caseload: (search: string) => invoke<CitizenSummary[]>('caseload', { search }),
+  citizen: (id: string) => invoke<CitizenDetail>('citizen', { id }),
+  saveCitizen: (input: CitizenInput) => invoke<string>('save_citizen', { input }),
+  saveVisit: (input: VisitInput) => invoke<string>('save_visit', { input }),
+  tasks: (includeClosed: boolean) => invoke<TaskView[]>('tasks', { include_closed: includeClosed }),
+  saveTask: (input: TaskInput) => invoke<string>('save_task', { input }),
+  setTaskStatus: (id: string, status: TaskStatus) => invoke<void>('set_task_status', { id, status }),
+  sites: () => invoke<SiteView[]>('sites'),
+  saveSite: (input: SiteInput) => invoke<string>('save_site', { input }),
+  siteLog: (siteId: string) => invoke<SiteLogView[]>('site_log', { site_id: siteId }),
+  saveSiteLog: (input: SiteLogInput) => invoke<string>('save_site_log', { input }),
+  conflicts: () => invoke<ConflictView[]>('conflicts'),
+  resolveConflict: (id: string, choice: ConflictChoice) =>
+    invoke<void>('resolve_conflict', { id, choice }),
+  syncBar: () => invoke<SyncBar>('sync_bar'),
+  /** Asks the background sync to run now; progress arrives as `sync` events. */
+  syncNow: () => invoke<SyncBar>('sync_now'),
+  setSettings: (settings: Settings) => invoke<Settings>('set_settings', { settings }),
+  /** Sign out and wipe: deletes the store from this device. */
+  wipe: () => invoke<AppState>('wipe'),
+};
+
+/** The sync bar as it changes (pushed by the background sync). */
+export function onSync(handler: (bar: SyncBar) => void): Promise<UnlistenFn> {
+  return listen<SyncBar>('sync', (e) => handler(e.payload));
+}
+
+/** The idle lock fired in Rust; the UI reloads to drop everything it showed. */
+export function onLocked(handler: () => void): Promise<UnlistenFn> {
+  return listen('locked', () => handler());
+}

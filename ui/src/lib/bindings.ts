@@ -1,0 +1,154 @@
+// Generated from the Rust types by `core/src/app/bindings.rs` (ts-rs). Do not edit:
+// run `FELTBOG_UPDATE_BINDINGS=1 cargo test -p feltbog-core --features http,ts bindings`.
+
+export type HousingSituation = "street" | "shelter" | "alternative_housing" | "stairwell_community" | "own_rental" | "hospital_or_prison" | "other";
+
+export type ConsentStatus = "not_asked" | "given" | "declined" | "withdrawn";
+
+export type ConsentMethod = "verbal" | "written" | "digital";
+
+export type GoalStatus = "active" | "achieved" | "paused" | "dropped";
+
+export type VisitKind = "home_visit" | "street_contact" | "contact_centre" | "site" | "phone" | "escort_to_appointment";
+
+export type Theme = "housing" | "economy_and_debt" | "physical_health" | "mental_health" | "substance_use" | "work_and_education" | "network_and_loneliness" | "daily_living" | "crisis" | "other";
+
+export type Referral = "debt_counselling" | "housing_support" | "addiction_treatment" | "doctor" | "psychiatry" | "job_centre" | "volunteer_centre" | "shelter" | "legal_aid" | "other";
+
+export type TaskStatus = "open" | "done" | "cancelled";
+
+export type SiteKind = "alternative_housing" | "stairwell_community" | "shelter" | "other";
+
+export type SiteLogKind = "resident_contact" | "neighbour_dialogue" | "incident" | "repair" | "other";
+
+export type ConflictStatus = "open" | "resolved" | "dismissed";
+
+export type EntityKind = "citizen" | "visit" | "task" | "site" | "site_log_entry" | "conflict";
+
+export type ConflictKind = "open" | "notice";
+
+export type Phase = "first_run" | "locked" | "unlocked";
+
+export type Language = "da" | "en";
+
+export type Settings = { language: Language, 
+/**
+ * Lock after this long without a touch.
+ */
+lock_timeout_secs: number, };
+
+export type SyncState = "unknown" | "online" | "syncing" | "offline" | "revoked" | "update_required" | "failed";
+
+export type SyncProgress = { pulled: number, pending: number, more: boolean, };
+
+export type SyncBar = { state: SyncState, 
+/**
+ * Saved here and not yet on the server.
+ */
+unsynced: number, 
+/**
+ * Refused by the server and kept aside (never dropped).
+ */
+set_aside: number, last_success_ms: number | null, progress: SyncProgress | null, 
+/**
+ * Open conflicts waiting in the inbox (0 while locked).
+ */
+open_conflicts: number, };
+
+export type AppState = { phase: Phase, settings: Settings, sync: SyncBar, 
+/**
+ * The signed-in worker (when unlocked).
+ */
+worker_id: string | null, server_url: string | null, };
+
+export type ErrorCode = "locked" | "not_set_up" | "already_set_up" | "wrong_pin" | "back_off" | "destroyed" | "weak_pin" | "invalid" | "not_found" | "bad_server_address" | "enrolment_refused" | "offline" | "revoked" | "update_required" | "internal";
+
+export type AppError = { code: ErrorCode, 
+/**
+ * English description, for logs and as a fallback; the UI shows its own text per code.
+ */
+message: string, 
+/**
+ * The field a validation error is about (e.g. `note`, `anonymous.count`).
+ */
+field: string | null, retry_after_ms: number | null, attempts_left: number | null, };
+
+export type CitizenSummary = { id: string, 
+/**
+ * Alias, else full name.
+ */
+label: string, full_name: string | null, housing: HousingSituation, open_tasks: number, next_due: string | null, last_visit_ms: number | null, };
+
+export type ConsentView = { status: ConsentStatus, date: string, scope: string, method: ConsentMethod, };
+
+export type GoalView = { id: string, text: string, status: GoalStatus, created: string, };
+
+export type VisitView = { id: string, citizen_id: string | null, 
+/**
+ * The citizen's label, or `None` for an anonymous contact.
+ */
+citizen_label: string | null, anonymous_count: number | null, anonymous_description: string | null, kind: VisitKind, started_at_ms: number, duration_minutes: number, place: string | null, themes: Array<Theme>, referrals: Array<Referral>, note: string, wellbeing: number | null, 
+/**
+ * Written by the signed-in worker on this or another device.
+ */
+mine: boolean, };
+
+export type TaskView = { id: string, citizen_id: string, citizen_label: string, title: string, due: string, status: TaskStatus, 
+/**
+ * Open and due before today.
+ */
+overdue: boolean, };
+
+export type CitizenDetail = { id: string, label: string, alias: string | null, full_name: string | null, 
+/**
+ * Formatted `DDMMYY-XXXX`.
+ */
+cpr: string | null, birth_year: number | null, phone: string | null, housing: HousingSituation, site_id: string | null, consent: ConsentView | null, goals: Array<GoalView>, tags: Array<string>, archived: boolean, visits: Array<VisitView>, tasks: Array<TaskView>, };
+
+export type Today = { due_tasks: Array<TaskView>, recent: Array<VisitView>, };
+
+export type SiteView = { id: string, kind: SiteKind, name: string, address: string, };
+
+export type SiteLogView = { id: string, site_id: string, at_ms: number, kind: SiteLogKind, note: string, resident_labels: Array<string>, mine: boolean, };
+
+export type ConflictView = { id: string, entity: EntityKind, record_id: string, 
+/**
+ * The citizen (or "anonymous contact", as `None`) the record is about.
+ */
+record_label: string | null, field: string, kind: ConflictKind, 
+/**
+ * This device's version (or the losing one, if neither came from here), as text.
+ */
+mine: string, theirs: string, 
+/**
+ * Whether "mine" is the value the record holds now.
+ */
+mine_is_current: boolean, status: ConflictStatus, created_at_ms: number, };
+
+export type FirstRunInput = { server_url: string, code: string, pin: string, };
+
+export type ConsentInput = { status: ConsentStatus, date: string, scope: string, method: ConsentMethod, };
+
+export type GoalInput = { id: string | null, text: string, status: GoalStatus, };
+
+export type CitizenInput = { id: string | null, alias: string, full_name: string, cpr: string, birth_year: number | null, phone: string, housing: HousingSituation, site_id: string | null, consent: ConsentInput | null, goals: Array<GoalInput>, };
+
+export type FollowUpInput = { title: string, due: string, };
+
+export type VisitInput = { citizen_id: string | null, 
+/**
+ * How many people were met, for an anonymous contact.
+ */
+anonymous_count: number | null, anonymous_description: string, kind: VisitKind, 
+/**
+ * When it started; `None` means now.
+ */
+started_at_ms: number | null, duration_minutes: number, place: string, themes: Array<Theme>, referrals: Array<Referral>, note: string, wellbeing: number | null, follow_up: FollowUpInput | null, };
+
+export type TaskInput = { citizen_id: string, title: string, due: string, };
+
+export type SiteInput = { kind: SiteKind, name: string, address: string, };
+
+export type SiteLogInput = { site_id: string, kind: SiteLogKind, note: string, residents: Array<string>, };
+
+export type ConflictChoice = { "choice": "keep_mine" } | { "choice": "keep_theirs" } | { "choice": "merged", text: string, } | { "choice": "dismiss" };
