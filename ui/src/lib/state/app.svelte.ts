@@ -1,0 +1,79 @@
+// The app's phase (first run → locked ⇄ unlocked) and settings, as Rust reports them.
+// Rust decides the phase; the UI only follows `AppState`. Locking always reloads the page, so
+// nothing personal stays in the DOM or in JS memory.
+import { api } from '../api';
+import type { AppState, Language, Phase, Settings } from '../bindings';
+import { i18n } from '../i18n/index.svelte';
+import { sync } from './sync.svelte';
+
+export type Reload = () => void;
+
+export class AppStore {
+  /** `loading` until the first `app_state` answer arrives. */
+  phase = $state<Phase | 'loading'>('loading');
+  settings = $state<Settings>({ language: 'da', lock_timeout_secs: 300 });
+  workerId = $state<string | null>(null);
+  serverUrl = $state<string | null>(null);
+  /** Set when `app_state` itself failed (the app cannot start). */
+  fatal = $state<unknown>(null);
+
+  constructor(private reload: Reload = () => location.reload()) {}
+
+  /** Applies an `AppState` from any command that returns one. */
+  apply(state: AppState) {
+    this.phase = state.phase;
+    this.settings = state.settings;
+    this.workerId = state.worker_id;
+    this.serverUrl = state.server_url;
+    i18n.set(state.settings.language);
+    sync.update(state.sync);
+  }
+
+  async load() {
+    try {
+      this.apply(await api.appState());
+    } catch (e) {
+      this.fatal = e;
+    }
+  }
+
+  async firstRun(serverUrl: string, code: string, pin: string) {
+    this.apply(await api.firstRun({ server_url: serverUrl.trim(), code: code.trim(), pin }));
+  }
+
+  async unlock(pin: string) {
+    this.apply(await api.unlock(pin));
+  }
+
+  /** Locks now and reloads: the reloaded page asks Rust again and shows the lock screen. */
+  async lock() {
+    try {
+      await api.lock();
+    } finally {
+      this.reload();
+    }
+  }
+
+  /** The idle lock fired in Rust. */
+  onLocked() {
+    this.reload();
+  }
+
+  async saveSettings(next: Settings) {
+    const saved = await api.setSettings(next);
+    this.settings = saved;
+    i18n.set(saved.language);
+  }
+
+  async setLanguage(language: Language) {
+    await this.saveSettings({ ...this.settings, language });
+  }
+
+  /** Sign out and wipe this device, then start over at first run. */
+  async wipe() {
+    await api.wipe();
+    this.reload();
+  }
+}
+
+export const app = new AppStore();

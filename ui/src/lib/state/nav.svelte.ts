@@ -1,0 +1,48 @@
+// State-based navigation: one current route and a back stack. No URLs (the app is one page
+// in a webview), so nothing about a citizen ends up in history or the address bar.
+export type Route =
+  | { name: 'today' }
+  | { name: 'caseload' }
+  | { name: 'citizen'; id: string }
+  | { name: 'citizen-edit'; id: string | null }
+  | { name: 'quick-contact' }
+  | { name: 'visit'; citizenId: string | null }
+  | { name: 'tasks' }
+  | { name: 'sites' }
+  | { name: 'site-log'; siteId: string }
+  | { name: 'conflicts' }
+  | { name: 'settings' };
+
+export type TopLevel = 'today' | 'caseload' | 'tasks' | 'sites' | 'conflicts' | 'settings';
+
+export class Nav {
+  route = $state<Route>({ name: 'today' });
+  stack = $state<Route[]>([]);
+
+  /** Opens a screen on top of the current one. */
+  go(route: Route) {
+    this.stack.push(this.route);
+    this.route = route;
+  }
+
+  /** Opens a top-level screen (navigation bar): clears the back stack. */
+  top(name: TopLevel) {
+    this.stack = [];
+    this.route = { name };
+  }
+
+  /** Replaces the current screen (e.g. a saved form by the page it created). */
+  replace(route: Route) {
+    this.route = route;
+  }
+
+  back() {
+    this.route = this.stack.pop() ?? { name: 'today' };
+  }
+
+  get canGoBack() {
+    return this.stack.length > 0;
+  }
+}
+
+export const nav = new Nav();

@@ -1,0 +1,430 @@
+// A stand-in for the Rust backend in browser tests: Tauri's own `mockIPC` answers every command
+// of `src/lib/api.ts` from an in-memory store, so flows are real round trips through the UI.
+// The store lives in sessionStorage, so it survives the reloads that lock and wipe cause.
+// Bundled to an IIFE by run.mjs and injected with `page.addInitScript` before the app runs.
+import { mockIPC } from '@tauri-apps/api/mocks';
+import { emit } from '@tauri-apps/api/event';
+import type {
+  AppError,
+  AppState,
+  CitizenDetail,
+  CitizenInput,
+  CitizenSummary,
+  ConflictChoice,
+  ConflictView,
+  ErrorCode,
+  Phase,
+  Settings,
+  SiteInput,
+  SiteLogInput,
+  SiteLogView,
+  SiteView,
+  SyncBar,
+  TaskInput,
+  TaskStatus,
+  TaskView,
+  VisitInput,
+  VisitView,
+} from '../../src/lib/bindings';
+
+export type Seed = { phase: Phase; demo: boolean; pin?: string };
+
+type Citizen = Omit<CitizenDetail, 'label' | 'visits' | 'tasks'>;
+type Task = { id: string; citizen_id: string; title: string; due: string; status: TaskStatus };
+type Visit = Omit<VisitView, 'citizen_label'>;
+type LogEntry = Omit<SiteLogView, 'resident_labels'> & { residents: string[] };
+
+type Db = {
+  phase: Phase;
+  settings: Settings;
+  pin: string;
+  attempts: number;
+  serverUrl: string | null;
+  workerId: string | null;
+  citizens: Citizen[];
+  visits: Visit[];
+  tasks: Task[];
+  sites: SiteView[];
+  log: LogEntry[];
+  conflicts: ConflictView[];
+  bar: SyncBar;
+  calls: string[];
+};
+
+const KEY = 'feltbog-fake-db';
+const MAX_ATTEMPTS = 5;
+const DAY = 86_400_000;
+
+declare global {
+  interface Window {
+    __FELTBOG_SEED__?: Seed;
+    __fake?: {
+      db: () => Db;
+      emitSync: (bar: Partial<SyncBar>) => Promise<void>;
+      /** What Rust's idle timer does: lock, then tell the UI. */
+      idleLock: () => Promise<void>;
+    };
+  }
+}
+
+let seq = 0;
+const uuid = () =>
+  `0190${(Date.now() % 1e8).toString(16).padStart(8, '0')}-${(++seq).toString(16).padStart(4, '0')}-7000-8000-${Math.floor(Math.random() * 1e12).toString(16).padStart(12, '0')}`;
+const iso = (ms: number) => {
+  const d = new Date(ms);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+};
+const today = () => iso(Date.now());
+
+function err(code: ErrorCode, message: string, extra: Partial<AppError> = {}): AppError {
+  return { code, message, field: null, retry_after_ms: null, attempts_left: null, ...extra };
+}
+const invalid = (field: string, message: string) => err('invalid', message, { field });
+
+function demo(db: Db) {
+  const now = Date.now();
+  const site1: SiteView = { id: uuid(), kind: 'alternative_housing', name: 'Toftegården (skæve boliger)', address: 'Toftevej 14' };
+  const site2: SiteView = { id: uuid(), kind: 'stairwell_community', name: 'Opgangen Nørregade 12', address: 'Nørregade 12' };
+  db.sites = [site1, site2];
+  const mk = (c: Partial<Citizen> & { alias: string }): Citizen => ({
+    id: uuid(),
+    full_name: null,
+    cpr: null,
+    birth_year: null,
+    phone: null,
+    housing: 'street',
+    site_id: null,
+    consent: null,
+    goals: [],
+    tags: [],
+    archived: false,
+    ...c,
+  });
+  const ravnen = mk({
+    alias: 'Ravnen',
+    full_name: 'Torben Eksempel',
+    cpr: '010190-1234',
+    birth_year: 1990,
+    phone: '+45 20 00 00 00',
+    housing: 'shelter',
+    consent: { status: 'given', date: iso(now - 40 * DAY), scope: 'Deling med jobcenter og herberg', method: 'verbal' },
+    goals: [
+      { id: uuid(), text: 'Jeg vil have min egen lejlighed inden jul.', status: 'active', created: iso(now - 30 * DAY) },
+      { id: uuid(), text: 'Se min datter hver anden weekend.', status: 'active', created: iso(now - 20 * DAY) },
+      { id: uuid(), text: 'Få styr på gælden til SKAT.', status: 'achieved', created: iso(now - 90 * DAY) },
+    ],
+  });
+  const mette = mk({ alias: 'Lille Mette', housing: 'alternative_housing', site_id: site1.id, birth_year: 1978, goals: [{ id: uuid(), text: 'Komme ud at gå hver dag.', status: 'active', created: iso(now - 10 * DAY) }] });
+  const kaj = mk({ alias: 'Kaj fra broen', housing: 'street' });
+  const fie = mk({ alias: 'Fie', full_name: 'Fie Testesen', housing: 'stairwell_community', site_id: site2.id });
+  db.citizens = [ravnen, mette, kaj, fie];
+  db.visits = [
+    { id: uuid(), citizen_id: ravnen.id, anonymous_count: null, anonymous_description: null, kind: 'home_visit', started_at_ms: now - 2 * 3600_000, duration_minutes: 45, place: 'Herberget, Vesterbro', themes: ['housing', 'economy_and_debt'], referrals: ['housing_support'], note: 'Talte om boligansøgningen. Ravnen vil gerne have hjælp til at ringe til boligselskabet.', wellbeing: 6, mine: true },
+    { id: uuid(), citizen_id: null, anonymous_count: 2, anonymous_description: 'To mænd ved stationen', kind: 'street_contact', started_at_ms: now - 5 * 3600_000, duration_minutes: 10, place: 'Hovedbanegården', themes: ['substance_use', 'physical_health'], referrals: [], note: 'Delte kaffe ud, fortalte om varmestuen.', wellbeing: null, mine: true },
+    { id: uuid(), citizen_id: mette.id, anonymous_count: null, anonymous_description: null, kind: 'site', started_at_ms: now - 26 * 3600_000, duration_minutes: 30, place: null, themes: ['network_and_loneliness'], referrals: ['volunteer_centre'], note: 'Mette savner nogen at gå tur med.', wellbeing: 4, mine: false },
+  ];
+  db.tasks = [
+    { id: uuid(), citizen_id: ravnen.id, title: 'Ring til boligselskabet sammen med Ravnen', due: iso(now - 2 * DAY), status: 'open' },
+    { id: uuid(), citizen_id: mette.id, title: 'Følg op på gåmakker fra frivilligcentret', due: today(), status: 'open' },
+    { id: uuid(), citizen_id: kaj.id, title: 'Tjek om Kaj har fået lægetid', due: iso(now + 3 * DAY), status: 'open' },
+  ];
+  db.log = [
+    { id: uuid(), site_id: site1.id, at_ms: now - 3 * 3600_000, kind: 'repair', note: 'Vandhanen i hus 3 drypper. Meldt til viceværten.', residents: [], mine: true },
+    { id: uuid(), site_id: site1.id, at_ms: now - 28 * 3600_000, kind: 'resident_contact', note: 'Kaffe med Mette på bænken.', residents: [mette.id], mine: false },
+  ];
+  db.conflicts = [
+    { id: uuid(), entity: 'visit', record_id: db.visits[0].id, record_label: 'Ravnen', field: 'note', kind: 'open', mine: 'Talte om boligansøgningen. Ravnen vil gerne have hjælp til at ringe.', theirs: 'Talte om boligansøgning og gæld. Aftalt møde på fredag.', mine_is_current: true, status: 'open', created_at_ms: now - 3600_000 },
+    { id: uuid(), entity: 'citizen', record_id: mette.id, record_label: 'Lille Mette', field: 'goals', kind: 'open', mine: 'Komme ud at gå hver dag.', theirs: 'Gå en tur hver dag med en fra frivilligcentret.', mine_is_current: false, status: 'open', created_at_ms: now - 2 * 3600_000 },
+    { id: uuid(), entity: 'citizen', record_id: kaj.id, record_label: 'Kaj fra broen', field: 'phone', kind: 'notice', mine: '+45 30 00 00 00', theirs: '+45 31 00 00 00', mine_is_current: false, status: 'open', created_at_ms: now - 4 * 3600_000 },
+  ];
+  db.bar = { state: 'online', unsynced: 2, set_aside: 0, last_success_ms: now - 12 * 60_000, progress: null, open_conflicts: 3 };
+}
+
+function fresh(seed: Seed): Db {
+  const db: Db = {
+    phase: seed.phase,
+    settings: { language: 'da', lock_timeout_secs: 300 },
+    pin: seed.pin ?? '246810',
+    attempts: 0,
+    serverUrl: seed.phase === 'first_run' ? null : 'https://feltbog.example.dk',
+    workerId: seed.phase === 'first_run' ? null : uuid(),
+    citizens: [],
+    visits: [],
+    tasks: [],
+    sites: [],
+    log: [],
+    conflicts: [],
+    bar: { state: 'unknown', unsynced: 0, set_aside: 0, last_success_ms: null, progress: null, open_conflicts: 0 },
+    calls: [],
+  };
+  if (seed.demo) demo(db);
+  return db;
+}
+
+function load(): Db {
+  const raw = sessionStorage.getItem(KEY);
+  if (raw) return JSON.parse(raw) as Db;
+  return fresh(window.__FELTBOG_SEED__ ?? { phase: 'first_run', demo: false });
+}
+const db = load();
+const save = () => sessionStorage.setItem(KEY, JSON.stringify(db));
+save();
+
+const label = (c: Citizen) => c.alias ?? c.full_name ?? '?';
+const citizenLabel = (id: string) => {
+  const c = db.citizens.find((x) => x.id === id);
+  return c ? label(c) : '?';
+};
+function bar(): SyncBar {
+  db.bar.open_conflicts = db.phase === 'unlocked' ? db.conflicts.filter((c) => c.status === 'open').length : 0;
+  return { ...db.bar };
+}
+function state(): AppState {
+  return { phase: db.phase, settings: db.settings, sync: bar(), worker_id: db.phase === 'unlocked' ? db.workerId : null, server_url: db.serverUrl };
+}
+function taskView(t: Task): TaskView {
+  return { ...t, citizen_label: citizenLabel(t.citizen_id), overdue: t.status === 'open' && t.due < today() };
+}
+function visitView(v: Visit): VisitView {
+  return { ...v, citizen_label: v.citizen_id ? citizenLabel(v.citizen_id) : null };
+}
+function changed(n = 1) {
+  db.bar.unsynced += n;
+  save();
+}
+function unlocked() {
+  if (db.phase === 'first_run') throw err('not_set_up', 'no store');
+  if (db.phase !== 'unlocked') throw err('locked', 'locked');
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const emitSync = async (b: Partial<SyncBar>) => {
+  Object.assign(db.bar, b);
+  save();
+  await emit('sync', bar());
+};
+
+type Args = Record<string, unknown>;
+
+async function handle(cmd: string, a: Args): Promise<unknown> {
+  db.calls.push(cmd);
+  switch (cmd) {
+    case 'app_state':
+      return state();
+    case 'first_run': {
+      const input = a.input as { server_url: string; code: string; pin: string };
+      if (db.phase !== 'first_run') throw err('already_set_up', 'already set up');
+      if (!/^https?:\/\//.test(input.server_url)) throw err('bad_server_address', 'bad address');
+      if ([...input.pin].length < 6) throw err('weak_pin', 'too short', { field: 'pin' });
+      if (input.code.toUpperCase() === 'USED') throw err('enrolment_refused', 'refused');
+      await sleep(700); // key calibration + enrolment
+      db.pin = input.pin;
+      db.serverUrl = input.server_url;
+      db.workerId = uuid();
+      db.phase = 'unlocked';
+      db.bar = { ...db.bar, state: 'online', last_success_ms: Date.now() };
+      save();
+      return state();
+    }
+    case 'unlock': {
+      if (db.phase === 'first_run') throw err('not_set_up', 'no store');
+      if (db.attempts >= MAX_ATTEMPTS) throw err('destroyed', 'keys destroyed');
+      if (a.pin !== db.pin) {
+        db.attempts += 1;
+        save();
+        if (db.attempts >= MAX_ATTEMPTS) throw err('destroyed', 'keys destroyed');
+        if (db.attempts >= 3) throw err('back_off', 'back off', { retry_after_ms: 2000 * db.attempts });
+        throw err('wrong_pin', 'wrong passphrase', { attempts_left: MAX_ATTEMPTS - db.attempts });
+      }
+      db.attempts = 0;
+      db.phase = 'unlocked';
+      save();
+      return state();
+    }
+    case 'lock':
+      if (db.phase === 'unlocked') db.phase = 'locked';
+      save();
+      return null;
+    case 'touch':
+      return null;
+    case 'today': {
+      unlocked();
+      const horizon = iso(Date.now() + 7 * DAY);
+      return {
+        due_tasks: db.tasks.filter((t) => t.status === 'open' && t.due <= horizon).sort((x, y) => x.due.localeCompare(y.due)).map(taskView),
+        recent: [...db.visits].sort((x, y) => y.started_at_ms - x.started_at_ms).slice(0, 10).map(visitView),
+      };
+    }
+    case 'caseload': {
+      unlocked();
+      const q = String(a.search ?? '').trim().toLowerCase();
+      return db.citizens
+        .filter((c) => !q || [c.alias, c.full_name, c.phone, c.cpr].some((f) => f?.toLowerCase().includes(q)))
+        .map((c): CitizenSummary => {
+          const open = db.tasks.filter((t) => t.citizen_id === c.id && t.status === 'open').sort((x, y) => x.due.localeCompare(y.due));
+          const last = db.visits.filter((v) => v.citizen_id === c.id).map((v) => v.started_at_ms);
+          return { id: c.id, label: label(c), full_name: c.full_name, housing: c.housing, open_tasks: open.length, next_due: open[0]?.due ?? null, last_visit_ms: last.length ? Math.max(...last) : null };
+        });
+    }
+    case 'citizen': {
+      unlocked();
+      const c = db.citizens.find((x) => x.id === a.id);
+      if (!c) throw err('not_found', 'record not found');
+      return {
+        ...c,
+        label: label(c),
+        visits: db.visits.filter((v) => v.citizen_id === c.id).sort((x, y) => y.started_at_ms - x.started_at_ms).map(visitView),
+        tasks: db.tasks.filter((t) => t.citizen_id === c.id).map(taskView),
+      } satisfies CitizenDetail;
+    }
+    case 'save_citizen': {
+      unlocked();
+      const i = a.input as CitizenInput;
+      if (!i.alias && !i.full_name) throw invalid('alias', 'a citizen needs an alias or a name');
+      if (i.cpr && !/^\d{6}-?\d{4}$/.test(i.cpr)) throw invalid('cpr', 'invalid CPR');
+      const existing = i.id ? db.citizens.find((x) => x.id === i.id) : undefined;
+      const c: Citizen = {
+        id: existing?.id ?? uuid(),
+        alias: i.alias || null,
+        full_name: i.full_name || null,
+        cpr: i.cpr ? `${i.cpr.replace('-', '').slice(0, 6)}-${i.cpr.replace('-', '').slice(6)}` : null,
+        birth_year: i.birth_year,
+        phone: i.phone || null,
+        housing: i.housing,
+        site_id: i.site_id,
+        consent: i.consent,
+        goals: i.goals.map((g) => ({ id: g.id ?? uuid(), text: g.text, status: g.status, created: existing?.goals.find((o) => o.id === g.id)?.created ?? today() })),
+        tags: existing?.tags ?? [],
+        archived: false,
+      };
+      db.citizens = existing ? db.citizens.map((x) => (x.id === c.id ? c : x)) : [...db.citizens, c];
+      changed();
+      return c.id;
+    }
+    case 'save_visit': {
+      unlocked();
+      const i = a.input as VisitInput;
+      if (i.citizen_id === null && i.anonymous_count === null) throw invalid('citizen_id', 'a visit needs a citizen or an anonymous contact');
+      if (i.anonymous_count !== null && (i.anonymous_count < 1 || i.anonymous_count > 500)) throw invalid('anonymous.count', 'anonymous.count must be between 1 and 500');
+      if (i.follow_up && !i.citizen_id) throw invalid('follow_up', 'a follow-up needs a known citizen');
+      db.visits.push({
+        id: uuid(),
+        citizen_id: i.citizen_id,
+        anonymous_count: i.citizen_id ? null : i.anonymous_count,
+        anonymous_description: i.citizen_id ? null : i.anonymous_description || null,
+        kind: i.kind,
+        started_at_ms: i.started_at_ms ?? Date.now(),
+        duration_minutes: i.duration_minutes,
+        place: i.place || null,
+        themes: [...new Set(i.themes)],
+        referrals: [...new Set(i.referrals)],
+        note: i.note,
+        wellbeing: i.wellbeing,
+        mine: true,
+      });
+      if (i.follow_up && i.citizen_id) db.tasks.push({ id: uuid(), citizen_id: i.citizen_id, title: i.follow_up.title, due: i.follow_up.due, status: 'open' });
+      changed();
+      return db.visits[db.visits.length - 1].id;
+    }
+    case 'tasks': {
+      unlocked();
+      const all = a.include_closed === true;
+      return db.tasks.filter((t) => all || t.status === 'open').sort((x, y) => x.due.localeCompare(y.due)).map(taskView);
+    }
+    case 'save_task': {
+      unlocked();
+      const i = a.input as TaskInput;
+      if (!i.title.trim()) throw invalid('title', 'title is required');
+      const t: Task = { id: uuid(), citizen_id: i.citizen_id, title: i.title, due: i.due, status: 'open' };
+      db.tasks.push(t);
+      changed();
+      return t.id;
+    }
+    case 'set_task_status': {
+      unlocked();
+      const t = db.tasks.find((x) => x.id === a.id);
+      if (!t) throw err('not_found', 'record not found');
+      t.status = a.status as TaskStatus;
+      changed();
+      return null;
+    }
+    case 'sites':
+      unlocked();
+      return db.sites;
+    case 'save_site': {
+      unlocked();
+      const i = a.input as SiteInput;
+      const s: SiteView = { id: uuid(), ...i };
+      db.sites.push(s);
+      changed();
+      return s.id;
+    }
+    case 'site_log':
+      unlocked();
+      return db.log
+        .filter((e) => e.site_id === a.site_id)
+        .sort((x, y) => y.at_ms - x.at_ms)
+        .map(({ residents, ...e }) => ({ ...e, resident_labels: residents.map(citizenLabel) }));
+    case 'save_site_log': {
+      unlocked();
+      const i = a.input as SiteLogInput;
+      if (!i.note.trim()) throw invalid('note', 'note is required');
+      const e: LogEntry = { id: uuid(), site_id: i.site_id, at_ms: Date.now(), kind: i.kind, note: i.note, residents: i.residents, mine: true };
+      db.log.push(e);
+      changed();
+      return e.id;
+    }
+    case 'conflicts':
+      unlocked();
+      return db.conflicts.filter((c) => c.status === 'open');
+    case 'resolve_conflict': {
+      unlocked();
+      const c = db.conflicts.find((x) => x.id === a.id);
+      if (!c) throw err('not_found', 'record not found');
+      const choice = a.choice as ConflictChoice;
+      c.status = choice.choice === 'dismiss' ? 'dismissed' : 'resolved';
+      changed();
+      return null;
+    }
+    case 'sync_bar':
+      return bar();
+    case 'sync_now': {
+      unlocked();
+      db.bar.state = 'syncing';
+      db.bar.progress = { pulled: 0, pending: 40, more: true };
+      save();
+      void (async () => {
+        for (const pulled of [10, 25, 40]) {
+          await sleep(150);
+          await emitSync({ progress: { pulled, pending: 40 - pulled, more: pulled < 40 } });
+        }
+        await emitSync({ state: 'online', unsynced: 0, progress: null, last_success_ms: Date.now() });
+      })();
+      return bar();
+    }
+    case 'set_settings': {
+      const s = a.settings as Settings;
+      if (s.lock_timeout_secs < 60 || s.lock_timeout_secs > 3600) throw invalid('lock_timeout_secs', 'lock timeout must be between 1 and 60 minutes');
+      db.settings = s;
+      save();
+      return s;
+    }
+    case 'wipe':
+      Object.assign(db, fresh({ phase: 'first_run', demo: false }));
+      save();
+      return state();
+    default:
+      throw err('internal', `fake backend: unknown command ${cmd}`);
+  }
+}
+
+mockIPC((cmd, args) => handle(cmd, (args ?? {}) as Args), { shouldMockEvents: true });
+window.__fake = {
+  db: () => db,
+  emitSync,
+  idleLock: async () => {
+    db.phase = 'locked';
+    save();
+    await emit('locked', null);
+  },
+};

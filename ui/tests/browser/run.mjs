@@ -1,0 +1,375 @@
+// Browser tests of the built UI (ui/dist; run `npm run build` first). Serves dist on 127.0.0.1
+// with the app's CSP, runs Debian's Chromium through playwright-core, replaces the Rust backend
+// with Tauri's mockIPC (tests/browser/fake-backend.ts, bundled here to an IIFE), and runs the main
+// flows at 1280×800 and 800×1280: axe on every screen, touch targets ≥ 44 px, no console errors
+// or CSP violations, screenshots into docs/screenshots. Exits non-zero naming the failed steps.
+import AxeBuilder from '@axe-core/playwright';
+import { createServer } from 'node:http';
+import { mkdir, readFile } from 'node:fs/promises';
+import { extname, join, normalize, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { build } from 'vite';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const ui = resolve(here, '../..');
+const dist = join(ui, 'dist');
+const shots = resolve(ui, '../docs/screenshots');
+const CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+  "connect-src ipc: http://ipc.localhost; object-src 'none'; base-uri 'none'; " +
+  "frame-ancestors 'none'; form-action 'none'";
+const VIEWPORTS = [
+  { name: 'landscape', width: 1280, height: 800 },
+  { name: 'portrait', width: 800, height: 1280 },
+];
+// Screens to photograph, per orientation.
+const SHOOT = {
+  landscape: ['first-run', 'today', 'quick-contact', 'citizen', 'conflicts', 'site-log', 'caseload'],
+  portrait: ['lock', 'today', 'quick-contact', 'visit', 'citizen-edit', 'settings'],
+};
+
+// ---------- harness ----------
+const failures = [];
+const passed = [];
+const scanned = new Set();
+const shot = new Set();
+let violationCount = 0;
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+async function serve() {
+  const types = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css', '.png': 'image/png', '.svg': 'image/svg+xml', '.json': 'application/json' };
+  const server = createServer(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname));
+    const file = join(dist, path === '/' ? 'index.html' : path);
+    if (!file.startsWith(dist)) return void res.writeHead(403).end();
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'content-security-policy': CSP, 'cache-control': 'no-store' });
+      res.end(body);
+    } catch {
+      res.writeHead(404, { 'content-security-policy': CSP }).end('not found');
+    }
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return server;
+}
+
+async function bundleFake() {
+  const out = await build({
+    configFile: false,
+    logLevel: 'warn',
+    root: ui,
+    build: {
+      write: false,
+      minify: false,
+      lib: { entry: join(here, 'fake-backend.ts'), formats: ['iife'], name: 'FeltbogFake' },
+    },
+  });
+  const result = Array.isArray(out) ? out[0] : out;
+  return result.output[0].code;
+}
+
+/** A fresh context + page with the fake backend seeded; collects console errors. */
+async function open(browser, base, vp, seed) {
+  const context = await browser.newContext({ viewport: { width: vp.width, height: vp.height }, deviceScaleFactor: 1, hasTouch: true, locale: 'da-DK' });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) errors.push(`HTTP ${r.status()} for ${r.url()}`);
+  });
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`);
+    });
+  });
+  await page.addInitScript((s) => {
+    window.__FELTBOG_SEED__ = s;
+  }, seed);
+  await page.addInitScript({ content: fakeCode });
+  await page.goto(base);
+  return { context, page, errors };
+}
+
+async function screen(page, name) {
+  await page.locator(`[data-screen="${name}"]`).waitFor({ state: 'visible', timeout: 5000 });
+  await page.waitForTimeout(350); // debounced searches and loads settle
+}
+
+/** Axe + touch targets on the current screen; a screenshot if this one is listed. */
+async function audit(page, name, vp, { shoot = true } = {}) {
+  await screen(page, name);
+  const small = await page.evaluate(() => {
+    const bad = [];
+    for (const el of document.querySelectorAll('button, input, select, textarea, a[href]')) {
+      if (el.closest('.sr-only')) continue;
+      let r = el.getBoundingClientRect();
+      if (r.width === 0 && r.height === 0) continue;
+      const type = el.getAttribute('type');
+      // A checkbox or radio is tapped through its whole label.
+      if ((type === 'checkbox' || type === 'radio') && el.closest('label')) r = el.closest('label').getBoundingClientRect();
+      if (r.width < 44 || r.height < 44) bad.push(`${el.tagName.toLowerCase()}#${el.id || ''}.${el.className || ''} ${Math.round(r.width)}×${Math.round(r.height)}`);
+    }
+    return bad;
+  });
+  assert(small.length === 0, `touch targets under 44 px on ${name}: ${small.join('; ')}`);
+  const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']).analyze();
+  const bad = results.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  scanned.add(`${name}@${vp.name}`);
+  if (bad.length) {
+    violationCount += bad.length;
+    const text = bad.map((v) => `  [${v.impact}] ${v.id}: ${v.help}\n    ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join('\n    ')}`).join('\n');
+    throw new Error(`axe found ${bad.length} serious/critical violation(s) on ${name}:\n${text}`);
+  }
+  if (shoot && SHOOT[vp.name].includes(name) && !shot.has(`${name}@${vp.name}`)) {
+    shot.add(`${name}@${vp.name}`);
+    // Scrolled to the top, without a leftover "saved" toast from the step before.
+    await page.evaluate(() => {
+      document.querySelector('main')?.scrollTo(0, 0);
+      for (const el of document.querySelectorAll('.toast-region')) el.hidden = true;
+    });
+    await page.screenshot({ path: join(shots, `${name}-${vp.name}.png`) });
+    await page.evaluate(() => {
+      for (const el of document.querySelectorAll('.toast-region')) el.hidden = false;
+    });
+  }
+}
+
+async function flow(browser, base, vp, name, seed, fn) {
+  const label = `${name} @ ${vp.name}`;
+  let ctx;
+  try {
+    ctx = await open(browser, base, vp, seed);
+    await fn(ctx.page, vp);
+    assert(ctx.errors.length === 0, `console errors / CSP violations:\n  ${ctx.errors.join('\n  ')}`);
+    passed.push(label);
+    console.log(`ok   ${label}`);
+  } catch (e) {
+    failures.push(label);
+    console.log(`FAIL ${label}\n     ${String(e?.message ?? e).split('\n').join('\n     ')}`);
+    if (ctx?.page) await ctx.page.screenshot({ path: join(ui, 'test-results', `${name}-${vp.name}-failure.png`) }).catch(() => {});
+  } finally {
+    await ctx?.context.close();
+  }
+}
+
+const unsynced = async (page) => Number(await page.getAttribute('[data-testid="sync-bar"]', 'data-unsynced'));
+const text = (page) => page.locator('main').innerText();
+
+// ---------- flows ----------
+const flows = [
+  ['first run → today', { phase: 'first_run', demo: false }, async (page, vp) => {
+    await audit(page, 'first-run', vp);
+    await page.click('#first-run-submit');
+    assert(await page.locator('#server-url-error').isVisible(), 'empty form shows a server address error');
+    await page.fill('#server-url', 'feltbog.example.dk');
+    await page.fill('#enrol-code', 'K7P-22Q');
+    await page.fill('#pin', '246810');
+    await page.fill('#pin-repeat', '246811');
+    await page.click('#first-run-submit');
+    assert(await page.locator('#server-url-error').isVisible(), 'an address without http(s):// is refused');
+    assert(await page.locator('#pin-repeat-error').isVisible(), 'different PINs are refused');
+    await page.fill('#server-url', 'https://feltbog.example.dk');
+    await page.fill('#pin-repeat', '246810');
+    await page.click('#first-run-submit');
+    await page.locator('.working').waitFor({ state: 'visible', timeout: 2000 });
+    await screen(page, 'today');
+    await audit(page, 'today', vp, { shoot: false }); // empty; the demo data makes a better picture
+  }],
+  ['lock → wrong PIN → unlock → lock now', { phase: 'locked', demo: true }, async (page, vp) => {
+    await audit(page, 'lock', vp);
+    const bar = page.locator('[data-testid="sync-bar"]');
+    assert(await bar.isVisible(), 'sync bar visible on the lock screen');
+    await page.fill('#unlock-pin', '000000');
+    await page.click('#unlock-submit');
+    await page.locator('.error-banner').waitFor();
+    const msg = await page.locator('.error-banner').innerText();
+    assert(/4 forsøg tilbage/.test(msg), `wrong PIN shows attempts left, got "${msg}"`);
+    await audit(page, 'lock', vp);
+    await page.fill('#unlock-pin', '246810');
+    await page.click('#unlock-submit');
+    await screen(page, 'today');
+    await audit(page, 'today', vp);
+    await page.click('#nav-settings');
+    assert(await page.evaluate(() => window.__fake.db().calls.filter((c) => c === 'touch').length === 1), 'a tap while unlocked calls touch once');
+    await audit(page, 'settings', vp);
+    await page.click('#lock-now');
+    await screen(page, 'lock');
+    assert(!(await page.content()).includes('Ravnen'), 'no personal data in the DOM after locking');
+    await page.fill('#unlock-pin', '246810');
+    await page.click('#unlock-submit');
+    await screen(page, 'today');
+    await page.evaluate(() => window.__fake.idleLock()); // the idle lock fires in Rust
+    await screen(page, 'lock');
+    assert(!(await page.content()).includes('Ravnen'), 'no personal data in the DOM after the idle lock');
+  }],
+  ['quick anonymous contact + sync now', { phase: 'unlocked', demo: true }, async (page, vp) => {
+    await screen(page, 'today');
+    const before = await unsynced(page);
+    await page.click('#open-quick-contact'); // tap 1
+    await audit(page, 'quick-contact', vp);
+    assert(await page.isChecked('#qc-anonymous'), 'anonymous is the default');
+    assert((await page.inputValue('#qc-count')) === '1', 'count defaults to 1');
+    await page.click('[data-theme="substance_use"]'); // tap 2
+    await page.click('[data-theme="housing"]'); // tap 3
+    assert((await page.getAttribute('[data-theme="housing"]', 'aria-pressed')) === 'true', 'theme chip toggles on');
+    await page.fill('#qc-description', 'Kvinde i 40erne ved Netto');
+    await page.fill('#qc-note', 'Fik sovepose og info om natcaféen.');
+    assert(await page.locator('#qc-save').isVisible(), 'save button in view');
+    await page.click('#qc-save'); // tap 4
+    await page.locator('[data-testid="saved-toast"]').waitFor();
+    await screen(page, 'today');
+    assert((await unsynced(page)) === before + 1, `unsynced went from ${before} to ${await unsynced(page)}`);
+    assert((await text(page)).includes('Kvinde i 40erne ved Netto'), 'the contact is in recent contacts');
+    await page.click('#sync-now');
+    await page.waitForFunction(() => document.querySelector('[data-testid="sync-bar"]')?.getAttribute('data-state') === 'syncing');
+    await page.waitForFunction(() => document.querySelector('[data-testid="sync-bar"]')?.getAttribute('data-state') === 'online' && document.querySelector('[data-testid="sync-bar"]')?.getAttribute('data-unsynced') === '0', null, { timeout: 5000 });
+  }],
+  ['add citizen → visit with follow-up → tasks, today, caseload search', { phase: 'unlocked', demo: true }, async (page, vp) => {
+    await page.click('#nav-caseload');
+    await audit(page, 'caseload', vp);
+    await page.click('#add-citizen');
+    await screen(page, 'citizen-edit');
+    await page.click('#citizen-save');
+    assert(await page.locator('#c-alias-error').isVisible(), 'alias or name is required');
+    await page.fill('#c-alias', 'Birdie');
+    await page.fill('#c-full-name', 'Birgit Prøvesen');
+    await page.selectOption('#c-housing', 'stairwell_community');
+    await page.click('#add-goal');
+    await page.fill('#goal-0', 'Jeg vil gerne have en hund igen.');
+    await page.check('#c-has-consent');
+    await audit(page, 'citizen-edit', vp);
+    await page.click('#citizen-save');
+    await screen(page, 'citizen');
+    let t = await text(page);
+    assert(t.includes('Birdie') && t.includes('Jeg vil gerne have en hund igen.'), 'new citizen page shows alias and goal');
+    await page.click('#citizen-new-visit');
+    await audit(page, 'visit', vp);
+    assert((await page.locator('.picked-label').innerText()).includes('Birdie'), 'citizen preselected');
+    await page.fill('#v-place', 'Hjemme hos Birdie');
+    await page.fill('#v-note', 'Birdie fortalte om sin gamle hund. Vi talte om at søge om husdyrtilladelse.');
+    await page.click('[data-theme="network_and_loneliness"]');
+    await page.selectOption('#v-wellbeing', '7');
+    await page.check('#v-follow-up');
+    await page.fill('#v-fu-title', 'Spørg boligselskabet om husdyr');
+    await page.click('#visit-save');
+    await screen(page, 'citizen');
+    t = await text(page);
+    assert(t.includes('Birdie fortalte om sin gamle hund'), 'visit on the citizen timeline');
+    assert(t.includes('Spørg boligselskabet om husdyr'), 'follow-up task on the citizen page');
+    await page.click('#nav-tasks');
+    await audit(page, 'tasks', vp);
+    assert((await text(page)).includes('Spørg boligselskabet om husdyr'), 'follow-up on the tasks screen');
+    await page.click('#nav-today');
+    await screen(page, 'today');
+    assert((await text(page)).includes('Spørg boligselskabet om husdyr'), 'follow-up due on today');
+    await page.click('#nav-caseload');
+    await screen(page, 'caseload');
+    await page.fill('#caseload-search', 'birdie');
+    await page.waitForFunction(() => document.querySelectorAll('[data-citizen]').length === 1, null, { timeout: 3000 });
+    assert((await page.locator('[data-citizen]').innerText()).includes('Birdie'), 'search finds the new citizen');
+  }],
+  ['citizen page: goals, visit, task done', { phase: 'unlocked', demo: true }, async (page, vp) => {
+    await page.click('#nav-caseload');
+    await screen(page, 'caseload');
+    await page.click('[data-citizen] >> text=Ravnen');
+    await audit(page, 'citizen', vp);
+    const t = await text(page);
+    assert(t.includes('Jeg vil have min egen lejlighed inden jul.'), 'goals shown');
+    assert(t.includes('Talte om boligansøgningen'), 'visit shown');
+    assert(t.includes('Overskredet'), 'overdue task marked');
+    await page.click('#edit-citizen');
+    await audit(page, 'citizen-edit', vp);
+    await page.click('text=Tilbage');
+    await screen(page, 'citizen');
+    await page.click('.task >> text=Udført');
+    await page.locator('[data-testid="saved-toast"]').waitFor();
+  }],
+  ['conflict inbox: keep mine, merged, dismiss', { phase: 'unlocked', demo: true }, async (page, vp) => {
+    await page.click('#nav-conflicts');
+    await audit(page, 'conflicts', vp);
+    const count = () => page.locator('[data-conflict]').count();
+    assert((await count()) === 3, 'three conflicts');
+    const t = await text(page);
+    assert(t.includes('Min version') && t.includes('Deres version'), 'two versions side by side');
+    await page.locator('[data-conflict]').nth(0).locator('.conflict-keep-mine').click();
+    await page.waitForFunction(() => document.querySelectorAll('[data-conflict]').length === 2);
+    const first = page.locator('[data-conflict]').nth(0);
+    await first.locator('.conflict-merge').click();
+    const merged = await first.locator('textarea').inputValue();
+    assert(merged.includes('Komme ud at gå hver dag.') && merged.includes('frivilligcentret'), 'merge text holds both versions');
+    await audit(page, 'conflicts', vp);
+    await first.locator('textarea').fill('Gå en tur hver dag, gerne med en fra frivilligcentret.');
+    await first.locator('.conflict-save-merged').click();
+    await page.waitForFunction(() => document.querySelectorAll('[data-conflict]').length === 1);
+    await page.locator('[data-kind="notice"] .conflict-dismiss').click();
+    await page.waitForFunction(() => document.querySelectorAll('[data-conflict]').length === 0);
+    assert(await page.locator('#nav-conflicts .badge').count() === 0, 'no open conflicts badge');
+  }],
+  ['site log entry with a resident', { phase: 'unlocked', demo: true }, async (page, vp) => {
+    await page.click('#nav-sites');
+    await audit(page, 'sites', vp);
+    await page.click('[data-site] >> text=Toftegården');
+    await screen(page, 'site-log');
+    await page.selectOption('#log-kind', 'neighbour_dialogue');
+    await page.fill('#log-note', 'Snak med naboerne om musik om aftenen. Aftalt ro efter kl. 22.');
+    await page.fill('#log-residents', 'mette');
+    await page.locator('.pick-results button', { hasText: 'Lille Mette' }).click();
+    await page.click('#log-save');
+    await page.locator('[data-testid="saved-toast"]').waitFor();
+    await page.waitForFunction(() => document.querySelector('main')?.innerText.includes('Aftalt ro efter kl. 22.'));
+    assert((await text(page)).includes('Beboere: Lille Mette'), 'entry lists the resident');
+    await audit(page, 'site-log', vp);
+  }],
+  ['settings: English, wipe confirmation', { phase: 'unlocked', demo: true }, async (page, vp) => {
+    await page.click('#nav-settings');
+    await audit(page, 'settings', vp);
+    await page.click('#wipe');
+    assert((await text(page)).includes('2 ændringer er ikke synkroniseret'), 'wipe confirmation says what would be lost');
+    await page.click('#wipe-cancel');
+    await page.click('label:has(#lang-en)');
+    await page.waitForFunction(() => document.documentElement.lang === 'en');
+    assert((await page.innerText('#nav-today')).includes('Today'), 'navigation in English');
+    assert((await page.innerText('#sync-now')).includes('Sync now'), 'sync bar in English');
+    await audit(page, 'settings', vp);
+    await page.click('#nav-today');
+    await audit(page, 'today', vp);
+    await page.reload();
+    await screen(page, 'today');
+    assert((await page.evaluate(() => document.documentElement.lang)) === 'en', 'language kept after reload');
+  }],
+];
+
+// ---------- main ----------
+const t0 = Date.now();
+await mkdir(shots, { recursive: true });
+await mkdir(join(ui, 'test-results'), { recursive: true });
+const fakeCode = await bundleFake();
+const server = await serve();
+const base = `http://127.0.0.1:${server.address().port}/`;
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+});
+try {
+  for (const vp of VIEWPORTS) {
+    console.log(`\n# ${vp.name} ${vp.width}×${vp.height}`);
+    for (const [name, seed, fn] of flows) await flow(browser, base, vp, name, seed, fn);
+  }
+} finally {
+  await browser.close();
+  server.close();
+}
+const screens = [...new Set([...scanned].map((s) => s.split('@')[0]))].sort();
+console.log(`\nSummary: ${passed.length} flows passed, ${failures.length} failed; axe scanned ${screens.length} screens (${scanned.size} screen×size): ${screens.join(', ')}; serious/critical violations: ${violationCount}; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+if (failures.length) {
+  console.log(`Failed: ${failures.join('; ')}`);
+  process.exit(1);
+}
