@@ -182,9 +182,18 @@ async function main() {
   await waitForPort(serverPort, 'the server to listen');
 
   step = 'Xvfb and tauri-driver';
-  const display = `:${90 + (process.pid % 9)}`;
-  const xvfb = start('Xvfb', [display, '-screen', '0', '1280x800x24', '-nolisten', 'tcp']);
-  await until('Xvfb', () => existsSync(`/tmp/.X11-unix/X${display.slice(1)}`), 10_000);
+  // Xvfb picks a free display itself and writes its number to fd 3.
+  const xvfb = spawn('Xvfb', ['-displayfd', '3', '-screen', '0', '1280x800x24', '-nolisten', 'tcp'], {
+    stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  xvfb.output = '';
+  xvfb.stderr.on('data', (d) => (xvfb.output += d));
+  children.push(xvfb);
+  let displayNumber = '';
+  xvfb.stdio[3].on('data', (d) => (displayNumber += d));
+  await until('Xvfb to report its display', () => displayNumber.includes('\n'), 10_000);
+  const display = `:${displayNumber.trim()}`;
   const driverPort = await freePort();
   const nativePort = await freePort();
   const driver = start('tauri-driver', ['--port', String(driverPort), '--native-port', String(nativePort)], {

@@ -323,8 +323,8 @@ impl App {
             return Err(e.into());
         }
         *guard = Some(store);
-        drop(guard);
         self.touch();
+        drop(guard);
         self.kick_sync();
         Ok(self.state())
     }
@@ -343,8 +343,10 @@ impl App {
             if !store.is_unlocked() {
                 store.unlock(&pin)?;
             }
+            // Still holding the store: an idle lock that was waiting for it must see this
+            // unlock as activity, or it would lock again the moment the worker got in.
+            self.touch();
         }
-        self.touch();
         self.kick_sync();
         Ok(self.state())
     }
@@ -376,8 +378,17 @@ impl App {
 
     /// Locks if nothing touched the app for the idle limit; returns whether it locked now.
     pub fn lock_if_idle(&self, now: Instant) -> bool {
+        // Take the store first and read the last touch under it: an unlock in progress holds
+        // the store and touches before letting go.
+        let mut guard = lock(&self.store);
         let idle = now.saturating_duration_since(*lock(&self.last_touch));
-        idle >= self.idle_limit() && self.lock()
+        match guard.as_mut() {
+            Some(s) if s.is_unlocked() && idle >= self.idle_limit() => {
+                s.lock();
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Runs `f` on the unlocked store as the signed-in worker. Not counted as activity: the
