@@ -29,12 +29,13 @@ async fn blocking<T: Send + 'static>(
     let app = Arc::clone(app);
     tauri::async_runtime::spawn_blocking(move || f(&app))
         .await
-        .map_err(|e| AppError::new(ErrorCode::Internal, e.to_string()))?
+        // A panic's message could quote anything: say only that it happened.
+        .map_err(|_| AppError::new(ErrorCode::Internal, "the command failed unexpectedly"))?
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn app_state(app: Shared<'_>) -> Answer<AppState> {
-    blocking(&app, move |a| Ok(a.state())).await
+    blocking(&app, move |a| a.checked_state()).await
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -81,8 +82,12 @@ pub async fn citizen(app: Shared<'_>, id: Uuid) -> Answer<CitizenDetail> {
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub async fn save_citizen(app: Shared<'_>, input: CitizenInput) -> Answer<Uuid> {
-    blocking(&app, move |a| a.save_citizen(&input)).await
+pub async fn save_citizen(
+    app: Shared<'_>,
+    input: CitizenInput,
+    started_from: Option<CitizenInput>,
+) -> Answer<Uuid> {
+    blocking(&app, move |a| a.save_citizen(&input, started_from.as_ref())).await
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -155,6 +160,6 @@ pub async fn set_settings(app: Shared<'_>, settings: Settings) -> Answer<Setting
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub async fn wipe(app: Shared<'_>) -> Answer<AppState> {
-    blocking(&app, move |a| a.wipe()).await
+pub async fn wipe(app: Shared<'_>, unsynced_shown: u32) -> Answer<AppState> {
+    blocking(&app, move |a| a.wipe(unsynced_shown)).await
 }

@@ -8,7 +8,7 @@
 
 pub mod commands;
 
-use feltbog_core::app::{App, AppConfig, SyncSchedule};
+use feltbog_core::app::{App, AppConfig, Settings, SyncSchedule};
 use std::sync::Arc;
 use std::time::Duration;
 use tauri::{Emitter, Manager};
@@ -52,11 +52,13 @@ pub fn with_commands<R: tauri::Runtime>(builder: tauri::Builder<R>) -> tauri::Bu
 /// The app's configuration from its data directory and the environment.
 pub fn config(data_dir: std::path::PathBuf) -> AppConfig {
     let mut config = AppConfig::new(data_dir);
+    // Only ever shorter than the longest a user may choose: the variable cannot switch the
+    // lock off.
     config.idle_lock_override = std::env::var(LOCK_AFTER_ENV)
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
         .filter(|s| *s > 0)
-        .map(Duration::from_secs);
+        .map(|s| Duration::from_secs(s.min(u64::from(*Settings::LOCK_RANGE.end()))));
     config
 }
 
@@ -91,7 +93,7 @@ pub fn run() {
     with_commands(tauri::Builder::default())
         .setup(|tauri_app| {
             let dir = tauri_app.path().app_data_dir()?;
-            let app = Arc::new(App::new(config(dir))?);
+            let app = Arc::new(App::new(config(dir)));
             start_loops(&app, tauri_app.handle());
             tauri_app.manage(app);
             Ok(())

@@ -61,7 +61,7 @@ fn app_in(dir: &std::path::Path) -> Ui {
     let mut config = AppConfig::new(dir.to_path_buf());
     // The floor of the KDF cost: these tests unlock several times.
     config.kdf_target = Duration::from_millis(1);
-    let app = Arc::new(App::new(config).unwrap());
+    let app = Arc::new(App::new(config));
     let tauri = with_commands(mock_builder())
         .build(tauri::generate_context!())
         .unwrap();
@@ -112,13 +112,18 @@ impl Ui {
         }
     }
 
-    /// Kicks the background sync and waits (bounded) until nothing is left unsynced.
+    /// Kicks the background sync and waits (bounded) until a sync that started after the kick
+    /// has finished with nothing left unsynced.
     fn synced(&self) -> Value {
+        let before = self.ok("sync_bar", json!({}))["last_success_ms"].as_u64();
+        // The bar keeps milliseconds: make sure the next good sync stamps a later one.
+        std::thread::sleep(Duration::from_millis(2));
         self.ok("sync_now", json!({}));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let bar = self.ok("sync_bar", json!({}));
-            if bar["unsynced"] == 0 && bar["state"] == "online" {
+            let newer = bar["last_success_ms"].as_u64() > before;
+            if newer && bar["unsynced"] == 0 && bar["state"] == "online" {
                 return bar;
             }
             assert!(Instant::now() < deadline, "not synced in 30 s: {bar}");
@@ -154,8 +159,15 @@ fn first_run_save_sync_lock_and_unlock_through_ipc() {
     let e = first_run(&ui, &server.url, "WRONG-CODE").unwrap_err();
     assert_eq!(e["code"], "enrolment_refused", "{e}");
     assert!(!dir.path().join(feltbog_core::app::STORE_FILE).exists());
-    let e = first_run(&ui, "ftp://x", &server.codes[0]).unwrap_err();
-    assert_eq!(e["code"], "bad_server_address", "{e}");
+    for bad in [
+        "ftp://x",
+        "http://10.0.0.5:8787",
+        "http://feltbog.example.dk",
+        "https://",
+    ] {
+        let e = first_run(&ui, bad, &server.codes[0]).unwrap_err();
+        assert_eq!(e["code"], "bad_server_address", "{bad}: {e}");
+    }
 
     let state = first_run(&ui, &server.url, &server.codes[0]).unwrap();
     assert_eq!(state["phase"], "unlocked", "{state}");
@@ -242,7 +254,7 @@ fn the_idle_lock_drops_the_keys() {
     let mut config = AppConfig::new(dir.path().to_path_buf());
     config.kdf_target = Duration::from_millis(1);
     config.idle_lock_override = Some(Duration::from_millis(200));
-    let app = App::new(config).unwrap();
+    let app = App::new(config);
     app.first_run(&feltbog_core::app::forms::FirstRunInput {
         server_url: server.url.clone(),
         code: server.codes[0].clone(),
@@ -261,11 +273,145 @@ fn the_idle_lock_drops_the_keys() {
 fn the_capability_allows_the_apps_commands_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let ui = app_in(dir.path());
-    assert_eq!(ui.ok("app_state", json!({}))["phase"], "first_run");
+    // Every app command gets through the ACL (called with no arguments, most then fail on
+    // their arguments or the phase — but never as "not allowed").
+    for cmd in [
+        "app_state",
+        "first_run",
+        "unlock",
+        "lock",
+        "touch",
+        "today",
+        "caseload",
+        "citizen",
+        "save_citizen",
+        "save_visit",
+        "tasks",
+        "save_task",
+        "set_task_status",
+        "sites",
+        "save_site",
+        "site_log",
+        "save_site_log",
+        "conflicts",
+        "resolve_conflict",
+        "sync_bar",
+        "sync_now",
+        "set_settings",
+        "wipe",
+    ] {
+        if let Err(e) = ui.call(cmd, json!({})) {
+            assert!(!e.to_string().contains("not allowed"), "{cmd}: {e}");
+        }
+    }
     // No file-system plugin is registered at all.
     let e = ui.err("plugin:fs|read_file", json!({ "path": "/etc/passwd" }));
     assert!(e.to_string().contains("not allowed"), "{e}");
-    // Core window commands exist but the capability does not grant them.
-    let e = ui.err("plugin:window|close", json!({}));
-    assert!(e.to_string().contains("not allowed"), "{e}");
+    // Core commands exist but the capability does not grant them: closing or creating
+    // windows, emitting events from the page.
+    for cmd in [
+        "plugin:window|close",
+        "plugin:webview|create_webview_window",
+        "plugin:event|emit",
+    ] {
+        let e = ui.err(cmd, json!({}));
+        assert!(e.to_string().contains("not allowed"), "{cmd}: {e}");
+    }
+}
+
+#[test]
+fn wipe_needs_the_keys_and_the_count_that_was_shown() {
+    let server = server(1);
+    let dir = tempfile::tempdir().unwrap();
+    let ui = app_in(dir.path());
+    first_run(&ui, &server.url, &server.codes[0]).unwrap();
+    drop(server); // the server goes away: the next save stays unsynced
+    ui.ok("save_visit", quick_contact(1, "ikke synkroniseret"));
+    assert_eq!(ui.ok("sync_bar", json!({}))["unsynced"], 1);
+    // The confirmation showed no unsynced change, but one is waiting: refused.
+    let e = ui.err("wipe", json!({ "unsynced_shown": 0 }));
+    assert_eq!(
+        (e["code"].as_str(), e["field"].as_str()),
+        (Some("invalid"), Some("unsynced")),
+        "{e}"
+    );
+    ui.ok("lock", json!({}));
+    let e = ui.err("wipe", json!({ "unsynced_shown": 99 }));
+    assert_eq!(
+        e["code"], "locked",
+        "a locked tablet cannot be emptied: {e}"
+    );
+    assert!(dir.path().join(feltbog_core::app::STORE_FILE).exists());
+    ui.ok("unlock", json!({ "pin": "246813" }));
+    let state = ui.ok("wipe", json!({ "unsynced_shown": 99 }));
+    assert_eq!(state["phase"], "first_run");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(feltbog_core::app::STORE_FILE))
+        .collect();
+    assert!(left.is_empty(), "store files left: {left:?}");
+}
+
+#[test]
+fn a_refused_visit_leaves_no_follow_up_task_behind() {
+    let server = server(1);
+    let dir = tempfile::tempdir().unwrap();
+    let ui = app_in(dir.path());
+    first_run(&ui, &server.url, &server.codes[0]).unwrap();
+    let citizen = ui.ok(
+        "save_citizen",
+        json!({ "input": {
+            "id": null, "alias": "Ørn", "full_name": "", "cpr": "", "birth_year": null,
+            "phone": "", "housing": "shelter", "site_id": null, "consent": null, "goals": []
+        }, "started_from": null }),
+    );
+    let visit = |wellbeing: u8, title: &str| {
+        json!({ "input": {
+            "citizen_id": citizen, "anonymous_count": null, "anonymous_description": "",
+            "kind": "home_visit", "started_at_ms": null, "duration_minutes": 30, "place": "",
+            "themes": [], "referrals": [], "note": "", "wellbeing": wellbeing,
+            "follow_up": { "title": title, "due": "2099-01-01" }
+        }})
+    };
+    let e = ui.err("save_visit", visit(11, "Ring til lægen"));
+    assert_eq!(e["field"], "wellbeing", "{e}");
+    let e = ui.err("save_visit", visit(5, "   "));
+    assert_eq!(e["field"], "follow_up.title", "{e}");
+    assert_eq!(ui.ok("tasks", json!({ "include_closed": true })), json!([]));
+    ui.ok("save_visit", visit(5, "Ring til lægen"));
+    let tasks = ui.ok("tasks", json!({ "include_closed": true }));
+    assert_eq!(tasks.as_array().unwrap().len(), 1, "{tasks}");
+}
+
+#[test]
+fn a_first_run_cut_short_before_enrolment_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    // What a first run leaves if the app dies during enrolment: a store, never enrolled.
+    let store = feltbog_core::store::Store::create(
+        &dir.path().join(feltbog_core::app::STORE_FILE),
+        &feltbog_core::crypto::Passphrase::new("246813").unwrap(),
+        &feltbog_core::store::CreateOptions::with_kdf(feltbog_core::crypto::KdfParams::MINIMUM),
+    )
+    .unwrap();
+    drop(store);
+    let ui = app_in(dir.path());
+    assert_eq!(ui.ok("app_state", json!({}))["phase"], "first_run");
+    assert!(!dir.path().join(feltbog_core::app::STORE_FILE).exists());
+}
+
+#[test]
+fn a_store_the_app_cannot_open_is_reported_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(feltbog_core::app::STORE_FILE);
+    std::fs::write(&path, b"not a database at all, but someone's file").unwrap();
+    let ui = app_in(dir.path());
+    let e = ui.err("app_state", json!({}));
+    assert_eq!(e["code"], "internal", "{e}");
+    let e = first_run(&ui, "http://127.0.0.1:9", "CODE").unwrap_err();
+    assert_eq!(e["code"], "internal", "{e}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        b"not a database at all, but someone's file"
+    );
 }

@@ -126,6 +126,7 @@ impl From<StoreError> for AppError {
                 ..AppError::new(ErrorCode::BackOff, message)
             },
             StoreError::Destroyed => AppError::new(ErrorCode::Destroyed, message),
+            StoreError::NewerSchema { .. } => AppError::new(ErrorCode::UpdateRequired, message),
             StoreError::RecordNotFound { .. } | StoreError::KeyDestroyed => {
                 AppError::new(ErrorCode::NotFound, message)
             }
@@ -144,7 +145,8 @@ impl From<SyncError> for AppError {
             SyncError::NotEnrolled => AppError::new(ErrorCode::NotSetUp, message),
             SyncError::Unauthorized => AppError::new(ErrorCode::Revoked, message),
             SyncError::UpdateRequired => AppError::new(ErrorCode::UpdateRequired, message),
-            SyncError::Transport(TransportError::Unreachable(_)) => {
+            // No answer, or not the server's (a captive portal's login page, say).
+            SyncError::Transport(TransportError::Unreachable(_) | TransportError::Decode(_)) => {
                 AppError::new(ErrorCode::Offline, "server unreachable")
             }
             SyncError::Transport(TransportError::Refused {

@@ -222,6 +222,41 @@ pub fn citizen_from(
     Ok(c)
 }
 
+/// Applies a worker's edit of a citizen to the record as stored now. Only the fields the worker
+/// changed (edited differs from what the form started from) are written; goals merge by id.
+/// Without this, a form opened before a sync would write back every value it showed and
+/// silently undo a colleague's edit that arrived meanwhile.
+pub fn apply_citizen_edit(
+    mut current: Citizen,
+    started_from: &Citizen,
+    edited: &Citizen,
+) -> Citizen {
+    macro_rules! take_changed {
+        ($($field:ident),+) => {
+            $( if edited.$field != started_from.$field {
+                current.$field = edited.$field.clone();
+            } )+
+        };
+    }
+    take_changed!(
+        alias, full_name, cpr, birth_year, phone, housing, site_id, consent
+    );
+    for goal in &edited.goals {
+        match started_from.goals.iter().find(|g| g.id == goal.id) {
+            Some(before) if before == goal => {}
+            _ => match current.goals.iter_mut().find(|g| g.id == goal.id) {
+                Some(slot) => *slot = goal.clone(),
+                None => current.goals.push(goal.clone()),
+            },
+        }
+    }
+    current.goals.retain(|g| {
+        !started_from.goals.iter().any(|b| b.id == g.id)
+            || edited.goals.iter().any(|e| e.id == g.id)
+    });
+    current
+}
+
 /// Builds a visit and, if asked for, its follow-up task (saved together).
 pub fn visit_from(
     input: &VisitInput,
@@ -423,6 +458,73 @@ mod tests {
         input.started_at_ms = Some((Utc::now() + chrono::Duration::hours(2)).timestamp_millis());
         let e = visit_from(&input, author(), Utc::now()).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("started_at"));
+    }
+
+    #[test]
+    fn an_edit_writes_only_what_the_worker_changed_and_keeps_a_colleagues_edit() {
+        let a = author();
+        let form = CitizenInput {
+            id: None,
+            alias: "Fisk".into(),
+            full_name: String::new(),
+            cpr: String::new(),
+            birth_year: None,
+            phone: "11111111".into(),
+            housing: HousingSituation::Street,
+            site_id: None,
+            consent: None,
+            goals: vec![
+                GoalInput {
+                    id: None,
+                    text: "Egen bolig".into(),
+                    status: GoalStatus::Active,
+                },
+                GoalInput {
+                    id: None,
+                    text: "Mindre druk".into(),
+                    status: GoalStatus::Active,
+                },
+            ],
+        };
+        let stored = citizen_from(&form, None, a, Utc::now()).unwrap();
+        // What B's form started from.
+        let mut started = form.clone();
+        started.id = Some(stored.id.0);
+        for (g, s) in started.goals.iter_mut().zip(&stored.goals) {
+            g.id = Some(s.id.0);
+        }
+        // Meanwhile a colleague changed the phone and added a goal; it synced to B.
+        let mut current = stored.clone();
+        current.phone = Some("22222222".into());
+        current.goals.push(Goal {
+            id: GoalId::new(),
+            text: "Se min datter".into(),
+            status: GoalStatus::Active,
+            created: Utc::now().date_naive(),
+        });
+        // B changes the housing, drops the second goal, and saves the form it opened earlier.
+        let mut edited = started.clone();
+        edited.housing = HousingSituation::Shelter;
+        edited.goals.pop();
+        let base = citizen_from(&started, Some(current.clone()), a, Utc::now()).unwrap();
+        let mine = citizen_from(&edited, Some(current.clone()), a, Utc::now()).unwrap();
+        let saved = apply_citizen_edit(current, &base, &mine);
+        assert_eq!(saved.housing, HousingSituation::Shelter, "B's edit");
+        assert_eq!(
+            saved.phone,
+            Some("22222222".into()),
+            "the colleague's phone stays"
+        );
+        let goals: Vec<&str> = saved
+            .goals
+            .iter()
+            .map(|g| g.text.expose().as_str())
+            .collect();
+        assert_eq!(
+            goals,
+            ["Egen bolig", "Se min datter"],
+            "removed one, kept the new one"
+        );
     }
 
     #[test]

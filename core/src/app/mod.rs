@@ -17,7 +17,7 @@ pub mod views;
 pub use error::{AppError, ErrorCode};
 
 use crate::crypto::{KdfParams, Passphrase};
-use crate::domain::{Citizen, Task, TaskStatus};
+use crate::domain::{Citizen, Task, TaskStatus, Validate};
 use crate::keystore::NoPlatformSecret;
 use crate::store::{CreateOptions, Store, StoreError};
 use crate::sync::{self, Progress, Retry, StoreAccess, SyncError, http::HttpTransport};
@@ -202,6 +202,9 @@ struct SyncRuntime {
 /// The app: one per process.
 pub struct App {
     config: AppConfig,
+    /// Why the store could not be opened at start (newer schema, not a store, disk error):
+    /// every screen shows it instead of offering to start over on top of it.
+    startup_error: Option<AppError>,
     store: Mutex<Option<Store>>,
     settings: Mutex<Settings>,
     last_touch: Mutex<Instant>,
@@ -237,27 +240,42 @@ impl StoreAccess for Shared<'_> {
 
 impl App {
     /// Opens the app's data directory (creating it) and the store in it, locked, if any.
-    pub fn new(config: AppConfig) -> Result<App, AppError> {
-        create_private_dir(&config.data_dir)?;
-        let settings = std::fs::read(config.data_dir.join(SETTINGS_FILE))
+    /// A failure is kept and reported by [`App::checked_state`], so the UI can say what is
+    /// wrong instead of the app dying without a window.
+    pub fn new(config: AppConfig) -> App {
+        let settings: Settings = std::fs::read(config.data_dir.join(SETTINGS_FILE))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        let path = config.data_dir.join(STORE_FILE);
-        let store = if path.exists() {
-            Some(Store::open(&path, Arc::new(NoPlatformSecret))?)
-        } else {
-            None
+        // A hand-edited settings file must not switch the idle lock off.
+        let settings = Settings {
+            lock_timeout_secs: settings
+                .lock_timeout_secs
+                .clamp(*Settings::LOCK_RANGE.start(), *Settings::LOCK_RANGE.end()),
+            ..settings
         };
-        Ok(App {
+        let (store, startup_error) = match open_store(&config.data_dir) {
+            Ok(store) => (store, None),
+            Err(e) => (None, Some(e)),
+        };
+        App {
             config,
+            startup_error,
             store: Mutex::new(store),
             settings: Mutex::new(settings),
             last_touch: Mutex::new(Instant::now()),
             sync: Mutex::new(SyncRuntime::default()),
             wake: Condvar::new(),
             stopping: AtomicBool::new(false),
-        })
+        }
+    }
+
+    /// [`App::state`], or the reason the app could not start.
+    pub fn checked_state(&self) -> Result<AppState, AppError> {
+        match &self.startup_error {
+            Some(e) => Err(e.clone()),
+            None => Ok(self.state()),
+        }
     }
 
     fn store_path(&self) -> PathBuf {
@@ -289,13 +307,16 @@ impl App {
     /// First run: creates the store protected by the PIN, enrols it with the server, and leaves
     /// it unlocked. If enrolment fails, nothing is left behind and the worker can try again.
     pub fn first_run(&self, input: &forms::FirstRunInput) -> Result<AppState, AppError> {
+        if let Some(e) = &self.startup_error {
+            return Err(e.clone());
+        }
         let url = input.server_url.trim().trim_end_matches('/');
-        if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(' ') {
+        if !server_address_ok(url) {
             return Err(AppError {
                 field: Some("server_url".into()),
                 ..AppError::new(
                     ErrorCode::BadServerAddress,
-                    "the server address must start with https://",
+                    "the server address must start with https:// (http:// only on this machine)",
                 )
             });
         }
@@ -319,7 +340,7 @@ impl App {
             .and_then(|t| sync::enrol(&mut store, &t, url, code));
         if let Err(e) = enrolled {
             drop(store);
-            remove_store_files(&path);
+            remove_store_files(&path)?;
             return Err(e.into());
         }
         *guard = Some(store);
@@ -340,9 +361,9 @@ impl App {
             let store = guard
                 .as_mut()
                 .ok_or_else(|| AppError::new(ErrorCode::NotSetUp, "no store"))?;
-            if !store.is_unlocked() {
-                store.unlock(&pin)?;
-            }
+            // Checked (and counted) even when already unlocked: a second attempt racing the
+            // first must not get in with a wrong PIN.
+            store.unlock(&pin)?;
             // Still holding the store: an idle lock that was waiting for it must see this
             // unlock as activity, or it would lock again the moment the worker got in.
             self.touch();
@@ -411,7 +432,7 @@ impl App {
         f(store, author)
     }
 
-    /// A save happened: counts as activity and wakes the sync loop.
+    /// A save happened: wakes the sync loop. (Activity is the UI's `touch`.)
     fn saved<R>(&self, r: Result<R, AppError>) -> Result<R, AppError> {
         if r.is_ok() {
             self.kick_sync();
@@ -441,23 +462,39 @@ impl App {
         self.with_unlocked(|s, a| Ok(views::citizen(s, id, a.worker.0, Self::today_date())?))
     }
 
-    /// Creates or edits a citizen; returns the id.
-    pub fn save_citizen(&self, input: &forms::CitizenInput) -> Result<Uuid, AppError> {
+    /// Creates or edits a citizen; returns the id. For an edit, `started_from` is the form as
+    /// it was opened: only what the worker changed since is written (see
+    /// [`forms::apply_citizen_edit`]).
+    pub fn save_citizen(
+        &self,
+        input: &forms::CitizenInput,
+        started_from: Option<&forms::CitizenInput>,
+    ) -> Result<Uuid, AppError> {
         self.saved(self.with_unlocked(|s, a| {
-            let existing = match input.id {
-                Some(id) => Some(
-                    s.get::<Citizen>(id)?
-                        .ok_or_else(|| AppError::new(ErrorCode::NotFound, "citizen not found"))?,
-                ),
-                None => None,
+            let now = Utc::now();
+            let citizen = match input.id {
+                None => forms::citizen_from(input, None, a, now)?,
+                Some(id) => {
+                    let current = s
+                        .get::<Citizen>(id)?
+                        .ok_or_else(|| AppError::new(ErrorCode::NotFound, "citizen not found"))?;
+                    let edited = forms::citizen_from(input, Some(current.clone()), a, now)?;
+                    match started_from {
+                        None => edited,
+                        Some(base) => {
+                            let base = forms::citizen_from(base, Some(current.clone()), a, now)?;
+                            forms::apply_citizen_edit(current, &base, &edited)
+                        }
+                    }
+                }
             };
-            let citizen = forms::citizen_from(input, existing, a, Utc::now())?;
             s.save(&citizen)?;
             Ok(citizen.id.0)
         }))
     }
 
-    /// Logs a visit or quick contact (and its follow-up task) in one transaction.
+    /// Logs a visit or quick contact and its follow-up task: both in one transaction, or
+    /// neither (a refused visit must not leave its task behind to be saved twice).
     pub fn save_visit(&self, input: &forms::VisitInput) -> Result<Uuid, AppError> {
         self.saved(self.with_unlocked(|s, a| {
             let (visit, task) = forms::visit_from(input, a, Utc::now())?;
@@ -466,13 +503,19 @@ impl App {
             {
                 return Err(AppError::new(ErrorCode::NotFound, "citizen not found"));
             }
-            // The follow-up first, so a saved visit never points at a missing task. These are
-            // two transactions: if the app dies between them, the task is kept and the visit,
-            // never confirmed to the worker, is not.
-            if let Some(task) = &task {
-                s.save(task)?;
+            match &task {
+                Some(task) => {
+                    task.validate().map_err(|e| {
+                        let mut e = AppError::from(e);
+                        e.field = e.field.map(|f| format!("follow_up.{f}"));
+                        e
+                    })?;
+                    s.save_pair(&visit, task)?;
+                }
+                None => {
+                    s.save(&visit)?;
+                }
             }
-            s.save(&visit)?;
             Ok(visit.id.0)
         }))
     }
@@ -572,13 +615,25 @@ impl App {
     }
 
     /// Signs out and wipes: the store (records, keys, outbox) is deleted from the device.
-    /// Unsynced edits are lost, so the UI asks first and shows how many there are.
-    pub fn wipe(&self) -> Result<AppState, AppError> {
+    /// Unsynced edits are lost, so the UI asks first and says how many; `unsynced_shown` is
+    /// that number, and the wipe is refused if more changes are waiting now. Only an unlocked
+    /// store, or one whose keys were destroyed, may be wiped: a locked tablet cannot be
+    /// emptied by whoever holds it.
+    pub fn wipe(&self, unsynced_shown: u32) -> Result<AppState, AppError> {
         let mut guard = lock(&self.store);
-        if let Some(store) = guard.take() {
-            drop(store);
+        if let Some(store) = guard.as_ref() {
+            if !store.is_unlocked() && !store.keys_destroyed()? {
+                return Err(AppError::new(ErrorCode::Locked, "unlock before wiping"));
+            }
+            if clamp(store.outbox_len()?) > unsynced_shown {
+                return Err(AppError::invalid(
+                    "unsynced",
+                    "more changes are waiting for sync than were shown; look again",
+                ));
+            }
         }
-        remove_store_files(&self.store_path());
+        drop(guard.take());
+        remove_store_files(&self.store_path())?;
         drop(guard);
         *lock(&self.sync) = SyncRuntime::default();
         Ok(self.state())
@@ -657,9 +712,10 @@ impl App {
             rt.progress = None;
             rt.state = match &result {
                 Ok(_) => SyncState::Online,
-                Err(SyncError::Transport(sync::TransportError::Unreachable(_))) => {
-                    SyncState::Offline
-                }
+                // Unreachable, or something in between answered instead (a captive portal).
+                Err(SyncError::Transport(
+                    sync::TransportError::Unreachable(_) | sync::TransportError::Decode(_),
+                )) => SyncState::Offline,
                 Err(SyncError::Unauthorized) => SyncState::Revoked,
                 Err(SyncError::UpdateRequired) => SyncState::UpdateRequired,
                 // Locked mid-sync: nothing is wrong with the server.
@@ -721,6 +777,8 @@ impl App {
 
     /// Ends both loops (on exit, and in tests).
     pub fn stop(&self) {
+        // Under the loops' mutex, so the flag cannot land between a loop's check and its wait.
+        let _rt = lock(&self.sync);
         self.stopping.store(true, Ordering::SeqCst);
         self.wake.notify_all();
     }
@@ -756,10 +814,115 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
     std::fs::rename(&tmp, path).map_err(internal)
 }
 
-fn remove_store_files(path: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
+/// HTTPS, or plain HTTP to this machine only (a test or demo server): an enrolment code or a
+/// device token must never cross a network in clear text.
+fn server_address_ok(url: &str) -> bool {
+    if url.contains(char::is_whitespace) {
+        return false;
+    }
+    if url.starts_with("https://") && url.len() > "https://".len() {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
+/// Opens the store in `dir`, if there is one. A store that was created but never enrolled
+/// (the app died during first run) holds nothing a worker saved — every save needs an
+/// enrolment — so it is removed and first run starts again.
+fn open_store(dir: &Path) -> Result<Option<Store>, AppError> {
+    create_private_dir(dir)?;
+    let path = dir.join(STORE_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let store = Store::open(&path, Arc::new(NoPlatformSecret))?;
+    let status = store.sync_status()?;
+    let mut records = 0;
+    for kind in crate::domain::EntityKind::ALL {
+        records += store.count(kind)?;
+    }
+    if !status.enrolled && records == 0 && status.pending == 0 {
+        drop(store);
+        remove_store_files(&path)?;
+        return Ok(None);
+    }
+    Ok(Some(store))
+}
+
+/// Deletes the store's files, the WAL first (an old WAL beside a new store could be replayed).
+fn remove_store_files(path: &Path) -> Result<(), AppError> {
+    for suffix in ["-wal", "-shm", "-journal", ""] {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
+        match std::fs::remove_file(PathBuf::from(p)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(internal(e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sync_back_off_doubles_to_its_cap_and_resets_after_success() {
+        let s = SyncSchedule::default();
+        let waits: Vec<u64> = (0..7).map(|f| s.wait_after(f).as_secs()).collect();
+        assert_eq!(waits, [60, 5, 10, 20, 40, 60, 60]);
+        assert_eq!(s.wait_after(u32::MAX), s.max_wait);
+    }
+
+    #[test]
+    fn plain_http_only_to_this_machine() {
+        for ok in [
+            "https://feltbog.kommune.dk",
+            "https://10.0.0.5:8443/api",
+            "http://127.0.0.1:8787",
+            "http://localhost",
+            "http://[::1]:8787",
+        ] {
+            assert!(server_address_ok(ok), "{ok}");
+        }
+        for bad in [
+            "http://feltbog.kommune.dk",
+            "http://127.0.0.1.evil.dk",
+            "http://10.0.0.5:8787",
+            "https://",
+            "ftp://x",
+            "https://a b",
+        ] {
+            assert!(!server_address_ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_settings_file_cannot_switch_the_idle_lock_off() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(SETTINGS_FILE),
+            r#"{"language":"en","lock_timeout_secs":4294967295}"#,
+        )
+        .unwrap();
+        let app = App::new(AppConfig::new(dir.path().to_path_buf()));
+        assert_eq!(app.settings().language, Language::En);
+        assert_eq!(app.idle_limit(), Duration::from_secs(3600));
+        assert!(
+            app.set_settings(Settings {
+                language: Language::Da,
+                lock_timeout_secs: 0
+            })
+            .is_err()
+        );
     }
 }

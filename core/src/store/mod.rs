@@ -432,6 +432,17 @@ impl Store {
         self.wall = wall;
     }
 
+    /// Whether the keys were destroyed after too many wrong attempts (readable while locked):
+    /// such a store can only be wiped and enrolled again.
+    pub fn keys_destroyed(&self) -> Result<bool, StoreError> {
+        let wrapped: Option<Vec<u8>> =
+            self.conn
+                .query_row("SELECT master_wrapped FROM header WHERE id = 1", [], |r| {
+                    r.get(0)
+                })?;
+        Ok(guard::read(&self.conn)?.destroyed || wrapped.is_none())
+    }
+
     /// Whether keys are in memory.
     pub fn is_unlocked(&self) -> bool {
         self.keys.is_some()
@@ -510,21 +521,45 @@ impl Store {
         for record in records {
             record.validate()?;
         }
+        self.in_save_tx(|save, keys, nonces| {
+            records.iter().map(|r| save.save(keys, nonces, r)).collect()
+        })
+    }
+
+    /// Saves two records of different kinds in one durable transaction — both or neither —
+    /// e.g. a visit and the follow-up task it points at. Both are validated first.
+    pub fn save_pair<A: Record, B: Record>(
+        &mut self,
+        first: &A,
+        second: &B,
+    ) -> Result<(Saved, Saved), StoreError> {
+        first.validate()?;
+        second.validate()?;
+        self.in_save_tx(|save, keys, nonces| {
+            Ok((
+                save.save(keys, nonces, first)?,
+                save.save(keys, nonces, second)?,
+            ))
+        })
+    }
+
+    fn in_save_tx<T>(
+        &mut self,
+        f: impl FnOnce(&mut SaveTx<'_>, &mut KeyRing, &mut NoncePool) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
         let now_ms = (self.wall.now_ms() as i64 + self.clock_offset_ms).max(0) as u64;
-        let result = save_in_transaction(
-            &mut self.conn,
-            keys,
-            &mut self.nonces,
-            (&self.clock, now_ms),
-            self.device_id,
-            records,
+        let result = SaveTx::begin(&mut self.conn, (&self.clock, now_ms), self.device_id).and_then(
+            |mut save| {
+                let out = f(&mut save, keys, &mut self.nonces)?;
+                Ok((out, save.commit()?))
+            },
         );
         match result {
-            Ok((saved, clock)) => {
+            Ok((out, clock)) => {
                 keys.commit_new_keys();
                 self.clock = clock;
-                Ok(saved)
+                Ok(out)
             }
             Err(e) => {
                 // Keys created in the rolled-back transaction exist nowhere on disk: forget them.
@@ -752,94 +787,136 @@ impl Store {
 
 /// The body of [`Store::save_all`]: one IMMEDIATE transaction. Returns the clock to keep only
 /// if the commit succeeded.
-fn save_in_transaction<R: Record>(
-    conn: &mut Connection,
+/// One durable save of several records, possibly of different kinds: all or none.
+struct SaveTx<'c> {
+    tx: rusqlite::Transaction<'c>,
+    device_seq: i64,
+    clock: HlcClock,
+    now_ms: u64,
+    device_id: DeviceId,
+}
+
+impl<'c> SaveTx<'c> {
+    fn begin(
+        conn: &'c mut Connection,
+        (clock, now_ms): (&HlcClock, u64),
+        device_id: DeviceId,
+    ) -> Result<SaveTx<'c>, StoreError> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Re-read the sequence and the clock inside the transaction: another process (the CLI
+        // beside the app) may have saved since this handle was opened.
+        let (device_seq, hlc_last): (i64, i64) = tx.query_row(
+            "SELECT device_seq, hlc_last FROM header WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let clock = HlcClock::new(
+            clock.last().max(Hlc::from_u64(hlc_last as u64)),
+            clock.max_drift_ms(),
+        );
+        Ok(SaveTx {
+            tx,
+            device_seq,
+            clock,
+            now_ms,
+            device_id,
+        })
+    }
+
+    fn save<R: Record>(
+        &mut self,
+        keys: &mut KeyRing,
+        nonces: &mut NoncePool,
+        record: &R,
+    ) -> Result<Saved, StoreError> {
+        save_one(
+            &self.tx,
+            keys,
+            nonces,
+            (&mut self.clock, self.now_ms),
+            self.device_id,
+            &mut self.device_seq,
+            record,
+        )
+    }
+
+    fn commit(self) -> Result<HlcClock, StoreError> {
+        self.tx.execute(
+            "UPDATE header SET device_seq = ?1, hlc_last = max(hlc_last, ?2) WHERE id = 1",
+            params![self.device_seq, self.clock.last().as_u64() as i64],
+        )?;
+        self.tx.commit()?;
+        Ok(self.clock)
+    }
+}
+
+fn save_one<R: Record>(
+    tx: &rusqlite::Transaction<'_>,
     keys: &mut KeyRing,
     nonces: &mut NoncePool,
-    (clock, now_ms): (&HlcClock, u64),
+    (clock, now_ms): (&mut HlcClock, u64),
     device_id: DeviceId,
-    records: &[R],
-) -> Result<(Vec<Saved>, HlcClock), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // Re-read the sequence and the clock inside the transaction: another process (the CLI
-    // beside the app) may have saved since this handle was opened.
-    let (mut device_seq, hlc_last): (i64, i64) = tx.query_row(
-        "SELECT device_seq, hlc_last FROM header WHERE id = 1",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+    device_seq: &mut i64,
+    record: &R,
+) -> Result<Saved, StoreError> {
+    let id = record.record_id();
+    let (key_id, key) = keys.for_scope(tx, nonces, record.key_scope())?;
+    let old = records::load_row(tx, R::KIND, &id)?;
+    let old_key = match &old {
+        Some(row) => Some(keys.by_id(tx, row.key_id)?),
+        None => None,
+    };
+    let hlc = if crate::sim::planted(crate::sim::PlantedBug::WallClockStamps) {
+        Hlc::new(now_ms, 0).ok_or(ClockError::OutOfRange)?
+    } else {
+        clock.now(now_ms)?
+    };
+    let stamp = Stamp {
+        hlc,
+        device: device_id,
+    };
+    let old_cells = old.as_ref().map(records::SealedRow::cells).transpose()?;
+    let previous = match (&old, old_key.as_deref(), old_cells.as_deref()) {
+        (Some(row), Some(k), Some(cells)) => Some((k, row.key_id, cells)),
+        _ => None,
+    };
+    let staged = records::stage(nonces, record, previous, &key, key_id, stamp)?;
+    // The key scope follows from the record's fields, so a re-keyed record always has ops.
+    if staged.ops.is_empty() {
+        return Ok(Saved::Unchanged);
+    }
+    records::write_row(
+        tx,
+        R::KIND,
+        &id,
+        &record.projection(),
+        key_id,
+        &staged.cells,
     )?;
-    let mut clock = HlcClock::new(
-        clock.last().max(Hlc::from_u64(hlc_last as u64)),
-        clock.max_drift_ms(),
-    );
-    let mut results = Vec::with_capacity(records.len());
-    for record in records {
-        let id = record.record_id();
-        let (key_id, key) = keys.for_scope(&tx, nonces, record.key_scope())?;
-        let old = records::load_row(&tx, R::KIND, &id)?;
-        let old_key = match &old {
-            Some(row) => Some(keys.by_id(&tx, row.key_id)?),
-            None => None,
-        };
-        let hlc = if crate::sim::planted(crate::sim::PlantedBug::WallClockStamps) {
-            Hlc::new(now_ms, 0).ok_or(ClockError::OutOfRange)?
-        } else {
-            clock.now(now_ms)?
-        };
-        let stamp = Stamp {
-            hlc,
-            device: device_id,
-        };
-        let old_cells = old.as_ref().map(records::SealedRow::cells).transpose()?;
-        let previous = match (&old, old_key.as_deref(), old_cells.as_deref()) {
-            (Some(row), Some(k), Some(cells)) => Some((k, row.key_id, cells)),
-            _ => None,
-        };
-        let staged = records::stage(nonces, record, previous, &key, key_id, stamp)?;
-        // The key scope follows from the record's fields, so a re-keyed record always has ops.
-        if staged.ops.is_empty() {
-            results.push(Saved::Unchanged);
-            continue;
-        }
-        records::write_row(
-            &tx,
+    if let (Some(row), Some(old_key)) = (&old, &old_key)
+        && row.key_id != key_id
+    {
+        // The record moved to another citizen: its pending mutations follow it to the new
+        // key, or erasing the old citizen would drop them unsynced.
+        outbox::reseal_record(
+            tx,
+            nonces,
             R::KIND,
             &id,
-            &record.projection(),
-            key_id,
-            &staged.cells,
+            (row.key_id, old_key),
+            (key_id, &key),
         )?;
-        if let (Some(row), Some(old_key)) = (&old, &old_key)
-            && row.key_id != key_id
-        {
-            // The record moved to another citizen: its pending mutations follow it to the new
-            // key, or erasing the old citizen would drop them unsynced.
-            outbox::reseal_record(
-                &tx,
-                nonces,
-                R::KIND,
-                &id,
-                (row.key_id, old_key),
-                (key_id, &key),
-            )?;
-        }
-        device_seq += 1;
-        let mutation = Mutation {
-            device_id,
-            device_seq: device_seq as u64,
-            ops: staged.ops,
-        };
-        outbox::append(&tx, nonces, &key, key_id, R::KIND, &id, &mutation)?;
-        results.push(Saved::Written {
-            device_seq: device_seq as u64,
-        });
     }
-    tx.execute(
-        "UPDATE header SET device_seq = ?1, hlc_last = max(hlc_last, ?2) WHERE id = 1",
-        params![device_seq, clock.last().as_u64() as i64],
-    )?;
-    tx.commit()?;
-    Ok((results, clock))
+    *device_seq += 1;
+    let mutation = Mutation {
+        device_id,
+        device_seq: *device_seq as u64,
+        ops: staged.ops,
+    };
+    outbox::append(tx, nonces, &key, key_id, R::KIND, &id, &mutation)?;
+    Ok(Saved::Written {
+        device_seq: *device_seq as u64,
+    })
 }
 
 impl std::fmt::Debug for Store {

@@ -39,7 +39,10 @@ export const api = {
   today: () => invoke<Today>('today'),
   caseload: (search: string) => invoke<CitizenSummary[]>('caseload', { search }),
   citizen: (id: string) => invoke<CitizenDetail>('citizen', { id }),
-  saveCitizen: (input: CitizenInput) => invoke<string>('save_citizen', { input }),
+  /** Create (`startedFrom` null) or edit: `startedFrom` is the form as it was opened, so
+   *  Rust writes only what the worker changed and keeps a colleague's edit synced meanwhile. */
+  saveCitizen: (input: CitizenInput, startedFrom: CitizenInput | null) =>
+    invoke<string>('save_citizen', { input, started_from: startedFrom }),
   saveVisit: (input: VisitInput) => invoke<string>('save_visit', { input }),
   tasks: (includeClosed: boolean) => invoke<TaskView[]>('tasks', { include_closed: includeClosed }),
   saveTask: (input: TaskInput) => invoke<string>('save_task', { input }),
@@ -55,8 +58,9 @@ export const api = {
   /** Asks the background sync to run now; progress arrives as `sync` events. */
   syncNow: () => invoke<SyncBar>('sync_now'),
   setSettings: (settings: Settings) => invoke<Settings>('set_settings', { settings }),
-  /** Sign out and wipe: deletes the store from this device. */
-  wipe: () => invoke<AppState>('wipe'),
+  /** Sign out and wipe: deletes the store from this device. `unsyncedShown` is the number of
+   *  unsynced changes the confirmation showed; Rust refuses if more are waiting now. */
+  wipe: (unsyncedShown: number) => invoke<AppState>('wipe', { unsynced_shown: unsyncedShown }),
 };
 
 /** The sync bar as it changes (pushed by the background sync). */

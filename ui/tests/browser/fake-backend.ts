@@ -280,6 +280,8 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
     case 'save_citizen': {
       unlocked();
       const i = a.input as CitizenInput;
+      // As in Rust: an edit says what the form started from (so only changed fields are written).
+      if (i.id && !a.started_from) throw err('internal', 'an edit needs started_from');
       if (!i.alias && !i.full_name) throw invalid('alias', 'a citizen needs an alias or a name');
       if (i.cpr && !/^\d{6}-?\d{4}$/.test(i.cpr)) throw invalid('cpr', 'invalid CPR');
       const existing = i.id ? db.citizens.find((x) => x.id === i.id) : undefined;
@@ -410,6 +412,7 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
       return s;
     }
     case 'wipe':
+      if (typeof a.unsynced_shown !== 'number') throw err('internal', 'wipe needs unsynced_shown');
       Object.assign(db, fresh({ phase: 'first_run', demo: false }));
       save();
       return state();

@@ -69,9 +69,10 @@ export class AppStore {
     await this.saveSettings({ ...this.settings, language });
   }
 
-  /** Sign out and wipe this device, then start over at first run. */
-  async wipe() {
-    await api.wipe();
+  /** Sign out and wipe this device, then start over at first run. `unsyncedShown` is the count
+   *  the confirmation showed: Rust refuses if more changes are waiting by now. */
+  async wipe(unsyncedShown: number) {
+    await api.wipe(unsyncedShown);
     this.reload();
   }
 }

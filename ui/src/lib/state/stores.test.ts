@@ -74,7 +74,7 @@ describe('AppStore phases', () => {
     const app = new AppStore(reload);
     await expect(app.lock()).rejects.toThrow();
     app.onLocked();
-    await app.wipe();
+    await app.wipe(0);
     expect(reload).toHaveBeenCalledTimes(3);
   });
 
