@@ -223,7 +223,8 @@ fn a_colleagues_citizen_visit_and_follow_up_arrive_by_background_sync() {
         json!({ "input": {
             "id": null, "alias": "Fisk", "full_name": "", "cpr": "", "birth_year": null,
             "phone": "", "housing": "street", "site_id": null, "consent": null,
-            "goals": [{ "id": null, "text": "Få min egen lejlighed", "status": "active" }]
+            "goals": [{ "id": null, "text": "Få min egen lejlighed", "status": "active" }],
+            "tags": ["natcafé"], "archived": false
         }}),
     );
     a.ok(
@@ -363,7 +364,8 @@ fn a_refused_visit_leaves_no_follow_up_task_behind() {
         "save_citizen",
         json!({ "input": {
             "id": null, "alias": "Ørn", "full_name": "", "cpr": "", "birth_year": null,
-            "phone": "", "housing": "shelter", "site_id": null, "consent": null, "goals": []
+            "phone": "", "housing": "shelter", "site_id": null, "consent": null, "goals": [],
+            "tags": [], "archived": false
         }, "started_from": null }),
     );
     let visit = |wellbeing: u8, title: &str| {

@@ -67,6 +67,10 @@ pub struct CitizenInput {
     pub site_id: Option<Uuid>,
     pub consent: Option<ConsentInput>,
     pub goals: Vec<GoalInput>,
+    /// Short labels the team uses to find people ("natcafé", "metadon"); blank ones are dropped.
+    pub tags: Vec<String>,
+    /// Archived citizens leave the caseload (the case is closed) but keep their history.
+    pub archived: bool,
 }
 
 /// A follow-up created together with a visit.
@@ -189,6 +193,13 @@ pub fn citizen_from(
     c.phone = opt_text(&input.phone);
     c.housing = input.housing;
     c.site_id = input.site_id.map(SiteId);
+    c.tags = input
+        .tags
+        .iter()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect();
+    c.archived = input.archived;
     c.consent = match &input.consent {
         None => None,
         Some(k) => Some(Consent {
@@ -239,8 +250,15 @@ pub fn apply_citizen_edit(
         };
     }
     take_changed!(
-        alias, full_name, cpr, birth_year, phone, housing, site_id, consent
+        alias, full_name, cpr, birth_year, phone, housing, site_id, consent, archived
     );
+    // Tags as a set: add what the worker added, remove what they removed, keep the rest.
+    for added in edited.tags.difference(&started_from.tags) {
+        current.tags.insert(added.clone());
+    }
+    for removed in started_from.tags.difference(&edited.tags) {
+        current.tags.remove(removed);
+    }
     for goal in &edited.goals {
         match started_from.goals.iter().find(|g| g.id == goal.id) {
             Some(before) if before == goal => {}
@@ -473,6 +491,8 @@ mod tests {
             housing: HousingSituation::Street,
             site_id: None,
             consent: None,
+            tags: vec![],
+            archived: false,
             goals: vec![
                 GoalInput {
                     id: None,
@@ -493,9 +513,10 @@ mod tests {
         for (g, s) in started.goals.iter_mut().zip(&stored.goals) {
             g.id = Some(s.id.0);
         }
-        // Meanwhile a colleague changed the phone and added a goal; it synced to B.
+        // Meanwhile a colleague changed the phone, added a goal and a tag; it synced to B.
         let mut current = stored.clone();
         current.phone = Some("22222222".into());
+        current.tags.insert("natcafé".into());
         current.goals.push(Goal {
             id: GoalId::new(),
             text: "Se min datter".into(),
@@ -506,6 +527,7 @@ mod tests {
         let mut edited = started.clone();
         edited.housing = HousingSituation::Shelter;
         edited.goals.pop();
+        edited.tags.push("  metadon ".into());
         let base = citizen_from(&started, Some(current.clone()), a, Utc::now()).unwrap();
         let mine = citizen_from(&edited, Some(current.clone()), a, Utc::now()).unwrap();
         let saved = apply_citizen_edit(current, &base, &mine);
@@ -525,6 +547,12 @@ mod tests {
             ["Egen bolig", "Se min datter"],
             "removed one, kept the new one"
         );
+        let tags: Vec<&str> = saved.tags.iter().map(String::as_str).collect();
+        assert_eq!(
+            tags,
+            ["metadon", "natcafé"],
+            "both the colleague's tag and B's"
+        );
     }
 
     #[test]
@@ -540,6 +568,8 @@ mod tests {
             housing: HousingSituation::Street,
             site_id: None,
             consent: None,
+            tags: vec![],
+            archived: false,
             goals: vec![GoalInput {
                 id: None,
                 text: "Få egen bolig".into(),

@@ -33,6 +33,8 @@ pub struct CitizenSummary {
     pub label: String,
     pub full_name: Option<String>,
     pub housing: HousingSituation,
+    /// The site the citizen lives at, if any (a caretaker's resident picker lists these first).
+    pub site_id: Option<Uuid>,
     pub open_tasks: u32,
     #[cfg_attr(feature = "ts", ts(type = "string | null"))]
     pub next_due: Option<NaiveDate>,
@@ -150,6 +152,8 @@ pub struct SiteLogView {
     pub at_ms: i64,
     pub kind: SiteLogKind,
     pub note: String,
+    /// The residents the entry mentions that are on this device, as ids and labels (same order).
+    pub residents: Vec<Uuid>,
     pub resident_labels: Vec<String>,
     pub mine: bool,
 }
@@ -306,6 +310,7 @@ pub fn caseload(store: &mut Store, search: &str) -> Result<Vec<CitizenSummary>, 
             label: label_of(&c),
             full_name: c.full_name.as_ref().map(|s| s.expose().clone()),
             housing: c.housing,
+            site_id: c.site_id.map(|s| s.0),
             open_tasks,
             next_due,
             last_visit_ms: last.first().map(|v| ms(v.started_at)),
@@ -421,9 +426,10 @@ pub fn site_log(store: &mut Store, site: Uuid, me: Uuid) -> Result<Vec<SiteLogVi
     let mut labels = Labels::new(store);
     let mut out = Vec::with_capacity(entries.len());
     for e in &entries {
-        let mut resident_labels = Vec::new();
+        let (mut residents, mut resident_labels) = (Vec::new(), Vec::new());
         for r in &e.residents {
             if let Some(l) = labels.citizen(r.0)? {
+                residents.push(r.0);
                 resident_labels.push(l);
             }
         }
@@ -433,6 +439,7 @@ pub fn site_log(store: &mut Store, site: Uuid, me: Uuid) -> Result<Vec<SiteLogVi
             at_ms: ms(e.at),
             kind: e.kind,
             note: e.note.expose().clone(),
+            residents,
             resident_labels,
             mine: e.author.0 == me,
         });

@@ -77,7 +77,11 @@ export type CitizenSummary = { id: string,
 /**
  * Alias, else full name.
  */
-label: string, full_name: string | null, housing: HousingSituation, open_tasks: number, next_due: string | null, last_visit_ms: number | null, };
+label: string, full_name: string | null, housing: HousingSituation, 
+/**
+ * The site the citizen lives at, if any (a caretaker's resident picker lists these first).
+ */
+site_id: string | null, open_tasks: number, next_due: string | null, last_visit_ms: number | null, };
 
 export type ConsentView = { status: ConsentStatus, date: string, scope: string, method: ConsentMethod, };
 
@@ -109,7 +113,11 @@ export type Today = { due_tasks: Array<TaskView>, recent: Array<VisitView>, };
 
 export type SiteView = { id: string, kind: SiteKind, name: string, address: string, };
 
-export type SiteLogView = { id: string, site_id: string, at_ms: number, kind: SiteLogKind, note: string, resident_labels: Array<string>, mine: boolean, };
+export type SiteLogView = { id: string, site_id: string, at_ms: number, kind: SiteLogKind, note: string, 
+/**
+ * The residents the entry mentions that are on this device, as ids and labels (same order).
+ */
+residents: Array<string>, resident_labels: Array<string>, mine: boolean, };
 
 export type ConflictView = { id: string, entity: EntityKind, record_id: string, 
 /**
@@ -131,7 +139,15 @@ export type ConsentInput = { status: ConsentStatus, date: string, scope: string,
 
 export type GoalInput = { id: string | null, text: string, status: GoalStatus, };
 
-export type CitizenInput = { id: string | null, alias: string, full_name: string, cpr: string, birth_year: number | null, phone: string, housing: HousingSituation, site_id: string | null, consent: ConsentInput | null, goals: Array<GoalInput>, };
+export type CitizenInput = { id: string | null, alias: string, full_name: string, cpr: string, birth_year: number | null, phone: string, housing: HousingSituation, site_id: string | null, consent: ConsentInput | null, goals: Array<GoalInput>, 
+/**
+ * Short labels the team uses to find people ("natcafé", "metadon"); blank ones are dropped.
+ */
+tags: Array<string>, 
+/**
+ * Archived citizens leave the caseload (the case is closed) but keep their history.
+ */
+archived: boolean, };
 
 export type FollowUpInput = { title: string, due: string, };
 
