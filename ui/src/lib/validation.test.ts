@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
+  checkNewTag,
   emptyCitizenForm,
   emptyVisitForm,
   isIsoDate,
   lockMinutes,
+  normaliseTags,
   parseWhole,
   toCitizenInput,
   toVisitInput,
@@ -78,6 +80,46 @@ describe('citizen', () => {
     expect(input.goals).toEqual([{ id: null, text: 'Egen bolig', status: 'active' }]);
     expect(input.consent).toBeNull();
     expect(toCitizenInput({ ...base, alias: 'x', hasConsent: true }).consent?.date).toBe('2026-11-23');
+  });
+});
+
+describe('citizen tags and archiving', () => {
+  const base = { ...emptyCitizenForm('2026-11-23'), alias: 'Ravnen' };
+  it('starts with no tags, not archived', () => {
+    expect(base.tags).toEqual([]);
+    expect(base.archived).toBe(false);
+    expect(validateCitizen(base, 2026)).toEqual({});
+  });
+  it('allows a tag of 60 characters, not 61 (counted as characters, not UTF-16 units)', () => {
+    expect(validateCitizen({ ...base, tags: ['x'.repeat(60)] }, 2026)).toEqual({});
+    expect(validateCitizen({ ...base, tags: ['æ'.repeat(60)] }, 2026)).toEqual({});
+    expect(validateCitizen({ ...base, tags: ['😀'.repeat(60)] }, 2026)).toEqual({});
+    const p = validateCitizen({ ...base, tags: ['ok', 'x'.repeat(61)] }, 2026);
+    expect(keys(p)).toEqual(['tags']);
+    expect(p.tags).toEqual({ key: 'validation.tag_too_long', params: { max: 60 } });
+  });
+  it('allows 50 tags, not 51; blank and repeated ones do not count', () => {
+    const fifty = Array.from({ length: 50 }, (_, i) => `t${i}`);
+    expect(validateCitizen({ ...base, tags: [...fifty, ' ', 't0', ' t1 '] }, 2026)).toEqual({});
+    expect(validateCitizen({ ...base, tags: [...fifty, 't50'] }, 2026).tags).toEqual({ key: 'validation.tags_too_many', params: { max: 50 } });
+  });
+  it('normalises tags: trimmed, blank dropped, each once, order kept', () => {
+    expect(normaliseTags([' natcafé ', '', '  ', 'metadon', 'natcafé'])).toEqual(['natcafé', 'metadon']);
+  });
+  it('checks a tag before it is added', () => {
+    expect(checkNewTag([], ' natcafé ')).toBeNull();
+    expect(checkNewTag(['natcafé'], 'natcafé')).toBeNull(); // already there: nothing to add
+    expect(checkNewTag([], '   ')).toBeNull(); // blank: nothing to add
+    expect(checkNewTag([], 'x'.repeat(61))?.key).toBe('validation.tag_too_long');
+    const fifty = Array.from({ length: 50 }, (_, i) => `t${i}`);
+    expect(checkNewTag(fifty, 'one more')).toEqual({ key: 'validation.tags_too_many', params: { max: 50 } });
+    expect(checkNewTag(fifty.slice(1), 'one more')).toBeNull();
+  });
+  it('sends tags (normalised) and archived to Rust', () => {
+    const input = toCitizenInput({ ...base, tags: [' natcafé', '', 'metadon', 'natcafé '], archived: true });
+    expect(input.tags).toEqual(['natcafé', 'metadon']);
+    expect(input.archived).toBe(true);
+    expect(toCitizenInput(base)).toMatchObject({ tags: [], archived: false });
   });
 });
 

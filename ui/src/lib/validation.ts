@@ -25,6 +25,9 @@ export const DURATION = { min: 0, max: 24 * 60 } as const;
 export const WELLBEING = { min: 1, max: 10 } as const;
 export const BIRTH_YEAR_MIN = 1900;
 export const LOCK_MINUTES = [1, 2, 5, 10, 15, 30, 60] as const;
+/** As in Rust: a tag is at most 60 characters, a citizen has at most 50 tags. */
+export const TAG_MAX_CHARS = 60;
+export const TAG_MAX_COUNT = 50;
 
 const required: Problem = { key: 'validation.required' };
 
@@ -112,6 +115,8 @@ export type CitizenForm = {
   consentScope: string;
   consentMethod: ConsentMethod;
   goals: GoalForm[];
+  tags: string[];
+  archived: boolean;
 };
 
 export function emptyCitizenForm(today: string): CitizenForm {
@@ -130,7 +135,39 @@ export function emptyCitizenForm(today: string): CitizenForm {
     consentScope: '',
     consentMethod: 'verbal',
     goals: [],
+    tags: [],
+    archived: false,
   };
+}
+
+/** Characters as Rust counts them (code points, not UTF-16 units). */
+const charCount = (s: string) => [...s].length;
+
+/** Tags as Rust keeps them: trimmed, blank ones dropped, each once (first spelling wins). */
+export function normaliseTags(tags: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const raw of tags) {
+    const t = raw.trim();
+    if (t !== '' && !out.includes(t)) out.push(t);
+  }
+  return out;
+}
+
+function checkTags(tags: readonly string[]): Problem | null {
+  const list = normaliseTags(tags);
+  if (list.some((t) => charCount(t) > TAG_MAX_CHARS)) return { key: 'validation.tag_too_long', params: { max: TAG_MAX_CHARS } };
+  if (list.length > TAG_MAX_COUNT) return { key: 'validation.tags_too_many', params: { max: TAG_MAX_COUNT } };
+  return null;
+}
+
+/** Checks a tag typed into the "add tag" field against the tags already on the form.
+ *  `null` means it can be added (a blank or repeated tag is simply not added). */
+export function checkNewTag(tags: readonly string[], draft: string): Problem | null {
+  const t = draft.trim();
+  if (t === '' || tags.includes(t)) return null;
+  if (charCount(t) > TAG_MAX_CHARS) return { key: 'validation.tag_too_long', params: { max: TAG_MAX_CHARS } };
+  if (normaliseTags(tags).length >= TAG_MAX_COUNT) return { key: 'validation.tags_too_many', params: { max: TAG_MAX_COUNT } };
+  return null;
 }
 
 export function validateCitizen(f: CitizenForm, currentYear: number): Problems {
@@ -142,6 +179,8 @@ export function validateCitizen(f: CitizenForm, currentYear: number): Problems {
     if (isBlank(f.consentDate)) p['consent.date'] = required;
     else if (!isIsoDate(f.consentDate.trim())) p['consent.date'] = { key: 'validation.date' };
   }
+  const tags = checkTags(f.tags);
+  if (tags) p.tags = tags;
   return p;
 }
 
@@ -166,6 +205,8 @@ export function toCitizenInput(f: CitizenForm): CitizenInput {
     goals: f.goals
       .filter((g) => !isBlank(g.text))
       .map((g) => ({ id: g.id, text: g.text.trim(), status: g.status })),
+    tags: normaliseTags(f.tags),
+    archived: f.archived,
   };
 }
 

@@ -32,7 +32,7 @@ export type Seed = { phase: Phase; demo: boolean; pin?: string };
 type Citizen = Omit<CitizenDetail, 'label' | 'visits' | 'tasks'>;
 type Task = { id: string; citizen_id: string; title: string; due: string; status: TaskStatus };
 type Visit = Omit<VisitView, 'citizen_label'>;
-type LogEntry = Omit<SiteLogView, 'resident_labels'> & { residents: string[] };
+type LogEntry = Omit<SiteLogView, 'resident_labels'>;
 
 type Db = {
   phase: Phase;
@@ -108,6 +108,7 @@ function demo(db: Db) {
     birth_year: 1990,
     phone: '+45 20 00 00 00',
     housing: 'shelter',
+    tags: ['natcafé'],
     consent: { status: 'given', date: iso(now - 40 * DAY), scope: 'Deling med jobcenter og herberg', method: 'verbal' },
     goals: [
       { id: uuid(), text: 'Jeg vil have min egen lejlighed inden jul.', status: 'active', created: iso(now - 30 * DAY) },
@@ -259,11 +260,12 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
       unlocked();
       const q = String(a.search ?? '').trim().toLowerCase();
       return db.citizens
-        .filter((c) => !q || [c.alias, c.full_name, c.phone, c.cpr].some((f) => f?.toLowerCase().includes(q)))
+        .filter((c) => !c.archived) // archived citizens leave the caseload
+        .filter((c) => !q || [c.alias, c.full_name, c.phone, c.cpr, ...c.tags].some((f) => f?.toLowerCase().includes(q)))
         .map((c): CitizenSummary => {
           const open = db.tasks.filter((t) => t.citizen_id === c.id && t.status === 'open').sort((x, y) => x.due.localeCompare(y.due));
           const last = db.visits.filter((v) => v.citizen_id === c.id).map((v) => v.started_at_ms);
-          return { id: c.id, label: label(c), full_name: c.full_name, housing: c.housing, open_tasks: open.length, next_due: open[0]?.due ?? null, last_visit_ms: last.length ? Math.max(...last) : null };
+          return { id: c.id, label: label(c), full_name: c.full_name, housing: c.housing, site_id: c.site_id, open_tasks: open.length, next_due: open[0]?.due ?? null, last_visit_ms: last.length ? Math.max(...last) : null };
         });
     }
     case 'citizen': {
@@ -284,7 +286,21 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
       if (i.id && !a.started_from) throw err('internal', 'an edit needs started_from');
       if (!i.alias && !i.full_name) throw invalid('alias', 'a citizen needs an alias or a name');
       if (i.cpr && !/^\d{6}-?\d{4}$/.test(i.cpr)) throw invalid('cpr', 'invalid CPR');
+      // Tags as in Rust: trimmed, blank ones dropped, at most 60 characters each, at most 50.
+      const cleanTags = (tags: string[]) => [...new Set(tags.map((t) => t.trim()).filter((t) => t !== ''))];
+      const tags = cleanTags(i.tags);
+      if (tags.some((t) => [...t].length > 60)) throw invalid('tags', 'a tag is at most 60 characters');
+      if (tags.length > 50) throw invalid('tags', 'at most 50 tags');
       const existing = i.id ? db.citizens.find((x) => x.id === i.id) : undefined;
+      // An edit applies the additions and removals since `started_from`, as a set (a colleague's
+      // tag that synced meanwhile is kept).
+      let nextTags = tags;
+      if (existing) {
+        const before = cleanTags((a.started_from as CitizenInput).tags);
+        const added = tags.filter((t) => !before.includes(t));
+        const removed = before.filter((t) => !tags.includes(t));
+        nextTags = [...existing.tags.filter((t) => !removed.includes(t)), ...added.filter((t) => !existing.tags.includes(t))];
+      }
       const c: Citizen = {
         id: existing?.id ?? uuid(),
         alias: i.alias || null,
@@ -296,8 +312,8 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
         site_id: i.site_id,
         consent: i.consent,
         goals: i.goals.map((g) => ({ id: g.id ?? uuid(), text: g.text, status: g.status, created: existing?.goals.find((o) => o.id === g.id)?.created ?? today() })),
-        tags: existing?.tags ?? [],
-        archived: false,
+        tags: nextTags,
+        archived: i.archived,
       };
       db.citizens = existing ? db.citizens.map((x) => (x.id === c.id ? c : x)) : [...db.citizens, c];
       changed();
@@ -366,7 +382,11 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
       return db.log
         .filter((e) => e.site_id === a.site_id)
         .sort((x, y) => y.at_ms - x.at_ms)
-        .map(({ residents, ...e }) => ({ ...e, resident_labels: residents.map(citizenLabel) }));
+        .map((e): SiteLogView => {
+          // As in Rust: only residents on this device, ids and labels in the same order.
+          const here = e.residents.filter((id) => db.citizens.some((c) => c.id === id));
+          return { ...e, residents: here, resident_labels: here.map(citizenLabel) };
+        });
     case 'save_site_log': {
       unlocked();
       const i = a.input as SiteLogInput;

@@ -286,11 +286,33 @@ const flows = [
     assert(t.includes('Talte om boligansøgningen'), 'visit shown');
     assert(t.includes('Overskredet'), 'overdue task marked');
     await page.click('#edit-citizen');
+    await screen(page, 'citizen-edit');
+    assert((await page.locator('.tag-chip').allInnerTexts()).some((x) => x.includes('natcafé')), 'existing tag shown as a chip');
+    await page.fill('#c-tag-new', 'x'.repeat(61));
+    await page.click('#c-tag-add');
+    assert(await page.locator('#c-tag-new-error').isVisible(), 'a tag over 60 characters is refused');
+    await page.fill('#c-tag-new', ' metadon ');
+    await page.click('#c-tag-add');
+    await page.locator('.tag-chip[data-tag="metadon"]').waitFor();
+    assert(!(await page.locator('#c-tag-new-error').isVisible()), 'the tag error clears once a tag is added');
+    assert(await page.locator('#c-archived').isVisible(), 'archive checkbox on an edit');
     await audit(page, 'citizen-edit', vp);
-    await page.click('text=Tilbage');
+    await page.click('#citizen-save');
     await screen(page, 'citizen');
+    const tags = await page.locator('.citizen-tags').innerText();
+    assert(tags.includes('metadon') && tags.includes('natcafé'), `the new tag shows on the citizen page, got "${tags}"`);
     await page.click('.task >> text=Udført');
     await page.locator('[data-testid="saved-toast"]').waitFor();
+    // Archiving: the case is closed, the citizen leaves the caseload.
+    await page.click('#edit-citizen');
+    await screen(page, 'citizen-edit');
+    await page.click('label:has(#c-archived)');
+    await page.click('#citizen-save');
+    await screen(page, 'citizen');
+    assert((await text(page)).includes('Arkiveret'), 'archived badge on the citizen page');
+    await page.click('#nav-caseload');
+    await screen(page, 'caseload');
+    assert(!(await text(page)).includes('Ravnen'), 'an archived citizen leaves the caseload');
   }],
   ['conflict inbox: keep mine, merged, dismiss', { phase: 'unlocked', demo: true }, async (page, vp) => {
     await page.click('#nav-conflicts');
@@ -309,24 +331,37 @@ const flows = [
     await first.locator('textarea').fill('Gå en tur hver dag, gerne med en fra frivilligcentret.');
     await first.locator('.conflict-save-merged').click();
     await page.waitForFunction(() => document.querySelectorAll('[data-conflict]').length === 1);
-    await page.locator('[data-kind="notice"] .conflict-dismiss').click();
+    const notice = page.locator('[data-kind="notice"]');
+    assert((await notice.locator('.conflict-keep-mine').count()) === 1 && (await notice.locator('.conflict-keep-theirs').count()) === 1, 'a notice offers keep mine / keep theirs');
+    assert((await notice.locator('.conflict-merge, textarea').count()) === 0, 'a notice has no merge editor');
+    await notice.locator('.conflict-dismiss').click();
     await page.waitForFunction(() => document.querySelectorAll('[data-conflict]').length === 0);
     assert(await page.locator('#nav-conflicts .badge').count() === 0, 'no open conflicts badge');
   }],
-  ['site log entry with a resident', { phase: 'unlocked', demo: true }, async (page, vp) => {
+  ['site log entry with a resident (residents first, link to the citizen)', { phase: 'unlocked', demo: true }, async (page, vp) => {
     await page.click('#nav-sites');
     await audit(page, 'sites', vp);
     await page.click('[data-site] >> text=Toftegården');
     await screen(page, 'site-log');
     await page.selectOption('#log-kind', 'neighbour_dialogue');
     await page.fill('#log-note', 'Snak med naboerne om musik om aftenen. Aftalt ro efter kl. 22.');
+    await page.locator('.pick-first button').first().waitFor();
+    assert((await page.locator('.pick-group').first().innerText()).includes('Beboere på stedet'), 'residents group heading');
+    assert((await page.locator('.pick-results button').first().innerText()).includes('Lille Mette'), 'the site\'s resident is listed first');
+    assert((await page.locator('.pick-first button').count()) === 1, 'only the residents of this site in the first group');
+    await audit(page, 'site-log', vp, { shoot: false });
     await page.fill('#log-residents', 'mette');
     await page.locator('.pick-results button', { hasText: 'Lille Mette' }).click();
     await page.click('#log-save');
     await page.locator('[data-testid="saved-toast"]').waitFor();
     await page.waitForFunction(() => document.querySelector('main')?.innerText.includes('Aftalt ro efter kl. 22.'));
-    assert((await text(page)).includes('Beboere: Lille Mette'), 'entry lists the resident');
+    assert((await text(page)).includes('Beboere:'), 'entry lists residents');
     await audit(page, 'site-log', vp);
+    const link = page.locator('.card', { hasText: 'Aftalt ro efter kl. 22.' }).locator('.resident-link', { hasText: 'Lille Mette' });
+    assert((await link.count()) === 1, 'the resident is a link on the entry');
+    await link.click();
+    await screen(page, 'citizen');
+    assert((await page.locator('h1').innerText()).includes('Lille Mette'), 'the resident link opens the citizen page');
   }],
   ['settings: English, wipe confirmation', { phase: 'unlocked', demo: true }, async (page, vp) => {
     await page.click('#nav-settings');
