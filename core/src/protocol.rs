@@ -9,7 +9,7 @@
 //! This module must not import SQLite, HTTP or crypto: the server depends on it with
 //! `default-features = false`.
 
-use crate::domain::EntityKind;
+use crate::domain::{CitizenId, EntityKind};
 use crate::hlc::{DeviceId, Hlc, Stamp};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -109,6 +109,8 @@ pub mod limits {
     /// Serialized mutation bytes in one push or one pull page, so a page of long notes stays
     /// well under [`MAX_INFLATED_BYTES`]; a page always holds at least one mutation.
     pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
+    /// Device access-log events in one push.
+    pub const MAX_ACCESS_EVENTS_PER_PUSH: usize = 1_000;
 }
 
 /// A device trades a one-time enrolment code for a device token.
@@ -151,6 +153,23 @@ pub struct SyncRequest {
     pub mutations: Vec<Mutation>,
     /// The device's pull cursor: the server sequence it has applied up to.
     pub cursor: u64,
+    /// What the worker opened on the device since the last sync (DESIGN §6: the device's access
+    /// log syncs up into the server's audit trail). Oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_log: Vec<AccessEvent>,
+}
+
+/// One read of citizen data on a device: which record, when. Never a value.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct AccessEvent {
+    /// The device's own sequence for its access log; acknowledged by the server.
+    pub seq: u64,
+    /// Device wall clock (UTC, ms) when the record was shown.
+    pub at_ms: u64,
+    pub entity: EntityKind,
+    pub record_id: Uuid,
+    /// The citizen the record is about, if any: what a GDPR Art. 15 export is keyed by.
+    pub citizen_id: Option<CitizenId>,
 }
 
 /// Why the server refused a mutation.
@@ -193,6 +212,11 @@ pub struct PullPage {
     pub next_cursor: u64,
     /// More changes wait beyond this page.
     pub more: bool,
+    /// Citizens that left this device's scope (moved to another team, case closed past
+    /// retention, purged): the device erases them by destroying their keys, after applying
+    /// `changes`. A page ends at an erasure, so nothing later in the log is applied before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub erase: Vec<CitizenId>,
 }
 
 /// The answer to a [`SyncRequest`].
@@ -209,6 +233,9 @@ pub struct SyncResponse {
     /// a server that predates the field; devices then fall back to `server_hlc`.
     #[serde(default)]
     pub server_time_ms: u64,
+    /// The highest [`AccessEvent::seq`] the server has recorded; the device drops those.
+    #[serde(default)]
+    pub access_acked: u64,
 }
 
 impl SyncResponse {
@@ -227,6 +254,24 @@ impl SyncResponse {
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
+    /// Set on a 401 for a revoked device or a disabled worker: erase every local copy now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wipe: bool,
+    /// Set on a 429: how long to wait before the next request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// The answer to a token rotation: the device's new bearer token (the old one stops working).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateResponse {
+    pub token: String,
+}
+
+impl std::fmt::Debug for RotateResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotateResponse").finish_non_exhaustive()
+    }
 }
 
 /// Stable error codes of the HTTP API.
@@ -243,6 +288,9 @@ pub enum ErrorCode {
     TooLarge,
     /// The body is not valid (compression, JSON, or a limit on counts).
     BadRequest,
+    /// Too many requests from this device (or, for enrolment, this address): wait
+    /// `retry_after_ms`.
+    RateLimited,
     /// Something failed on the server; details are in its log.
     Internal,
 }

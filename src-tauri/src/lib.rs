@@ -8,7 +8,7 @@
 
 pub mod commands;
 
-use feltbog_core::app::{App, AppConfig, Settings, SyncSchedule};
+use feltbog_core::app::{App, AppConfig, Phase, Settings, SyncSchedule, SyncState};
 use std::sync::Arc;
 use std::time::Duration;
 use tauri::{Emitter, Manager};
@@ -70,6 +70,12 @@ pub fn start_loops<R: tauri::Runtime>(app: &Arc<App>, handle: &tauri::AppHandle<
         .spawn(move || {
             sync_app.run_sync_loop(SyncSchedule::default(), &|bar| {
                 let _ = sync_handle.emit("sync", bar);
+                if bar.state == SyncState::Revoked && sync_app.state().phase == Phase::FirstRun {
+                    // Revoked: the store is gone. Reload so nothing of it stays on screen.
+                    for webview in sync_handle.webview_windows().values() {
+                        let _ = webview.eval("window.location.reload()");
+                    }
+                }
             });
         })
         .expect("spawn the sync thread");

@@ -162,6 +162,7 @@ fn main() {
                     let request = feltbog_core::protocol::SyncRequest {
                         mutations: chunk.to_vec(),
                         cursor: u64::MAX / 2,
+                        access_log: vec![],
                     };
                     sync::Transport::sync(&transport, &token, &request).unwrap();
                 }

@@ -1,19 +1,21 @@
 //! The HTTP boundary: routes, body codec (gzip with limits before and after inflating), the
-//! protocol-version check, authentication, and one error enum mapped to status and stable code.
-//! Handlers parse, call one domain function on a blocking thread, and map the result.
+//! protocol-version check, authentication, rate limits, and one error enum mapped to status and
+//! stable code. Handlers parse, call one domain function on a blocking thread, and map the
+//! result. Logs name devices and counts, never personal data or tokens.
 
-use crate::identity::{self, Caller, IdentityError};
+use crate::audit::{self, Action, Entry};
+use crate::identity::{self, Caller, Denied, IdentityError};
 use crate::{AppState, sync};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use feltbog_core::hlc::system_time_ms;
 use feltbog_core::protocol::{
     EnrolRequest, EnrolResponse, ErrorBody, ErrorCode, PROTOCOL_HEADER, PROTOCOL_VERSION,
-    SyncRequest, limits,
+    RotateResponse, SyncRequest, limits,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -28,6 +30,11 @@ pub enum ApiError {
     UpdateRequired { found: Option<String> },
     #[error("missing, unknown or revoked device token")]
     Unauthorized,
+    /// The device was revoked or its worker disabled: the app erases its data.
+    #[error("this device's access has been revoked; erase its data")]
+    Revoked,
+    #[error("too many requests: wait {} seconds", retry_after_ms.div_ceil(1000))]
+    RateLimited { retry_after_ms: u64 },
     #[error("the enrolment code is unknown, used or expired")]
     EnrolmentRefused,
     #[error("body too large: at most {limit} bytes {stage}")]
@@ -44,7 +51,10 @@ impl IntoResponse for ApiError {
             ApiError::UpdateRequired { .. } => {
                 (StatusCode::UPGRADE_REQUIRED, ErrorCode::UpdateRequired)
             }
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            ApiError::Unauthorized | ApiError::Revoked => {
+                (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized)
+            }
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
             ApiError::EnrolmentRefused => (StatusCode::FORBIDDEN, ErrorCode::EnrolmentRefused),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
@@ -54,11 +64,23 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
             }
         };
+        let retry_after_ms = match self {
+            ApiError::RateLimited { retry_after_ms } => Some(retry_after_ms),
+            _ => None,
+        };
         let body = ErrorBody {
             code,
             message: self.to_string(),
+            wipe: matches!(self, ApiError::Revoked),
+            retry_after_ms,
         };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(ms) = retry_after_ms
+            && let Ok(v) = HeaderValue::from_str(&ms.div_ceil(1000).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
     }
 }
 
@@ -74,16 +96,20 @@ impl From<IdentityError> for ApiError {
 
 impl From<sync::SyncError> for ApiError {
     fn from(e: sync::SyncError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            sync::SyncError::Revoked => ApiError::Revoked,
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 
-/// The router: `/healthz`, `/v1/enrol`, `/v1/sync`.
+/// The router: `/healthz`, `/v1/enrol`, `/v1/sync`, `/v1/token/rotate`.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/enrol", post(enrol))
         .route("/v1/sync", post(sync_handler))
+        .route("/v1/token/rotate", post(rotate))
         .with_state(state)
 }
 
@@ -96,16 +122,27 @@ async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError
     Ok("ok")
 }
 
-async fn enrol(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+async fn enrol(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    // Codes are 80 random bits, but guessing is still throttled per client address.
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| crate::rate::ip_key(c.0.ip()))
+        .unwrap_or_default();
+    limit(&state.enrol_limiter, &peer)?;
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     check_protocol(&headers)?;
     let request: EnrolRequest = decode(&headers, body, ENROL_BODY_BYTES).await?;
     let response = blocking(state, move |conn| {
-        let (caller, token) =
-            identity::enrol(conn, &request.code, request.device_id, system_time_ms())?;
+        let now = system_time_ms();
+        let (caller, token) = identity::enrol(conn, &request.code, request.device_id, now)?;
+        audit::append(
+            conn,
+            now,
+            &Entry::device(caller.worker_id, caller.device_id.0, Action::Enrol),
+        )
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
         tracing::info!(device = %caller.device_id, worker = %caller.worker_id, "device enrolled");
         Ok(EnrolResponse {
             worker_id: caller.worker_id,
@@ -131,6 +168,12 @@ async fn sync_handler(
             limits::MAX_MUTATIONS_PER_PUSH
         )));
     }
+    if request.access_log.len() > limits::MAX_ACCESS_EVENTS_PER_PUSH {
+        return Err(ApiError::BadRequest(format!(
+            "at most {} access-log events per push",
+            limits::MAX_ACCESS_EVENTS_PER_PUSH
+        )));
+    }
     let max_drift = state.config.max_drift_ms;
     let pushed = request.mutations.len();
     let response = blocking(state, move |conn| {
@@ -149,9 +192,41 @@ async fn sync_handler(
         acked = response.acked.len(),
         rejected = response.rejected.len(),
         pulled = response.pull.changes.len(),
+        erased = response.pull.erase.len(),
         "sync"
     );
     encode(&headers, &response)
+}
+
+/// Gives the calling device a new token; the old one stops working at once.
+async fn rotate(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    check_protocol(&headers)?;
+    let caller = authenticate(&state, &headers).await?;
+    let response = blocking(state, move |conn| {
+        let tx = conn
+            .transaction()
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let token = identity::rotate_token(&tx, caller.device_id)?;
+        audit::append(
+            &tx,
+            system_time_ms(),
+            &Entry::device(caller.worker_id, caller.device_id.0, Action::Rotate),
+        )
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        tx.commit().map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(RotateResponse { token })
+    })
+    .await?;
+    tracing::info!(device = %caller.device_id, "token rotated");
+    encode(&headers, &response)
+}
+
+fn limit(limiter: &crate::rate::Limiter, key: &[u8]) -> Result<(), ApiError> {
+    limiter
+        .check(key, std::time::Instant::now())
+        .map_err(|wait| ApiError::RateLimited {
+            retry_after_ms: wait.as_millis().max(1) as u64,
+        })
 }
 
 fn check_protocol(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -171,10 +246,16 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, A
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned())
         .ok_or(ApiError::Unauthorized)?;
-    blocking(state.clone(), move |conn| {
-        identity::authenticate(conn, &token)?.ok_or(ApiError::Unauthorized)
+    let caller = blocking(state.clone(), move |conn| {
+        match identity::check_token(conn, &token)? {
+            Ok(caller) => Ok(caller),
+            Err(Denied::Unknown) => Err(ApiError::Unauthorized),
+            Err(Denied::Revoked) => Err(ApiError::Revoked),
+        }
     })
-    .await
+    .await?;
+    limit(&state.device_limiter, caller.device_id.0.as_bytes())?;
+    Ok(caller)
 }
 
 /// Runs a database call on the blocking pool (SQLite is synchronous).

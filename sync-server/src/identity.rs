@@ -1,8 +1,13 @@
-//! Teams, workers, enrolment codes and device tokens — the minimal identity sync needs.
+//! Teams, workers and their roles, devices, enrolment codes and device tokens (DESIGN §6).
 //!
 //! A device token is 256 random bits, shown once at enrolment and stored only as its SHA-256
-//! (a fast hash is right for a high-entropy secret). Enrolment codes are one-time and expire;
-//! they too are stored hashed.
+//! (a fast hash is right for a high-entropy secret). Enrolment codes are one-time and expire
+//! after minutes; they too are stored hashed.
+//!
+//! Revocation is immediate because every request authenticates against these tables: a revoked
+//! device, or any device of a disabled worker, gets 401 with a wipe instruction on its very next
+//! request. Changing a worker's role or team revokes their devices too: what a device holds was
+//! chosen by the old scope, so it starts over with a new enrolment.
 
 use crate::db::DbError;
 use feltbog_core::hlc::DeviceId;
@@ -11,8 +16,10 @@ use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-/// How long an enrolment code is valid.
-pub const ENROLMENT_CODE_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+/// How long an enrolment code is valid by default: long enough to walk over to the worker.
+pub const ENROLMENT_CODE_TTL_MS: u64 = 30 * 60 * 1000;
+/// The longest validity an administrator may choose.
+pub const MAX_ENROLMENT_CODE_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Crockford base32: no I, L, O, U — easy to read aloud and type on a tablet.
 const CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -46,16 +53,89 @@ pub struct Caller {
     pub device_id: DeviceId,
     pub worker_id: Uuid,
     pub team_id: Uuid,
+    pub role: Role,
 }
 
-/// Worker roles (DESIGN §3). Scope by role arrives with the access-model issue.
-pub const ROLES: &[&str] = &[
-    "outreach",
-    "home_support",
-    "caretaker",
-    "supervisor",
-    "admin",
-];
+/// A worker's role (DESIGN §1). What each may see and change is [`crate::scope`]'s business.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Street work: the team's caseload.
+    Outreach,
+    /// Home visits: the team's caseload.
+    HomeSupport,
+    /// Social caretaker: the team's sites, their logs and their residents.
+    Caretaker,
+    /// Reads the team's work for review and reports; writes nothing.
+    Supervisor,
+    /// Manages people and devices; sees no citizen content.
+    Admin,
+}
+
+impl Role {
+    /// Every role, for checks and the authorization matrix.
+    pub const ALL: [Role; 5] = [
+        Role::Outreach,
+        Role::HomeSupport,
+        Role::Caretaker,
+        Role::Supervisor,
+        Role::Admin,
+    ];
+
+    /// The stable name stored in the database and typed in the admin CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Outreach => "outreach",
+            Role::HomeSupport => "home_support",
+            Role::Caretaker => "caretaker",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses the stable name.
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// This role as one bit, for change-log rows meant for some roles only.
+    pub fn bit(self) -> i64 {
+        1 << (self as i64)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a token did not authenticate. Only [`Denied::Revoked`] tells the device to wipe: an
+/// unknown token may be a typo in a test or an old token after rotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denied {
+    Unknown,
+    /// The device was revoked, or its worker disabled.
+    Revoked,
+}
+
+/// A device as the administrator sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub id: DeviceId,
+    pub worker_id: Uuid,
+    pub enrolled_ms: u64,
+    pub revoked_ms: Option<u64>,
+}
+
+/// A worker as the administrator sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerInfo {
+    pub id: Uuid,
+    pub team_id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub active: bool,
+}
 
 fn hash(secret: &str) -> Vec<u8> {
     digest(&SHA256, secret.as_bytes()).as_ref().to_vec()
@@ -94,33 +174,224 @@ pub fn create_worker(
     if name.is_empty() || name.chars().count() > 200 {
         return Err(IdentityError::Invalid("worker name (1–200 characters)"));
     }
-    if !ROLES.contains(&role) {
-        return Err(IdentityError::Invalid(
-            "role (outreach, home_support, caretaker, supervisor, admin)",
-        ));
-    }
+    let role = parse_role(role)?;
+    team_exists(conn, team)?;
+    let id = Uuid::now_v7();
+    conn.execute(
+        "INSERT INTO workers (id, team_id, name, role) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            &id.as_bytes()[..],
+            &team.as_bytes()[..],
+            name,
+            role.as_str()
+        ],
+    )?;
+    Ok(id)
+}
+
+fn parse_role(role: &str) -> Result<Role, IdentityError> {
+    Role::parse(role).ok_or(IdentityError::Invalid(
+        "role (outreach, home_support, caretaker, supervisor, admin)",
+    ))
+}
+
+fn team_exists(conn: &Connection, team: Uuid) -> Result<(), IdentityError> {
     let exists: bool = conn.query_row(
         "SELECT count(*) > 0 FROM teams WHERE id = ?1",
         [&team.as_bytes()[..]],
         |r| r.get(0),
     )?;
-    if !exists {
-        return Err(IdentityError::NotFound("team"));
+    if exists {
+        Ok(())
+    } else {
+        Err(IdentityError::NotFound("team"))
     }
-    let id = Uuid::now_v7();
-    conn.execute(
-        "INSERT INTO workers (id, team_id, name, role) VALUES (?1, ?2, ?3, ?4)",
-        params![&id.as_bytes()[..], &team.as_bytes()[..], name, role],
-    )?;
-    Ok(id)
 }
 
-/// Issues a one-time enrolment code for a worker: `XXXX-XXXX-XXXX-XXXX` (80 bits).
+/// Revokes every active device of a worker; returns how many.
+fn revoke_workers_devices(
+    conn: &Connection,
+    worker: Uuid,
+    now_ms: u64,
+) -> Result<usize, IdentityError> {
+    Ok(conn.execute(
+        "UPDATE devices SET active = 0, revoked_ms = ?2 WHERE worker_id = ?1 AND active = 1",
+        params![&worker.as_bytes()[..], now_ms as i64],
+    )?)
+}
+
+/// Changes a worker's role and revokes their devices (they re-enrol into the new scope).
+/// Returns the number of devices revoked.
+pub fn set_role(
+    conn: &Connection,
+    worker: Uuid,
+    role: &str,
+    now_ms: u64,
+) -> Result<usize, IdentityError> {
+    let role = parse_role(role)?;
+    let n = conn.execute(
+        "UPDATE workers SET role = ?2 WHERE id = ?1",
+        params![&worker.as_bytes()[..], role.as_str()],
+    )?;
+    if n == 0 {
+        return Err(IdentityError::NotFound("worker"));
+    }
+    revoke_workers_devices(conn, worker, now_ms)
+}
+
+/// Moves a worker to another team and revokes their devices. Returns the devices revoked.
+pub fn move_worker(
+    conn: &Connection,
+    worker: Uuid,
+    team: Uuid,
+    now_ms: u64,
+) -> Result<usize, IdentityError> {
+    team_exists(conn, team)?;
+    let n = conn.execute(
+        "UPDATE workers SET team_id = ?2 WHERE id = ?1",
+        params![&worker.as_bytes()[..], &team.as_bytes()[..]],
+    )?;
+    if n == 0 {
+        return Err(IdentityError::NotFound("worker"));
+    }
+    revoke_workers_devices(conn, worker, now_ms)
+}
+
+/// Disables a worker (left the job, lost trust): every device of theirs is refused and told to
+/// wipe on its next request. Returns the devices revoked.
+pub fn disable_worker(
+    conn: &Connection,
+    worker: Uuid,
+    now_ms: u64,
+) -> Result<usize, IdentityError> {
+    let n = conn.execute(
+        "UPDATE workers SET active = 0, disabled_ms = ?2 WHERE id = ?1",
+        params![&worker.as_bytes()[..], now_ms as i64],
+    )?;
+    if n == 0 {
+        return Err(IdentityError::NotFound("worker"));
+    }
+    revoke_workers_devices(conn, worker, now_ms)
+}
+
+/// Enables a disabled worker again. Their old devices stay revoked: they enrol anew.
+pub fn enable_worker(conn: &Connection, worker: Uuid) -> Result<(), IdentityError> {
+    let n = conn.execute(
+        "UPDATE workers SET active = 1, disabled_ms = NULL WHERE id = ?1",
+        [&worker.as_bytes()[..]],
+    )?;
+    if n == 0 {
+        return Err(IdentityError::NotFound("worker"));
+    }
+    Ok(())
+}
+
+/// Revokes one device (lost or stolen tablet).
+pub fn revoke_device(
+    conn: &Connection,
+    device: DeviceId,
+    now_ms: u64,
+) -> Result<(), IdentityError> {
+    let n = conn.execute(
+        "UPDATE devices SET active = 0, revoked_ms = coalesce(revoked_ms, ?2) WHERE id = ?1",
+        params![&device.0.as_bytes()[..], now_ms as i64],
+    )?;
+    if n == 0 {
+        return Err(IdentityError::NotFound("device"));
+    }
+    Ok(())
+}
+
+/// Replaces a device's token with a new one; the old one stops working at once.
+pub fn rotate_token(conn: &Connection, device: DeviceId) -> Result<String, IdentityError> {
+    let token = hex(&random_bytes::<32>()?);
+    let n = conn.execute(
+        "UPDATE devices SET token_hash = ?2 WHERE id = ?1 AND active = 1",
+        params![&device.0.as_bytes()[..], hash(&token)],
+    )?;
+    if n == 0 {
+        return Err(IdentityError::NotFound("active device"));
+    }
+    Ok(token)
+}
+
+/// Every worker, by team then name.
+pub fn list_workers(conn: &Connection) -> Result<Vec<WorkerInfo>, IdentityError> {
+    let mut stmt =
+        conn.prepare("SELECT id, team_id, name, role, active FROM workers ORDER BY team_id, name")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, bool>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, team, name, role, active) = row?;
+        out.push(WorkerInfo {
+            id: stored_uuid(&id)?,
+            team_id: stored_uuid(&team)?,
+            name,
+            role: Role::parse(&role).ok_or(IdentityError::Invalid("stored role"))?,
+            active,
+        });
+    }
+    Ok(out)
+}
+
+/// Every device, newest first.
+pub fn list_devices(conn: &Connection) -> Result<Vec<DeviceInfo>, IdentityError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, worker_id, enrolled_ms, revoked_ms FROM devices ORDER BY enrolled_ms DESC",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Option<i64>>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, worker, enrolled, revoked) = row?;
+        out.push(DeviceInfo {
+            id: DeviceId(stored_uuid(&id)?),
+            worker_id: stored_uuid(&worker)?,
+            enrolled_ms: enrolled as u64,
+            revoked_ms: revoked.map(|v| v as u64),
+        });
+    }
+    Ok(out)
+}
+
+fn stored_uuid(b: &[u8]) -> Result<Uuid, IdentityError> {
+    Uuid::from_slice(b).map_err(|_| IdentityError::Invalid("stored id"))
+}
+
+/// Issues a one-time enrolment code for a worker, valid [`ENROLMENT_CODE_TTL_MS`].
 pub fn issue_enrolment_code(
     conn: &Connection,
     worker: Uuid,
     now_ms: u64,
 ) -> Result<String, IdentityError> {
+    issue_enrolment_code_for(conn, worker, now_ms, ENROLMENT_CODE_TTL_MS)
+}
+
+/// Issues a one-time enrolment code, `XXXX-XXXX-XXXX-XXXX` (80 bits), valid `ttl_ms` (at most
+/// a day).
+pub fn issue_enrolment_code_for(
+    conn: &Connection,
+    worker: Uuid,
+    now_ms: u64,
+    ttl_ms: u64,
+) -> Result<String, IdentityError> {
+    if ttl_ms == 0 || ttl_ms > MAX_ENROLMENT_CODE_TTL_MS {
+        return Err(IdentityError::Invalid("validity (1 minute to 24 hours)"));
+    }
     let exists: bool = conn.query_row(
         "SELECT count(*) > 0 FROM workers WHERE id = ?1 AND active = 1",
         [&worker.as_bytes()[..]],
@@ -146,10 +417,20 @@ pub fn issue_enrolment_code(
         params![
             hash(&normalise_code(&code)),
             &worker.as_bytes()[..],
-            (now_ms + ENROLMENT_CODE_TTL_MS) as i64
+            (now_ms + ttl_ms) as i64
         ],
     )?;
     Ok(code)
+}
+
+/// What the enrolment QR code holds: the server's address and the code, so a tablet's camera
+/// fills in both fields. Not a web link: nothing a browser would fetch or log.
+pub fn enrolment_qr_payload(server_url: &str, code: &str) -> String {
+    format!(
+        "feltbog-enrol:{}#{}",
+        server_url.trim_end_matches('/'),
+        code
+    )
 }
 
 /// Codes are typed by people: ignore case, spaces and dashes.
@@ -171,15 +452,16 @@ pub fn enrol(
         return Err(IdentityError::Invalid("device id"));
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let row: Option<(Vec<u8>, Vec<u8>)> = tx
+    let row: Option<(Vec<u8>, Vec<u8>, String)> = tx
         .query_row(
-            "SELECT c.worker_id, w.team_id FROM enrolment_codes c JOIN workers w ON w.id = c.worker_id
+            "SELECT c.worker_id, w.team_id, w.role FROM enrolment_codes c JOIN workers w ON w.id = c.worker_id
              WHERE c.code_hash = ?1 AND c.used_ms IS NULL AND c.expires_ms > ?2 AND w.active = 1",
             params![hash(&normalise_code(code)), now_ms as i64],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    let (worker, team) = row.ok_or(IdentityError::CodeRefused)?;
+    let (worker, team, role) = row.ok_or(IdentityError::CodeRefused)?;
+    let role = Role::parse(&role).ok_or(IdentityError::Invalid("stored role"))?;
     let taken: bool = tx.query_row(
         "SELECT count(*) > 0 FROM devices WHERE id = ?1",
         [&device.0.as_bytes()[..]],
@@ -203,12 +485,12 @@ pub fn enrol(
         ],
     )?;
     tx.commit()?;
-    let uuid = |b: &[u8]| Uuid::from_slice(b).map_err(|_| IdentityError::Invalid("stored id"));
     Ok((
         Caller {
             device_id: device,
-            worker_id: uuid(&worker)?,
-            team_id: uuid(&team)?,
+            worker_id: stored_uuid(&worker)?,
+            team_id: stored_uuid(&team)?,
+            role,
         },
         token,
     ))
@@ -216,22 +498,36 @@ pub fn enrol(
 
 /// The caller a token stands for, if the token is known and its device and worker are active.
 pub fn authenticate(conn: &Connection, token: &str) -> Result<Option<Caller>, IdentityError> {
-    let row: Option<(Vec<u8>, Vec<u8>, Vec<u8>)> = conn
+    Ok(check_token(conn, token)?.ok())
+}
+
+/// The caller a token stands for, or why not. Run inside the request's transaction, so a
+/// revocation committed before it takes effect on this very request.
+pub fn check_token(
+    conn: &Connection,
+    token: &str,
+) -> Result<Result<Caller, Denied>, IdentityError> {
+    /// Device, worker, team, role, and whether both are active.
+    type Row = (Vec<u8>, Vec<u8>, Vec<u8>, String, bool);
+    let row: Option<Row> = conn
         .query_row(
-            "SELECT d.id, w.id, w.team_id FROM devices d JOIN workers w ON w.id = d.worker_id
-             WHERE d.token_hash = ?1 AND d.active = 1 AND w.active = 1",
+            "SELECT d.id, w.id, w.team_id, w.role, d.active = 1 AND w.active = 1
+             FROM devices d JOIN workers w ON w.id = d.worker_id WHERE d.token_hash = ?1",
             [hash(token)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()?;
-    let Some((device, worker, team)) = row else {
-        return Ok(None);
+    let Some((device, worker, team, role, active)) = row else {
+        return Ok(Err(Denied::Unknown));
     };
-    let uuid = |b: &[u8]| Uuid::from_slice(b).map_err(|_| IdentityError::Invalid("stored id"));
-    Ok(Some(Caller {
-        device_id: DeviceId(uuid(&device)?),
-        worker_id: uuid(&worker)?,
-        team_id: uuid(&team)?,
+    if !active {
+        return Ok(Err(Denied::Revoked));
+    }
+    Ok(Ok(Caller {
+        device_id: DeviceId(stored_uuid(&device)?),
+        worker_id: stored_uuid(&worker)?,
+        team_id: stored_uuid(&team)?,
+        role: Role::parse(&role).ok_or(IdentityError::Invalid("stored role"))?,
     }))
 }
 
@@ -292,8 +588,62 @@ mod tests {
         let code = issue_enrolment_code(&conn, worker, 0).unwrap();
         let late = ENROLMENT_CODE_TTL_MS + 1;
         assert!(matches!(
+            issue_enrolment_code_for(&conn, worker, 0, MAX_ENROLMENT_CODE_TTL_MS + 1),
+            Err(IdentityError::Invalid(_))
+        ));
+        assert!(matches!(
             enrol(&mut conn, &code, DeviceId(Uuid::now_v7()), late),
             Err(IdentityError::CodeRefused)
         ));
+    }
+}
+
+#[cfg(test)]
+mod revocation_tests {
+    use super::*;
+
+    #[test]
+    fn revoking_disabling_and_role_changes_refuse_the_token_with_a_wipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::db::open(dir.path()).unwrap();
+        let team = create_team(&conn, "Team Nord", 0).unwrap();
+        let other = create_team(&conn, "Team Syd", 0).unwrap();
+        let worker = create_worker(&conn, team, "Anne", "outreach").unwrap();
+        let enrol_one = |conn: &mut Connection| {
+            let code = issue_enrolment_code(conn, worker, 0).unwrap();
+            let device = DeviceId(Uuid::now_v7());
+            let (_, token) = enrol(conn, &code, device, 1).unwrap();
+            (device, token)
+        };
+        let (d1, t1) = enrol_one(&mut conn);
+        let (_, t2) = enrol_one(&mut conn);
+        revoke_device(&conn, d1, 5).unwrap();
+        assert_eq!(check_token(&conn, &t1).unwrap(), Err(Denied::Revoked));
+        assert!(check_token(&conn, &t2).unwrap().is_ok());
+        // Rotation: the old token is unknown (no wipe), the new one works.
+        let (d3, t3) = enrol_one(&mut conn);
+        let t3b = rotate_token(&conn, d3).unwrap();
+        assert_eq!(check_token(&conn, &t3).unwrap(), Err(Denied::Unknown));
+        assert_eq!(check_token(&conn, &t3b).unwrap().unwrap().device_id, d3);
+        // A role change or a team move revokes the worker's devices.
+        assert_eq!(set_role(&conn, worker, "caretaker", 6).unwrap(), 2);
+        assert_eq!(check_token(&conn, &t2).unwrap(), Err(Denied::Revoked));
+        let (_, t4) = enrol_one(&mut conn);
+        assert_eq!(
+            check_token(&conn, &t4).unwrap().unwrap().role,
+            Role::Caretaker
+        );
+        assert_eq!(move_worker(&conn, worker, other, 7).unwrap(), 1);
+        let (_, t5) = enrol_one(&mut conn);
+        assert_eq!(check_token(&conn, &t5).unwrap().unwrap().team_id, other);
+        // Disabling refuses every device and every new enrolment.
+        assert_eq!(disable_worker(&conn, worker, 8).unwrap(), 1);
+        assert_eq!(check_token(&conn, &t5).unwrap(), Err(Denied::Revoked));
+        let code = issue_enrolment_code(&conn, worker, 9);
+        assert!(matches!(code, Err(IdentityError::NotFound(_))));
+        enable_worker(&conn, worker).unwrap();
+        assert_eq!(check_token(&conn, &t5).unwrap(), Err(Denied::Revoked));
+        assert_eq!(list_devices(&conn).unwrap().len(), 5);
+        assert!(list_workers(&conn).unwrap().iter().all(|w| w.active));
     }
 }

@@ -3,8 +3,9 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use feltbog_core::hlc::DeviceId;
 use feltbog_core::hlc::system_time_ms;
-use feltbog_server::{AppState, Config, db, identity};
+use feltbog_server::{AppState, Config, audit, db, identity, rate, sync};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use uuid::Uuid;
@@ -34,10 +35,42 @@ enum Command {
         /// How far (ms) an edit's timestamp may run ahead of the server clock.
         #[arg(long, env = "FELTBOG_MAX_DRIFT_MS", default_value_t = feltbog_core::hlc::DEFAULT_MAX_DRIFT_MS)]
         max_drift_ms: u64,
+        /// Sync requests a device may make per minute (sustained).
+        #[arg(long, env = "FELTBOG_DEVICE_RATE_PER_MINUTE", default_value_t = 120)]
+        device_rate_per_minute: u32,
+        /// Requests a device may make at once before the per-minute rate applies.
+        #[arg(long, env = "FELTBOG_DEVICE_BURST", default_value_t = 60)]
+        device_burst: u32,
+        /// Enrolment attempts per client address per minute (and at once). Behind a reverse
+        /// proxy every client shares its address: raise this there.
+        #[arg(long, env = "FELTBOG_ENROL_RATE_PER_MINUTE", default_value_t = 10)]
+        enrol_rate_per_minute: u32,
+        #[command(flatten)]
+        retention: RetentionArgs,
     },
-    /// Administration: teams, workers, enrolment codes.
+    /// Administration: teams, workers, devices, citizens' teams, audit, retention.
     #[command(subcommand)]
     Admin(Admin),
+}
+
+/// The municipality's retention rules for closed cases (both off unless given).
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct RetentionArgs {
+    /// Erase a closed case from every device this many days after it was closed.
+    #[arg(long, env = "FELTBOG_RETENTION_DEVICE_DAYS")]
+    device_days: Option<u32>,
+    /// Purge a closed case from the server this many days after it was closed.
+    #[arg(long, env = "FELTBOG_RETENTION_PURGE_DAYS")]
+    purge_days: Option<u32>,
+}
+
+impl From<RetentionArgs> for sync::Retention {
+    fn from(a: RetentionArgs) -> Self {
+        sync::Retention {
+            device_days: a.device_days,
+            purge_days: a.purge_days,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -54,10 +87,72 @@ enum Admin {
         #[arg(long, default_value = "outreach")]
         role: String,
     },
-    /// Issue a one-time enrolment code (valid 24 hours) for a worker's device.
+    /// List workers: id, team, role, active, name.
+    Workers,
+    /// Change a worker's role. Their devices are revoked and must enrol again.
+    SetRole {
+        #[arg(long)]
+        worker: Uuid,
+        #[arg(long)]
+        role: String,
+    },
+    /// Move a worker to another team. Their devices are revoked and must enrol again.
+    MoveWorker {
+        #[arg(long)]
+        worker: Uuid,
+        #[arg(long)]
+        team: Uuid,
+    },
+    /// Disable a worker: every device of theirs is refused and wipes itself on its next sync.
+    DisableWorker {
+        #[arg(long)]
+        worker: Uuid,
+    },
+    /// Enable a disabled worker again (old devices stay revoked).
+    EnableWorker {
+        #[arg(long)]
+        worker: Uuid,
+    },
+    /// Issue a one-time enrolment code for a worker's device, as text and as a QR code.
     EnrolmentCode {
         #[arg(long)]
         worker: Uuid,
+        /// Minutes the code stays valid (at most 1440).
+        #[arg(long, default_value_t = 30)]
+        valid_minutes: u64,
+        /// The server address the tablet should use; put in the QR code with the code.
+        #[arg(long, default_value = "http://127.0.0.1:8787")]
+        server_url: String,
+        /// Also print the QR code when the output is not a terminal (a terminal gets it anyway;
+        /// scripts that capture the output get just the code).
+        #[arg(long)]
+        qr: bool,
+    },
+    /// List devices: id, worker, enrolled, revoked.
+    Devices,
+    /// Revoke a device (lost or stolen): refused and wiped on its next request.
+    RevokeDevice {
+        #[arg(long)]
+        device: Uuid,
+    },
+    /// Move a citizen and their history to another team. The old team's devices erase them.
+    MoveCitizen {
+        #[arg(long)]
+        citizen: Uuid,
+        #[arg(long)]
+        team: Uuid,
+    },
+    /// Apply the retention rules now (for a daily cron job; `serve` also runs them hourly).
+    Retention {
+        #[command(flatten)]
+        rules: RetentionArgs,
+    },
+    /// Verify the audit trail's hash chain; names the first broken row.
+    AuditVerify,
+    /// Export every audit row about one citizen as JSON lines (GDPR Art. 15).
+    AuditExport {
+        #[arg(long)]
+        citizen: Uuid,
     },
 }
 
@@ -67,27 +162,181 @@ fn main() -> Result<()> {
         Command::Serve {
             listen,
             max_drift_ms,
-        } => serve(&cli.data_dir, listen, max_drift_ms),
-        Command::Admin(admin) => {
-            let conn = db::open(&cli.data_dir).context("cannot open the server database")?;
-            let now = system_time_ms();
-            match admin {
-                Admin::CreateTeam { name } => {
-                    println!("{}", identity::create_team(&conn, &name, now)?)
-                }
-                Admin::CreateWorker { team, name, role } => {
-                    println!("{}", identity::create_worker(&conn, team, &name, &role)?)
-                }
-                Admin::EnrolmentCode { worker } => {
-                    println!("{}", identity::issue_enrolment_code(&conn, worker, now)?)
-                }
-            }
-            Ok(())
+            device_rate_per_minute,
+            device_burst,
+            enrol_rate_per_minute,
+            retention,
+        } => {
+            let config = Config {
+                max_drift_ms,
+                device_rate: rate::RateLimit {
+                    per_minute: device_rate_per_minute,
+                    burst: device_burst,
+                },
+                enrol_rate: rate::RateLimit {
+                    per_minute: enrol_rate_per_minute,
+                    burst: enrol_rate_per_minute,
+                },
+            };
+            serve(&cli.data_dir, listen, config, retention.into())
         }
+        Command::Admin(admin) => run_admin(&cli.data_dir, admin),
     }
 }
 
-fn serve(data_dir: &std::path::Path, listen: SocketAddr, max_drift_ms: u64) -> Result<()> {
+fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
+    let mut conn = db::open(data_dir).context("cannot open the server database")?;
+    let now = system_time_ms();
+    // Admin actions on people and devices are audited like device actions.
+    let audited = |conn: &rusqlite::Connection, action, who: Option<(Uuid, Uuid)>| {
+        let mut entry = audit::Entry::admin(action);
+        if let Some((worker, device)) = who {
+            entry.record_id = Some(device);
+            entry.entity = Some(if device == worker { "worker" } else { "device" });
+        }
+        audit::append(conn, now, &entry).map(|_| ())
+    };
+    match admin {
+        Admin::CreateTeam { name } => println!("{}", identity::create_team(&conn, &name, now)?),
+        Admin::CreateWorker { team, name, role } => {
+            println!("{}", identity::create_worker(&conn, team, &name, &role)?)
+        }
+        Admin::Workers => {
+            for w in identity::list_workers(&conn)? {
+                let state = if w.active { "active" } else { "disabled" };
+                println!("{}\t{}\t{}\t{}\t{}", w.id, w.team_id, w.role, state, w.name);
+            }
+        }
+        Admin::SetRole { worker, role } => {
+            let tx = conn.transaction()?;
+            let n = identity::set_role(&tx, worker, &role, now)?;
+            audited(&tx, audit::Action::RoleChange, Some((worker, worker)))?;
+            tx.commit()?;
+            println!("role changed; {n} device(s) revoked: enrol them again");
+        }
+        Admin::MoveWorker { worker, team } => {
+            let tx = conn.transaction()?;
+            let n = identity::move_worker(&tx, worker, team, now)?;
+            audited(&tx, audit::Action::RoleChange, Some((worker, worker)))?;
+            tx.commit()?;
+            println!("worker moved; {n} device(s) revoked: enrol them again");
+        }
+        Admin::DisableWorker { worker } => {
+            let tx = conn.transaction()?;
+            let n = identity::disable_worker(&tx, worker, now)?;
+            audited(&tx, audit::Action::Disable, Some((worker, worker)))?;
+            tx.commit()?;
+            println!("worker disabled; {n} device(s) will wipe on their next sync");
+        }
+        Admin::EnableWorker { worker } => {
+            let tx = conn.transaction()?;
+            identity::enable_worker(&tx, worker)?;
+            audited(&tx, audit::Action::Enable, Some((worker, worker)))?;
+            tx.commit()?;
+            println!("worker enabled; enrol their devices again");
+        }
+        Admin::EnrolmentCode {
+            worker,
+            valid_minutes,
+            server_url,
+            qr,
+        } => {
+            let ttl = valid_minutes.saturating_mul(60_000);
+            let code = identity::issue_enrolment_code_for(&conn, worker, now, ttl)?;
+            if !qr && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                println!("{code}");
+            } else {
+                let payload = identity::enrolment_qr_payload(&server_url, &code);
+                let qr =
+                    qrcode::QrCode::new(payload.as_bytes()).context("cannot make the QR code")?;
+                println!(
+                    "{}",
+                    qr.render::<qrcode::render::unicode::Dense1x2>()
+                        .quiet_zone(true)
+                        .build()
+                );
+                println!(
+                    "Server: {server_url}\nKode / code: {code}\n(valid {valid_minutes} min, one device)"
+                );
+            }
+        }
+        Admin::Devices => {
+            for d in identity::list_devices(&conn)? {
+                let revoked = d.revoked_ms.map_or("active".to_owned(), iso);
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    d.id,
+                    d.worker_id,
+                    iso(d.enrolled_ms),
+                    revoked
+                );
+            }
+        }
+        Admin::RevokeDevice { device } => {
+            let tx = conn.transaction()?;
+            identity::revoke_device(&tx, DeviceId(device), now)?;
+            audited(&tx, audit::Action::Revoke, Some((Uuid::nil(), device)))?;
+            tx.commit()?;
+            println!("device revoked; it wipes its data on its next request");
+        }
+        Admin::MoveCitizen { citizen, team } => {
+            sync::move_citizen(
+                &mut conn,
+                citizen,
+                team,
+                now,
+                feltbog_core::hlc::DEFAULT_MAX_DRIFT_MS,
+            )?;
+            println!("citizen moved; the old team's devices erase them on their next sync");
+        }
+        Admin::Retention { rules } => {
+            let report = sync::apply_retention(&mut conn, rules.into(), now)?;
+            println!(
+                "{} closed case(s) taken off devices, {} purged",
+                report.off_devices, report.purged
+            );
+        }
+        Admin::AuditVerify => {
+            let verified = audit::verify(&conn)?;
+            let head: String = verified
+                .head
+                .map(|h| h.iter().map(|b| format!("{b:02x}")).collect())
+                .unwrap_or_default();
+            println!("audit chain intact: {} rows, head {head}", verified.rows);
+        }
+        Admin::AuditExport { citizen } => {
+            let tx = conn.transaction()?;
+            let mut out = std::io::stdout().lock();
+            let n = audit::export_citizen(&tx, citizen, &mut out)?;
+            // The export itself is an access to the citizen's data.
+            audit::append(
+                &tx,
+                now,
+                &audit::Entry::admin(audit::Action::Export).record(
+                    "citizen",
+                    citizen,
+                    Some(citizen),
+                ),
+            )?;
+            tx.commit()?;
+            eprintln!("{n} audit row(s) exported");
+        }
+    }
+    Ok(())
+}
+
+fn iso(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+fn serve(
+    data_dir: &std::path::Path,
+    listen: SocketAddr,
+    config: Config,
+    retention: sync::Retention,
+) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FELTBOG_LOG")
@@ -95,7 +344,7 @@ fn serve(data_dir: &std::path::Path, listen: SocketAddr, max_drift_ms: u64) -> R
         )
         .init();
     let conn = db::open(data_dir).context("cannot open the server database")?;
-    let state = AppState::new(conn, Config { max_drift_ms });
+    let state = AppState::new(conn, config);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -104,10 +353,39 @@ fn serve(data_dir: &std::path::Path, listen: SocketAddr, max_drift_ms: u64) -> R
         // The address is printed so scripts and tests that ask for port 0 learn the real one.
         println!("listening on http://{}", listener.local_addr()?);
         tracing::info!(addr = %listener.local_addr()?, "feltbog-server listening");
+        if retention != sync::Retention::default() {
+            tokio::spawn(retention_loop(state.clone(), retention));
+        }
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
         feltbog_server::serve(listener, state, shutdown).await?;
         Ok(())
     })
+}
+
+/// Applies the retention rules at start and every hour.
+async fn retention_loop(state: AppState, rules: sync::Retention) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let state = state.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut conn = state
+                .db
+                .lock()
+                .map_err(|_| "database lock poisoned".to_owned())?;
+            sync::apply_retention(&mut conn, rules, system_time_ms()).map_err(|e| e.to_string())
+        })
+        .await;
+        match result {
+            Ok(Ok(r)) => tracing::info!(
+                off_devices = r.off_devices,
+                purged = r.purged,
+                "retention applied"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
+            Err(e) => tracing::error!(error = %e, "retention task failed"),
+        }
+    }
 }

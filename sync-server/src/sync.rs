@@ -9,9 +9,14 @@
 //!    [`ConflictRecord`] written by the server as its own mutation;
 //! 4. the mutation as applied (author taken from authentication) is appended to the change log.
 //!
-//! The log's `seq` is the commit order; a device pulls by cursor and gets whole mutations only.
+//! The log's `seq` is the commit order; a device pulls by cursor and gets whole mutations only,
+//! and only those in its worker's scope ([`crate::scope`]), checked in the same transaction.
+//! Every mutation applied or refused and every change served is written to the audit trail in
+//! that transaction too ([`crate::audit`]).
 
-use crate::identity::Caller;
+use crate::audit::{self, Action, Entry};
+use crate::identity::{Caller, Role};
+use crate::scope::{self, Class};
 use feltbog_core::domain::{
     Citizen, CitizenId, ConflictId, ConflictRecord, ConflictStatus, EntityKind, Record, Site,
     SiteLogEntry, Task, Visit,
@@ -38,6 +43,13 @@ pub enum SyncError {
     Corrupt(&'static str),
     #[error("server clock: {0}")]
     Clock(#[from] feltbog_core::hlc::ClockError),
+    #[error("audit: {0}")]
+    Audit(#[from] audit::AuditError),
+    /// The device or its worker was revoked between authentication and this transaction.
+    #[error("the device was revoked")]
+    Revoked,
+    #[error("no such {0}")]
+    NotFound(&'static str),
 }
 
 /// Handles one sync round trip for `caller`.
@@ -49,17 +61,38 @@ pub fn sync(
     max_drift_ms: u64,
 ) -> Result<SyncResponse, SyncError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let (hlc_last, server_seq): (i64, i64) = tx.query_row(
-        "SELECT hlc_last, server_seq FROM server_state WHERE id = 1",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let mut ctx = Ctx {
-        tx: &tx,
-        clock: HlcClock::new(Hlc::from_u64(hlc_last as u64), max_drift_ms),
-        server_seq: server_seq as u64,
-        now_ms,
-    };
+    // Authentication ran before this transaction; a revocation committed since must still stop
+    // this request, so check once more under the write lock.
+    let still: Option<(String, Vec<u8>)> = tx
+        .query_row(
+            "SELECT w.role, w.team_id FROM devices d JOIN workers w ON w.id = d.worker_id
+             WHERE d.id = ?1 AND d.active = 1 AND w.active = 1",
+            [&caller.device_id.0.as_bytes()[..]],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    if still
+        != Some((
+            caller.role.as_str().to_owned(),
+            caller.team_id.as_bytes().to_vec(),
+        ))
+    {
+        return Err(SyncError::Revoked);
+    }
+    let mut ctx = Ctx::new(&tx, max_drift_ms, now_ms)?;
+    let who = |action| Entry::device(caller.worker_id, caller.device_id.0, action);
+    let mut trail: Vec<Entry> = Vec::new();
+    let mut access_acked = 0;
+    for event in &request.access_log {
+        let mut entry = who(Action::DeviceRead).record(
+            event.entity.as_str(),
+            event.record_id,
+            event.citizen_id.map(|c| c.0),
+        );
+        entry.device_at_ms = Some(event.at_ms);
+        trail.push(entry);
+        access_acked = access_acked.max(event.seq);
+    }
     let mut acked = Vec::new();
     let mut rejected = Vec::new();
     for mutation in &request.mutations {
@@ -93,24 +126,38 @@ pub fn sync(
             acked.push(seq);
             continue;
         }
+        let first = mutation.ops.first();
+        let (entity, record) =
+            first.map_or(("none", Uuid::nil()), |op| (op.entity.as_str(), op.id));
         match ctx.check(caller, mutation)? {
-            Err((reason, detail)) => rejected.push(Rejection {
-                device_seq: seq,
-                reason,
-                detail,
-            }),
+            Err((reason, detail)) => {
+                // Refusals are audited by record id only: an id names nothing by itself.
+                trail.push(who(Action::Denied).record(entity, record, None));
+                rejected.push(Rejection {
+                    device_seq: seq,
+                    reason,
+                    detail,
+                })
+            }
             Ok(()) => {
-                ctx.apply(caller, mutation)?;
+                let citizen = ctx.apply(caller, mutation)?;
+                trail.push(who(Action::Write).record(entity, record, citizen));
                 acked.push(seq);
             }
         }
     }
-    let server_hlc = ctx.clock.now(now_ms)?;
-    tx.execute(
-        "UPDATE server_state SET hlc_last = ?1, server_seq = ?2 WHERE id = 1",
-        params![server_hlc.as_u64() as i64, ctx.server_seq as i64],
-    )?;
+    let server_hlc = ctx.finish()?;
     let pull = pull_page(&tx, caller, request.cursor)?;
+    for (_, m) in &pull.changes {
+        if let Some(op) = m.ops.first() {
+            let citizen = scope::record_scope(&tx, op.entity, op.id)?.and_then(|s| s.citizen);
+            trail.push(who(Action::Read).record(op.entity.as_str(), op.id, citizen));
+        }
+    }
+    for citizen in &pull.erase {
+        trail.push(who(Action::Erase).record("citizen", citizen.0, Some(citizen.0)));
+    }
+    audit::append_many(&tx, now_ms, &trail)?;
     if fail_here(FailPoint::ServerSyncBeforeCommit) {
         // Dropping the transaction rolls it back, as a crash before the commit would.
         return Err(SyncError::Corrupt("simulated crash"));
@@ -122,24 +169,43 @@ pub fn sync(
         pull,
         server_hlc,
         server_time_ms: now_ms,
+        access_acked,
     })
 }
 
-/// The next page of changes for `caller` after `cursor`: its team's mutations, except the ones
-/// its own device sent (it has them), whole mutations only.
+/// The next page of changes for `caller` after `cursor`: the mutations in its worker's scope
+/// ([`crate::scope`]), except the ones its own device sent (it has them), whole mutations only;
+/// and the erasures meant for it. A page ends at an erasure, which the device applies after the
+/// page's changes.
 pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<PullPage, SyncError> {
-    let mut stmt = conn.prepare_cached(if planted(PlantedBug::ScopeLeak) {
-        "SELECT seq, device_id, echo, mutation FROM changes WHERE (team_id = ?1 OR 1) AND seq > ?2 ORDER BY seq LIMIT ?3"
+    let scoped = format!(
+        "CASE WHEN c.kind = 'erase' THEN c.team_id = ?1 AND (c.roles & ?4) != 0
+         ELSE (c.roles IS NULL OR (c.team_id = ?1 AND (c.roles & ?4) != 0))
+              AND (CASE WHEN c.citizen_id IS NULL THEN c.team_id ELSE z.team_id END) = ?1
+              AND coalesce(z.off_devices = 0 AND z.purged_ms IS NULL, 1)
+              AND {} END",
+        scope::read_condition(caller.role)
+    );
+    let leak = if planted(PlantedBug::ScopeLeak) {
+        " OR 1"
     } else {
-        "SELECT seq, device_id, echo, mutation FROM changes WHERE team_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
-    })?;
+        ""
+    };
+    let sql = format!(
+        "SELECT c.seq, c.device_id, c.echo, c.mutation, c.kind, c.citizen_id
+         FROM changes c LEFT JOIN citizens z ON z.citizen_id = c.citizen_id
+         WHERE c.seq > ?2 AND (({scoped}){leak}) ORDER BY c.seq LIMIT ?3"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params![
         &caller.team_id.as_bytes()[..],
         cursor as i64,
-        limits::PULL_PAGE_MUTATIONS as i64
+        limits::PULL_PAGE_MUTATIONS as i64,
+        caller.role.bit(),
     ])?;
     let (mut changes, mut next_cursor, mut scanned, mut bytes) =
         (Vec::new(), cursor, 0usize, 0usize);
+    let mut erase = Vec::new();
     let mut full = false;
     while let Some(row) = rows.next()? {
         if bytes >= limits::PAGE_BYTES {
@@ -149,6 +215,13 @@ pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<Pull
         scanned += 1;
         let seq = row.get::<_, i64>(0)? as u64;
         next_cursor = seq;
+        if row.get::<_, String>(4)? == "erase" {
+            let citizen: Vec<u8> = row.get::<_, Option<Vec<u8>>>(5)?.unwrap_or_default();
+            let citizen = Uuid::from_slice(&citizen).map_err(|_| SyncError::Corrupt("erasure"))?;
+            erase.push(CitizenId(citizen));
+            full = true;
+            break;
+        }
         let device: Vec<u8> = row.get(1)?;
         let echo: bool = row.get(2)?;
         if device == caller.device_id.0.as_bytes() && !echo {
@@ -164,6 +237,7 @@ pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<Pull
         changes,
         next_cursor,
         more: full || scanned == limits::PULL_PAGE_MUTATIONS,
+        erase,
     })
 }
 
@@ -172,6 +246,32 @@ struct Ctx<'a> {
     clock: HlcClock,
     server_seq: u64,
     now_ms: u64,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(tx: &'a Transaction<'a>, max_drift_ms: u64, now_ms: u64) -> Result<Self, SyncError> {
+        let (hlc_last, server_seq): (i64, i64) = tx.query_row(
+            "SELECT hlc_last, server_seq FROM server_state WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(Ctx {
+            tx,
+            clock: HlcClock::new(Hlc::from_u64(hlc_last as u64), max_drift_ms),
+            server_seq: server_seq as u64,
+            now_ms,
+        })
+    }
+
+    /// Saves the server clock and its own sequence; returns the clock's reading now.
+    fn finish(&mut self) -> Result<Hlc, SyncError> {
+        let server_hlc = self.clock.now(self.now_ms)?;
+        self.tx.execute(
+            "UPDATE server_state SET hlc_last = ?1, server_seq = ?2 WHERE id = 1",
+            params![server_hlc.as_u64() as i64, self.server_seq as i64],
+        )?;
+        Ok(server_hlc)
+    }
 }
 
 type Check = Result<(), (RejectReason, String)>;
@@ -229,46 +329,99 @@ impl Ctx<'_> {
         {
             return invalid("devices may only resolve or dismiss a conflict");
         }
-        let team: Option<Vec<u8>> = self
-            .tx
-            .query_row(
-                "SELECT team_id FROM records WHERE entity = ?1 AND record_id = ?2",
-                params![first.entity.as_str(), &first.id.as_bytes()[..]],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match team {
-            Some(t) if t != caller.team_id.as_bytes() => {
-                // "Not yours" reads like any other rejection: no hint that the record exists.
-                Ok(Err((
-                    RejectReason::OutOfScope,
-                    "record not available to this worker".into(),
-                )))
-            }
-            None if first.entity == EntityKind::Conflict => Ok(Err((
+        // "Not yours" and "does not exist" give this same answer: no hint that a record exists.
+        let unavailable = || {
+            Ok(Err((
                 RejectReason::OutOfScope,
-                "record not available to this worker".into(),
-            ))),
-            // A record's first mutation must create a whole, valid record: a partial one would
-            // reach every device of the team and break their lists.
-            None => Ok(validate_creation(caller, m)),
-            _ => Ok(Ok(())),
+                "record not available to this worker".to_owned(),
+            )))
+        };
+        match scope::record_scope(self.tx, first.entity, first.id)? {
+            Some(existing) => {
+                if !scope::writable(caller, &existing) {
+                    return unavailable();
+                }
+                // The links that place a record (its citizen, its site) never change by an edit;
+                // repeating them is harmless. A team is the server's to set (see `apply`).
+                for op in &m.ops {
+                    if scope::is_scope_field(op.entity, &op.field)
+                        && op.field != "team_id"
+                        && field_value(self.tx, op.entity, op.id, &op.field)?.as_ref()
+                            != Some(op.change.value())
+                    {
+                        return invalid("a record's citizen or site cannot change by an edit");
+                    }
+                }
+                Ok(Ok(()))
+            }
+            None => {
+                // An update to a record this server does not have (no `id` op: not a
+                // creation) looks exactly like one to a record of another team.
+                if first.entity == EntityKind::Conflict || !m.ops.iter().any(|op| op.field == "id")
+                {
+                    return unavailable();
+                }
+                let (class, citizen) = scope::classify_new(m);
+                if !scope::can_write(caller.role, class) {
+                    return unavailable();
+                }
+                if class == Class::Case {
+                    // A visit or task about a citizen: the citizen must be the caller's to write.
+                    let of = citizen.unwrap_or_default();
+                    match scope::record_scope(self.tx, EntityKind::Citizen, of)? {
+                        Some(c) if scope::writable(caller, &c) => {}
+                        _ => return unavailable(),
+                    }
+                }
+                // A record's first mutation must create a whole, valid record: a partial one
+                // would reach every device of the team and break their lists.
+                Ok(validate_creation(caller, m))
+            }
         }
     }
 
-    fn apply(&mut self, caller: &Caller, m: &Mutation) -> Result<(), SyncError> {
+    /// Applies a checked mutation; returns the citizen it is about, if any.
+    fn apply(&mut self, caller: &Caller, m: &Mutation) -> Result<Option<Uuid>, SyncError> {
         let first = &m.ops[0];
-        self.tx.execute(
-            "INSERT OR IGNORE INTO records (entity, record_id, team_id) VALUES (?1, ?2, ?3)",
-            params![
-                first.entity.as_str(),
-                &first.id.as_bytes()[..],
-                &caller.team_id.as_bytes()[..]
-            ],
-        )?;
+        let (class, citizen) = match scope::record_scope(self.tx, first.entity, first.id)? {
+            Some(existing) => (existing.class, existing.citizen),
+            None => {
+                let (class, citizen) = scope::classify_new(m);
+                self.tx.execute(
+                    "INSERT INTO records (entity, record_id, team_id, class, citizen_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        first.entity.as_str(),
+                        &first.id.as_bytes()[..],
+                        &caller.team_id.as_bytes()[..],
+                        class.as_str(),
+                        citizen.as_ref().map(|c| c.as_bytes().to_vec())
+                    ],
+                )?;
+                if class == Class::Citizen {
+                    self.tx.execute(
+                        "INSERT INTO citizens (citizen_id, team_id) VALUES (?1, ?2)",
+                        params![&first.id.as_bytes()[..], &caller.team_id.as_bytes()[..]],
+                    )?;
+                }
+                (class, citizen)
+            }
+        };
         let mut applied = m.clone();
         let mut altered = false;
         for op in &mut applied.ops {
+            // A new citizen (or visit) belongs to the creator's team, whatever the payload says;
+            // later the team changes only by an administrator's move, never by an edit.
+            if matches!(op.entity, EntityKind::Citizen | EntityKind::Visit) && op.field == "team_id"
+            {
+                let team = match field_value(self.tx, op.entity, op.id, &op.field)? {
+                    Some(stored) if !stored.is_null() => stored,
+                    _ => serde_json::to_value(caller.team_id).unwrap_or_default(),
+                };
+                let truth = FieldChange::Assign { value: team };
+                altered |= op.change != truth;
+                op.change = truth;
+            }
             // The author is whoever is signed in on the device, never what the payload says.
             // Once set, it stays: a later author op keeps the stored author (no taking over a
             // colleague's visit).
@@ -298,7 +451,10 @@ impl Ctx<'_> {
                 self.raise_conflict(caller, op, conflict)?;
             }
         }
-        let change_seq = self.log(caller.team_id, &applied, altered)?;
+        let change_seq = self.log(caller.team_id, &applied, altered, class, citizen)?;
+        if first.entity == EntityKind::Citizen {
+            self.citizen_changed(first.id)?;
+        }
         self.tx.execute(
             if planted(PlantedBug::PushNotIdempotent) {
                 "INSERT OR IGNORE INTO applied (device_id, device_seq, digest, change_seq)
@@ -312,6 +468,66 @@ impl Ctx<'_> {
                 m.device_seq as i64,
                 mutation_digest(m),
                 change_seq
+            ],
+        )?;
+        Ok(citizen)
+    }
+
+    /// Keeps a citizen's scope row in step with their record: living at a site makes them the
+    /// caretakers' business (they get the citizen's history, or an erasure when they move out),
+    /// and archiving starts the retention clock.
+    fn citizen_changed(&mut self, citizen: Uuid) -> Result<(), SyncError> {
+        let site = field_value(self.tx, EntityKind::Citizen, citizen, "site_id")?;
+        let archived = field_value(self.tx, EntityKind::Citizen, citizen, "archived")?;
+        let resident = site.is_some_and(|v| !v.is_null());
+        let archived = archived.is_some_and(|v| v == serde_json::Value::Bool(true));
+        let (team, was_resident, closed): (Vec<u8>, bool, Option<i64>) = self.tx.query_row(
+            "SELECT team_id, resident, closed_ms FROM citizens WHERE citizen_id = ?1",
+            [&citizen.as_bytes()[..]],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let team = Uuid::from_slice(&team).map_err(|_| SyncError::Corrupt("team id"))?;
+        let closed = match (archived, closed) {
+            (true, None) => Some(self.now_ms as i64),
+            (true, Some(t)) => Some(t),
+            (false, _) => None,
+        };
+        self.tx.execute(
+            "UPDATE citizens SET resident = ?2, closed_ms = ?3 WHERE citizen_id = ?1",
+            params![&citizen.as_bytes()[..], resident, closed],
+        )?;
+        let caretakers = Role::Caretaker.bit();
+        if resident && !was_resident {
+            self.deliver_history(citizen, team, caretakers)?;
+        } else if was_resident && !resident {
+            self.log_erase(citizen, team, caretakers)?;
+        }
+        Ok(())
+    }
+
+    /// Sends a citizen's history (copies of the log rows about them) to `roles` of `team`, who
+    /// have just gained them; each role's own read rules still filter the copies.
+    fn deliver_history(&self, citizen: Uuid, team: Uuid, roles: i64) -> Result<(), SyncError> {
+        self.tx.execute(
+            "INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id, roles)
+             SELECT ?2, device_id, 1, mutation, coalesce(copy_of, seq), class, citizen_id, ?3
+             FROM changes WHERE citizen_id = ?1 AND kind = 'mutation' AND roles IS NULL
+             ORDER BY seq",
+            params![&citizen.as_bytes()[..], &team.as_bytes()[..], roles],
+        )?;
+        Ok(())
+    }
+
+    /// Tells `roles` of `team` to erase a citizen who left their scope.
+    fn log_erase(&self, citizen: Uuid, team: Uuid, roles: i64) -> Result<(), SyncError> {
+        self.tx.execute(
+            "INSERT INTO changes (team_id, device_id, echo, mutation, class, citizen_id, kind, roles)
+             VALUES (?1, ?2, 1, '', 'citizen', ?3, 'erase', ?4)",
+            params![
+                &team.as_bytes()[..],
+                &SERVER_DEVICE.0.as_bytes()[..],
+                &citizen.as_bytes()[..],
+                roles
             ],
         )?;
         Ok(())
@@ -457,9 +673,23 @@ impl Ctx<'_> {
                 })
                 .collect(),
         };
+        let about = scope::record_scope(self.tx, op.entity, op.id)?;
+        // A conflict over a citizen's own fields is case work about them, not the citizen.
+        let class = match about.map_or(Class::Anon, |a| a.class) {
+            Class::Citizen => Class::Case,
+            other => other,
+        };
+        let citizen = about.and_then(|a| a.citizen);
+        let team = about.map_or(caller.team_id, |a| a.team);
         let new = self.tx.execute(
-            "INSERT OR IGNORE INTO records (entity, record_id, team_id) VALUES ('conflict', ?1, ?2)",
-            params![&record.id.0.as_bytes()[..], &caller.team_id.as_bytes()[..]],
+            "INSERT OR IGNORE INTO records (entity, record_id, team_id, class, citizen_id)
+             VALUES ('conflict', ?1, ?2, ?3, ?4)",
+            params![
+                &record.id.0.as_bytes()[..],
+                &team.as_bytes()[..],
+                class.as_str(),
+                citizen.as_ref().map(|c| c.as_bytes().to_vec())
+            ],
         )?;
         if new == 0 {
             // The same loser against the same winner: raised already (only a replay that was
@@ -475,20 +705,30 @@ impl Ctx<'_> {
                 },
             )?;
         }
-        self.log(caller.team_id, &mutation, false).map(|_| ())
+        self.log(team, &mutation, false, class, citizen).map(|_| ())
     }
 
     /// Appends to the change log. `echo`: the server altered the mutation, so its author
     /// device must pull it too, or it would keep the value it sent.
-    fn log(&self, team: Uuid, m: &Mutation, echo: bool) -> Result<i64, SyncError> {
+    fn log(
+        &self,
+        team: Uuid,
+        m: &Mutation,
+        echo: bool,
+        class: Class,
+        citizen: Option<Uuid>,
+    ) -> Result<i64, SyncError> {
         let text = serde_json::to_string(m).map_err(|_| SyncError::Corrupt("mutation"))?;
         self.tx.execute(
-            "INSERT INTO changes (team_id, device_id, echo, mutation) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO changes (team_id, device_id, echo, mutation, class, citizen_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 &team.as_bytes()[..],
                 &m.device_id.0.as_bytes()[..],
                 echo,
-                text
+                text,
+                class.as_str(),
+                citizen.as_ref().map(|c| c.as_bytes().to_vec())
             ],
         )?;
         Ok(self.tx.last_insert_rowid())
@@ -498,12 +738,223 @@ impl Ctx<'_> {
     /// Pulling a mutation again is harmless for every other device (merging is idempotent).
     fn echo_again(&self, team: Uuid, change_seq: i64) -> Result<(), SyncError> {
         self.tx.execute(
-            "INSERT INTO changes (team_id, device_id, echo, mutation, copy_of)
-             SELECT team_id, device_id, 1, mutation, seq FROM changes WHERE seq = ?1 AND team_id = ?2",
+            "INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id)
+             SELECT team_id, device_id, 1, mutation, seq, class, citizen_id FROM changes
+             WHERE seq = ?1 AND team_id = ?2",
             params![change_seq, &team.as_bytes()[..]],
         )?;
         Ok(())
     }
+}
+
+impl Ctx<'_> {
+    /// Writes one field as the server (an administrator's decision), sequential to what is
+    /// stored, and logs it like any mutation.
+    fn server_assign(
+        &mut self,
+        team: Uuid,
+        (entity, id, field): (EntityKind, Uuid, &str),
+        value: serde_json::Value,
+        (class, citizen): (Class, Option<Uuid>),
+    ) -> Result<(), SyncError> {
+        let base: Option<(i64, Vec<u8>)> = self
+            .tx
+            .query_row(
+                "SELECT hlc, device FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = ?3",
+                params![entity.as_str(), &id.as_bytes()[..], field],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let base = base
+            .map(|(hlc, device)| -> Result<Stamp, SyncError> {
+                Ok(Stamp {
+                    hlc: Hlc::from_u64(hlc as u64),
+                    device: DeviceId(
+                        Uuid::from_slice(&device).map_err(|_| SyncError::Corrupt("device id"))?,
+                    ),
+                })
+            })
+            .transpose()?;
+        let hlc = self.clock.now(self.now_ms)?;
+        self.server_seq += 1;
+        let op = FieldOp {
+            entity,
+            id,
+            field: field.to_owned(),
+            change: FieldChange::Assign { value },
+            hlc,
+            base,
+        };
+        self.merge_op(
+            &op,
+            Stamp {
+                hlc,
+                device: SERVER_DEVICE,
+            },
+        )?;
+        let mutation = Mutation {
+            device_id: SERVER_DEVICE,
+            device_seq: self.server_seq,
+            ops: vec![op],
+        };
+        self.log(team, &mutation, false, class, citizen)?;
+        Ok(())
+    }
+}
+
+fn citizen_team(tx: &Transaction, citizen: Uuid) -> Result<Uuid, SyncError> {
+    let team: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT team_id FROM citizens WHERE citizen_id = ?1 AND purged_ms IS NULL",
+            [&citizen.as_bytes()[..]],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let team = team.ok_or(SyncError::NotFound("citizen"))?;
+    Uuid::from_slice(&team).map_err(|_| SyncError::Corrupt("team id"))
+}
+
+/// Moves a citizen, with their whole history, to another team (an administrator's decision,
+/// e.g. the citizen moved district). The old team's devices erase the citizen on their next
+/// sync; the new team's devices receive everything. Audited as the administrator's.
+pub fn move_citizen(
+    conn: &mut Connection,
+    citizen: Uuid,
+    team: Uuid,
+    now_ms: u64,
+    max_drift_ms: u64,
+) -> Result<(), SyncError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let old = citizen_team(&tx, citizen)?;
+    let exists: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM teams WHERE id = ?1",
+        [&team.as_bytes()[..]],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Err(SyncError::NotFound("team"));
+    }
+    if old == team {
+        return Ok(());
+    }
+    tx.execute(
+        "UPDATE citizens SET team_id = ?2 WHERE citizen_id = ?1",
+        params![&citizen.as_bytes()[..], &team.as_bytes()[..]],
+    )?;
+    tx.execute(
+        "UPDATE records SET team_id = ?2 WHERE citizen_id = ?1",
+        params![&citizen.as_bytes()[..], &team.as_bytes()[..]],
+    )?;
+    let mut ctx = Ctx::new(&tx, max_drift_ms, now_ms)?;
+    ctx.log_erase(citizen, old, scope::all_roles())?;
+    ctx.deliver_history(citizen, team, scope::all_roles())?;
+    ctx.server_assign(
+        team,
+        (EntityKind::Citizen, citizen, "team_id"),
+        serde_json::to_value(team).unwrap_or_default(),
+        (Class::Citizen, Some(citizen)),
+    )?;
+    ctx.finish()?;
+    audit::append(
+        &tx,
+        now_ms,
+        &Entry::admin(Action::Move).record("citizen", citizen, Some(citizen)),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The municipality's retention rules for closed (archived) cases, in days after closing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Erase from every device after this many days (the server keeps the case).
+    pub device_days: Option<u32>,
+    /// Purge from the server after this many days: content gone, only the ids remain.
+    pub purge_days: Option<u32>,
+}
+
+/// What one retention run did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub off_devices: usize,
+    pub purged: usize,
+}
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Applies the retention rules now, in one transaction. Devices learn of both kinds of removal
+/// through an erasure in the change log, and erase the citizen by destroying their key.
+pub fn apply_retention(
+    conn: &mut Connection,
+    rules: Retention,
+    now_ms: u64,
+) -> Result<RetentionReport, SyncError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let ctx = Ctx::new(&tx, feltbog_core::hlc::DEFAULT_MAX_DRIFT_MS, now_ms)?;
+    let mut report = RetentionReport::default();
+    let due = |days: u32, extra: &str| -> Result<Vec<(Uuid, Uuid, bool)>, SyncError> {
+        let mut stmt = tx.prepare(&format!(
+            "SELECT citizen_id, team_id, off_devices FROM citizens
+             WHERE closed_ms IS NOT NULL AND closed_ms <= ?1 AND purged_ms IS NULL {extra}"
+        ))?;
+        let cutoff = now_ms as i64 - i64::from(days) * DAY_MS;
+        let rows = stmt.query_map([cutoff], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, bool>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (c, t, off) = row?;
+            let uuid = |b: &[u8]| Uuid::from_slice(b).map_err(|_| SyncError::Corrupt("id"));
+            out.push((uuid(&c)?, uuid(&t)?, off));
+        }
+        Ok(out)
+    };
+    let mut trail = Vec::new();
+    if let Some(days) = rules.device_days {
+        for (citizen, team, _) in due(days, "AND off_devices = 0")? {
+            tx.execute(
+                "UPDATE citizens SET off_devices = 1 WHERE citizen_id = ?1",
+                [&citizen.as_bytes()[..]],
+            )?;
+            ctx.log_erase(citizen, team, scope::all_roles())?;
+            let mut e = Entry::admin(Action::Erase).record("citizen", citizen, Some(citizen));
+            e.actor = audit::Actor::Server;
+            trail.push(e);
+            report.off_devices += 1;
+        }
+    }
+    if let Some(days) = rules.purge_days {
+        for (citizen, team, off) in due(days, "")? {
+            let id = &citizen.as_bytes()[..];
+            tx.execute(
+                "DELETE FROM fields WHERE (entity, record_id) IN
+                     (SELECT entity, record_id FROM records WHERE citizen_id = ?1)",
+                [id],
+            )?;
+            tx.execute(
+                "DELETE FROM changes WHERE citizen_id = ?1 AND kind = 'mutation'",
+                [id],
+            )?;
+            tx.execute(
+                "UPDATE citizens SET purged_ms = ?2 WHERE citizen_id = ?1",
+                params![id, now_ms as i64],
+            )?;
+            if !off {
+                ctx.log_erase(citizen, team, scope::all_roles())?;
+            }
+            let mut e = Entry::admin(Action::Purge).record("citizen", citizen, Some(citizen));
+            e.actor = audit::Actor::Server;
+            trail.push(e);
+            report.purged += 1;
+        }
+    }
+    audit::append_many(&tx, now_ms, &trail)?;
+    tx.commit()?;
+    Ok(report)
 }
 
 /// SHA-256 of a mutation as received: tells an exact replay from a re-stamped one.
@@ -651,8 +1102,9 @@ pub struct Change {
 /// The whole change log in commit order. For the simulation's checks (every acknowledged edit
 /// applied once, causality, idempotence) and for audits of sync itself.
 pub fn change_log(conn: &Connection) -> Result<Vec<Change>, SyncError> {
-    let mut stmt =
-        conn.prepare("SELECT seq, team_id, mutation, copy_of FROM changes ORDER BY seq")?;
+    let mut stmt = conn.prepare(
+        "SELECT seq, team_id, mutation, copy_of FROM changes WHERE kind = 'mutation' ORDER BY seq",
+    )?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {

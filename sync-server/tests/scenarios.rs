@@ -107,11 +107,13 @@ fn pair(dir: &std::path::Path, server: &Server) -> (Store, Store, Citizen, Visit
 fn a_record_made_on_one_device_appears_on_another() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("server"));
-    let (_team, worker) = team_and_worker(&server);
+    let (team, worker) = team_and_worker(&server);
     let mut a = device(dir.path(), "a", &server, &worker);
     let mut b = device(dir.path(), "b", &server, &worker);
     let mut c = Citizen::with_alias("Store Per");
     c.tags.insert("herberg".into());
+    // Whatever the device says, a new citizen belongs to its creator's team.
+    c.team_id = Some(feltbog_core::domain::TeamId(team.parse().unwrap()));
     a.save(&c).unwrap();
     let report = sync(&mut a);
     assert_eq!((report.pushed, report.acked), (1, 1));
@@ -121,7 +123,12 @@ fn a_record_made_on_one_device_appears_on_another() {
         "acknowledged mutations leave the outbox"
     );
     sync(&mut b);
-    assert_eq!(citizens(&mut b), vec![c]);
+    assert_eq!(citizens(&mut b), vec![c.clone()]);
+    assert_eq!(
+        citizens(&mut a),
+        vec![c],
+        "the server's team reached its author too"
+    );
 }
 
 #[test]
@@ -302,6 +309,7 @@ fn the_same_push_sent_twice_changes_nothing() {
     let request = SyncRequest {
         mutations: a.pending(100).unwrap(),
         cursor: 0,
+        access_log: vec![],
     };
     let transport = HttpTransport::new(&server.url).unwrap();
     let (first, _) = transport.sync(&token, &request).unwrap();
@@ -422,6 +430,7 @@ fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
     let valid = serde_json::to_vec(&SyncRequest {
         mutations: vec![],
         cursor: 0,
+        access_log: vec![],
     })
     .unwrap();
 
@@ -479,6 +488,7 @@ fn a_mutation_naming_another_device_is_rejected_and_never_stored() {
             &SyncRequest {
                 mutations: forged,
                 cursor: 0,
+                access_log: vec![],
             },
         )
         .unwrap();
@@ -577,6 +587,7 @@ fn a_record_whose_creation_is_incomplete_or_invalid_is_refused() {
                 &SyncRequest {
                     mutations,
                     cursor: 0,
+                    access_log: vec![],
                 },
             )
             .unwrap();
@@ -699,6 +710,7 @@ fn an_old_copy_of_a_refused_edit_that_gets_through_later_still_converges() {
     let old_copy = SyncRequest {
         mutations: a.pending(10).unwrap(),
         cursor: a.sync_status().unwrap().cursor,
+        access_log: vec![],
     };
     let seq = old_copy.mutations[0].device_seq;
 

@@ -143,7 +143,9 @@ impl From<SyncError> for AppError {
         match e {
             SyncError::Store(s) => s.into(),
             SyncError::NotEnrolled => AppError::new(ErrorCode::NotSetUp, message),
-            SyncError::Unauthorized => AppError::new(ErrorCode::Revoked, message),
+            SyncError::Unauthorized | SyncError::Revoked => {
+                AppError::new(ErrorCode::Revoked, message)
+            }
             SyncError::UpdateRequired => AppError::new(ErrorCode::UpdateRequired, message),
             // No answer, or not the server's (a captive portal's login page, say).
             SyncError::Transport(TransportError::Unreachable(_) | TransportError::Decode(_)) => {

@@ -17,7 +17,7 @@ pub mod views;
 pub use error::{AppError, ErrorCode};
 
 use crate::crypto::{KdfParams, Passphrase};
-use crate::domain::{Citizen, Task, TaskStatus, Validate};
+use crate::domain::{Citizen, CitizenId, EntityKind, Task, TaskStatus, Validate};
 use crate::keystore::NoPlatformSecret;
 use crate::store::{CreateOptions, Store, StoreError};
 use crate::sync::{self, Progress, Retry, StoreAccess, SyncError, http::HttpTransport};
@@ -457,9 +457,14 @@ impl App {
         self.with_unlocked(|s, _| Ok(views::caseload(s, search)?))
     }
 
-    /// A citizen's page.
+    /// A citizen's page. Opening it is logged in the device's access log, which syncs up to
+    /// the server's audit trail (who saw which citizen, when).
     pub fn citizen(&self, id: Uuid) -> Result<views::CitizenDetail, AppError> {
-        self.with_unlocked(|s, a| Ok(views::citizen(s, id, a.worker.0, Self::today_date())?))
+        self.with_unlocked(|s, a| {
+            let detail = views::citizen(s, id, a.worker.0, Self::today_date())?;
+            s.record_access(EntityKind::Citizen, id, Some(CitizenId(id)))?;
+            Ok(detail)
+        })
     }
 
     /// Creates or edits a citizen; returns the id. For an edit, `started_from` is the form as
@@ -707,6 +712,21 @@ impl App {
                 notify(&self.sync_bar());
             })
         });
+        if matches!(result, Err(SyncError::Revoked)) {
+            // The server revoked this tablet or its worker: erase every local copy now. What
+            // was unsynced is lost by design — the worker no longer has the right to send it.
+            let mut guard = lock(&self.store);
+            drop(guard.take());
+            let removed = remove_store_files(&self.store_path());
+            drop(guard);
+            *lock(&self.sync) = SyncRuntime {
+                state: SyncState::Revoked,
+                ..SyncRuntime::default()
+            };
+            notify(&self.sync_bar());
+            removed?;
+            return result.map_err(AppError::from);
+        }
         {
             let mut rt = lock(&self.sync);
             rt.progress = None;
@@ -716,7 +736,7 @@ impl App {
                 Err(SyncError::Transport(
                     sync::TransportError::Unreachable(_) | sync::TransportError::Decode(_),
                 )) => SyncState::Offline,
-                Err(SyncError::Unauthorized) => SyncState::Revoked,
+                Err(SyncError::Unauthorized | SyncError::Revoked) => SyncState::Revoked,
                 Err(SyncError::UpdateRequired) => SyncState::UpdateRequired,
                 // Locked mid-sync: nothing is wrong with the server.
                 Err(SyncError::Store(StoreError::Locked)) => rt.state_before_sync(),

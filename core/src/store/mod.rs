@@ -668,19 +668,77 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let removed = tx.execute(
-            "DELETE FROM records WHERE citizen_id = ?1",
-            [&citizen.0.as_bytes()[..]],
-        )?;
-        if let Some(key_id) = keys::citizen_key_id(&tx, citizen)? {
-            tx.execute("DELETE FROM outbox WHERE key_id = ?1", [&key_id.0[..]])?;
-            tx.execute("DELETE FROM set_aside WHERE key_id = ?1", [&key_id.0[..]])?;
-            tx.execute("DELETE FROM data_keys WHERE key_id = ?1", [&key_id.0[..]])?;
-        }
+        let removed = erase_citizen_in(&tx, citizen)?;
         tx.commit()?;
         keys.forget_citizen(citizen);
         self.checkpoint()?;
         Ok(removed)
+    }
+
+    /// After a sync erased citizens inside its transaction: drop their keys from memory and
+    /// truncate the WAL.
+    pub(crate) fn forget_erased(&mut self, erased: &[CitizenId]) -> Result<(), StoreError> {
+        if erased.is_empty() {
+            return Ok(());
+        }
+        if let Some(keys) = self.keys.as_mut() {
+            for c in erased {
+                keys.forget_citizen(*c);
+            }
+        }
+        self.checkpoint()
+    }
+
+    /// Notes that the worker opened a record (the device's access log, DESIGN §6). Ids only.
+    pub fn record_access(
+        &self,
+        entity: EntityKind,
+        record_id: Uuid,
+        citizen: Option<CitizenId>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO access_log (at_ms, entity, record_id, citizen_id) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![
+                self.wall.now_ms() as i64,
+                entity.as_str(),
+                &record_id.as_bytes()[..],
+                citizen.map(|c| c.0.as_bytes().to_vec())
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The oldest access-log events not yet acknowledged by the server, at most `max`.
+    pub fn pending_access(
+        &self,
+        max: usize,
+    ) -> Result<Vec<crate::protocol::AccessEvent>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, at_ms, entity, record_id, citizen_id FROM access_log ORDER BY seq LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([max as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, Option<Vec<u8>>>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, at, entity, record, citizen) = row?;
+            let uuid =
+                |b: &[u8]| Uuid::from_slice(b).map_err(|_| StoreError::Corrupt("access log"));
+            out.push(crate::protocol::AccessEvent {
+                seq: seq as u64,
+                at_ms: at as u64,
+                entity: EntityKind::parse(&entity).ok_or(StoreError::Corrupt("access log"))?,
+                record_id: uuid(&record)?,
+                citizen_id: citizen.as_deref().map(uuid).transpose()?.map(CitizenId),
+            });
+        }
+        Ok(out)
     }
 
     /// The pending outbox, oldest first, decrypted.
@@ -926,4 +984,22 @@ impl std::fmt::Debug for Store {
             .field("unlocked", &self.is_unlocked())
             .finish()
     }
+}
+
+/// Deletes a citizen's records, pending and set-aside mutations and data key inside `tx`.
+/// Without the key nothing sealed for the citizen can be opened again, wherever a copy lingers.
+pub(crate) fn erase_citizen_in(
+    tx: &rusqlite::Transaction,
+    citizen: CitizenId,
+) -> Result<usize, StoreError> {
+    let removed = tx.execute(
+        "DELETE FROM records WHERE citizen_id = ?1",
+        [&citizen.0.as_bytes()[..]],
+    )?;
+    if let Some(key_id) = keys::citizen_key_id(tx, citizen)? {
+        tx.execute("DELETE FROM outbox WHERE key_id = ?1", [&key_id.0[..]])?;
+        tx.execute("DELETE FROM set_aside WHERE key_id = ?1", [&key_id.0[..]])?;
+        tx.execute("DELETE FROM data_keys WHERE key_id = ?1", [&key_id.0[..]])?;
+    }
+    Ok(removed)
 }

@@ -101,6 +101,17 @@ const MIGRATIONS: &[&str] = &[
         at_ms      INTEGER NOT NULL
     );
     "#,
+    // 4: the device's access log (DESIGN §6): which record the worker opened, when. Ids and
+    // times only; it syncs up into the server's audit trail and is deleted once acknowledged.
+    r#"
+    CREATE TABLE access_log (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms      INTEGER NOT NULL,
+        entity     TEXT NOT NULL,
+        record_id  BLOB NOT NULL,
+        citizen_id BLOB
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

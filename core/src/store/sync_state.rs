@@ -46,6 +46,8 @@ pub struct Applied {
     /// Mutations refused for a clock too far ahead: still in the outbox, to re-stamp.
     pub clock_rejected: Vec<u64>,
     pub pulled: usize,
+    /// Citizens erased because they left this device's scope.
+    pub erased: Vec<crate::domain::CitizenId>,
 }
 
 /// How a worker resolves a conflict.
@@ -78,6 +80,24 @@ impl Store {
         server_url: &str,
         response: &EnrolResponse,
     ) -> Result<(), StoreError> {
+        self.store_enrolment(&Enrolment {
+            server_url: server_url.to_owned(),
+            worker_id: response.worker_id,
+            team_id: response.team_id,
+            token: Sensitive(response.token.clone()),
+        })?;
+        // A new enrolment pulls everything from the start.
+        self.conn
+            .execute("UPDATE sync_state SET cursor = 0 WHERE id = 1", [])?;
+        Ok(())
+    }
+
+    /// Stores a rotated token (the cursor and everything else stay).
+    pub fn replace_token(&mut self, enrolment: &Enrolment) -> Result<(), StoreError> {
+        self.store_enrolment(enrolment)
+    }
+
+    fn store_enrolment(&mut self, e: &Enrolment) -> Result<(), StoreError> {
         let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
         let tx = self
             .conn
@@ -86,15 +106,15 @@ impl Store {
         let sealed = key.seal(
             &mut self.nonces,
             &token_binding(key_id),
-            response.token.as_bytes(),
+            e.token.expose().as_bytes(),
         )?;
         tx.execute(
             "UPDATE sync_state SET server_url = ?1, worker_id = ?2, team_id = ?3, token_key_id = ?4,
-                 token_sealed = ?5, cursor = 0, last_error = NULL WHERE id = 1",
+                 token_sealed = ?5, last_error = NULL WHERE id = 1",
             params![
-                server_url,
-                &response.worker_id.as_bytes()[..],
-                &response.team_id.as_bytes()[..],
+                e.server_url,
+                &e.worker_id.as_bytes()[..],
+                &e.team_id.as_bytes()[..],
                 &key_id.0[..],
                 sealed
             ],
@@ -185,6 +205,7 @@ impl Store {
                 keys.commit_new_keys();
                 self.clock = clock;
                 self.clock_offset_ms = offset;
+                self.forget_erased(&applied.erased)?;
                 Ok(applied)
             }
             Err(e) => {
@@ -473,6 +494,18 @@ fn apply_in_transaction(
         }
         remote::apply(&tx, keys, nonces, mutation)?;
         applied.pulled += 1;
+    }
+    // After the page's changes (a page ends at an erasure): the citizen left this device's
+    // scope. Their key goes, and with it every sealed copy.
+    for citizen in &response.pull.erase {
+        super::erase_citizen_in(&tx, *citizen)?;
+        applied.erased.push(*citizen);
+    }
+    if response.access_acked > 0 {
+        tx.execute(
+            "DELETE FROM access_log WHERE seq <= ?1",
+            [response.access_acked as i64],
+        )?;
     }
     clock.witness(response.server_hlc);
     // Keep the clock correction current: a tablet whose clock was fixed since must not keep

@@ -3,8 +3,8 @@
 
 use super::{Transport, TransportError, WireBytes};
 use crate::protocol::{
-    EnrolRequest, EnrolResponse, ErrorBody, PROTOCOL_HEADER, PROTOCOL_VERSION, SyncRequest,
-    SyncResponse, limits,
+    EnrolRequest, EnrolResponse, ErrorBody, PROTOCOL_HEADER, PROTOCOL_VERSION, RotateResponse,
+    SyncRequest, SyncResponse, limits,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -97,6 +97,8 @@ impl HttpTransport {
             return Err(TransportError::Refused {
                 status: status.as_u16(),
                 code: error.as_ref().map(|e| e.code),
+                wipe: error.as_ref().is_some_and(|e| e.wipe),
+                retry_after_ms: error.as_ref().and_then(|e| e.retry_after_ms),
                 message: error
                     .map(|e| e.message)
                     .unwrap_or_else(|| status.to_string()),
@@ -136,5 +138,10 @@ impl Transport for HttpTransport {
         request: &SyncRequest,
     ) -> Result<(SyncResponse, WireBytes), TransportError> {
         self.post("/v1/sync", Some(token), request)
+    }
+
+    fn rotate(&self, token: &str) -> Result<RotateResponse, TransportError> {
+        self.post("/v1/token/rotate", Some(token), &serde_json::json!({}))
+            .map(|(r, _)| r)
     }
 }

@@ -16,7 +16,9 @@
 #[cfg(feature = "http")]
 pub mod http;
 
-use crate::protocol::{EnrolRequest, EnrolResponse, ErrorCode, SyncRequest, SyncResponse};
+use crate::protocol::{
+    EnrolRequest, EnrolResponse, ErrorCode, RotateResponse, SyncRequest, SyncResponse, limits,
+};
 use crate::store::{Store, StoreError};
 use std::time::Duration;
 
@@ -35,6 +37,10 @@ pub enum TransportError {
         status: u16,
         code: Option<ErrorCode>,
         message: String,
+        /// The server says: erase this device's data (revoked device or disabled worker).
+        wipe: bool,
+        /// The server says: wait this long (rate limited).
+        retry_after_ms: Option<u64>,
     },
     /// The answer could not be read.
     #[error("unreadable answer from server: {0}")]
@@ -45,7 +51,7 @@ impl TransportError {
     fn is_retryable(&self) -> bool {
         match self {
             TransportError::Unreachable(_) => true,
-            TransportError::Refused { status, .. } => *status >= 500,
+            TransportError::Refused { status, .. } => *status >= 500 || *status == 429,
             TransportError::Decode(_) => false,
         }
     }
@@ -68,6 +74,16 @@ pub trait Transport {
         token: &str,
         request: &SyncRequest,
     ) -> Result<(SyncResponse, WireBytes), TransportError>;
+    /// Trades the device's token for a new one. Transports without it refuse.
+    fn rotate(&self, _token: &str) -> Result<RotateResponse, TransportError> {
+        Err(TransportError::Refused {
+            status: 404,
+            code: None,
+            message: "token rotation is not available".into(),
+            wipe: false,
+            retry_after_ms: None,
+        })
+    }
 }
 
 /// What a sync did.
@@ -99,9 +115,13 @@ pub enum SyncError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Transport(#[from] TransportError),
-    /// The server revoked this device or its worker.
-    #[error("this device's access was revoked")]
+    /// The server does not know this device's token (it may have been rotated elsewhere).
+    #[error("the server does not accept this device's token")]
     Unauthorized,
+    /// The server revoked this device or disabled its worker, and said to erase it: the caller
+    /// must destroy the store (keys and files).
+    #[error("this device's access was revoked")]
+    Revoked,
     /// The server speaks a newer protocol.
     #[error("the server requires a newer version of the app")]
     UpdateRequired,
@@ -181,6 +201,7 @@ pub fn sync_with<A: StoreAccess>(
             Ok(SyncRequest {
                 mutations: pending,
                 cursor: store.sync_status()?.cursor,
+                access_log: store.pending_access(limits::MAX_ACCESS_EVENTS_PER_PUSH)?,
             })
         })?;
         let (response, bytes) =
@@ -191,7 +212,8 @@ pub fn sync_with<A: StoreAccess>(
                         SyncError::Transport(TransportError::Unreachable(_)) => {
                             "offline: server unreachable"
                         }
-                        SyncError::Unauthorized => "access revoked",
+                        SyncError::Unauthorized => "token refused",
+                        SyncError::Revoked => "access revoked",
                         SyncError::UpdateRequired => "app update required",
                         _ => "sync failed",
                     };
@@ -231,6 +253,38 @@ pub fn sync_with<A: StoreAccess>(
     Ok(report)
 }
 
+/// Replaces this device's token with a fresh one (routine rotation). The new token is stored
+/// before anything else is sent; the old one stops working on the server at once.
+pub fn rotate_token(store: &mut Store, transport: &dyn Transport) -> Result<(), SyncError> {
+    let mut enrolment = store.enrolment()?.ok_or(SyncError::NotEnrolled)?;
+    let response = transport
+        .rotate(enrolment.token.expose())
+        .map_err(|e| map_refusal(e).unwrap_or_else(SyncError::from))?;
+    enrolment.token = crate::domain::Sensitive(response.token);
+    store.replace_token(&enrolment)?;
+    Ok(())
+}
+
+/// The refusals that end a sync at once, whatever the retry schedule.
+fn map_refusal(e: TransportError) -> Result<SyncError, TransportError> {
+    match e {
+        TransportError::Refused {
+            code: Some(ErrorCode::Unauthorized),
+            wipe,
+            ..
+        } => Ok(if wipe {
+            SyncError::Revoked
+        } else {
+            SyncError::Unauthorized
+        }),
+        TransportError::Refused {
+            code: Some(ErrorCode::UpdateRequired),
+            ..
+        } => Ok(SyncError::UpdateRequired),
+        other => Err(other),
+    }
+}
+
 /// Enrols this store with a server: trades the code, stores the token sealed.
 pub fn enrol(
     store: &mut Store,
@@ -255,26 +309,29 @@ fn round_trip(
     let mut delay = retry.first_delay;
     let mut attempt = 1;
     loop {
-        match transport.sync(token, request) {
+        let e = match transport.sync(token, request) {
             Ok(ok) => return Ok(ok),
-            Err(TransportError::Refused {
-                code: Some(ErrorCode::Unauthorized),
+            Err(e) => match map_refusal(e) {
+                Ok(fatal) => return Err(fatal),
+                Err(e) => e,
+            },
+        };
+        match e {
+            // Rate limited: wait as told, if that is short; else stop and let the app's
+            // schedule come back later.
+            TransportError::Refused {
+                retry_after_ms: Some(ms),
                 ..
-            }) => {
-                return Err(SyncError::Unauthorized);
+            } if attempt < retry.attempts && ms <= 30_000 => {
+                std::thread::sleep(Duration::from_millis(ms).max(delay));
+                attempt += 1;
             }
-            Err(TransportError::Refused {
-                code: Some(ErrorCode::UpdateRequired),
-                ..
-            }) => {
-                return Err(SyncError::UpdateRequired);
-            }
-            Err(e) if e.is_retryable() && attempt < retry.attempts => {
+            e if e.is_retryable() && attempt < retry.attempts => {
                 std::thread::sleep(delay);
                 delay = delay.saturating_mul(2).min(Duration::from_secs(30));
                 attempt += 1;
             }
-            Err(e) => return Err(e.into()),
+            e => return Err(e.into()),
         }
     }
 }

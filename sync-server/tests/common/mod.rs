@@ -25,8 +25,21 @@ impl Server {
     }
 
     pub fn start_on(data_dir: &Path, listen: &str) -> Server {
+        Self::start_with(data_dir, listen, &[])
+    }
+
+    /// With extra `serve` flags. Tests enrol many devices from one address: the enrolment
+    /// limit is raised unless a test sets it.
+    pub fn start_with(data_dir: &Path, listen: &str, flags: &[&str]) -> Server {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", listen])
+            .args([
+                "serve",
+                "--listen",
+                listen,
+                "--enrol-rate-per-minute",
+                "100000",
+            ])
+            .args(flags)
             .env("FELTBOG_DATA_DIR", data_dir)
             .env("FELTBOG_LOG", "warn")
             .stdout(Stdio::piped())
@@ -124,4 +137,51 @@ pub fn try_sync(store: &mut Store) -> Result<SyncReport, sync::SyncError> {
         },
         &mut |_| {},
     )
+}
+
+/// The tablet app's core (what the Tauri commands call), enrolled for `worker`, in its own data
+/// directory under `dir`.
+pub fn app_device(
+    dir: &Path,
+    name: &str,
+    server: &Server,
+    worker: &str,
+) -> (feltbog_core::app::App, PathBuf) {
+    let data = dir.join(name);
+    let mut config = feltbog_core::app::AppConfig::new(data.clone());
+    config.kdf_target = Duration::from_millis(1);
+    let app = feltbog_core::app::App::new(config);
+    let code = server.admin(&["enrolment-code", "--worker", worker]);
+    app.first_run(&feltbog_core::app::forms::FirstRunInput {
+        server_url: server.url.clone(),
+        code,
+        pin: "739154".into(),
+    })
+    .expect("first run");
+    (app, data)
+}
+
+/// The citizen form, from JSON (as the UI sends it); fields not given are empty.
+pub fn citizen_form(fields: serde_json::Value) -> feltbog_core::app::forms::CitizenInput {
+    let mut form = serde_json::json!({
+        "id": null, "alias": "", "full_name": "", "cpr": "", "birth_year": null, "phone": "",
+        "housing": "other", "site_id": null, "consent": null, "goals": [], "tags": [],
+        "archived": false
+    });
+    for (k, v) in fields.as_object().unwrap() {
+        form[k] = v.clone();
+    }
+    serde_json::from_value(form).unwrap()
+}
+
+/// Files of a device store left in an app's data directory.
+pub fn store_files(data: &Path) -> Vec<String> {
+    std::fs::read_dir(data)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "settings.json")
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -213,6 +213,8 @@ fn refused(status: u16, message: &str) -> TransportError {
         status,
         code: None,
         message: message.to_owned(),
+        wipe: false,
+        retry_after_ms: None,
     }
 }
 

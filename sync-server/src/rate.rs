@@ -1,0 +1,293 @@
+//! Per-key rate limiting: a device may not hammer the server, nor one address guess enrolment
+//! codes.
+//!
+//! Each key has a token bucket, kept as the single instant at which it will be full again
+//! (GCRA): a request costs one token, tokens return at `per_minute`, at most `burst` are held.
+//! The clock is a parameter, so tests need no sleeps. State is in memory only: a restart forgets
+//! it, which costs an attacker one burst.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The most keys a [`Limiter`] holds, so a flood of distinct keys (addresses) cannot exhaust
+/// memory. About 80 bytes a key.
+pub const MAX_KEYS: usize = 100_000;
+
+/// How many requests a key may make: `burst` at once, then `per_minute` steadily. Zero in either
+/// is taken as 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+/// Token buckets by key. Use one limiter per kind of key (device ids, addresses), so keys of
+/// different kinds never share a bucket.
+pub struct Limiter {
+    /// The time one token takes to return.
+    interval: Duration,
+    /// `interval * burst`: how far ahead of now a bucket's full-again instant may run.
+    window: Duration,
+    max_keys: usize,
+    /// Key -> the instant its bucket is full again. Past instants mean full.
+    buckets: Mutex<HashMap<Box<[u8]>, Instant>>,
+}
+
+impl Limiter {
+    /// A limiter holding at most [`MAX_KEYS`] keys.
+    pub fn new(limit: RateLimit) -> Limiter {
+        Limiter::with_max_keys(limit, MAX_KEYS)
+    }
+
+    fn with_max_keys(limit: RateLimit, max_keys: usize) -> Limiter {
+        let interval = Duration::from_secs(60) / limit.per_minute.max(1);
+        Limiter {
+            interval,
+            window: interval.saturating_mul(limit.burst.max(1)),
+            max_keys: max_keys.max(1),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token from `key`'s bucket, or says how long until one is there (a refused
+    /// request takes nothing). Round the wait up to whole seconds for a `Retry-After` header.
+    pub fn check(&self, key: &[u8], now: Instant) -> Result<(), Duration> {
+        // Poisoning cannot leave a bucket half-updated: every update is one store.
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(full_at) = buckets.get_mut(key) {
+            let next = (*full_at).max(now) + self.interval;
+            let ahead = next.saturating_duration_since(now);
+            if ahead > self.window {
+                return Err(ahead - self.window);
+            }
+            *full_at = next;
+            return Ok(());
+        }
+        // A new key has a full bucket, and a bucket holds at least one token.
+        if buckets.len() >= self.max_keys {
+            evict(&mut buckets, now, self.max_keys);
+        }
+        buckets.insert(key.into(), now + self.interval);
+        Ok(())
+    }
+
+    /// Keys held now.
+    pub fn len(&self) -> usize {
+        self.buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Keys are device ids or addresses: show only the count.
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("interval", &self.interval)
+            .field("window", &self.window)
+            .field("keys", &self.len())
+            .finish()
+    }
+}
+
+/// Makes room, down to 90% of `max` so the cost is paid once per many new keys. Full buckets go
+/// first: forgetting them changes nothing. If that is not enough (a flood of busy keys), those
+/// nearest to full go next, which at worst hands them their burst early.
+fn evict(buckets: &mut HashMap<Box<[u8]>, Instant>, now: Instant, max: usize) {
+    buckets.retain(|_, full_at| *full_at > now);
+    let low = (max - max / 10).min(max - 1);
+    if buckets.len() <= low {
+        return;
+    }
+    let excess = buckets.len() - low;
+    let mut instants: Vec<Instant> = buckets.values().copied().collect();
+    let (_, &mut cut, _) = instants.select_nth_unstable(excess - 1);
+    let mut left = excess;
+    buckets.retain(|_, full_at| {
+        let drop = left > 0 && *full_at <= cut;
+        left -= usize::from(drop);
+        !drop
+    });
+}
+
+/// The key for a client address: IPv4 as is, IPv6 by its /64, since one client commonly holds a
+/// whole /64 and could otherwise rotate through it. IPv4-mapped IPv6 counts as IPv4.
+pub fn ip_key(ip: IpAddr) -> [u8; 9] {
+    let mut key = [0; 9];
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            key[0] = 4;
+            key[1..5].copy_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            key[0] = 6;
+            key[1..].copy_from_slice(&v6.octets()[..8]);
+        }
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn limiter(per_minute: u32, burst: u32) -> Limiter {
+        Limiter::new(RateLimit { per_minute, burst })
+    }
+
+    #[test]
+    fn a_burst_is_allowed_then_refused_with_the_right_retry_after() {
+        let l = limiter(60, 3); // a token a second
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(l.check(b"dev", t0), Ok(()));
+        }
+        assert_eq!(l.check(b"dev", t0), Err(SEC));
+        assert_eq!(
+            l.check(b"dev", t0 + SEC / 4),
+            Err(SEC * 3 / 4),
+            "the wait shrinks as time passes"
+        );
+        // Refusals take nothing: waiting exactly the retry-after works.
+        assert_eq!(l.check(b"dev", t0 + SEC), Ok(()));
+        assert_eq!(l.check(b"dev", t0 + SEC), Err(SEC));
+    }
+
+    #[test]
+    fn tokens_refill_with_time_up_to_the_burst() {
+        let l = limiter(6, 5); // a token every ten seconds
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            l.check(b"dev", t0).unwrap();
+        }
+        assert!(l.check(b"dev", t0).is_err());
+        let t1 = t0 + SEC * 25; // two tokens back, the third in five seconds
+        assert_eq!(l.check(b"dev", t1), Ok(()));
+        assert_eq!(l.check(b"dev", t1), Ok(()));
+        assert_eq!(l.check(b"dev", t1), Err(SEC * 5));
+        // Idle for an hour: a full bucket, no more.
+        let t2 = t1 + SEC * 3600;
+        for _ in 0..5 {
+            assert_eq!(l.check(b"dev", t2), Ok(()));
+        }
+        assert_eq!(l.check(b"dev", t2), Err(SEC * 10));
+    }
+
+    #[test]
+    fn keys_are_independent() {
+        let l = limiter(60, 2);
+        let t0 = Instant::now();
+        let (a, b) = ([1u8; 16], [2u8; 16]);
+        l.check(&a, t0).unwrap();
+        l.check(&a, t0).unwrap();
+        assert!(l.check(&a, t0).is_err());
+        assert_eq!(l.check(&b, t0), Ok(()));
+        assert_eq!(l.check(&b, t0), Ok(()));
+        assert!(l.check(&b, t0).is_err());
+        assert_eq!(l.check(&a, t0), Err(SEC), "b's use did not touch a");
+    }
+
+    #[test]
+    fn an_earlier_now_than_before_is_harmless() {
+        let l = limiter(60, 1);
+        let t0 = Instant::now();
+        l.check(b"k", t0 + SEC * 10).unwrap();
+        assert_eq!(l.check(b"k", t0), Err(SEC * 11));
+    }
+
+    #[test]
+    fn zero_limits_are_taken_as_one() {
+        let l = limiter(0, 0);
+        let t0 = Instant::now();
+        assert_eq!(l.check(b"k", t0), Ok(()));
+        assert_eq!(l.check(b"k", t0), Err(SEC * 60));
+    }
+
+    #[test]
+    fn memory_stays_within_the_key_bound() {
+        let l = limiter(60, 5);
+        let t0 = Instant::now();
+        for i in 0..(MAX_KEYS as u32 + MAX_KEYS as u32 / 2) {
+            l.check(&i.to_be_bytes(), t0).unwrap();
+            if i % 10_007 == 0 {
+                assert!(l.len() <= MAX_KEYS);
+            }
+        }
+        assert!(l.len() <= MAX_KEYS);
+        assert!(l.len() > MAX_KEYS / 2);
+    }
+
+    #[test]
+    fn idle_buckets_are_evicted_first() {
+        let l = Limiter::with_max_keys(
+            RateLimit {
+                per_minute: 60,
+                burst: 2,
+            },
+            10,
+        );
+        let t0 = Instant::now();
+        // Five idle keys (one token used long ago), five exhausted just now.
+        for i in 0..5u8 {
+            l.check(&[i], t0).unwrap();
+        }
+        let t1 = t0 + SEC * 60;
+        for i in 5..10u8 {
+            l.check(&[i], t1).unwrap();
+            l.check(&[i], t1).unwrap();
+        }
+        l.check(b"new", t1).unwrap();
+        assert_eq!(l.len(), 6, "only the idle ones went");
+        for i in 5..10u8 {
+            assert!(l.check(&[i], t1).is_err(), "busy key {i} is still limited");
+        }
+    }
+
+    #[test]
+    fn without_idle_buckets_the_nearest_to_full_are_evicted() {
+        let l = Limiter::with_max_keys(
+            RateLimit {
+                per_minute: 60,
+                burst: 3,
+            },
+            10,
+        );
+        let t0 = Instant::now();
+        // Keys 0..5 used one token, keys 5..10 all three.
+        for i in 0..10u8 {
+            for _ in 0..if i < 5 { 1 } else { 3 } {
+                l.check(&[i], t0).unwrap();
+            }
+        }
+        l.check(b"new", t0).unwrap();
+        assert!(l.len() <= 10);
+        for i in 5..10u8 {
+            assert!(
+                l.check(&[i], t0).is_err(),
+                "exhausted key {i} is still limited"
+            );
+        }
+    }
+
+    #[test]
+    fn ip_keys_group_an_ipv6_slash_64_and_unmap_ipv4() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            ip_key(ip("2001:db8:1:2::1")),
+            ip_key(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(ip_key(ip("2001:db8:1:2::1")), ip_key(ip("2001:db8:1:3::1")));
+        assert_eq!(ip_key(ip("::ffff:192.0.2.7")), ip_key(ip("192.0.2.7")));
+        assert_ne!(ip_key(ip("192.0.2.7")), ip_key(ip("192.0.2.8")));
+    }
+}

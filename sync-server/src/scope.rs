@@ -1,0 +1,241 @@
+//! Who may see and change which records (DESIGN §6, "Access"). One place for the rules; the
+//! sync transaction asks it about every pushed mutation and every pulled change.
+//!
+//! Every record has a scope class, fixed when it is created:
+//! - `citizen`: a citizen's own record;
+//! - `case`: a visit, task or conflict about a citizen;
+//! - `anon`: team work without a citizen (anonymous contacts);
+//! - `site`, `site_log`: the team's sites and their logs.
+//!
+//! A citizen's records follow the citizen: their scope is the citizen's team *now* (the
+//! `citizens` table), so a citizen moved to another team takes their history along and it is no
+//! longer served to the old team. Other records stay with the team that created them.
+//!
+//! | role | reads (own team) | writes (own team) |
+//! |---|---|---|
+//! | outreach, home support | all classes | all classes |
+//! | caretaker | site, site_log, and citizens who live at a site (residents) | site, site_log |
+//! | supervisor | all classes | nothing |
+//! | admin | nothing | nothing |
+//!
+//! Nothing is ever served or accepted across teams. "Not yours" and "does not exist" give the
+//! same answer.
+
+use crate::identity::{Caller, Role};
+use feltbog_core::domain::EntityKind;
+use feltbog_core::protocol::{FieldChange, Mutation};
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+/// A record's scope class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Class {
+    Citizen,
+    Case,
+    Anon,
+    Site,
+    SiteLog,
+}
+
+impl Class {
+    /// Every class, for the authorization matrix.
+    pub const ALL: [Class; 5] = [
+        Class::Citizen,
+        Class::Case,
+        Class::Anon,
+        Class::Site,
+        Class::SiteLog,
+    ];
+
+    /// The stable name stored with records and change-log rows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Citizen => "citizen",
+            Class::Case => "case",
+            Class::Anon => "anon",
+            Class::Site => "site",
+            Class::SiteLog => "site_log",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Class> {
+        Class::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// Whether `role` may read records of `class` in its own team. `resident`: for a citizen, that
+/// they live at one of the team's sites.
+pub fn can_read(role: Role, class: Class, resident: bool) -> bool {
+    match role {
+        Role::Outreach | Role::HomeSupport | Role::Supervisor => true,
+        Role::Caretaker => match class {
+            Class::Site | Class::SiteLog => true,
+            Class::Citizen => resident,
+            Class::Case | Class::Anon => false,
+        },
+        Role::Admin => false,
+    }
+}
+
+/// Whether `role` may create or change records of `class` in its own team.
+pub fn can_write(role: Role, class: Class) -> bool {
+    match role {
+        Role::Outreach | Role::HomeSupport => true,
+        Role::Caretaker => matches!(class, Class::Site | Class::SiteLog),
+        Role::Supervisor | Role::Admin => false,
+    }
+}
+
+/// The SQL condition (over change-log row `c` joined to its citizen's scope `z`) for the
+/// classes `role` reads; kept beside [`can_read`] so the two cannot drift apart unnoticed (the
+/// authorization matrix test exercises both).
+pub(crate) fn read_condition(role: Role) -> &'static str {
+    match role {
+        Role::Outreach | Role::HomeSupport | Role::Supervisor => "1",
+        Role::Caretaker => {
+            "(c.class IN ('site', 'site_log') OR (c.class = 'citizen' AND z.resident = 1))"
+        }
+        Role::Admin => "0",
+    }
+}
+
+/// Bits of every role: an erasure or a copy meant for all of a team.
+pub fn all_roles() -> i64 {
+    Role::ALL.iter().map(|r| r.bit()).sum()
+}
+
+/// Where a stored record belongs now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordScope {
+    pub team: Uuid,
+    pub class: Class,
+    pub citizen: Option<Uuid>,
+    /// For a citizen's records: the citizen has a site.
+    pub resident: bool,
+    /// The citizen was taken off devices (closed past retention) or purged.
+    pub removed: bool,
+}
+
+/// The scope of an existing record, or `None` if there is no such record.
+pub fn record_scope(
+    conn: &Connection,
+    entity: EntityKind,
+    id: Uuid,
+) -> rusqlite::Result<Option<RecordScope>> {
+    /// Record team, class, citizen, the citizen's team, resident, removed.
+    type Row = (
+        Vec<u8>,
+        String,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        bool,
+        bool,
+    );
+    let row: Option<Row> = conn
+        .query_row(
+            "SELECT r.team_id, r.class, r.citizen_id, z.team_id, coalesce(z.resident, 0),
+                    coalesce(z.off_devices = 1 OR z.purged_ms IS NOT NULL, 0)
+             FROM records r LEFT JOIN citizens z ON z.citizen_id = r.citizen_id
+             WHERE r.entity = ?1 AND r.record_id = ?2",
+            params![entity.as_str(), &id.as_bytes()[..]],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((team, class, citizen, citizen_team, resident, removed)) = row else {
+        return Ok(None);
+    };
+    let uuid = |b: &[u8]| Uuid::from_slice(b).unwrap_or_default();
+    Ok(Some(RecordScope {
+        team: uuid(citizen_team.as_deref().unwrap_or(&team)),
+        class: Class::parse(&class).unwrap_or(Class::Anon),
+        citizen: citizen.as_deref().map(uuid),
+        resident,
+        removed,
+    }))
+}
+
+/// Whether `caller` may read a record with this scope.
+pub fn readable(caller: &Caller, scope: &RecordScope) -> bool {
+    scope.team == caller.team_id
+        && !scope.removed
+        && can_read(caller.role, scope.class, scope.resident)
+}
+
+/// Whether `caller` may change a record with this scope.
+pub fn writable(caller: &Caller, scope: &RecordScope) -> bool {
+    scope.team == caller.team_id && !scope.removed && can_write(caller.role, scope.class)
+}
+
+/// The class and citizen of a record a mutation creates. A visit or task names its citizen
+/// in its `citizen_id` op; without one a visit is anonymous team work.
+pub fn classify_new(m: &Mutation) -> (Class, Option<Uuid>) {
+    let first = &m.ops[0];
+    let citizen_op = || {
+        m.ops
+            .iter()
+            .find(|op| op.field == "citizen_id")
+            .and_then(|op| match &op.change {
+                FieldChange::Assign { value } => serde_json::from_value::<Uuid>(value.clone()).ok(),
+                _ => None,
+            })
+    };
+    match first.entity {
+        EntityKind::Citizen => (Class::Citizen, Some(first.id)),
+        EntityKind::Visit | EntityKind::Task => match citizen_op() {
+            Some(c) => (Class::Case, Some(c)),
+            None => (Class::Anon, None),
+        },
+        EntityKind::Site => (Class::Site, None),
+        EntityKind::SiteLogEntry => (Class::SiteLog, None),
+        EntityKind::Conflict => (Class::Anon, None),
+    }
+}
+
+/// The fields that tie a record to its scope. Devices may set them when creating a record,
+/// never change them: a record does not wander between citizens or teams by an edit.
+pub fn is_scope_field(entity: EntityKind, field: &str) -> bool {
+    match entity {
+        EntityKind::Citizen => field == "team_id",
+        EntityKind::Visit => field == "citizen_id" || field == "team_id",
+        EntityKind::Task => field == "citizen_id",
+        EntityKind::SiteLogEntry => field == "site_id",
+        EntityKind::Site | EntityKind::Conflict => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sql_condition_agrees_with_can_read() {
+        let conn = Connection::open_in_memory().unwrap();
+        for role in Role::ALL {
+            for class in Class::ALL {
+                for resident in [false, true] {
+                    let sql = format!(
+                        "SELECT {} FROM (SELECT ?1 AS class) c, (SELECT ?2 AS resident) z",
+                        read_condition(role)
+                    );
+                    let got: bool = conn
+                        .query_row(&sql, params![class.as_str(), resident], |r| r.get(0))
+                        .unwrap();
+                    assert_eq!(
+                        got,
+                        can_read(role, class, resident),
+                        "{role} {class:?} resident={resident}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,768 @@
+//! Access control end to end (DESIGN §6): the authorization matrix, revocation, a citizen moving
+//! between teams, the audit chain, forged identities, rate limits — against the real server
+//! binary on loopback, administered through its own CLI.
+
+mod common;
+
+use common::*;
+use feltbog_core::domain::{
+    Citizen, EntityKind, Site, SiteId, SiteKind, SiteLogEntry, SiteLogEntryId, SiteLogKind, Visit,
+    VisitKind, WorkerId,
+};
+use feltbog_core::hlc::{Hlc, system_time_ms};
+use feltbog_core::protocol::{
+    FieldChange, FieldOp, Mutation, RejectReason, SyncRequest, SyncResponse,
+};
+use feltbog_core::store::Store;
+use feltbog_core::sync::{Transport, TransportError, http::HttpTransport};
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+/// The record classes of the access model, as the matrix names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    /// A citizen who lives at one of the team's sites.
+    Resident,
+    /// A citizen without a site.
+    Citizen,
+    /// A visit about a citizen.
+    Case,
+    /// An anonymous street contact.
+    Anon,
+    Site,
+    SiteLog,
+}
+
+const CLASSES: [Class; 6] = [
+    Class::Resident,
+    Class::Citizen,
+    Class::Case,
+    Class::Anon,
+    Class::Site,
+    Class::SiteLog,
+];
+
+const ROLES: [&str; 5] = [
+    "outreach",
+    "home_support",
+    "caretaker",
+    "supervisor",
+    "admin",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Owner {
+    Own,
+    SameTeam,
+    OtherTeam,
+    Nonexistent,
+}
+
+/// The expected answers, written out by hand from the access model's table (not computed by
+/// the server's own functions): may `role` read / change a record of `class` in its own team?
+fn expect_read(role: &str, class: Class) -> bool {
+    match role {
+        "outreach" | "home_support" | "supervisor" => true,
+        "caretaker" => matches!(class, Class::Resident | Class::Site | Class::SiteLog),
+        _ => false,
+    }
+}
+
+fn expect_write(role: &str, class: Class) -> bool {
+    match role {
+        "outreach" | "home_support" => true,
+        "caretaker" => matches!(class, Class::Site | Class::SiteLog),
+        _ => false,
+    }
+}
+
+/// One record of each class, made on `store` (not yet synced).
+fn bundle(store: &mut Store, label: &str) -> BTreeMap<Class, (EntityKind, Uuid)> {
+    let now = chrono::Utc::now();
+    let site = Site {
+        id: SiteId::new(),
+        kind: SiteKind::AlternativeHousing,
+        name: format!("Skæve hus {label}").into(),
+        address: "Vej 1".into(),
+        archived: false,
+        created_at: now,
+    };
+    let mut resident = Citizen::with_alias(&format!("Beboer {label}"));
+    resident.site_id = Some(site.id);
+    let citizen = Citizen::with_alias(&format!("Borger {label}"));
+    let mut case = Visit::with_citizen(citizen.id, WorkerId::new(), VisitKind::HomeVisit);
+    case.note = "hjemmebesøg".into();
+    let anon = Visit::anonymous(2, "to personer ved stationen", WorkerId::new());
+    let log = SiteLogEntry {
+        id: SiteLogEntryId::new(),
+        site_id: site.id,
+        at: now,
+        kind: SiteLogKind::Repair,
+        note: "dør repareret".into(),
+        residents: BTreeSet::from([resident.id]),
+        author: WorkerId::new(),
+        archived: false,
+    };
+    store.save(&site).unwrap();
+    store.save(&resident).unwrap();
+    store.save(&citizen).unwrap();
+    store.save(&case).unwrap();
+    store.save(&anon).unwrap();
+    store.save(&log).unwrap();
+    BTreeMap::from([
+        (Class::Resident, (EntityKind::Citizen, resident.id.0)),
+        (Class::Citizen, (EntityKind::Citizen, citizen.id.0)),
+        (Class::Case, (EntityKind::Visit, case.id.0)),
+        (Class::Anon, (EntityKind::Visit, anon.id.0)),
+        (Class::Site, (EntityKind::Site, site.id.0)),
+        (Class::SiteLog, (EntityKind::SiteLogEntry, log.id.0)),
+    ])
+}
+
+/// A field each class has, for an update.
+fn field_of(class: Class) -> (&'static str, serde_json::Value) {
+    match class {
+        Class::Resident | Class::Citizen => ("phone", "12 34 56 78".into()),
+        Class::Case | Class::Anon => ("duration_minutes", 25.into()),
+        Class::Site => ("address", "Vej 2".into()),
+        Class::SiteLog => ("note", "ny note".into()),
+    }
+}
+
+/// A raw client for one device: pushes hand-made mutations over HTTP.
+struct Raw {
+    transport: HttpTransport,
+    token: String,
+    device: feltbog_core::hlc::DeviceId,
+    seq: u64,
+}
+
+impl Raw {
+    fn of(store: &mut Store) -> Raw {
+        let e = store.enrolment().unwrap().unwrap();
+        Raw {
+            transport: HttpTransport::new(&e.server_url).unwrap(),
+            token: e.token.expose().clone(),
+            device: store.device_id(),
+            seq: 1_000_000,
+        }
+    }
+
+    fn push(&mut self, ops: Vec<FieldOp>) -> Result<SyncResponse, TransportError> {
+        self.seq += 1;
+        let request = SyncRequest {
+            mutations: vec![Mutation {
+                device_id: self.device,
+                device_seq: self.seq,
+                ops,
+            }],
+            cursor: u64::MAX / 2,
+            access_log: vec![],
+        };
+        self.transport.sync(&self.token, &request).map(|(r, _)| r)
+    }
+
+    /// Pushes one mutation; `Ok(())` if acknowledged, else the refusal.
+    fn write(&mut self, ops: Vec<FieldOp>) -> Result<(), (RejectReason, String)> {
+        let response = self.push(ops).expect("the request itself is answered");
+        match response.rejected.first() {
+            Some(r) => Err((r.reason, r.detail.clone())),
+            None => {
+                assert_eq!(response.acked, vec![self.seq]);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn update_op(entity: EntityKind, id: Uuid, class: Class) -> FieldOp {
+    let (field, value) = field_of(class);
+    FieldOp {
+        entity,
+        id,
+        field: field.into(),
+        change: FieldChange::Assign { value },
+        hlc: Hlc::new(system_time_ms(), 0).unwrap(),
+        base: None,
+    }
+}
+
+/// Every record id a fresh pull from cursor 0 gives `store`'s device.
+fn pulled_ids(raw: &Raw) -> BTreeSet<Uuid> {
+    let mut ids = BTreeSet::new();
+    let mut cursor = 0;
+    loop {
+        let (r, _) = raw
+            .transport
+            .sync(
+                &raw.token,
+                &SyncRequest {
+                    mutations: vec![],
+                    cursor,
+                    access_log: vec![],
+                },
+            )
+            .unwrap();
+        for (_, m) in &r.pull.changes {
+            ids.insert(m.ops[0].id);
+        }
+        cursor = r.pull.next_cursor;
+        if !r.pull.more {
+            return ids;
+        }
+    }
+}
+
+#[test]
+fn authorization_matrix_roles_by_endpoints_by_ownership() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let team = server.admin(&["create-team", "Team Nord"]);
+    let other_team = server.admin(&["create-team", "Team Syd"]);
+    let colleague = server.admin(&["create-worker", "--team", &team, "--name", "Kollega"]);
+    let outsider = server.admin(&["create-worker", "--team", &other_team, "--name", "Ude"]);
+    let mut c = device(dir.path(), "colleague", &server, &colleague);
+    let same = bundle(&mut c, "kollega");
+    sync(&mut c);
+    let mut o = device(dir.path(), "outsider", &server, &outsider);
+    let other = bundle(&mut o, "ude");
+    sync(&mut o);
+
+    let mut cells = 0;
+    let mut refusals = BTreeSet::new();
+    for role in ROLES {
+        // The worker did outreach first ("own" records), then took this role: a role change
+        // revokes their devices, so they enrol a new one in the new scope.
+        let worker = server.admin(&["create-worker", "--team", &team, "--name", role]);
+        let mut first = device(dir.path(), &format!("{role}-1"), &server, &worker);
+        let own = bundle(&mut first, role);
+        sync(&mut first);
+        server.admin(&["set-role", "--worker", &worker, "--role", role]);
+        assert!(
+            matches!(
+                try_sync(&mut first),
+                Err(feltbog_core::sync::SyncError::Revoked)
+            ),
+            "{role}: the old device is revoked by the role change"
+        );
+        let mut now = device(dir.path(), &format!("{role}-2"), &server, &worker);
+        let mut raw = Raw::of(&mut now);
+
+        // Reads (the pull endpoint): own, same team, other team.
+        let seen = pulled_ids(&raw);
+        for (owner, records) in [
+            (Owner::Own, &own),
+            (Owner::SameTeam, &same),
+            (Owner::OtherTeam, &other),
+        ] {
+            for class in CLASSES {
+                let expected = owner != Owner::OtherTeam && expect_read(role, class);
+                assert_eq!(
+                    seen.contains(&records[&class].1),
+                    expected,
+                    "read: {role} × {owner:?} × {class:?}"
+                );
+                cells += 1;
+            }
+        }
+
+        // Writes (the push endpoint): own, same team, other team, nonexistent.
+        for owner in [
+            Owner::Own,
+            Owner::SameTeam,
+            Owner::OtherTeam,
+            Owner::Nonexistent,
+        ] {
+            for class in CLASSES {
+                let (entity, id) = match owner {
+                    Owner::Own => own[&class],
+                    Owner::SameTeam => same[&class],
+                    Owner::OtherTeam => other[&class],
+                    Owner::Nonexistent => (own[&class].0, Uuid::now_v7()),
+                };
+                let expected =
+                    matches!(owner, Owner::Own | Owner::SameTeam) && expect_write(role, class);
+                let got = raw.write(vec![update_op(entity, id, class)]);
+                assert_eq!(
+                    got.is_ok(),
+                    expected,
+                    "write: {role} × {owner:?} × {class:?}: {got:?}"
+                );
+                if let Err((reason, detail)) = got {
+                    refusals.insert((format!("{reason:?}"), detail));
+                }
+                cells += 1;
+            }
+        }
+
+        // Creation (the push endpoint, a new record) of each class in the worker's own team.
+        let mut scratch = Store::create(
+            &dir.path().join(format!("{role}-scratch.feltbog")),
+            &pass(),
+            &feltbog_core::store::CreateOptions::with_kdf(feltbog_core::crypto::KdfParams::MINIMUM),
+        )
+        .unwrap();
+        let fresh = bundle(&mut scratch, "ny");
+        let mutations = scratch.pending(100).unwrap();
+        for class in CLASSES {
+            let (_, id) = fresh[&class];
+            let mut m = mutations
+                .iter()
+                .find(|m| m.ops[0].id == id)
+                .unwrap()
+                .clone();
+            if class == Class::Case {
+                // About a citizen of the worker's own team.
+                for op in &mut m.ops {
+                    if op.field == "citizen_id" {
+                        op.change = FieldChange::Assign {
+                            value: serde_json::to_value(same[&Class::Citizen].1).unwrap(),
+                        };
+                    }
+                }
+            }
+            let got = raw.write(m.ops);
+            assert_eq!(
+                got.is_ok(),
+                expect_write(role, class),
+                "create: {role} × {class:?}: {got:?}"
+            );
+            cells += 1;
+        }
+
+        // Token rotation: every role may rotate its own token; the old one stops working.
+        let rotated = raw.transport.rotate(&raw.token).unwrap();
+        let old = std::mem::replace(&mut raw.token, rotated.token);
+        let empty = SyncRequest {
+            mutations: vec![],
+            cursor: u64::MAX / 2,
+            access_log: vec![],
+        };
+        assert!(matches!(
+            raw.transport.sync(&old, &empty),
+            Err(TransportError::Refused {
+                status: 401,
+                wipe: false,
+                ..
+            })
+        ));
+        assert!(raw.transport.sync(&raw.token, &empty).is_ok());
+        cells += 1;
+    }
+    // "Not yours" and "does not exist" are the same answer, word for word.
+    assert_eq!(
+        refusals,
+        BTreeSet::from([(
+            format!("{:?}", RejectReason::OutOfScope),
+            "record not available to this worker".to_owned()
+        )])
+    );
+    println!("authorization matrix: {cells} cells");
+    assert_eq!(cells, 5 * (6 * 3 + 6 * 4 + 6 + 1));
+}
+
+fn device_of(server: &Server, worker: &str) -> Vec<String> {
+    server
+        .admin(&["devices"])
+        .lines()
+        .filter(|l| l.split('\t').nth(1) == Some(worker))
+        .map(|l| l.split('\t').next().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_revoked_device_and_a_disabled_workers_devices_get_401_and_erase_their_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let team = server.admin(&["create-team", "Team Nord"]);
+    let lost = server.admin(&["create-worker", "--team", &team, "--name", "Tabt"]);
+    let leaver = server.admin(&["create-worker", "--team", &team, "--name", "Stopper"]);
+    let stays = server.admin(&["create-worker", "--team", &team, "--name", "Bliver"]);
+    let (tablet, tablet_dir) = app_device(dir.path(), "tablet", &server, &lost);
+    let (l1, l1_dir) = app_device(dir.path(), "leaver-1", &server, &leaver);
+    let (l2, l2_dir) = app_device(dir.path(), "leaver-2", &server, &leaver);
+    let mut colleague = device(dir.path(), "colleague", &server, &stays);
+    for app in [&tablet, &l1, &l2] {
+        app.save_citizen(&citizen_form(serde_json::json!({"alias": "Fie"})), None)
+            .unwrap();
+        app.sync_once(&|_| {}).unwrap();
+        assert!(!store_files(&tablet_dir).is_empty());
+    }
+    // Unsynced work on the lost tablet: gone with it, by design.
+    tablet
+        .save_citizen(
+            &citizen_form(serde_json::json!({"alias": "Ikke sendt"})),
+            None,
+        )
+        .unwrap();
+
+    let [device] = &device_of(&server, &lost)[..] else {
+        panic!("one device")
+    };
+    server.admin(&["revoke-device", "--device", device]);
+    let e = tablet.sync_once(&|_| {}).unwrap_err();
+    assert_eq!(e.code, feltbog_core::app::ErrorCode::Revoked);
+    assert_eq!(tablet.state().phase, feltbog_core::app::Phase::FirstRun);
+    assert_eq!(
+        tablet.state().sync.state,
+        feltbog_core::app::SyncState::Revoked
+    );
+    assert_eq!(
+        store_files(&tablet_dir),
+        Vec::<String>::new(),
+        "store, WAL and keys gone"
+    );
+
+    server.admin(&["disable-worker", "--worker", &leaver]);
+    for (app, data) in [(&l1, &l1_dir), (&l2, &l2_dir)] {
+        assert_eq!(
+            app.sync_once(&|_| {}).unwrap_err().code,
+            feltbog_core::app::ErrorCode::Revoked
+        );
+        assert_eq!(store_files(data), Vec::<String>::new());
+    }
+    // Colleagues are not affected, and keep what the revoked devices had synced.
+    sync(&mut colleague);
+    assert_eq!(colleague.count(EntityKind::Citizen).unwrap(), 3);
+}
+
+#[test]
+fn a_citizen_moved_to_another_team_leaves_the_old_teams_devices_and_reaches_the_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let nord = server.admin(&["create-team", "Team Nord"]);
+    let syd = server.admin(&["create-team", "Team Syd"]);
+    let worker = |team: &str, name: &str, role: &str| {
+        server.admin(&[
+            "create-worker",
+            "--team",
+            team,
+            "--name",
+            name,
+            "--role",
+            role,
+        ])
+    };
+    let mut n1 = device(dir.path(), "n1", &server, &worker(&nord, "N1", "outreach"));
+    let mut n2 = device(
+        dir.path(),
+        "n2",
+        &server,
+        &worker(&nord, "N2", "home_support"),
+    );
+    let mut care = device(
+        dir.path(),
+        "care",
+        &server,
+        &worker(&nord, "K", "caretaker"),
+    );
+    let mut s1 = device(dir.path(), "s1", &server, &worker(&syd, "S1", "outreach"));
+    let records = bundle(&mut n1, "flytter");
+    let (_, x) = records[&Class::Resident];
+    let mut visit = Visit::with_citizen(
+        feltbog_core::domain::CitizenId(x),
+        WorkerId::new(),
+        VisitKind::HomeVisit,
+    );
+    visit.note = "besøg før flytning".into();
+    n1.save(&visit).unwrap();
+    for d in [&mut n1, &mut n2, &mut care, &mut s1] {
+        sync(d);
+    }
+    assert!(n2.get::<Citizen>(x).unwrap().is_some());
+    assert!(n2.get::<Visit>(visit.id.0).unwrap().is_some());
+    assert!(care.get::<Citizen>(x).unwrap().is_some(), "a resident");
+    assert!(
+        care.get::<Visit>(visit.id.0).unwrap().is_none(),
+        "no case work"
+    );
+    assert!(s1.get::<Citizen>(x).unwrap().is_none());
+
+    server.admin(&["move-citizen", "--citizen", &x.to_string(), "--team", &syd]);
+    for d in [&mut n1, &mut n2, &mut care] {
+        sync(d);
+        assert!(
+            d.get::<Citizen>(x).unwrap().is_none(),
+            "erased from the old team"
+        );
+        assert!(d.get::<Visit>(visit.id.0).unwrap().is_none());
+    }
+    sync(&mut s1);
+    let moved = s1.get::<Citizen>(x).unwrap().expect("reached the new team");
+    assert_eq!(moved.team_id.map(|t| t.0.to_string()), Some(syd.clone()));
+    assert_eq!(
+        s1.get::<Visit>(visit.id.0).unwrap().map(|v| v.note),
+        Some(visit.note.clone()),
+        "with their history"
+    );
+    // A device enrolled in the old team afterwards never receives the citizen.
+    let mut late = device(
+        dir.path(),
+        "late",
+        &server,
+        &worker(&nord, "N3", "outreach"),
+    );
+    sync(&mut late);
+    assert!(late.get::<Citizen>(x).unwrap().is_none());
+    assert!(late.get::<Visit>(visit.id.0).unwrap().is_none());
+
+    // A resident who moves out of the team's site leaves the caretaker's device only.
+    let (_, y) = (bundle(&mut n1, "beboer"))[&Class::Resident];
+    for d in [&mut n1, &mut n2, &mut care] {
+        sync(d);
+    }
+    assert!(care.get::<Citizen>(y).unwrap().is_some());
+    let mut moved_out = n1.get::<Citizen>(y).unwrap().unwrap();
+    moved_out.site_id = None;
+    n1.save(&moved_out).unwrap();
+    for d in [&mut n1, &mut n2, &mut care] {
+        sync(d);
+    }
+    assert!(
+        care.get::<Citizen>(y).unwrap().is_none(),
+        "the caretaker erased them"
+    );
+    assert!(
+        n2.get::<Citizen>(y).unwrap().is_some(),
+        "the case team keeps them"
+    );
+    // Moving back in brings them back to the caretaker.
+    let mut back = n1.get::<Citizen>(y).unwrap().unwrap();
+    back.site_id = Some(SiteId(records[&Class::Site].1));
+    n1.save(&back).unwrap();
+    sync(&mut n1);
+    sync(&mut care);
+    assert!(care.get::<Citizen>(y).unwrap().is_some());
+}
+
+#[test]
+fn the_audit_chain_verifies_and_names_an_edited_or_deleted_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = Server::start(&data);
+    let (team, worker) = team_and_worker(&server);
+    let reader = server.admin(&["create-worker", "--team", &team, "--name", "Læser"]);
+    let (writer_app, _) = app_device(dir.path(), "writer", &server, &worker);
+    let (reader_app, _) = app_device(dir.path(), "reader", &server, &reader);
+    let x = writer_app
+        .save_citizen(
+            &citizen_form(serde_json::json!({"alias": "Revisor-Rut"})),
+            None,
+        )
+        .unwrap();
+    writer_app.sync_once(&|_| {}).unwrap();
+    reader_app.sync_once(&|_| {}).unwrap();
+    reader_app.citizen(x).unwrap(); // opened on the device: logged there, synced up next
+    reader_app.sync_once(&|_| {}).unwrap();
+    let other = writer_app
+        .save_citizen(&citizen_form(serde_json::json!({"alias": "Anden"})), None)
+        .unwrap();
+    writer_app.sync_once(&|_| {}).unwrap();
+    drop(server);
+
+    assert!(admin(&data, &["audit-verify"]).starts_with("audit chain intact"));
+    // The Art. 15 export: who did what to this citizen, from which device, and nothing about
+    // anyone else, and no values.
+    let export = admin(&data, &["audit-export", "--citizen", &x.to_string()]);
+    let rows: Vec<serde_json::Value> = export
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: BTreeSet<&str> = rows.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert!(
+        actions.is_superset(&BTreeSet::from(["write", "read", "device_read"])),
+        "{actions:?}"
+    );
+    assert!(rows.iter().all(|r| r["citizen_id"] == x.to_string()));
+    assert!(!export.contains("Revisor-Rut") && !export.contains(&other.to_string()));
+    // The export itself was audited; the chain still holds.
+    assert!(admin(&data, &["audit-verify"]).starts_with("audit chain intact"));
+
+    // An attacker with the database file: the triggers stop casual edits...
+    let db = data.join("feltbog-server.sqlite");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    assert!(
+        conn.execute("UPDATE audit SET action = 'read' WHERE seq = 3", [])
+            .is_err()
+    );
+    // ...and with them dropped, an edit or a deletion is found and named.
+    let verify = |data: &std::path::Path| {
+        std::process::Command::new(BIN)
+            .args(["admin", "audit-verify"])
+            .env("FELTBOG_DATA_DIR", data)
+            .output()
+            .unwrap()
+    };
+    conn.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
+        .unwrap();
+    let original: String = conn
+        .query_row("SELECT action FROM audit WHERE seq = 3", [], |r| r.get(0))
+        .unwrap();
+    conn.execute("UPDATE audit SET action = 'enrol' WHERE seq = 3", [])
+        .unwrap();
+    let out = verify(&data);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("audit row 3"),
+        "{out:?}"
+    );
+    conn.execute("UPDATE audit SET action = ?1 WHERE seq = 3", [&original])
+        .unwrap();
+    assert!(verify(&data).status.success(), "restored");
+    conn.execute("DELETE FROM audit WHERE seq = 4", []).unwrap();
+    let out = verify(&data);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("audit row 5"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn forged_author_device_and_team_are_ignored_or_rejected_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let nord = server.admin(&["create-team", "Team Nord"]);
+    let syd = server.admin(&["create-team", "Team Syd"]);
+    let me = server.admin(&["create-worker", "--team", &nord, "--name", "Mig"]);
+    let victim = server.admin(&["create-worker", "--team", &nord, "--name", "Offer"]);
+    let stranger = server.admin(&["create-worker", "--team", &syd, "--name", "Fremmed"]);
+    let mut mine = device(dir.path(), "mine", &server, &me);
+    let mut colleague = device(dir.path(), "colleague", &server, &victim);
+    let mut outsider = device(dir.path(), "outsider", &server, &stranger);
+    let syd_id = feltbog_core::domain::TeamId(syd.parse().unwrap());
+
+    // A citizen "for Team Syd" and a visit "by a colleague, for Team Syd".
+    let mut c = Citizen::with_alias("Forfalsket");
+    c.team_id = Some(syd_id);
+    let mut v = Visit::with_citizen(
+        c.id,
+        WorkerId(victim.parse().unwrap()),
+        VisitKind::HomeVisit,
+    );
+    v.team_id = Some(syd_id);
+    mine.save(&c).unwrap();
+    mine.save(&v).unwrap();
+    sync(&mut mine);
+    sync(&mut colleague);
+    sync(&mut outsider);
+    let stored = colleague.get::<Citizen>(c.id.0).unwrap().unwrap();
+    assert_eq!(
+        stored.team_id.unwrap().0.to_string(),
+        nord,
+        "the creator's team"
+    );
+    let stored = colleague.get::<Visit>(v.id.0).unwrap().unwrap();
+    assert_eq!(stored.author.0.to_string(), me, "the signed-in worker");
+    assert_eq!(stored.team_id.unwrap().0.to_string(), nord);
+    assert!(outsider.get::<Citizen>(c.id.0).unwrap().is_none());
+    // The author's own device took the server's truth too.
+    assert_eq!(
+        mine.get::<Visit>(v.id.0)
+            .unwrap()
+            .unwrap()
+            .author
+            .0
+            .to_string(),
+        me
+    );
+
+    // Moving a citizen by an edit of its team is ignored: the server keeps (and echoes) its own.
+    let mut raw = Raw::of(&mut mine);
+    let team_edit = FieldOp {
+        entity: EntityKind::Citizen,
+        id: c.id.0,
+        field: "team_id".into(),
+        change: FieldChange::Assign {
+            value: serde_json::to_value(&syd).unwrap(),
+        },
+        hlc: Hlc::new(system_time_ms(), 0).unwrap(),
+        base: None,
+    };
+    raw.write(vec![team_edit]).unwrap();
+    sync(&mut outsider);
+    assert!(outsider.get::<Citizen>(c.id.0).unwrap().is_none());
+    // Re-linking a visit to another citizen is refused.
+    let relink = FieldOp {
+        entity: EntityKind::Visit,
+        id: v.id.0,
+        field: "citizen_id".into(),
+        change: FieldChange::Assign {
+            value: serde_json::to_value(Uuid::now_v7()).unwrap(),
+        },
+        hlc: Hlc::new(system_time_ms(), 0).unwrap(),
+        base: None,
+    };
+    let (reason, _) = raw.write(vec![relink]).unwrap_err();
+    assert_eq!(reason, RejectReason::Invalid);
+
+    // A mutation naming another device is refused and leaves nothing.
+    let colleague_device = colleague.device_id();
+    raw.device = colleague_device;
+    let (reason, _) = raw
+        .write(vec![update_op(EntityKind::Citizen, c.id.0, Class::Citizen)])
+        .unwrap_err();
+    assert_eq!(reason, RejectReason::ForgedDevice);
+    sync(&mut colleague);
+    let stored = colleague.get::<Citizen>(c.id.0).unwrap().unwrap();
+    assert_eq!(stored.team_id.unwrap().0.to_string(), nord);
+    assert_eq!(stored.phone, None, "the forged edit did not land");
+}
+
+#[test]
+fn request_rates_and_batch_sizes_have_clear_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("server"),
+        "127.0.0.1:0",
+        &["--device-rate-per-minute", "60", "--device-burst", "3"],
+    );
+    let (_, worker) = team_and_worker(&server);
+    let mut store = device(dir.path(), "d", &server, &worker);
+    let raw = Raw::of(&mut store);
+    let empty = |access_log| SyncRequest {
+        mutations: vec![],
+        cursor: 0,
+        access_log,
+    };
+    for _ in 0..3 {
+        raw.transport.sync(&raw.token, &empty(vec![])).unwrap();
+    }
+    match raw.transport.sync(&raw.token, &empty(vec![])) {
+        Err(TransportError::Refused {
+            status: 429,
+            retry_after_ms: Some(ms),
+            message,
+            ..
+        }) => {
+            assert!((1..=1_000).contains(&ms), "one token a second: {ms} ms");
+            assert!(message.contains("too many requests"), "{message}");
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+    // Another device is not slowed down by this one.
+    let mut other = device(dir.path(), "e", &server, &worker);
+    sync(&mut other);
+
+    // Batches: too many access-log events in one push is refused with a reason.
+    let server = Server::start(&dir.path().join("server2"));
+    let (_, worker) = team_and_worker(&server);
+    let mut store = device(dir.path(), "f", &server, &worker);
+    let raw = Raw::of(&mut store);
+    let event = feltbog_core::protocol::AccessEvent {
+        seq: 1,
+        at_ms: 0,
+        entity: EntityKind::Citizen,
+        record_id: Uuid::now_v7(),
+        citizen_id: None,
+    };
+    let too_many = vec![event; feltbog_core::protocol::limits::MAX_ACCESS_EVENTS_PER_PUSH + 1];
+    match raw.transport.sync(&raw.token, &empty(too_many)) {
+        Err(TransportError::Refused {
+            status: 400,
+            message,
+            ..
+        }) => assert!(message.contains("access-log events"), "{message}"),
+        other => panic!("expected 400, got {other:?}"),
+    }
+}
