@@ -766,3 +766,78 @@ fn request_rates_and_batch_sizes_have_clear_limits() {
         other => panic!("expected 400, got {other:?}"),
     }
 }
+
+#[test]
+fn closed_cases_leave_devices_and_are_purged_from_the_server_by_the_retention_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = Server::start(&data);
+    let (team, worker) = team_and_worker(&server);
+    let other = server.admin(&["create-worker", "--team", &team, "--name", "B"]);
+    let mut a = device(dir.path(), "a", &server, &worker);
+    let mut b = device(dir.path(), "b", &server, &other);
+    let closed = Citizen::with_alias("Afsluttet");
+    let open = Citizen::with_alias("Aktiv");
+    a.save(&closed).unwrap();
+    a.save(&open).unwrap();
+    let mut visit = Visit::with_citizen(closed.id, WorkerId::new(), VisitKind::HomeVisit);
+    visit.note = "sidste besøg".into();
+    a.save(&visit).unwrap();
+    sync(&mut a);
+    a.set_archived::<Citizen>(closed.id.0, true).unwrap();
+    sync(&mut a);
+    sync(&mut b);
+    assert!(b.get::<Citizen>(closed.id.0).unwrap().is_some());
+
+    // Rules in days after closing; 0 makes the case due at once.
+    assert_eq!(
+        admin(&data, &["retention", "--device-days", "0"]),
+        "1 closed case(s) taken off devices, 0 purged"
+    );
+    for d in [&mut a, &mut b] {
+        sync(d);
+        assert!(d.get::<Citizen>(closed.id.0).unwrap().is_none());
+        assert!(d.get::<Visit>(visit.id.0).unwrap().is_none());
+        assert!(
+            d.get::<Citizen>(open.id.0).unwrap().is_some(),
+            "open cases stay"
+        );
+    }
+    let fields = |id: Uuid| -> i64 {
+        let conn = rusqlite::Connection::open(data.join("feltbog-server.sqlite")).unwrap();
+        conn.query_row(
+            "SELECT count(*) FROM fields WHERE record_id = ?1",
+            [&id.as_bytes()[..]],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert!(
+        fields(closed.id.0) > 0,
+        "the server keeps the case until it is purged"
+    );
+    assert_eq!(
+        admin(
+            &data,
+            &["retention", "--device-days", "0", "--purge-days", "0"]
+        ),
+        "0 closed case(s) taken off devices, 1 purged"
+    );
+    assert_eq!(fields(closed.id.0), 0);
+    assert_eq!(fields(visit.id.0), 0);
+    assert!(fields(open.id.0) > 0);
+    let log = rusqlite::Connection::open(data.join("feltbog-server.sqlite"))
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM changes WHERE mutation LIKE '%Afsluttet%'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap();
+    assert_eq!(log, 0, "no copy of the content is left in the change log");
+    let mut late = device(dir.path(), "late", &server, &worker);
+    sync(&mut late);
+    assert!(late.get::<Citizen>(closed.id.0).unwrap().is_none());
+    assert!(late.get::<Citizen>(open.id.0).unwrap().is_some());
+    assert!(admin(&data, &["audit-verify"]).starts_with("audit chain intact"));
+}

@@ -183,6 +183,14 @@ const flows = [
     await screen(page, 'today');
     await audit(page, 'today', vp, { shoot: false }); // empty; the demo data makes a better picture
   }],
+  ['revoked tablet: first run says the data was erased', { phase: 'first_run', demo: false }, async (page) => {
+    const notice = page.locator('[data-testid="revoked-notice"]');
+    assert(!(await notice.isVisible()), 'no notice on an ordinary first run');
+    // What Rust does after a 401 with a wipe instruction: the store is gone, the bar says revoked.
+    await page.evaluate(() => window.__fake.emitSync({ state: 'revoked', unsynced: 0 }));
+    await notice.waitFor({ state: 'visible', timeout: 2000 });
+    assert((await notice.innerText()).includes('slettet'), 'the notice says (in Danish) that the data was erased');
+  }],
   ['lock → wrong PIN → unlock → lock now', { phase: 'locked', demo: true }, async (page, vp) => {
     await audit(page, 'lock', vp);
     const bar = page.locator('[data-testid="sync-bar"]');
