@@ -168,7 +168,9 @@ pub struct AccessEvent {
     pub at_ms: u64,
     pub entity: EntityKind,
     pub record_id: Uuid,
-    /// The citizen the record is about, if any: what a GDPR Art. 15 export is keyed by.
+    /// The citizen the record is about, as the device knows it. The server does not trust it:
+    /// it files the read under the citizen its own records name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub citizen_id: Option<CitizenId>,
 }
 

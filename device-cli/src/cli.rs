@@ -60,6 +60,8 @@ pub enum Command {
         #[arg(long, default_value_t = 4)]
         attempts: u32,
     },
+    /// Replace this device's token with a fresh one (the old one stops working at once).
+    RotateToken,
     /// Conflicts waiting for a decision (--all: resolved and dismissed ones too).
     Conflicts {
         #[arg(long)]

@@ -100,12 +100,35 @@ fn run(cli: Cli, out: &Out) -> Result<()> {
                 attempts: (*attempts).max(1),
                 ..Retry::default()
             };
-            let report = sync::sync_now(&mut store, &transport, retry, &mut |p| {
+            let result = sync::sync_now(&mut store, &transport, retry, &mut |p| {
                 if p.more {
                     eprintln!("pulled {} changes, more to come…", p.pulled);
                 }
-            })?;
-            out.sync_report(&report, &store.sync_status()?)
+            });
+            if let Err(sync::SyncError::Revoked) = result {
+                // The server revoked this device or its worker: erase it, as the app does.
+                store.destroy()?;
+                for suffix in ["-wal", "-shm", "-journal", ""] {
+                    let mut p = cli.store.clone().into_os_string();
+                    p.push(suffix);
+                    match std::fs::remove_file(&p) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e)?,
+                        _ => {}
+                    }
+                }
+                bail!("this device's access was revoked on the server; its store has been erased");
+            }
+            out.sync_report(&result?, &store.sync_status()?)
+        }
+        Command::RotateToken => {
+            let mut store = open_unlocked(&cli, &mut input)?;
+            let url = store
+                .enrolment()?
+                .context("this device is not enrolled: run `feltbog-device enrol`")?
+                .server_url;
+            sync::rotate_token(&mut store, &HttpTransport::new(&url)?)?;
+            eprintln!("token rotated");
+            Ok(())
         }
         Command::Conflicts { all } => {
             out.conflicts(&open_unlocked(&cli, &mut input)?.conflicts(*all)?)

@@ -97,6 +97,10 @@ pub enum Action {
     Purge,
     /// Data was exported (e.g. an Art. 15 request).
     Export,
+    /// An enrolment code was issued for a worker.
+    IssueCode,
+    /// A worker moved to another team.
+    TeamChange,
 }
 
 impl Action {
@@ -116,6 +120,8 @@ impl Action {
             Action::Move => "move",
             Action::Erase => "erase",
             Action::Purge => "purge",
+            Action::IssueCode => "issue_code",
+            Action::TeamChange => "team_change",
             Action::Export => "export",
         }
     }
@@ -995,7 +1001,7 @@ mod tests {
         use Action::*;
         let all = [
             Read, Write, Denied, DeviceRead, Enrol, Rotate, Revoke, Disable, Enable, RoleChange,
-            Move, Erase, Purge, Export,
+            Move, Erase, Purge, Export, IssueCode, TeamChange,
         ];
         let names: BTreeSet<&str> = all.iter().map(|a| a.as_str()).collect();
         assert_eq!(names.len(), all.len());

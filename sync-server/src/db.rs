@@ -117,13 +117,28 @@ const MIGRATIONS: &[&str] = &[
         WHERE entity IN ('visit', 'task', 'conflict');
     UPDATE records SET class = 'case' WHERE entity IN ('visit', 'task', 'conflict')
         AND citizen_id IS NOT NULL;
-    INSERT INTO citizens (citizen_id, team_id) SELECT record_id, team_id FROM records
-        WHERE entity = 'citizen';
+    INSERT INTO citizens (citizen_id, team_id, resident, closed_ms)
+        SELECT r.record_id, r.team_id,
+               coalesce((SELECT f.value != 'null' FROM fields f WHERE f.entity = 'citizen'
+                   AND f.record_id = r.record_id AND f.field = 'site_id'), 0),
+               (SELECT CAST(strftime('%s', 'now') AS INTEGER) * 1000 FROM fields f
+                   WHERE f.entity = 'citizen' AND f.record_id = r.record_id
+                   AND f.field = 'archived' AND f.value = 'true')
+        FROM records r WHERE r.entity = 'citizen';
     UPDATE changes SET (class, citizen_id) = (SELECT coalesce(max(r.class), 'anon'),
         max(r.citizen_id) FROM records r
         WHERE r.entity = json_extract(changes.mutation, '$.ops[0].entity')
           AND r.record_id = unhex(replace(json_extract(changes.mutation, '$.ops[0].id'), '-', '')));
     ALTER TABLE devices ADD COLUMN revoked_ms INTEGER;
+    -- Rotation: the new token's hash, until the device first uses it (then it replaces
+    -- token_hash). A lost answer to a rotation thus never locks a device out.
+    ALTER TABLE devices ADD COLUMN next_token_hash BLOB;
+    CREATE UNIQUE INDEX devices_next_token ON devices (next_token_hash);
+    -- Before version 3 every device received its whole team. Devices of roles that may now see
+    -- less (caretakers, administrators) hold more than their scope: they enrol again.
+    UPDATE devices SET active = 0, revoked_ms = CAST(strftime('%s', 'now') AS INTEGER) * 1000
+        WHERE active = 1
+          AND worker_id IN (SELECT id FROM workers WHERE role IN ('caretaker', 'admin'));
     ALTER TABLE workers ADD COLUMN disabled_ms INTEGER;
     -- Append-only, hash-chained: every read and write of citizen data. Never values.
     CREATE TABLE audit (
@@ -172,7 +187,10 @@ pub fn open(data_dir: &Path) -> Result<Connection, DbError> {
     std::fs::create_dir_all(data_dir)?;
     let mut conn = Connection::open(data_dir.join("feltbog-server.sqlite"))?;
     let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    // secure_delete: purged content is overwritten, not left in free pages.
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
+    )?;
     conn.busy_timeout(Duration::from_secs(10))?;
     let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > LATEST {
@@ -188,4 +206,101 @@ pub fn open(data_dir: &Path) -> Result<Connection, DbError> {
         tx.commit()?;
     }
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::params;
+
+    #[test]
+    fn a_version_2_database_migrates_with_scopes_filled_in_and_overbroad_devices_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut conn = Connection::open(dir.path().join("feltbog-server.sqlite")).unwrap();
+            for (v, sql) in MIGRATIONS[..2].iter().enumerate() {
+                let tx = conn.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", v as u32 + 1)
+                    .unwrap();
+                tx.commit().unwrap();
+            }
+            let (team, citizen, visit) = ([1u8; 16], [2u8; 16], [3u8; 16]);
+            let uuid = |b: [u8; 16]| format!("\"{}\"", uuid::Uuid::from_bytes(b));
+            conn.execute_batch(&format!(
+                "INSERT INTO teams VALUES (x'{t}', 'Nord', 0);
+                 INSERT INTO workers (id, team_id, name, role) VALUES
+                     (x'0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a', x'{t}', 'K', 'caretaker'),
+                     (x'0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b', x'{t}', 'O', 'outreach');
+                 INSERT INTO devices (id, worker_id, token_hash, enrolled_ms) VALUES
+                     (x'0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c', x'0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a', x'01', 0),
+                     (x'0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d', x'0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b', x'02', 0);
+                 INSERT INTO records (entity, record_id, team_id) VALUES
+                     ('citizen', x'{c}', x'{t}'), ('visit', x'{v}', x'{t}');",
+                t = "01".repeat(16),
+                c = "02".repeat(16),
+                v = "03".repeat(16),
+            ))
+            .unwrap();
+            let field = |entity: &str, id: [u8; 16], field: &str, value: &str| {
+                conn.execute(
+                    "INSERT INTO fields (entity, record_id, field, value, hlc, device)
+                     VALUES (?1, ?2, ?3, ?4, 1, x'00')",
+                    params![entity, &id[..], field, value],
+                )
+                .unwrap();
+            };
+            field("citizen", citizen, "site_id", &uuid([9; 16]));
+            field("citizen", citizen, "archived", "true");
+            field("visit", visit, "citizen_id", &uuid(citizen));
+            for (entity, id) in [("citizen", citizen), ("visit", visit)] {
+                conn.execute(
+                    "INSERT INTO changes (team_id, device_id, mutation) VALUES (?1, x'00', ?2)",
+                    params![
+                        &team[..],
+                        format!(r#"{{"ops":[{{"entity":"{entity}","id":{}}}]}}"#, uuid(id))
+                    ],
+                )
+                .unwrap();
+            }
+        }
+        let conn = open(dir.path()).unwrap();
+        let (resident, closed): (bool, Option<i64>) = conn
+            .query_row(
+                "SELECT resident, closed_ms FROM citizens WHERE citizen_id = ?1",
+                [&[2u8; 16][..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(
+            resident && closed.is_some(),
+            "resident and closed carried over"
+        );
+        let classes: Vec<(String, Option<Vec<u8>>)> = conn
+            .prepare("SELECT class, citizen_id FROM changes ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            classes,
+            vec![
+                ("citizen".to_owned(), Some(vec![2u8; 16])),
+                ("case".to_owned(), Some(vec![2u8; 16]))
+            ]
+        );
+        let active: Vec<bool> = conn
+            .prepare("SELECT active FROM devices ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            active,
+            vec![false, true],
+            "the caretaker's device re-enrols"
+        );
+    }
 }

@@ -122,27 +122,25 @@ async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError
     Ok("ok")
 }
 
+/// The client's address as a rate-limit key (IPv6 by /64); empty when unknown (in-process tests).
+fn peer_key(extensions: &axum::http::Extensions) -> Vec<u8> {
+    extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| crate::rate::ip_key(c.0.ip()).to_vec())
+        .unwrap_or_default()
+}
+
 async fn enrol(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     // Codes are 80 random bits, but guessing is still throttled per client address.
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| crate::rate::ip_key(c.0.ip()))
-        .unwrap_or_default();
-    limit(&state.enrol_limiter, &peer)?;
+    limit(&state.enrol_limiter, &peer_key(request.extensions()))?;
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
     check_protocol(&headers)?;
     let request: EnrolRequest = decode(&headers, body, ENROL_BODY_BYTES).await?;
     let response = blocking(state, move |conn| {
         let now = system_time_ms();
+        // Enrolled and audited in one transaction.
         let (caller, token) = identity::enrol(conn, &request.code, request.device_id, now)?;
-        audit::append(
-            conn,
-            now,
-            &Entry::device(caller.worker_id, caller.device_id.0, Action::Enrol),
-        )
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
         tracing::info!(device = %caller.device_id, worker = %caller.worker_id, "device enrolled");
         Ok(EnrolResponse {
             worker_id: caller.worker_id,
@@ -156,11 +154,12 @@ async fn enrol(State(state): State<AppState>, request: Request) -> Result<Respon
 
 async fn sync_handler(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     check_protocol(&headers)?;
-    let caller = authenticate(&state, &headers).await?;
+    let caller = authenticate(&state, &headers, &peer_key(&parts.extensions)).await?;
     let request: SyncRequest = decode(&headers, body, limits::MAX_INFLATED_BYTES).await?;
     if request.mutations.len() > limits::MAX_MUTATIONS_PER_PUSH {
         return Err(ApiError::BadRequest(format!(
@@ -199,14 +198,19 @@ async fn sync_handler(
 }
 
 /// Gives the calling device a new token; the old one stops working at once.
-async fn rotate(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn rotate(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let headers = request.headers().clone();
     check_protocol(&headers)?;
-    let caller = authenticate(&state, &headers).await?;
+    let caller = authenticate(&state, &headers, &peer_key(request.extensions())).await?;
     let response = blocking(state, move |conn| {
         let tx = conn
             .transaction()
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let token = identity::rotate_token(&tx, caller.device_id)?;
+        // Revoked since authentication: answer as revoked, not as an error.
+        let token = match identity::rotate_token(&tx, caller.device_id) {
+            Err(IdentityError::NotFound(_)) => return Err(ApiError::Revoked),
+            other => other?,
+        };
         audit::append(
             &tx,
             system_time_ms(),
@@ -239,17 +243,31 @@ fn check_protocol(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+/// Resolves the bearer token. Unknown tokens count against the client address's guessing
+/// allowance (shared with enrolment), so tokens cannot be tried at full speed.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: &[u8],
+) -> Result<Caller, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned())
-        .ok_or(ApiError::Unauthorized)?;
+        .map(|t| t.trim().to_owned());
+    let Some(token) = token else {
+        limit(&state.enrol_limiter, peer)?;
+        return Err(ApiError::Unauthorized);
+    };
+    let guesses = state.enrol_limiter.clone();
+    let peer = peer.to_vec();
     let caller = blocking(state.clone(), move |conn| {
         match identity::check_token(conn, &token)? {
             Ok(caller) => Ok(caller),
-            Err(Denied::Unknown) => Err(ApiError::Unauthorized),
+            Err(Denied::Unknown) => {
+                limit(&guesses, &peer)?;
+                Err(ApiError::Unauthorized)
+            }
             Err(Denied::Revoked) => Err(ApiError::Revoked),
         }
     })

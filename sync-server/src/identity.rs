@@ -39,6 +39,8 @@ pub enum IdentityError {
     Random,
     #[error("invalid {0}")]
     Invalid(&'static str),
+    #[error("audit: {0}")]
+    Audit(String),
 }
 
 impl From<rusqlite::Error> for IdentityError {
@@ -271,6 +273,11 @@ pub fn disable_worker(
     if n == 0 {
         return Err(IdentityError::NotFound("worker"));
     }
+    // Codes issued before stay dead when the worker is enabled again.
+    conn.execute(
+        "UPDATE enrolment_codes SET used_ms = ?2 WHERE worker_id = ?1 AND used_ms IS NULL",
+        params![&worker.as_bytes()[..], now_ms as i64],
+    )?;
     revoke_workers_devices(conn, worker, now_ms)
 }
 
@@ -302,11 +309,12 @@ pub fn revoke_device(
     Ok(())
 }
 
-/// Replaces a device's token with a new one; the old one stops working at once.
+/// Issues a device a new token. The old one keeps working until the device first uses the new
+/// one, then stops: a rotation whose answer was lost never locks a device out.
 pub fn rotate_token(conn: &Connection, device: DeviceId) -> Result<String, IdentityError> {
     let token = hex(&random_bytes::<32>()?);
     let n = conn.execute(
-        "UPDATE devices SET token_hash = ?2 WHERE id = ?1 AND active = 1",
+        "UPDATE devices SET next_token_hash = ?2 WHERE id = ?1 AND active = 1",
         params![&device.0.as_bytes()[..], hash(&token)],
     )?;
     if n == 0 {
@@ -484,6 +492,12 @@ pub fn enrol(
             now_ms as i64
         ],
     )?;
+    crate::audit::append(
+        &tx,
+        now_ms,
+        &crate::audit::Entry::device(stored_uuid(&worker)?, device.0, crate::audit::Action::Enrol),
+    )
+    .map_err(|e| IdentityError::Audit(e.to_string()))?;
     tx.commit()?;
     Ok((
         Caller {
@@ -509,11 +523,13 @@ pub fn check_token(
 ) -> Result<Result<Caller, Denied>, IdentityError> {
     /// Device, worker, team, role, and whether both are active.
     type Row = (Vec<u8>, Vec<u8>, Vec<u8>, String, bool);
+    let hashed = hash(token);
     let row: Option<Row> = conn
         .query_row(
             "SELECT d.id, w.id, w.team_id, w.role, d.active = 1 AND w.active = 1
-             FROM devices d JOIN workers w ON w.id = d.worker_id WHERE d.token_hash = ?1",
-            [hash(token)],
+             FROM devices d JOIN workers w ON w.id = d.worker_id
+             WHERE d.token_hash = ?1 OR d.next_token_hash = ?1",
+            [&hashed],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()?;
@@ -523,6 +539,12 @@ pub fn check_token(
     if !active {
         return Ok(Err(Denied::Revoked));
     }
+    // First use of a rotated token: it becomes the token, and the old one stops working.
+    conn.execute(
+        "UPDATE devices SET token_hash = next_token_hash, next_token_hash = NULL
+         WHERE id = ?1 AND next_token_hash = ?2",
+        params![device, hashed],
+    )?;
     Ok(Ok(Caller {
         device_id: DeviceId(stored_uuid(&device)?),
         worker_id: stored_uuid(&worker)?,
@@ -620,9 +642,14 @@ mod revocation_tests {
         revoke_device(&conn, d1, 5).unwrap();
         assert_eq!(check_token(&conn, &t1).unwrap(), Err(Denied::Revoked));
         assert!(check_token(&conn, &t2).unwrap().is_ok());
-        // Rotation: the old token is unknown (no wipe), the new one works.
+        // Rotation: the old token works until the new one is used, then it is unknown (no
+        // wipe); a second rotation before that replaces the pending one.
         let (d3, t3) = enrol_one(&mut conn);
+        let lost = rotate_token(&conn, d3).unwrap();
         let t3b = rotate_token(&conn, d3).unwrap();
+        assert_eq!(check_token(&conn, &lost).unwrap(), Err(Denied::Unknown));
+        assert_eq!(check_token(&conn, &t3).unwrap().unwrap().device_id, d3);
+        assert_eq!(check_token(&conn, &t3b).unwrap().unwrap().device_id, d3);
         assert_eq!(check_token(&conn, &t3).unwrap(), Err(Denied::Unknown));
         assert_eq!(check_token(&conn, &t3b).unwrap().unwrap().device_id, d3);
         // A role change or a team move revokes the worker's devices.

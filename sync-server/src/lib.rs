@@ -28,7 +28,7 @@ pub struct Config {
     pub max_drift_ms: u64,
     /// Sync and rotation requests per device.
     pub device_rate: rate::RateLimit,
-    /// Enrolment attempts per client address (guessing codes).
+    /// Enrolment attempts and requests with unknown tokens per client address (guessing).
     pub enrol_rate: rate::RateLimit,
 }
 

@@ -41,8 +41,8 @@ enum Command {
         /// Requests a device may make at once before the per-minute rate applies.
         #[arg(long, env = "FELTBOG_DEVICE_BURST", default_value_t = 60)]
         device_burst: u32,
-        /// Enrolment attempts per client address per minute (and at once). Behind a reverse
-        /// proxy every client shares its address: raise this there.
+        /// Enrolment attempts and unknown-token requests per client address per minute (and at
+        /// once). Behind a reverse proxy every client shares its address: raise this there.
         #[arg(long, env = "FELTBOG_ENROL_RATE_PER_MINUTE", default_value_t = 10)]
         enrol_rate_per_minute: u32,
         #[command(flatten)]
@@ -217,7 +217,7 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
         Admin::MoveWorker { worker, team } => {
             let tx = conn.transaction()?;
             let n = identity::move_worker(&tx, worker, team, now)?;
-            audited(&tx, audit::Action::RoleChange, Some((worker, worker)))?;
+            audited(&tx, audit::Action::TeamChange, Some((worker, worker)))?;
             tx.commit()?;
             println!("worker moved; {n} device(s) revoked: enrol them again");
         }
@@ -242,7 +242,10 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
             qr,
         } => {
             let ttl = valid_minutes.saturating_mul(60_000);
-            let code = identity::issue_enrolment_code_for(&conn, worker, now, ttl)?;
+            let tx = conn.transaction()?;
+            let code = identity::issue_enrolment_code_for(&tx, worker, now, ttl)?;
+            audited(&tx, audit::Action::IssueCode, Some((worker, worker)))?;
+            tx.commit()?;
             if !qr && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
                 println!("{code}");
             } else {

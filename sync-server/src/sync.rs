@@ -84,12 +84,20 @@ pub fn sync(
     let mut trail: Vec<Entry> = Vec::new();
     let mut access_acked = 0;
     for event in &request.access_log {
-        let mut entry = who(Action::DeviceRead).record(
+        // The citizen is the server's to say: a device cannot file its reads under another
+        // citizen, or under none. A read of a record it may not see is recorded as denied.
+        let scope = scope::record_scope(&tx, event.entity, event.record_id)?;
+        let action = match scope {
+            Some(s) if scope::readable(caller, &s) => Action::DeviceRead,
+            _ => Action::Denied,
+        };
+        let mut entry = who(action).record(
             event.entity.as_str(),
             event.record_id,
-            event.citizen_id.map(|c| c.0),
+            scope.and_then(|s| s.citizen),
         );
-        entry.device_at_ms = Some(event.at_ms);
+        // The device's clock, within reason (it is shown as a date in exports).
+        entry.device_at_ms = Some(event.at_ms.min(now_ms + 366 * DAY_MS as u64));
         trail.push(entry);
         access_acked = access_acked.max(event.seq);
     }
@@ -178,13 +186,17 @@ pub fn sync(
 /// and the erasures meant for it. A page ends at an erasure, which the device applies after the
 /// page's changes.
 pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<PullPage, SyncError> {
+    // An erasure is served only while the citizen is still out of the caller's scope: one who
+    // came back before the device synced stays, with any edits the device has pending.
+    let readable = format!(
+        "(CASE WHEN c.citizen_id IS NULL THEN c.team_id ELSE z.team_id END) = ?1
+         AND coalesce(z.off_devices = 0 AND z.purged_ms IS NULL, 1) AND {}",
+        scope::read_condition(caller.role)
+    );
     let scoped = format!(
         "CASE WHEN c.kind = 'erase' THEN c.team_id = ?1 AND (c.roles & ?4) != 0
-         ELSE (c.roles IS NULL OR (c.team_id = ?1 AND (c.roles & ?4) != 0))
-              AND (CASE WHEN c.citizen_id IS NULL THEN c.team_id ELSE z.team_id END) = ?1
-              AND coalesce(z.off_devices = 0 AND z.purged_ms IS NULL, 1)
-              AND {} END",
-        scope::read_condition(caller.role)
+              AND NOT coalesce({readable}, 0)
+         ELSE (c.roles IS NULL OR (c.team_id = ?1 AND (c.roles & ?4) != 0)) AND {readable} END"
     );
     let leak = if planted(PlantedBug::ScopeLeak) {
         " OR 1"
@@ -297,6 +309,32 @@ impl Ctx<'_> {
         let Some(first) = m.ops.first() else {
             return invalid("a mutation needs at least one op");
         };
+        // One value per field: a record must not be placed by one op and stored by another.
+        let mut assigned = std::collections::BTreeSet::new();
+        if m.ops.iter().any(|op| {
+            matches!(op.change, FieldChange::Assign { .. }) && !assigned.insert(op.field.as_str())
+        }) {
+            return invalid("a field is assigned twice in one mutation");
+        }
+        // A citizen lives at one of the team's own sites (that makes them the team's
+        // caretakers' business), never at another team's.
+        for op in &m.ops {
+            if op.entity == EntityKind::Citizen
+                && op.field == "site_id"
+                && let FieldChange::Assign { value } = &op.change
+                && !value.is_null()
+            {
+                let site = serde_json::from_value::<Uuid>(value.clone()).ok();
+                let ours = match site {
+                    Some(id) => scope::record_scope(self.tx, EntityKind::Site, id)?
+                        .is_some_and(|s| s.team == caller.team_id),
+                    None => false,
+                };
+                if !ours {
+                    return invalid("the site is not one of this team's sites");
+                }
+            }
+        }
         if m.ops.len() > limits::MAX_OPS_PER_MUTATION {
             return invalid("too many ops in one mutation");
         }
@@ -954,6 +992,10 @@ pub fn apply_retention(
     }
     audit::append_many(&tx, now_ms, &trail)?;
     tx.commit()?;
+    if report.purged > 0 {
+        // With secure_delete on, freed pages were overwritten; move the WAL's copies out too.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
     Ok(report)
 }
 

@@ -304,7 +304,15 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
         .unwrap();
         let fresh = bundle(&mut scratch, "ny");
         let mutations = scratch.pending(100).unwrap();
-        for class in CLASSES {
+        // The site first: a resident must live at one of the team's sites.
+        for class in [
+            Class::Site,
+            Class::SiteLog,
+            Class::Resident,
+            Class::Citizen,
+            Class::Case,
+            Class::Anon,
+        ] {
             let (_, id) = fresh[&class];
             let mut m = mutations
                 .iter()
@@ -338,6 +346,9 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
             cursor: u64::MAX / 2,
             access_log: vec![],
         };
+        // The old token works until the new one is first used, so a lost answer locks nobody out.
+        assert!(raw.transport.sync(&old, &empty).is_ok());
+        assert!(raw.transport.sync(&raw.token, &empty).is_ok());
         assert!(matches!(
             raw.transport.sync(&old, &empty),
             Err(TransportError::Refused {
@@ -744,6 +755,23 @@ fn request_rates_and_batch_sizes_have_clear_limits() {
     let mut other = device(dir.path(), "e", &server, &worker);
     sync(&mut other);
 
+    // Guessing tokens: unknown tokens count against the address's allowance.
+    let guarded = Server::start_with(
+        &dir.path().join("server3"),
+        "127.0.0.1:0",
+        &["--enrol-rate-per-minute", "3"],
+    );
+    let guess = HttpTransport::new(&guarded.url).unwrap();
+    let statuses: Vec<u16> = (0..4)
+        .map(
+            |i| match guess.sync(&format!("guess-{i}"), &empty(vec![])) {
+                Err(TransportError::Refused { status, .. }) => status,
+                other => panic!("expected a refusal, got {other:?}"),
+            },
+        )
+        .collect();
+    assert_eq!(statuses, vec![401, 401, 401, 429]);
+
     // Batches: too many access-log events in one push is refused with a reason.
     let server = Server::start(&dir.path().join("server2"));
     let (_, worker) = team_and_worker(&server);
@@ -840,4 +868,41 @@ fn closed_cases_leave_devices_and_are_purged_from_the_server_by_the_retention_ru
     assert!(late.get::<Citizen>(closed.id.0).unwrap().is_none());
     assert!(late.get::<Citizen>(open.id.0).unwrap().is_some());
     assert!(admin(&data, &["audit-verify"]).starts_with("audit chain intact"));
+}
+
+#[test]
+fn a_citizen_who_moves_away_and_back_while_a_device_is_offline_keeps_its_pending_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let nord = server.admin(&["create-team", "Team Nord"]);
+    let syd = server.admin(&["create-team", "Team Syd"]);
+    let w1 = server.admin(&["create-worker", "--team", &nord, "--name", "A"]);
+    let w2 = server.admin(&["create-worker", "--team", &nord, "--name", "B"]);
+    let mut offline = device(dir.path(), "offline", &server, &w1);
+    let mut other = device(dir.path(), "other", &server, &w2);
+    let c = Citizen::with_alias("Tilbage");
+    offline.save(&c).unwrap();
+    sync(&mut offline);
+    let mut edited = offline.get::<Citizen>(c.id.0).unwrap().unwrap();
+    edited.phone = Some("22 33 44 55".into());
+    offline.save(&edited).unwrap(); // not synced yet
+    let id = c.id.0.to_string();
+    server.admin(&["move-citizen", "--citizen", &id, "--team", &syd]);
+    server.admin(&["move-citizen", "--citizen", &id, "--team", &nord]);
+    let report = sync(&mut offline);
+    assert_eq!(report.set_aside, 0);
+    assert_eq!(
+        offline
+            .get::<Citizen>(c.id.0)
+            .unwrap()
+            .and_then(|c| c.phone),
+        Some("22 33 44 55".into()),
+        "not erased: the citizen is back in scope"
+    );
+    sync(&mut other);
+    assert_eq!(
+        other.get::<Citizen>(c.id.0).unwrap().and_then(|c| c.phone),
+        Some("22 33 44 55".into()),
+        "the edit reached the server"
+    );
 }

@@ -17,7 +17,7 @@ pub mod views;
 pub use error::{AppError, ErrorCode};
 
 use crate::crypto::{KdfParams, Passphrase};
-use crate::domain::{Citizen, CitizenId, EntityKind, Task, TaskStatus, Validate};
+use crate::domain::{Citizen, EntityKind, Task, TaskStatus, Validate};
 use crate::keystore::NoPlatformSecret;
 use crate::store::{CreateOptions, Store, StoreError};
 use crate::sync::{self, Progress, Retry, StoreAccess, SyncError, http::HttpTransport};
@@ -446,7 +446,14 @@ impl App {
 
     /// The today screen.
     pub fn today(&self) -> Result<views::Today, AppError> {
-        self.with_unlocked(|s, a| Ok(views::today(s, a.worker.0, Self::today_date())?))
+        self.with_unlocked(|s, a| {
+            let today = views::today(s, a.worker.0, Self::today_date())?;
+            s.record_access(
+                (today.due_tasks.iter().map(|t| (EntityKind::Task, t.id)))
+                    .chain(today.recent.iter().map(|v| (EntityKind::Visit, v.id))),
+            )?;
+            Ok(today)
+        })
     }
 
     /// The caseload, filtered by `search` (alias, name, CPR digits, phone, tags).
@@ -454,7 +461,11 @@ impl App {
         if search.len() > 200 {
             return Err(AppError::invalid("search", "search text is too long"));
         }
-        self.with_unlocked(|s, _| Ok(views::caseload(s, search)?))
+        self.with_unlocked(|s, _| {
+            let list = views::caseload(s, search)?;
+            s.record_access(list.iter().map(|c| (EntityKind::Citizen, c.id)))?;
+            Ok(list)
+        })
     }
 
     /// A citizen's page. Opening it is logged in the device's access log, which syncs up to
@@ -462,7 +473,7 @@ impl App {
     pub fn citizen(&self, id: Uuid) -> Result<views::CitizenDetail, AppError> {
         self.with_unlocked(|s, a| {
             let detail = views::citizen(s, id, a.worker.0, Self::today_date())?;
-            s.record_access(EntityKind::Citizen, id, Some(CitizenId(id)))?;
+            s.record_access(std::iter::once((EntityKind::Citizen, id)))?;
             Ok(detail)
         })
     }
@@ -551,7 +562,11 @@ impl App {
 
     /// All tasks (open only unless `include_closed`).
     pub fn tasks(&self, include_closed: bool) -> Result<Vec<views::TaskView>, AppError> {
-        self.with_unlocked(|s, _| Ok(views::tasks(s, include_closed, Self::today_date())?))
+        self.with_unlocked(|s, _| {
+            let tasks = views::tasks(s, include_closed, Self::today_date())?;
+            s.record_access(tasks.iter().map(|t| (EntityKind::Task, t.id)))?;
+            Ok(tasks)
+        })
     }
 
     /// The sites on this device.
@@ -570,7 +585,14 @@ impl App {
 
     /// One site's log.
     pub fn site_log(&self, site: Uuid) -> Result<Vec<views::SiteLogView>, AppError> {
-        self.with_unlocked(|s, a| Ok(views::site_log(s, site, a.worker.0)?))
+        self.with_unlocked(|s, a| {
+            let log = views::site_log(s, site, a.worker.0)?;
+            s.record_access(log.iter().flat_map(|e| {
+                std::iter::once((EntityKind::SiteLogEntry, e.id))
+                    .chain(e.residents.iter().map(|r| (EntityKind::Citizen, *r)))
+            }))?;
+            Ok(log)
+        })
     }
 
     /// Adds an entry to a site's log.
@@ -587,7 +609,11 @@ impl App {
 
     /// The conflict inbox.
     pub fn conflicts(&self) -> Result<Vec<views::ConflictView>, AppError> {
-        self.with_unlocked(|s, _| Ok(views::conflicts(s)?))
+        self.with_unlocked(|s, _| {
+            let conflicts = views::conflicts(s)?;
+            s.record_access(conflicts.iter().map(|c| (EntityKind::Conflict, c.id)))?;
+            Ok(conflicts)
+        })
     }
 
     /// Settles one conflict.
@@ -637,9 +663,11 @@ impl App {
                 ));
             }
         }
-        drop(guard.take());
+        // Keys and content are overwritten first: unlinking alone leaves them in freed blocks.
+        let destroyed = guard.take().map_or(Ok(()), Store::destroy);
         remove_store_files(&self.store_path())?;
         drop(guard);
+        destroyed?;
         *lock(&self.sync) = SyncRuntime::default();
         Ok(self.state())
     }
@@ -716,7 +744,7 @@ impl App {
             // The server revoked this tablet or its worker: erase every local copy now. What
             // was unsynced is lost by design — the worker no longer has the right to send it.
             let mut guard = lock(&self.store);
-            drop(guard.take());
+            let destroyed = guard.take().map_or(Ok(()), Store::destroy);
             let removed = remove_store_files(&self.store_path());
             drop(guard);
             *lock(&self.sync) = SyncRuntime {
@@ -725,6 +753,7 @@ impl App {
             };
             notify(&self.sync_bar());
             removed?;
+            destroyed?;
             return result.map_err(AppError::from);
         }
         {

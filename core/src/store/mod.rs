@@ -689,22 +689,23 @@ impl Store {
         self.checkpoint()
     }
 
-    /// Notes that the worker opened a record (the device's access log, DESIGN §6). Ids only.
+    /// Notes that the worker was shown these records (the device's access log, DESIGN §6), in
+    /// one transaction. Ids only; the server works out whose data each record is.
     pub fn record_access(
-        &self,
-        entity: EntityKind,
-        record_id: Uuid,
-        citizen: Option<CitizenId>,
+        &mut self,
+        shown: impl IntoIterator<Item = (EntityKind, Uuid)>,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO access_log (at_ms, entity, record_id, citizen_id) VALUES (?1, ?2, ?3, ?4)",
-            rusqlite::params![
-                self.wall.now_ms() as i64,
-                entity.as_str(),
-                &record_id.as_bytes()[..],
-                citizen.map(|c| c.0.as_bytes().to_vec())
-            ],
-        )?;
+        let now = self.wall.now_ms() as i64;
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO access_log (at_ms, entity, record_id) VALUES (?1, ?2, ?3)",
+            )?;
+            for (entity, id) in shown {
+                stmt.execute(rusqlite::params![now, entity.as_str(), &id.as_bytes()[..]])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -821,6 +822,14 @@ impl Store {
             std::thread::sleep(Duration::from_millis(10 * (attempt + 1)));
         }
         Err(StoreError::CheckpointBusy)
+    }
+
+    /// Overwrites and deletes every wrapped key and all sealed content, then closes the store:
+    /// for a wipe (revoked device, sign-out) before the files are deleted, so nothing of the
+    /// keys is left in freed blocks of the flash either. Works while locked.
+    pub fn destroy(mut self) -> Result<(), StoreError> {
+        let now = self.wall.now_ms();
+        self.destroy_keys(now)
     }
 
     /// After the attempt limit: overwrite and delete every wrapped key and all sealed content.

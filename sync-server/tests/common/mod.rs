@@ -31,14 +31,12 @@ impl Server {
     /// With extra `serve` flags. Tests enrol many devices from one address: the enrolment
     /// limit is raised unless a test sets it.
     pub fn start_with(data_dir: &Path, listen: &str, flags: &[&str]) -> Server {
+        let mut args = vec!["serve", "--listen", listen];
+        if !flags.contains(&"--enrol-rate-per-minute") {
+            args.extend(["--enrol-rate-per-minute", "100000"]);
+        }
         let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                listen,
-                "--enrol-rate-per-minute",
-                "100000",
-            ])
+            .args(args)
             .args(flags)
             .env("FELTBOG_DATA_DIR", data_dir)
             .env("FELTBOG_LOG", "warn")
