@@ -33,7 +33,18 @@ fn main() {
         tempfile::tempdir_in(std::env::var("FELTBOG_BENCH_DIR").unwrap_or_else(|_| ".".into()))
             .unwrap();
     let data = dir.path().join("server");
-    let server = Server::start(&data);
+    // The engine is measured, not the per-device rate limit (120 requests a minute, bursts of
+    // 60), which would otherwise pace the 117-request upload.
+    let server = Server::start_with(
+        &data,
+        "127.0.0.1:0",
+        &[
+            "--device-rate-per-minute",
+            "1000000",
+            "--device-burst",
+            "1000000",
+        ],
+    );
     let url = server.url.clone();
 
     println!("# Feltbog sync benchmark");
