@@ -192,6 +192,9 @@ pub fn open(data_dir: &Path) -> Result<Connection, DbError> {
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
     )?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    // The sync transaction runs a few dozen distinct statements per mutation (they are all
+    // `prepare_cached`); the default cache of 16 would parse most of them again each time.
+    conn.set_prepared_statement_cache_capacity(64);
     let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > LATEST {
         return Err(DbError::NewerSchema {
@@ -204,7 +207,9 @@ pub fn open(data_dir: &Path) -> Result<Connection, DbError> {
         tx.execute_batch(MIGRATIONS[v as usize])?;
         tx.pragma_update(None, "user_version", v + 1)?;
         tx.commit()?;
+        tracing::info!(from = v, to = v + 1, "server database migrated");
     }
+    tracing::debug!(schema = LATEST, "server database open");
     Ok(conn)
 }
 

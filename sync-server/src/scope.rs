@@ -132,23 +132,22 @@ pub fn record_scope(
         bool,
     );
     let row: Option<Row> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT r.team_id, r.class, r.citizen_id, z.team_id, coalesce(z.resident, 0),
                     coalesce(z.off_devices = 1 OR z.purged_ms IS NOT NULL, 0)
              FROM records r LEFT JOIN citizens z ON z.citizen_id = r.citizen_id
              WHERE r.entity = ?1 AND r.record_id = ?2",
-            params![entity.as_str(), &id.as_bytes()[..]],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            },
-        )
+        )?
+        .query_row(params![entity.as_str(), &id.as_bytes()[..]], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
         .optional()?;
     let Some((team, class, citizen, citizen_team, resident, removed)) = row else {
         return Ok(None);
