@@ -104,10 +104,18 @@ pub mod limits {
     pub const MAX_OPS_PER_MUTATION: usize = 400;
     /// Serialized size of one field value.
     pub const MAX_VALUE_BYTES: usize = 128 * 1024;
+    /// The values and field names of one mutation together: one record's save. With
+    /// [`PAGE_BYTES`] this bounds a pull page, so no device can push a change that the rest
+    /// of its team cannot pull.
+    pub const MAX_MUTATION_BYTES: usize = 1024 * 1024;
+    /// Serialized mutation bytes the client packs into one push, so a push fits
+    /// [`MAX_BODY_BYTES`] on the wire even when nothing in it compresses.
+    pub const PUSH_BYTES: usize = 1024 * 1024;
     /// Mutations in one pull page (a page never splits a mutation).
     pub const PULL_PAGE_MUTATIONS: usize = 1_000;
-    /// Serialized mutation bytes in one push or one pull page, so a page of long notes stays
-    /// well under [`MAX_INFLATED_BYTES`]; a page always holds at least one mutation.
+    /// Serialized mutation bytes in one pull page, so a page of long notes stays well under
+    /// [`MAX_INFLATED_BYTES`]: a page stops before the change that would pass this, and always
+    /// holds at least one.
     pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
     /// Device access-log events in one push.
     pub const MAX_ACCESS_EVENTS_PER_PUSH: usize = 1_000;

@@ -106,17 +106,7 @@ fn run(cli: Cli, out: &Out) -> Result<()> {
                 }
             });
             if let Err(sync::SyncError::Revoked) = result {
-                // The server revoked this device or its worker: erase it, as the app does.
-                store.destroy()?;
-                for suffix in ["-wal", "-shm", "-journal", ""] {
-                    let mut p = cli.store.clone().into_os_string();
-                    p.push(suffix);
-                    match std::fs::remove_file(&p) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e)?,
-                        _ => {}
-                    }
-                }
-                bail!("this device's access was revoked on the server; its store has been erased");
+                return Err(erase_revoked(store, &cli.store));
             }
             out.sync_report(&result?, &store.sync_status()?)
         }
@@ -126,7 +116,10 @@ fn run(cli: Cli, out: &Out) -> Result<()> {
                 .enrolment()?
                 .context("this device is not enrolled: run `feltbog-device enrol`")?
                 .server_url;
-            sync::rotate_token(&mut store, &HttpTransport::new(&url)?)?;
+            match sync::rotate_token(&mut store, &HttpTransport::new(&url)?) {
+                Err(sync::SyncError::Revoked) => return Err(erase_revoked(store, &cli.store)),
+                result => result?,
+            }
             eprintln!("token rotated");
             Ok(())
         }
@@ -148,6 +141,29 @@ fn run(cli: Cli, out: &Out) -> Result<()> {
             open_unlocked(&cli, &mut input)?.dismiss_conflict(ConflictId(*id))?;
             out.message("Notice dismissed.")
         }
+    }
+}
+
+/// The server revoked this device or its worker: erase the store (keys overwritten first, then
+/// the files), as the app does, and say so.
+fn erase_revoked(store: Store, path: &std::path::Path) -> anyhow::Error {
+    let erased = (|| -> Result<()> {
+        store.destroy()?;
+        for suffix in ["-wal", "-shm", "-journal", ""] {
+            let mut p = path.to_path_buf().into_os_string();
+            p.push(suffix);
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    })();
+    match erased {
+        Ok(()) => anyhow::anyhow!(
+            "this device's access was revoked on the server; its store has been erased"
+        ),
+        Err(e) => e.context("this device's access was revoked, but erasing its store failed"),
     }
 }
 

@@ -4,8 +4,10 @@
 //! carries the SHA-256 of its predecessor, so someone with write access to the file who drops the
 //! triggers and edits, deletes or reorders rows is still found by [`verify`]. The chain's head
 //! (last hash and seq) is kept in `server_state`, so cutting off the newest rows is found too.
-//! Someone who rewrites the head as well can truncate the tail undetected: compare the
-//! [`Verified::head`] with a copy kept elsewhere to close that gap.
+//! The hashes carry no key: someone who can write the file can also rewrite the chain from any
+//! row on, recompute every later hash and the head, and [`verify`] alone passes. What closes
+//! that gap is an [`Anchor`] kept off the server (`audit-verify` prints one; `audit-verify
+//! --since` checks the chain still runs through it, with [`verify_from`]).
 //!
 //! Rows hold ids and names of actions, never field values, so the log itself adds no personal
 //! data beyond who touched which record.
@@ -302,10 +304,53 @@ const MALFORMED_HEAD: &str = "the chain head in server_state is malformed";
 /// left), a reordered row (seq is hashed), a row not linked to the one before, and rows added
 /// behind [`append`]'s back. Returns the first fault as [`AuditError::Broken`].
 pub fn verify(conn: &Connection) -> Result<Verified, AuditError> {
-    in_savepoint(conn, "audit_verify", false, || verify_rows(conn))
+    in_savepoint(conn, "audit_verify", false, || verify_rows(conn, None))
 }
 
-fn verify_rows(conn: &Connection) -> Result<Verified, AuditError> {
+/// A chain head kept off the server (printed by an earlier `audit-verify`): row `seq` had
+/// hash `hash`. The chain's hashes alone cannot tell a consistent rewrite from the original,
+/// since anyone with the file can recompute them; a kept anchor can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Anchor {
+    pub seq: u64,
+    pub hash: [u8; 32],
+}
+
+impl std::str::FromStr for Anchor {
+    type Err = &'static str;
+
+    /// `SEQ:HEX`, as `audit-verify` prints it.
+    fn from_str(s: &str) -> Result<Anchor, Self::Err> {
+        const FORM: &str = "expected SEQ:HASH as printed by audit-verify";
+        let (seq, hex) = s.split_once(':').ok_or(FORM)?;
+        let seq = seq.parse().map_err(|_| FORM)?;
+        if hex.len() != 64 || !hex.is_ascii() {
+            return Err(FORM);
+        }
+        let mut hash = [0u8; 32];
+        for (i, byte) in hash.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| FORM)?;
+        }
+        Ok(Anchor { seq, hash })
+    }
+}
+
+impl std::fmt::Display for Anchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:", self.seq)?;
+        self.hash.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// [`verify`], and that the chain still runs through `anchor`: any edit, deletion or rewrite
+/// of a row up to the anchor's is found, even one with every later hash recomputed.
+pub fn verify_from(conn: &Connection, anchor: Anchor) -> Result<Verified, AuditError> {
+    in_savepoint(conn, "audit_verify", false, || {
+        verify_rows(conn, Some(anchor))
+    })
+}
+
+fn verify_rows(conn: &Connection, anchor: Option<Anchor>) -> Result<Verified, AuditError> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS}, prev_hash, hash FROM audit ORDER BY seq"
     ))?;
@@ -327,10 +372,27 @@ fn verify_rows(conn: &Connection) -> Result<Verified, AuditError> {
         if prev_hash != prev {
             return Err(broken(seq, "it does not follow the row before it"));
         }
+        if let Some(a) = anchor
+            && a.seq == seq as u64
+            && a.hash != hash
+        {
+            return Err(broken(
+                seq,
+                "it differs from the kept head: the chain was rewritten up to here",
+            ));
+        }
         prev = hash;
         expected += 1;
     }
     let last = expected - 1;
+    if let Some(a) = anchor
+        && a.seq > last as u64
+    {
+        return Err(broken(
+            a.seq as i64,
+            "the kept head's row is missing: the chain was cut",
+        ));
+    }
     let (head, recorded): (Option<Vec<u8>>, i64) = conn.query_row(
         "SELECT audit_head, audit_seq FROM server_state WHERE id = 1",
         [],
@@ -859,6 +921,57 @@ mod tests {
         let (seq, msg) = broken_at(&conn);
         assert_eq!(seq, 4);
         assert!(msg.contains("recorded chain head"), "{msg}");
+    }
+
+    /// Rolls the chain back to row `keep` as someone with the file could: rows after it gone,
+    /// the head in `server_state` set to match.
+    fn roll_back_to(conn: &Connection, keep: i64) {
+        conn.execute_batch(
+            "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;",
+        )
+        .unwrap();
+        conn.execute("DELETE FROM audit WHERE seq > ?1", [keep])
+            .unwrap();
+        conn.execute(
+            "UPDATE server_state SET audit_head = (SELECT hash FROM audit WHERE seq = ?1),
+                 audit_seq = ?1 WHERE id = 1",
+            [keep],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_consistent_rewrite_passes_verify_but_not_a_kept_anchor() {
+        let (_dir, mut conn) = db();
+        fill(&mut conn, 4);
+        let v = verify(&conn).unwrap();
+        let anchor = Anchor {
+            seq: v.rows,
+            hash: v.head.unwrap(),
+        };
+        assert_eq!(anchor.to_string().parse::<Anchor>().unwrap(), anchor);
+        fill(&mut conn, 3);
+        assert_eq!(verify_from(&conn, anchor).unwrap().rows, 7);
+        // Rows 2.. replaced by others, every hash recomputed: the chain alone looks intact.
+        roll_back_to(&conn, 1);
+        let tx = conn.transaction().unwrap();
+        append_many(&tx, 1_800_000_000_000, &entries(6)[1..]).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(verify(&conn).unwrap().rows, 6);
+        let err = verify_from(&conn, anchor).unwrap_err().to_string();
+        assert!(
+            err.starts_with("audit row 4: it differs from the kept head"),
+            "{err}"
+        );
+        // Cut back before the anchor, head rewritten: found too.
+        roll_back_to(&conn, 2);
+        assert!(verify(&conn).is_ok());
+        let err = verify_from(&conn, anchor).unwrap_err().to_string();
+        assert!(
+            err.starts_with("audit row 4: the kept head's row is missing"),
+            "{err}"
+        );
+        assert!("4:abc".parse::<Anchor>().is_err());
     }
 
     #[test]

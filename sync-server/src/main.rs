@@ -147,8 +147,14 @@ enum Admin {
         #[command(flatten)]
         rules: RetentionArgs,
     },
-    /// Verify the audit trail's hash chain; names the first broken row.
-    AuditVerify,
+    /// Verify the audit trail's hash chain; names the first broken row. Prints the head as
+    /// SEQ:HASH: keep that off the server and pass it to a later run with --since.
+    AuditVerify {
+        /// A head printed by an earlier run: the chain must still run through it, which
+        /// finds a rewrite whose hashes were recomputed.
+        #[arg(long, value_name = "SEQ:HASH")]
+        since: Option<audit::Anchor>,
+    },
     /// Export every audit row about one citizen as JSON lines (GDPR Art. 15).
     AuditExport {
         #[arg(long)]
@@ -180,7 +186,10 @@ fn main() -> Result<()> {
             };
             serve(&cli.data_dir, listen, config, retention.into())
         }
-        Command::Admin(admin) => run_admin(&cli.data_dir, admin),
+        Command::Admin(admin) => {
+            init_logging("warn");
+            run_admin(&cli.data_dir, admin)
+        }
     }
 }
 
@@ -299,12 +308,21 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
                 report.off_devices, report.purged
             );
         }
-        Admin::AuditVerify => {
-            let verified = audit::verify(&conn)?;
-            let head: String = verified
+        Admin::AuditVerify { since } => {
+            let verified = match since {
+                Some(anchor) => audit::verify_from(&conn, anchor)?,
+                None => audit::verify(&conn)?,
+            };
+            let head = verified
                 .head
-                .map(|h| h.iter().map(|b| format!("{b:02x}")).collect())
-                .unwrap_or_default();
+                .map(|hash| {
+                    audit::Anchor {
+                        seq: verified.rows,
+                        hash,
+                    }
+                    .to_string()
+                })
+                .unwrap_or_else(|| "none".into());
             println!("audit chain intact: {} rows, head {head}", verified.rows);
         }
         Admin::AuditExport { citizen } => {
@@ -334,18 +352,25 @@ fn iso(ms: u64) -> String {
         .unwrap_or_default()
 }
 
+/// Logs go to stderr at `FELTBOG_LOG` (an `EnvFilter`, e.g. `debug`) or `default`: stdout
+/// carries what a command answers (the address `serve` listens on, an id, a code).
+fn init_logging(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FELTBOG_LOG")
+                .unwrap_or_else(|_| default.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 fn serve(
     data_dir: &std::path::Path,
     listen: SocketAddr,
     config: Config,
     retention: sync::Retention,
 ) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FELTBOG_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    init_logging("info");
     let conn = db::open(data_dir).context("cannot open the server database")?;
     let state = AppState::new(conn, config);
     let runtime = tokio::runtime::Runtime::new()?;

@@ -64,12 +64,13 @@ pub fn sync(
     // Authentication ran before this transaction; a revocation committed since must still stop
     // this request, so check once more under the write lock.
     let still: Option<(String, Vec<u8>)> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT w.role, w.team_id FROM devices d JOIN workers w ON w.id = d.worker_id
              WHERE d.id = ?1 AND d.active = 1 AND w.active = 1",
-            [&caller.device_id.0.as_bytes()[..]],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        )?
+        .query_row([&caller.device_id.0.as_bytes()[..]], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     if still
         != Some((
@@ -82,33 +83,16 @@ pub fn sync(
     let mut ctx = Ctx::new(&tx, max_drift_ms, now_ms)?;
     let who = |action| Entry::device(caller.worker_id, caller.device_id.0, action);
     let mut trail: Vec<Entry> = Vec::new();
-    let mut access_acked = 0;
-    for event in &request.access_log {
-        // The citizen is the server's to say: a device cannot file its reads under another
-        // citizen, or under none. A read of a record it may not see is recorded as denied.
-        let scope = scope::record_scope(&tx, event.entity, event.record_id)?;
-        let action = match scope {
-            Some(s) if scope::readable(caller, &s) => Action::DeviceRead,
-            _ => Action::Denied,
-        };
-        let mut entry = who(action).record(
-            event.entity.as_str(),
-            event.record_id,
-            scope.and_then(|s| s.citizen),
-        );
-        // The device's clock, within reason (it is shown as a date in exports).
-        entry.device_at_ms = Some(event.at_ms.min(now_ms + 366 * DAY_MS as u64));
-        trail.push(entry);
-        access_acked = access_acked.max(event.seq);
-    }
     let mut acked = Vec::new();
     let mut rejected = Vec::new();
     for mutation in &request.mutations {
         let seq = mutation.device_seq;
         let done: Option<(Option<Vec<u8>>, Option<i64>)> = ctx
             .tx
-            .query_row(
+            .prepare_cached(
                 "SELECT digest, change_seq FROM applied WHERE device_id = ?1 AND device_seq = ?2",
+            )?
+            .query_row(
                 params![&mutation.device_id.0.as_bytes()[..], seq as i64],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -126,10 +110,15 @@ pub fn sync(
             {
                 ctx.echo_again(caller.team_id, change_seq)?;
                 // Remember this version: more copies of it need no second echo.
-                ctx.tx.execute(
-                    "UPDATE applied SET digest = ?1 WHERE device_id = ?2 AND device_seq = ?3",
-                    params![received, &mutation.device_id.0.as_bytes()[..], seq as i64],
-                )?;
+                ctx.tx
+                    .prepare_cached(
+                        "UPDATE applied SET digest = ?1 WHERE device_id = ?2 AND device_seq = ?3",
+                    )?
+                    .execute(params![
+                        received,
+                        &mutation.device_id.0.as_bytes()[..],
+                        seq as i64
+                    ])?;
             }
             acked.push(seq);
             continue;
@@ -139,8 +128,15 @@ pub fn sync(
             first.map_or(("none", Uuid::nil()), |op| (op.entity.as_str(), op.id));
         match ctx.check(caller, mutation)? {
             Err((reason, detail)) => {
-                // Refusals are audited by record id only: an id names nothing by itself.
-                trail.push(who(Action::Denied).record(entity, record, None));
+                // Refusals are audited by record id, and filed under the record's citizen when
+                // the record exists (an attempt on a citizen's data belongs in their export).
+                let citizen = match first {
+                    Some(op) => {
+                        scope::record_scope(ctx.tx, op.entity, op.id)?.and_then(|s| s.citizen)
+                    }
+                    None => None,
+                };
+                trail.push(who(Action::Denied).record(entity, record, citizen));
                 rejected.push(Rejection {
                     device_seq: seq,
                     reason,
@@ -153,6 +149,28 @@ pub fn sync(
                 acked.push(seq);
             }
         }
+    }
+    let mut access_acked = 0;
+    // After the mutations: a device reads records it made offline, and their creating
+    // mutations come in this same push (the device sends its access log only with the push
+    // that empties its outbox), so the server knows them by now.
+    for event in &request.access_log {
+        // The citizen is the server's to say: a device cannot file its reads under another
+        // citizen, or under none. A read of a record it may not see is recorded as denied.
+        let scope = scope::record_scope(&tx, event.entity, event.record_id)?;
+        let action = match scope {
+            Some(s) if scope::readable(caller, &s) => Action::DeviceRead,
+            _ => Action::Denied,
+        };
+        let mut entry = who(action).record(
+            event.entity.as_str(),
+            event.record_id,
+            scope.and_then(|s| s.citizen),
+        );
+        // The device's clock, within reason (it is shown as a date in exports).
+        entry.device_at_ms = Some(event.at_ms.min(now_ms + 366 * DAY_MS as u64));
+        trail.push(entry);
+        access_acked = access_acked.max(event.seq);
     }
     let server_hlc = ctx.finish()?;
     let pull = pull_page(&tx, caller, request.cursor)?;
@@ -220,12 +238,16 @@ pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<Pull
     let mut erase = Vec::new();
     let mut full = false;
     while let Some(row) = rows.next()? {
-        if bytes >= limits::PAGE_BYTES {
+        let seq = row.get::<_, i64>(0)? as u64;
+        let text: String = row.get(3)?;
+        // The page stops before a change that would take it past its byte budget, unless the
+        // page is still empty: with mutations bounded too, an answer always fits the client's
+        // limits, and a page always moves the cursor.
+        if !changes.is_empty() && bytes + text.len() > limits::PAGE_BYTES {
             full = true;
             break;
         }
         scanned += 1;
-        let seq = row.get::<_, i64>(0)? as u64;
         next_cursor = seq;
         if row.get::<_, String>(4)? == "erase" {
             let citizen: Vec<u8> = row.get::<_, Option<Vec<u8>>>(5)?.unwrap_or_default();
@@ -239,7 +261,6 @@ pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<Pull
         if device == caller.device_id.0.as_bytes() && !echo {
             continue;
         }
-        let text: String = row.get(3)?;
         bytes += text.len();
         let mutation: Mutation =
             serde_json::from_str(&text).map_err(|_| SyncError::Corrupt("change log"))?;
@@ -262,11 +283,9 @@ struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     fn new(tx: &'a Transaction<'a>, max_drift_ms: u64, now_ms: u64) -> Result<Self, SyncError> {
-        let (hlc_last, server_seq): (i64, i64) = tx.query_row(
-            "SELECT hlc_last, server_seq FROM server_state WHERE id = 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let (hlc_last, server_seq): (i64, i64) = tx
+            .prepare_cached("SELECT hlc_last, server_seq FROM server_state WHERE id = 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(Ctx {
             tx,
             clock: HlcClock::new(Hlc::from_u64(hlc_last as u64), max_drift_ms),
@@ -278,10 +297,9 @@ impl<'a> Ctx<'a> {
     /// Saves the server clock and its own sequence; returns the clock's reading now.
     fn finish(&mut self) -> Result<Hlc, SyncError> {
         let server_hlc = self.clock.now(self.now_ms)?;
-        self.tx.execute(
-            "UPDATE server_state SET hlc_last = ?1, server_seq = ?2 WHERE id = 1",
-            params![server_hlc.as_u64() as i64, self.server_seq as i64],
-        )?;
+        self.tx
+            .prepare_cached("UPDATE server_state SET hlc_last = ?1, server_seq = ?2 WHERE id = 1")?
+            .execute(params![server_hlc.as_u64() as i64, self.server_seq as i64])?;
         Ok(server_hlc)
     }
 }
@@ -338,6 +356,7 @@ impl Ctx<'_> {
         if m.ops.len() > limits::MAX_OPS_PER_MUTATION {
             return invalid("too many ops in one mutation");
         }
+        let mut total_bytes = 0;
         for op in &m.ops {
             if (op.entity, op.id) != (first.entity, first.id) {
                 return invalid("a mutation changes exactly one record");
@@ -345,12 +364,24 @@ impl Ctx<'_> {
             if !valid_field_name(&op.field) {
                 return invalid("field names are lower-case identifiers");
             }
+            // A record's `id` field is its own id, at creation and ever after: devices find a
+            // citizen's records by it when they erase the citizen.
+            if op.field == "id"
+                && serde_json::from_value::<Uuid>(op.change.value().clone()).ok() != Some(op.id)
+            {
+                return invalid("a record's id field must be its own id");
+            }
             let is_set = op.entity.set_fields().contains(&op.field.as_str());
             if is_set == matches!(op.change, FieldChange::Assign { .. }) {
                 return invalid("set fields take add/remove, other fields take assign");
             }
-            if op.change.value().to_string().len() > limits::MAX_VALUE_BYTES {
+            let value_bytes = op.change.value().to_string().len();
+            if value_bytes > limits::MAX_VALUE_BYTES {
                 return invalid("a field value is too large");
+            }
+            total_bytes += value_bytes + op.field.len();
+            if total_bytes > limits::MAX_MUTATION_BYTES {
+                return invalid("the mutation is too large");
             }
             let ahead = op.hlc.wall_ms().saturating_sub(self.now_ms);
             if ahead > self.clock.max_drift_ms() && !planted(PlantedBug::SkewUnchecked) {
@@ -390,7 +421,7 @@ impl Ctx<'_> {
                         return invalid("a record's citizen or site cannot change by an edit");
                     }
                 }
-                Ok(Ok(()))
+                validate_update(self.tx, m)
             }
             None => {
                 // An update to a record this server does not have (no `id` op: not a
@@ -425,22 +456,27 @@ impl Ctx<'_> {
             Some(existing) => (existing.class, existing.citizen),
             None => {
                 let (class, citizen) = scope::classify_new(m);
-                self.tx.execute(
-                    "INSERT INTO records (entity, record_id, team_id, class, citizen_id)
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO records (entity, record_id, team_id, class, citizen_id)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![
+                    )?
+                    .execute(params![
                         first.entity.as_str(),
                         &first.id.as_bytes()[..],
                         &caller.team_id.as_bytes()[..],
                         class.as_str(),
                         citizen.as_ref().map(|c| c.as_bytes().to_vec())
-                    ],
-                )?;
+                    ])?;
                 if class == Class::Citizen {
-                    self.tx.execute(
-                        "INSERT INTO citizens (citizen_id, team_id) VALUES (?1, ?2)",
-                        params![&first.id.as_bytes()[..], &caller.team_id.as_bytes()[..]],
-                    )?;
+                    self.tx
+                        .prepare_cached(
+                            "INSERT INTO citizens (citizen_id, team_id) VALUES (?1, ?2)",
+                        )?
+                        .execute(params![
+                            &first.id.as_bytes()[..],
+                            &caller.team_id.as_bytes()[..]
+                        ])?;
                 }
                 (class, citizen)
             }
@@ -519,21 +555,25 @@ impl Ctx<'_> {
         let archived = field_value(self.tx, EntityKind::Citizen, citizen, "archived")?;
         let resident = site.is_some_and(|v| !v.is_null());
         let archived = archived.is_some_and(|v| v == serde_json::Value::Bool(true));
-        let (team, was_resident, closed): (Vec<u8>, bool, Option<i64>) = self.tx.query_row(
-            "SELECT team_id, resident, closed_ms FROM citizens WHERE citizen_id = ?1",
-            [&citizen.as_bytes()[..]],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+        let (team, was_resident, closed): (Vec<u8>, bool, Option<i64>) = self
+            .tx
+            .prepare_cached(
+                "SELECT team_id, resident, closed_ms FROM citizens WHERE citizen_id = ?1",
+            )?
+            .query_row([&citizen.as_bytes()[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
         let team = Uuid::from_slice(&team).map_err(|_| SyncError::Corrupt("team id"))?;
         let closed = match (archived, closed) {
             (true, None) => Some(self.now_ms as i64),
             (true, Some(t)) => Some(t),
             (false, _) => None,
         };
-        self.tx.execute(
-            "UPDATE citizens SET resident = ?2, closed_ms = ?3 WHERE citizen_id = ?1",
-            params![&citizen.as_bytes()[..], resident, closed],
-        )?;
+        self.tx
+            .prepare_cached(
+                "UPDATE citizens SET resident = ?2, closed_ms = ?3 WHERE citizen_id = ?1",
+            )?
+            .execute(params![&citizen.as_bytes()[..], resident, closed])?;
         let caretakers = Role::Caretaker.bit();
         if resident && !was_resident {
             self.deliver_history(citizen, team, caretakers)?;
@@ -546,11 +586,10 @@ impl Ctx<'_> {
     /// Sends a citizen's history (copies of the log rows about them) to `roles` of `team`, who
     /// have just gained them; each role's own read rules still filter the copies.
     fn deliver_history(&self, citizen: Uuid, team: Uuid, roles: i64) -> Result<(), SyncError> {
-        self.tx.execute(
-            "INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id, roles)
+        self.tx.prepare_cached("INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id, roles)
              SELECT ?2, device_id, 1, mutation, coalesce(copy_of, seq), class, citizen_id, ?3
              FROM changes WHERE citizen_id = ?1 AND kind = 'mutation' AND roles IS NULL
-             ORDER BY seq",
+             ORDER BY seq")?.execute(
             params![&citizen.as_bytes()[..], &team.as_bytes()[..], roles],
         )?;
         Ok(())
@@ -558,9 +597,8 @@ impl Ctx<'_> {
 
     /// Tells `roles` of `team` to erase a citizen who left their scope.
     fn log_erase(&self, citizen: Uuid, team: Uuid, roles: i64) -> Result<(), SyncError> {
-        self.tx.execute(
-            "INSERT INTO changes (team_id, device_id, echo, mutation, class, citizen_id, kind, roles)
-             VALUES (?1, ?2, 1, '', 'citizen', ?3, 'erase', ?4)",
+        self.tx.prepare_cached("INSERT INTO changes (team_id, device_id, echo, mutation, class, citizen_id, kind, roles)
+             VALUES (?1, ?2, 1, '', 'citizen', ?3, 'erase', ?4)")?.execute(
             params![
                 &team.as_bytes()[..],
                 &SERVER_DEVICE.0.as_bytes()[..],
@@ -576,8 +614,7 @@ impl Ctx<'_> {
     fn merge_op(&self, op: &FieldOp, stamp: Stamp) -> Result<Option<merge::Conflict>, SyncError> {
         let row: Option<(String, i64, Vec<u8>, Option<String>)> = self
             .tx
-            .query_row(
-                "SELECT value, hlc, device, set_state FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = ?3",
+            .prepare_cached("SELECT value, hlc, device, set_state FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = ?3")?.query_row(
                 params![op.entity.as_str(), &op.id.as_bytes()[..], &op.field],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
@@ -636,12 +673,14 @@ impl Ctx<'_> {
                 )
             }
         };
-        self.tx.execute(
-            "INSERT INTO fields (entity, record_id, field, value, hlc, device, set_state)
+        self.tx
+            .prepare_cached(
+                "INSERT INTO fields (entity, record_id, field, value, hlc, device, set_state)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (entity, record_id, field) DO UPDATE SET value = excluded.value,
                  hlc = excluded.hlc, device = excluded.device, set_state = excluded.set_state",
-            params![
+            )?
+            .execute(params![
                 op.entity.as_str(),
                 &op.id.as_bytes()[..],
                 &op.field,
@@ -649,8 +688,7 @@ impl Ctx<'_> {
                 state.stamp.hlc.as_u64() as i64,
                 &state.stamp.device.0.as_bytes()[..],
                 set_state
-            ],
-        )?;
+            ])?;
         Ok(conflict)
     }
 
@@ -666,8 +704,7 @@ impl Ctx<'_> {
         } else {
             let v: Option<String> = self
                 .tx
-                .query_row(
-                    "SELECT value FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = 'citizen_id'",
+                .prepare_cached("SELECT value FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = 'citizen_id'")?.query_row(
                     params![op.entity.as_str(), &op.id.as_bytes()[..]],
                     |r| r.get(0),
                 )
@@ -719,16 +756,18 @@ impl Ctx<'_> {
         };
         let citizen = about.and_then(|a| a.citizen);
         let team = about.map_or(caller.team_id, |a| a.team);
-        let new = self.tx.execute(
-            "INSERT OR IGNORE INTO records (entity, record_id, team_id, class, citizen_id)
+        let new = self
+            .tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO records (entity, record_id, team_id, class, citizen_id)
              VALUES ('conflict', ?1, ?2, ?3, ?4)",
-            params![
+            )?
+            .execute(params![
                 &record.id.0.as_bytes()[..],
                 &team.as_bytes()[..],
                 class.as_str(),
                 citizen.as_ref().map(|c| c.as_bytes().to_vec())
-            ],
-        )?;
+            ])?;
         if new == 0 {
             // The same loser against the same winner: raised already (only a replay that was
             // not recognised as one could get here). Never fail the push over it.
@@ -757,28 +796,28 @@ impl Ctx<'_> {
         citizen: Option<Uuid>,
     ) -> Result<i64, SyncError> {
         let text = serde_json::to_string(m).map_err(|_| SyncError::Corrupt("mutation"))?;
-        self.tx.execute(
-            "INSERT INTO changes (team_id, device_id, echo, mutation, class, citizen_id)
+        self.tx
+            .prepare_cached(
+                "INSERT INTO changes (team_id, device_id, echo, mutation, class, citizen_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+            )?
+            .execute(params![
                 &team.as_bytes()[..],
                 &m.device_id.0.as_bytes()[..],
                 echo,
                 text,
                 class.as_str(),
                 citizen.as_ref().map(|c| c.as_bytes().to_vec())
-            ],
-        )?;
+            ])?;
         Ok(self.tx.last_insert_rowid())
     }
 
     /// Appends the change-log row `change_seq` once more, echoed to its own device too.
     /// Pulling a mutation again is harmless for every other device (merging is idempotent).
     fn echo_again(&self, team: Uuid, change_seq: i64) -> Result<(), SyncError> {
-        self.tx.execute(
-            "INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id)
+        self.tx.prepare_cached("INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id)
              SELECT team_id, device_id, 1, mutation, seq, class, citizen_id FROM changes
-             WHERE seq = ?1 AND team_id = ?2",
+             WHERE seq = ?1 AND team_id = ?2")?.execute(
             params![change_seq, &team.as_bytes()[..]],
         )?;
         Ok(())
@@ -797,8 +836,7 @@ impl Ctx<'_> {
     ) -> Result<(), SyncError> {
         let base: Option<(i64, Vec<u8>)> = self
             .tx
-            .query_row(
-                "SELECT hlc, device FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = ?3",
+            .prepare_cached("SELECT hlc, device FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = ?3")?.query_row(
                 params![entity.as_str(), &id.as_bytes()[..], field],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -842,11 +880,8 @@ impl Ctx<'_> {
 
 fn citizen_team(tx: &Transaction, citizen: Uuid) -> Result<Uuid, SyncError> {
     let team: Option<Vec<u8>> = tx
-        .query_row(
-            "SELECT team_id FROM citizens WHERE citizen_id = ?1 AND purged_ms IS NULL",
-            [&citizen.as_bytes()[..]],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT team_id FROM citizens WHERE citizen_id = ?1 AND purged_ms IS NULL")?
+        .query_row([&citizen.as_bytes()[..]], |r| r.get(0))
         .optional()?;
     let team = team.ok_or(SyncError::NotFound("citizen"))?;
     Uuid::from_slice(&team).map_err(|_| SyncError::Corrupt("team id"))
@@ -864,25 +899,26 @@ pub fn move_citizen(
 ) -> Result<(), SyncError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let old = citizen_team(&tx, citizen)?;
-    let exists: bool = tx.query_row(
-        "SELECT count(*) > 0 FROM teams WHERE id = ?1",
-        [&team.as_bytes()[..]],
-        |r| r.get(0),
-    )?;
+    let exists: bool = tx
+        .prepare_cached("SELECT count(*) > 0 FROM teams WHERE id = ?1")?
+        .query_row([&team.as_bytes()[..]], |r| r.get(0))?;
     if !exists {
         return Err(SyncError::NotFound("team"));
     }
     if old == team {
         return Ok(());
     }
-    tx.execute(
-        "UPDATE citizens SET team_id = ?2 WHERE citizen_id = ?1",
-        params![&citizen.as_bytes()[..], &team.as_bytes()[..]],
-    )?;
-    tx.execute(
-        "UPDATE records SET team_id = ?2 WHERE citizen_id = ?1",
-        params![&citizen.as_bytes()[..], &team.as_bytes()[..]],
-    )?;
+    tx.prepare_cached("UPDATE citizens SET team_id = ?2 WHERE citizen_id = ?1")?
+        .execute(params![&citizen.as_bytes()[..], &team.as_bytes()[..]])?;
+    tx.prepare_cached("UPDATE records SET team_id = ?2 WHERE citizen_id = ?1")?
+        .execute(params![&citizen.as_bytes()[..], &team.as_bytes()[..]])?;
+    // The old team's site is not one of the new team's: the citizen no longer lives at a site
+    // of their team, so they are not the new team's caretakers' business (until the new team
+    // places them at one of its own sites).
+    tx.prepare_cached("UPDATE citizens SET resident = 0 WHERE citizen_id = ?1")?
+        .execute([&citizen.as_bytes()[..]])?;
+    let had_site =
+        field_value(&tx, EntityKind::Citizen, citizen, "site_id")?.is_some_and(|v| !v.is_null());
     let mut ctx = Ctx::new(&tx, max_drift_ms, now_ms)?;
     ctx.log_erase(citizen, old, scope::all_roles())?;
     ctx.deliver_history(citizen, team, scope::all_roles())?;
@@ -892,6 +928,14 @@ pub fn move_citizen(
         serde_json::to_value(team).unwrap_or_default(),
         (Class::Citizen, Some(citizen)),
     )?;
+    if had_site {
+        ctx.server_assign(
+            team,
+            (EntityKind::Citizen, citizen, "site_id"),
+            serde_json::Value::Null,
+            (Class::Citizen, Some(citizen)),
+        )?;
+    }
     ctx.finish()?;
     audit::append(
         &tx,
@@ -954,10 +998,8 @@ pub fn apply_retention(
     let mut trail = Vec::new();
     if let Some(days) = rules.device_days {
         for (citizen, team, _) in due(days, "AND off_devices = 0")? {
-            tx.execute(
-                "UPDATE citizens SET off_devices = 1 WHERE citizen_id = ?1",
-                [&citizen.as_bytes()[..]],
-            )?;
+            tx.prepare_cached("UPDATE citizens SET off_devices = 1 WHERE citizen_id = ?1")?
+                .execute([&citizen.as_bytes()[..]])?;
             ctx.log_erase(citizen, team, scope::all_roles())?;
             let mut e = Entry::admin(Action::Erase).record("citizen", citizen, Some(citizen));
             e.actor = audit::Actor::Server;
@@ -968,19 +1010,15 @@ pub fn apply_retention(
     if let Some(days) = rules.purge_days {
         for (citizen, team, off) in due(days, "")? {
             let id = &citizen.as_bytes()[..];
-            tx.execute(
+            tx.prepare_cached(
                 "DELETE FROM fields WHERE (entity, record_id) IN
                      (SELECT entity, record_id FROM records WHERE citizen_id = ?1)",
-                [id],
-            )?;
-            tx.execute(
-                "DELETE FROM changes WHERE citizen_id = ?1 AND kind = 'mutation'",
-                [id],
-            )?;
-            tx.execute(
-                "UPDATE citizens SET purged_ms = ?2 WHERE citizen_id = ?1",
-                params![id, now_ms as i64],
-            )?;
+            )?
+            .execute([id])?;
+            tx.prepare_cached("DELETE FROM changes WHERE citizen_id = ?1 AND kind = 'mutation'")?
+                .execute([id])?;
+            tx.prepare_cached("UPDATE citizens SET purged_ms = ?2 WHERE citizen_id = ?1")?
+                .execute(params![id, now_ms as i64])?;
             if !off {
                 ctx.log_erase(citizen, team, scope::all_roles())?;
             }
@@ -994,7 +1032,8 @@ pub fn apply_retention(
     tx.commit()?;
     if report.purged > 0 {
         // With secure_delete on, freed pages were overwritten; move the WAL's copies out too.
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        conn.prepare_cached("PRAGMA wal_checkpoint(TRUNCATE)")?
+            .query_row([], |_| Ok(()))?;
     }
     Ok(report)
 }
@@ -1063,19 +1102,9 @@ fn validate_creation(caller: &Caller, m: &Mutation) -> Check {
             serde_json::to_value(caller.worker_id).unwrap_or_default(),
         );
     }
-    let json = serde_json::Value::Object(record);
-    fn check<R: Record>(json: serde_json::Value) -> Result<(), String> {
-        let r: R = serde_json::from_value(json)
-            .map_err(|_| "fields are missing or malformed".to_owned())?;
-        r.validate().map_err(|e| e.to_string())
-    }
     let result = match entity {
-        EntityKind::Citizen => check::<Citizen>(json),
-        EntityKind::Visit => check::<Visit>(json),
-        EntityKind::Task => check::<Task>(json),
-        EntityKind::Site => check::<Site>(json),
-        EntityKind::SiteLogEntry => check::<SiteLogEntry>(json),
         EntityKind::Conflict => Err("conflicts are created by the server".to_owned()),
+        _ => check_record(entity, serde_json::Value::Object(record)),
     };
     result.map_err(|why| {
         (
@@ -1083,6 +1112,70 @@ fn validate_creation(caller: &Caller, m: &Mutation) -> Check {
             format!("a new {entity} is not valid: {why}"),
         )
     })
+}
+
+/// An edit must leave a valid record: every device of the team reads the merged record, and
+/// one that no longer parses or breaks a domain rule (a wrong type, a note past its length)
+/// would break their lists. The record is checked with this mutation's values laid over the
+/// stored ones, whichever wins the merge: a losing value is kept and shown as a conflict too.
+fn validate_update(tx: &Transaction, m: &Mutation) -> Result<Check, SyncError> {
+    let first = &m.ops[0];
+    let mut record = serde_json::Map::new();
+    let mut stmt =
+        tx.prepare_cached("SELECT field, value FROM fields WHERE entity = ?1 AND record_id = ?2")?;
+    let rows = stmt.query_map(
+        params![first.entity.as_str(), &first.id.as_bytes()[..]],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+    )?;
+    for row in rows {
+        let (field, value) = row?;
+        let value = serde_json::from_str(&value).map_err(|_| SyncError::Corrupt("field value"))?;
+        record.insert(field, value);
+    }
+    for op in &m.ops {
+        match &op.change {
+            FieldChange::Assign { value } => {
+                record.insert(op.field.clone(), value.clone());
+            }
+            FieldChange::Add { value } | FieldChange::Remove { value, .. } => {
+                let slot = record
+                    .entry(op.field.clone())
+                    .or_insert_with(|| serde_json::Value::Array(vec![]));
+                if let serde_json::Value::Array(items) = slot {
+                    items.retain(|item| item != value);
+                    if matches!(op.change, FieldChange::Add { .. }) {
+                        items.push(value.clone());
+                    }
+                }
+            }
+        }
+    }
+    let entity = first.entity;
+    Ok(
+        check_record(entity, serde_json::Value::Object(record)).map_err(|why| {
+            (
+                RejectReason::Invalid,
+                format!("the {entity} would not be valid: {why}"),
+            )
+        }),
+    )
+}
+
+/// Parses a record's fields as its domain type and applies the domain's rules.
+fn check_record(entity: EntityKind, json: serde_json::Value) -> Result<(), String> {
+    fn check<R: Record>(json: serde_json::Value) -> Result<(), String> {
+        let r: R = serde_json::from_value(json)
+            .map_err(|_| "fields are missing or malformed".to_owned())?;
+        r.validate().map_err(|e| e.to_string())
+    }
+    match entity {
+        EntityKind::Citizen => check::<Citizen>(json),
+        EntityKind::Visit => check::<Visit>(json),
+        EntityKind::Task => check::<Task>(json),
+        EntityKind::Site => check::<Site>(json),
+        EntityKind::SiteLogEntry => check::<SiteLogEntry>(json),
+        EntityKind::Conflict => check::<ConflictRecord>(json),
+    }
 }
 
 /// One field's merged value on the server, for tests and reports.
@@ -1093,11 +1186,12 @@ pub fn field_value(
     field: &str,
 ) -> Result<Option<serde_json::Value>, SyncError> {
     let text: Option<String> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT value FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = ?3",
-            params![entity.as_str(), &id.as_bytes()[..], field],
-            |r| r.get(0),
-        )
+        )?
+        .query_row(params![entity.as_str(), &id.as_bytes()[..], field], |r| {
+            r.get(0)
+        })
         .optional()?;
     text.map(|t| serde_json::from_str(&t).map_err(|_| SyncError::Corrupt("field value")))
         .transpose()

@@ -266,6 +266,68 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
             }
         }
 
+        // The device's access log (the push endpoint's reads): a read the worker may make is
+        // filed as a device read, any other as denied, whoever owns the record.
+        let (mut events, mut access) = (Vec::new(), Vec::new());
+        for (k, (owner, class)) in [
+            Owner::Own,
+            Owner::SameTeam,
+            Owner::OtherTeam,
+            Owner::Nonexistent,
+        ]
+        .into_iter()
+        .flat_map(|o| CLASSES.map(|c| (o, c)))
+        .enumerate()
+        {
+            let (entity, id) = match owner {
+                Owner::Own => own[&class],
+                Owner::SameTeam => same[&class],
+                Owner::OtherTeam => other[&class],
+                Owner::Nonexistent => (own[&class].0, Uuid::now_v7()),
+            };
+            events.push((owner, class, id));
+            let request_event = feltbog_core::protocol::AccessEvent {
+                seq: k as u64 + 1,
+                at_ms: system_time_ms(),
+                entity,
+                record_id: id,
+                citizen_id: None,
+            };
+            access.push(request_event);
+        }
+        let (answer, _) = raw
+            .transport
+            .sync(
+                &raw.token,
+                &SyncRequest {
+                    mutations: vec![],
+                    cursor: u64::MAX / 2,
+                    access_log: std::mem::take(&mut access),
+                },
+            )
+            .unwrap();
+        assert_eq!(answer.access_acked, events.len() as u64);
+        let audit =
+            rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
+        for (owner, class, id) in events {
+            let action: String = audit
+                .query_row(
+                    "SELECT action FROM audit WHERE device_id = ?1 AND record_id = ?2
+                     AND action IN ('device_read', 'denied')",
+                    rusqlite::params![&raw.device.0.as_bytes()[..], &id.as_bytes()[..]],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let expected =
+                matches!(owner, Owner::Own | Owner::SameTeam) && expect_read(role, class);
+            assert_eq!(
+                action == "device_read",
+                expected,
+                "device read: {role} × {owner:?} × {class:?}: {action}"
+            );
+            cells += 1;
+        }
+
         // Writes (the push endpoint): own, same team, other team, nonexistent.
         for owner in [
             Owner::Own,
@@ -338,6 +400,68 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
             cells += 1;
         }
 
+        // Creation across teams: a visit about another team's citizen, a citizen placed at
+        // another team's site, a new record that takes an id another team's record has. All
+        // refused, for every role; the site gives the answer a nonexistent site gives.
+        let across = bundle(&mut scratch, "tvers");
+        let mutations = scratch.pending(100).unwrap();
+        let creation = |class: Class| -> Vec<FieldOp> {
+            let id = across[&class].1;
+            mutations
+                .iter()
+                .find(|m| m.ops[0].id == id)
+                .unwrap()
+                .ops
+                .clone()
+        };
+        let relink = |mut ops: Vec<FieldOp>, field: &str, to: Uuid| {
+            for op in &mut ops {
+                if op.field == field {
+                    op.change = FieldChange::Assign {
+                        value: serde_json::to_value(to).unwrap(),
+                    };
+                }
+            }
+            ops
+        };
+        let case_about_other = relink(
+            creation(Class::Case),
+            "citizen_id",
+            other[&Class::Citizen].1,
+        );
+        let resident_elsewhere =
+            relink(creation(Class::Resident), "site_id", other[&Class::Site].1);
+        let mut taken_id = relink(creation(Class::Site), "id", other[&Class::Site].1);
+        for op in &mut taken_id {
+            op.id = other[&Class::Site].1;
+        }
+        for (what, ops) in [
+            ("a visit about another team's citizen", case_about_other),
+            ("a citizen at another team's site", resident_elsewhere),
+            ("a record with another team's record's id", taken_id),
+        ] {
+            let got = raw.write(ops);
+            assert!(
+                got.is_err(),
+                "create across teams: {role} × {what}: {got:?}"
+            );
+            cells += 1;
+        }
+        let (_, nowhere) = raw
+            .write(relink(creation(Class::Resident), "site_id", Uuid::now_v7()))
+            .unwrap_err();
+        let (_, elsewhere) = raw
+            .write(relink(
+                creation(Class::Resident),
+                "site_id",
+                other[&Class::Site].1,
+            ))
+            .unwrap_err();
+        assert_eq!(
+            nowhere, elsewhere,
+            "{role}: another team's site looks like no site"
+        );
+
         // Token rotation: every role may rotate its own token; the old one stops working.
         let rotated = raw.transport.rotate(&raw.token).unwrap();
         let old = std::mem::replace(&mut raw.token, rotated.token);
@@ -369,7 +493,7 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
         )])
     );
     println!("authorization matrix: {cells} cells");
-    assert_eq!(cells, 5 * (6 * 3 + 6 * 4 + 6 + 1));
+    assert_eq!(cells, 5 * (6 * 3 + 6 * 4 + 6 * 4 + 6 + 3 + 1));
 }
 
 fn device_of(server: &Server, worker: &str) -> Vec<String> {
@@ -468,6 +592,12 @@ fn a_citizen_moved_to_another_team_leaves_the_old_teams_devices_and_reaches_the_
         &worker(&nord, "K", "caretaker"),
     );
     let mut s1 = device(dir.path(), "s1", &server, &worker(&syd, "S1", "outreach"));
+    let mut s_care = device(
+        dir.path(),
+        "s-care",
+        &server,
+        &worker(&syd, "SK", "caretaker"),
+    );
     let records = bundle(&mut n1, "flytter");
     let (_, x) = records[&Class::Resident];
     let mut visit = Visit::with_citizen(
@@ -501,6 +631,14 @@ fn a_citizen_moved_to_another_team_leaves_the_old_teams_devices_and_reaches_the_
     sync(&mut s1);
     let moved = s1.get::<Citizen>(x).unwrap().expect("reached the new team");
     assert_eq!(moved.team_id.map(|t| t.0.to_string()), Some(syd.clone()));
+    // The old team's site is not the new team's: the citizen no longer lives at one of its
+    // sites, so the new team's caretakers do not receive them.
+    assert_eq!(moved.site_id, None, "the old team's site is cleared");
+    sync(&mut s_care);
+    assert!(
+        s_care.get::<Citizen>(x).unwrap().is_none(),
+        "not a resident of the new team's sites"
+    );
     assert_eq!(
         s1.get::<Visit>(visit.id.0).unwrap().map(|v| v.note),
         Some(visit.note.clone()),
@@ -565,13 +703,32 @@ fn the_audit_chain_verifies_and_names_an_edited_or_deleted_row() {
     reader_app.sync_once(&|_| {}).unwrap();
     reader_app.citizen(x).unwrap(); // opened on the device: logged there, synced up next
     reader_app.sync_once(&|_| {}).unwrap();
+    // A day offline: more saves than one push carries, then a new citizen, opened at once.
+    let contact: feltbog_core::app::forms::VisitInput = serde_json::from_value(serde_json::json!({
+        "citizen_id": null, "anonymous_count": 2, "anonymous_description": "ved stationen",
+        "kind": "street_contact", "started_at_ms": null, "duration_minutes": 5, "place": "",
+        "themes": [], "referrals": [], "note": "", "wellbeing": null, "follow_up": null
+    }))
+    .unwrap();
+    for _ in 0..feltbog_core::sync::MAX_PUSH + 5 {
+        writer_app.save_visit(&contact).unwrap();
+    }
     let other = writer_app
         .save_citizen(&citizen_form(serde_json::json!({"alias": "Anden"})), None)
         .unwrap();
+    // Opened before the server has ever heard of the citizen (made offline): the read is
+    // still filed under them once both reach the server.
+    writer_app.citizen(other).unwrap();
     writer_app.sync_once(&|_| {}).unwrap();
     drop(server);
 
     assert!(admin(&data, &["audit-verify"]).starts_with("audit chain intact"));
+    let offline = admin(&data, &["audit-export", "--citizen", &other.to_string()]);
+    assert!(
+        offline.lines().any(|l| l.contains("\"device_read\"")),
+        "{offline}"
+    );
+    assert!(!offline.contains("\"denied\""), "{offline}");
     // The Art. 15 export: who did what to this citizen, from which device, and nothing about
     // anyone else, and no values.
     let export = admin(&data, &["audit-export", "--citizen", &x.to_string()]);
@@ -793,6 +950,51 @@ fn request_rates_and_batch_sizes_have_clear_limits() {
         }) => assert!(message.contains("access-log events"), "{message}"),
         other => panic!("expected 400, got {other:?}"),
     }
+
+    // One mutation's size: each value under its own limit, together past the mutation's, so
+    // no device can push a change the rest of its team could not pull.
+    let citizen = Citizen::with_alias("Stor");
+    store.save(&citizen).unwrap();
+    sync(&mut store);
+    let mut raw = Raw::of(&mut store);
+    let op = |field: &str, value: serde_json::Value| FieldOp {
+        entity: EntityKind::Citizen,
+        id: citizen.id.0,
+        field: field.into(),
+        change: FieldChange::Assign { value },
+        hlc: Hlc::new(system_time_ms(), 0).unwrap(),
+        base: None,
+    };
+    let big = "a".repeat(120 * 1024);
+    let huge: Vec<FieldOp> = (0..9)
+        .map(|i| op(&format!("extra_{i}"), big.clone().into()))
+        .collect();
+    assert_eq!(
+        raw.write(huge),
+        Err((RejectReason::Invalid, "the mutation is too large".into()))
+    );
+    // An edit must leave a valid record, or every device of the team would fail to list it.
+    let (reason, detail) = raw
+        .write(vec![op("created_at", "not a time".into())])
+        .unwrap_err();
+    assert_eq!(reason, RejectReason::Invalid);
+    assert!(detail.contains("would not be valid"), "{detail}");
+    let (_, detail) = raw
+        .write(vec![op("alias", "x".repeat(100_000).into())])
+        .unwrap_err();
+    assert!(detail.contains("would not be valid"), "{detail}");
+    // A record's id field is its own, never another's.
+    assert_eq!(
+        raw.write(vec![op(
+            "id",
+            serde_json::to_value(Uuid::now_v7()).unwrap()
+        )]),
+        Err((
+            RejectReason::Invalid,
+            "a record's id field must be its own id".into()
+        ))
+    );
+    assert_eq!(raw.write(vec![op("phone", "22 33 44 55".into())]), Ok(()));
 }
 
 #[test]

@@ -109,6 +109,27 @@ fn no_marker_or_secret_reaches_any_log_with_trace_logging_on() {
     let a = enrol_app("a", &w1, &mut run_admin);
     let b = enrol_app("b", &w2, &mut run_admin);
     let c = enrol_app("c", &w3, &mut run_admin);
+    // The real device tokens, read from each tablet's own store (a second connection, unlocked
+    // with the PIN): none of them may appear in any log either.
+    let mut tokens = Vec::new();
+    for name in ["a", "b", "c"] {
+        let mut store = feltbog_core::store::Store::open(
+            &dir.path().join(name).join(feltbog_core::app::STORE_FILE),
+            Arc::new(feltbog_core::keystore::NoPlatformSecret),
+        )
+        .unwrap();
+        store
+            .unlock(&feltbog_core::crypto::Passphrase::new("739154").unwrap())
+            .unwrap();
+        tokens.push(store.enrolment().unwrap().unwrap().token.expose().clone());
+    }
+    assert_eq!(
+        tokens
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        3
+    );
 
     // A citizen full of markers, a visit with a marker note, a quick anonymous contact.
     let x = a
@@ -203,6 +224,10 @@ fn no_marker_or_secret_reaches_any_log_with_trace_logging_on() {
         "trace output present"
     );
     assert!(all.contains("device enrolled") && all.contains("sync"));
+    assert!(
+        logs[2].1.contains("server database open"),
+        "the admin CLI logs at trace level too"
+    );
     for (name, text) in &logs {
         for marker in MARKERS.iter().chain(["markoer-tag"].iter()) {
             assert!(
@@ -216,15 +241,18 @@ fn no_marker_or_secret_reaches_any_log_with_trace_logging_on() {
                 "{name} contains an enrolment code"
             );
         }
-        assert!(
-            !text.contains("0123456789abcdef-not-a-token"),
-            "{name} contains a token"
-        );
+        for token in tokens
+            .iter()
+            .map(String::as_str)
+            .chain(["0123456789abcdef-not-a-token"])
+        {
+            assert!(!text.contains(token), "{name} contains a device token");
+        }
     }
     println!(
         "searched {} lines of trace-level output for {} markers and {} secrets",
         all.lines().count(),
         MARKERS.len() + 1,
-        secrets.len() + 1
+        secrets.len() + tokens.len() + 1
     );
 }

@@ -68,12 +68,14 @@ impl HttpTransport {
             .get("content-encoding")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+        // An answer is bounded by the server's page budget; a page of changes that do not
+        // compress can pass the request limit on the wire, so answers get the inflated limit.
         let mut raw = Vec::new();
         response
-            .take(limits::MAX_BODY_BYTES as u64 + 1)
+            .take(limits::MAX_INFLATED_BYTES as u64 + 1)
             .read_to_end(&mut raw)
             .map_err(|e| TransportError::Unreachable(e.to_string()))?;
-        if raw.len() > limits::MAX_BODY_BYTES {
+        if raw.len() > limits::MAX_INFLATED_BYTES {
             return Err(TransportError::Decode("answer too large".into()));
         }
         let received = raw.len() as u64;

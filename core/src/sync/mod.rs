@@ -193,15 +193,23 @@ pub fn sync_with<A: StoreAccess>(
                 .iter()
                 .take_while(|m| {
                     bytes += serde_json::to_vec(m).map_or(0, |v| v.len());
-                    bytes <= crate::protocol::limits::PAGE_BYTES
+                    bytes <= limits::PUSH_BYTES
                 })
                 .count()
                 .max(1);
             pending.truncate(fits);
+            // The access log goes with the push that empties the outbox: a read of a record
+            // made offline is then filed by the server under the record's citizen, which it
+            // learns from the record's creating mutation.
+            let access_log = if pending.len() as u64 >= store.outbox_len()? {
+                store.pending_access(limits::MAX_ACCESS_EVENTS_PER_PUSH)?
+            } else {
+                Vec::new()
+            };
             Ok(SyncRequest {
                 mutations: pending,
                 cursor: store.sync_status()?.cursor,
-                access_log: store.pending_access(limits::MAX_ACCESS_EVENTS_PER_PUSH)?,
+                access_log,
             })
         })?;
         let (response, bytes) =
