@@ -103,6 +103,10 @@ pub enum Action {
     IssueCode,
     /// A worker moved to another team.
     TeamChange,
+    /// A caretaker was assigned a site (`record_id`: the site, `worker_id`: the caretaker).
+    AssignSite,
+    /// A site was taken from a caretaker (their devices were revoked).
+    UnassignSite,
 }
 
 impl Action {
@@ -125,6 +129,8 @@ impl Action {
             Action::IssueCode => "issue_code",
             Action::TeamChange => "team_change",
             Action::Export => "export",
+            Action::AssignSite => "assign_site",
+            Action::UnassignSite => "unassign_site",
         }
     }
 }

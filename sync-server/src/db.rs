@@ -164,6 +164,45 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE server_state ADD COLUMN audit_head BLOB;
     ALTER TABLE server_state ADD COLUMN audit_seq INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 4: caretakers see the sites they are assigned to (their logs and residents), not every
+    // site of their team.
+    r#"
+    CREATE TABLE caretaker_sites (
+        worker_id BLOB NOT NULL REFERENCES workers (id),
+        site_id   BLOB NOT NULL,
+        PRIMARY KEY (worker_id, site_id)
+    ) WITHOUT ROWID;
+    -- The site a record belongs to: a site its own id, a site-log entry its site, a conflict
+    -- the site of the record it is about. A citizen's current site is in `citizens`.
+    ALTER TABLE records ADD COLUMN site_id BLOB;
+    ALTER TABLE citizens ADD COLUMN site_id BLOB;
+    ALTER TABLE changes ADD COLUMN site_id BLOB;
+    UPDATE records SET site_id = record_id WHERE entity = 'site';
+    UPDATE records SET site_id = (SELECT unhex(replace(json_extract(f.value, '$'), '-', ''))
+        FROM fields f WHERE f.entity = 'site_log_entry' AND f.record_id = records.record_id
+          AND f.field = 'site_id')
+        WHERE entity = 'site_log_entry';
+    UPDATE records SET site_id = (SELECT a.site_id FROM records a
+        WHERE a.entity = (SELECT json_extract(f.value, '$') FROM fields f
+                WHERE f.entity = 'conflict' AND f.record_id = records.record_id
+                  AND f.field = 'entity')
+          AND a.record_id = (SELECT unhex(replace(json_extract(f.value, '$'), '-', ''))
+                FROM fields f WHERE f.entity = 'conflict' AND f.record_id = records.record_id
+                  AND f.field = 'record_id'))
+        WHERE entity = 'conflict' AND class IN ('site', 'site_log');
+    UPDATE citizens SET site_id = (SELECT unhex(replace(json_extract(f.value, '$'), '-', ''))
+        FROM fields f WHERE f.entity = 'citizen' AND f.record_id = citizens.citizen_id
+          AND f.field = 'site_id');
+    UPDATE changes SET site_id = (SELECT max(r.site_id) FROM records r
+        WHERE r.entity = json_extract(changes.mutation, '$.ops[0].entity')
+          AND r.record_id = unhex(replace(json_extract(changes.mutation, '$.ops[0].id'), '-', '')))
+        WHERE class IN ('site', 'site_log') AND kind = 'mutation';
+    -- Caretakers keep what they saw: every site of their team.
+    INSERT INTO caretaker_sites (worker_id, site_id)
+        SELECT w.id, r.record_id FROM workers w
+        JOIN records r ON r.entity = 'site' AND r.team_id = w.team_id
+        WHERE w.role = 'caretaker';
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -217,6 +256,98 @@ pub fn open(data_dir: &Path) -> Result<Connection, DbError> {
 mod tests {
     use super::*;
     use rusqlite::params;
+
+    #[test]
+    fn a_version_3_database_migrates_with_sites_filled_in_and_caretakers_keeping_their_sites() {
+        let dir = tempfile::tempdir().unwrap();
+        let (team, caretaker, site, log, resident) =
+            ([1u8; 16], [0xau8; 16], [4u8; 16], [5u8; 16], [6u8; 16]);
+        {
+            let mut conn = Connection::open(dir.path().join("feltbog-server.sqlite")).unwrap();
+            for (v, sql) in MIGRATIONS[..3].iter().enumerate() {
+                let tx = conn.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", v as u32 + 1)
+                    .unwrap();
+                tx.commit().unwrap();
+            }
+            let uuid = |b: [u8; 16]| format!("\"{}\"", uuid::Uuid::from_bytes(b));
+            conn.execute("INSERT INTO teams VALUES (?1, 'Nord', 0)", [&team[..]])
+                .unwrap();
+            conn.execute(
+                "INSERT INTO workers (id, team_id, name, role) VALUES (?1, ?2, 'K', 'caretaker')",
+                params![&caretaker[..], &team[..]],
+            )
+            .unwrap();
+            for (entity, id, class, citizen) in [
+                ("site", site, "site", None),
+                ("site_log_entry", log, "site_log", None),
+                ("citizen", resident, "citizen", Some(resident)),
+            ] {
+                conn.execute(
+                    "INSERT INTO records (entity, record_id, team_id, class, citizen_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        entity,
+                        &id[..],
+                        &team[..],
+                        class,
+                        citizen.map(|c| c.to_vec())
+                    ],
+                )
+                .unwrap();
+                conn.execute(
+                    "INSERT INTO changes (team_id, device_id, mutation, class, citizen_id)
+                     VALUES (?1, x'00', ?2, ?3, ?4)",
+                    params![
+                        &team[..],
+                        format!(r#"{{"ops":[{{"entity":"{entity}","id":{}}}]}}"#, uuid(id)),
+                        class,
+                        citizen.map(|c| c.to_vec())
+                    ],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO citizens (citizen_id, team_id, resident) VALUES (?1, ?2, 1)",
+                params![&resident[..], &team[..]],
+            )
+            .unwrap();
+            for (entity, id) in [("site_log_entry", log), ("citizen", resident)] {
+                conn.execute(
+                    "INSERT INTO fields (entity, record_id, field, value, hlc, device)
+                     VALUES (?1, ?2, 'site_id', ?3, 1, x'00')",
+                    params![entity, &id[..], uuid(site)],
+                )
+                .unwrap();
+            }
+        }
+        let conn = open(dir.path()).unwrap();
+        let sites_of = |sql: &str| -> Vec<Option<Vec<u8>>> {
+            conn.prepare(sql)
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let at = Some(site.to_vec());
+        assert_eq!(
+            sites_of("SELECT site_id FROM records ORDER BY entity"),
+            vec![None, at.clone(), at.clone()],
+            "citizen (by `citizens`), site, site log"
+        );
+        assert_eq!(sites_of("SELECT site_id FROM citizens"), vec![at.clone()]);
+        assert_eq!(
+            sites_of("SELECT site_id FROM changes ORDER BY seq"),
+            vec![at.clone(), at.clone(), None]
+        );
+        assert_eq!(
+            sites_of("SELECT site_id FROM caretaker_sites"),
+            vec![at],
+            "the caretaker keeps the team's site"
+        );
+    }
 
     #[test]
     fn a_version_2_database_migrates_with_scopes_filled_in_and_overbroad_devices_revoked() {

@@ -210,6 +210,15 @@ fn team_exists(conn: &Connection, team: Uuid) -> Result<(), IdentityError> {
     }
 }
 
+/// A caretaker's site assignments belong to their role and team: a change of either ends them.
+fn forget_sites(conn: &Connection, worker: Uuid) -> Result<(), IdentityError> {
+    conn.execute(
+        "DELETE FROM caretaker_sites WHERE worker_id = ?1",
+        [&worker.as_bytes()[..]],
+    )?;
+    Ok(())
+}
+
 /// Revokes every active device of a worker; returns how many.
 fn revoke_workers_devices(
     conn: &Connection,
@@ -238,6 +247,7 @@ pub fn set_role(
     if n == 0 {
         return Err(IdentityError::NotFound("worker"));
     }
+    forget_sites(conn, worker)?;
     revoke_workers_devices(conn, worker, now_ms)
 }
 
@@ -256,6 +266,7 @@ pub fn move_worker(
     if n == 0 {
         return Err(IdentityError::NotFound("worker"));
     }
+    forget_sites(conn, worker)?;
     revoke_workers_devices(conn, worker, now_ms)
 }
 

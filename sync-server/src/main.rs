@@ -135,6 +135,23 @@ enum Admin {
         #[arg(long)]
         device: Uuid,
     },
+    /// List sites: id, team, assigned caretakers (comma-separated), name.
+    Sites,
+    /// Assign a caretaker to a site of their team: their devices receive the site, its log and
+    /// its residents. (A site a caretaker creates is theirs already.)
+    AssignSite {
+        #[arg(long)]
+        worker: Uuid,
+        #[arg(long)]
+        site: Uuid,
+    },
+    /// Take a site from a caretaker. Their devices are revoked and must enrol again.
+    UnassignSite {
+        #[arg(long)]
+        worker: Uuid,
+        #[arg(long)]
+        site: Uuid,
+    },
     /// Move a citizen and their history to another team. The old team's devices erase them.
     MoveCitizen {
         #[arg(long)]
@@ -290,6 +307,43 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
             audited(&tx, audit::Action::Revoke, Some((Uuid::nil(), device)))?;
             tx.commit()?;
             println!("device revoked; it wipes its data on its next request");
+        }
+        Admin::Sites => {
+            for site in sync::list_sites(&conn)? {
+                let caretakers: Vec<String> = site.caretakers.iter().map(Uuid::to_string).collect();
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    site.id,
+                    site.team_id,
+                    caretakers.join(","),
+                    site.name
+                );
+            }
+        }
+        Admin::AssignSite { worker, site } => {
+            let new = sync::assign_site(
+                &mut conn,
+                worker,
+                site,
+                now,
+                feltbog_core::hlc::DEFAULT_MAX_DRIFT_MS,
+            )?;
+            println!(
+                "{}",
+                if new {
+                    "site assigned; the caretaker's devices receive it on their next sync"
+                } else {
+                    "the caretaker has this site already"
+                }
+            );
+        }
+        Admin::UnassignSite { worker, site } => {
+            match sync::unassign_site(&mut conn, worker, site, now)? {
+                Some(n) => println!(
+                    "site taken from the caretaker; {n} device(s) revoked: enrol them again"
+                ),
+                None => println!("the caretaker did not have this site"),
+            }
         }
         Admin::MoveCitizen { citizen, team } => {
             sync::move_citizen(

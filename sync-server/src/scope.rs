@@ -14,17 +14,19 @@
 //! | role | reads (own team) | writes (own team) |
 //! |---|---|---|
 //! | outreach, home support | all classes | all classes |
-//! | caretaker | site, site_log, and citizens who live at a site (residents) | site, site_log |
+//! | caretaker | their sites, those sites' logs, and the citizens who live there (residents) | their sites and those sites' logs |
 //! | supervisor | all classes | nothing |
 //! | admin | nothing | nothing |
 //!
-//! Nothing is ever served or accepted across teams. "Not yours" and "does not exist" give the
-//! same answer.
+//! A caretaker's sites are the ones an administrator assigned them (`caretaker_sites`), and any
+//! site they create. Nothing is ever served or accepted across teams. "Not yours" and "does
+//! not exist" give the same answer.
 
 use crate::identity::{Caller, Role};
 use feltbog_core::domain::EntityKind;
 use feltbog_core::protocol::{FieldChange, Mutation};
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// A record's scope class.
@@ -63,37 +65,58 @@ impl Class {
     }
 }
 
-/// Whether `role` may read records of `class` in its own team. `resident`: for a citizen, that
-/// they live at one of the team's sites.
-pub fn can_read(role: Role, class: Class, resident: bool) -> bool {
+/// Whether `role` may read records of `class` in its own team. `at_own_site`: the record is a
+/// site, or belongs to a site, that is one of the caller's (a caretaker's assigned sites); for
+/// a citizen, that they live at one.
+pub fn can_read(role: Role, class: Class, at_own_site: bool) -> bool {
     match role {
         Role::Outreach | Role::HomeSupport | Role::Supervisor => true,
         Role::Caretaker => match class {
-            Class::Site | Class::SiteLog => true,
-            Class::Citizen => resident,
+            Class::Site | Class::SiteLog | Class::Citizen => at_own_site,
             Class::Case | Class::Anon => false,
         },
         Role::Admin => false,
     }
 }
 
-/// Whether `role` may create or change records of `class` in its own team.
-pub fn can_write(role: Role, class: Class) -> bool {
+/// Whether `role` may create or change records of `class` in its own team (`at_own_site` as
+/// for [`can_read`]).
+pub fn can_write(role: Role, class: Class, at_own_site: bool) -> bool {
     match role {
         Role::Outreach | Role::HomeSupport => true,
-        Role::Caretaker => matches!(class, Class::Site | Class::SiteLog),
+        Role::Caretaker => matches!(class, Class::Site | Class::SiteLog) && at_own_site,
         Role::Supervisor | Role::Admin => false,
     }
 }
 
-/// The SQL condition (over change-log row `c` joined to its citizen's scope `z`) for the
-/// classes `role` reads; kept beside [`can_read`] so the two cannot drift apart unnoticed (the
-/// authorization matrix test exercises both).
+/// A caretaker's sites (empty for other roles: their scope does not depend on sites). Read in
+/// the transaction that uses it, so an assignment made meanwhile counts.
+pub fn caller_sites(conn: &Connection, caller: &Caller) -> rusqlite::Result<BTreeSet<Uuid>> {
+    if caller.role != Role::Caretaker {
+        return Ok(BTreeSet::new());
+    }
+    let mut stmt =
+        conn.prepare_cached("SELECT site_id FROM caretaker_sites WHERE worker_id = ?1")?;
+    let rows = stmt.query_map([&caller.worker_id.as_bytes()[..]], |r| {
+        r.get::<_, Vec<u8>>(0)
+    })?;
+    let mut sites = BTreeSet::new();
+    for row in rows {
+        sites.insert(Uuid::from_slice(&row?).unwrap_or_default());
+    }
+    Ok(sites)
+}
+
+/// The SQL condition (over change-log row `c` joined to its citizen's scope `z`, with the
+/// caller's worker id as `?5`) for the records `role` reads; kept beside [`can_read`] so the
+/// two cannot drift apart unnoticed (a unit test and the authorization matrix test both).
 pub(crate) fn read_condition(role: Role) -> &'static str {
     match role {
         Role::Outreach | Role::HomeSupport | Role::Supervisor => "1",
         Role::Caretaker => {
-            "(c.class IN ('site', 'site_log') OR (c.class = 'citizen' AND z.resident = 1))"
+            "(CASE WHEN c.class IN ('site', 'site_log') THEN c.site_id
+                   WHEN c.class = 'citizen' THEN z.site_id END)
+             IN (SELECT site_id FROM caretaker_sites WHERE worker_id = ?5)"
         }
         Role::Admin => "0",
     }
@@ -112,6 +135,9 @@ pub struct RecordScope {
     pub citizen: Option<Uuid>,
     /// For a citizen's records: the citizen has a site.
     pub resident: bool,
+    /// The site: a site's own id, a site-log entry's site (and a conflict's about one), the
+    /// site a citizen lives at now.
+    pub site: Option<Uuid>,
     /// The citizen was taken off devices (closed past retention) or purged.
     pub removed: bool,
 }
@@ -122,7 +148,7 @@ pub fn record_scope(
     entity: EntityKind,
     id: Uuid,
 ) -> rusqlite::Result<Option<RecordScope>> {
-    /// Record team, class, citizen, the citizen's team, resident, removed.
+    /// Record team, class, citizen, the citizen's team, resident, removed, site.
     type Row = (
         Vec<u8>,
         String,
@@ -130,11 +156,13 @@ pub fn record_scope(
         Option<Vec<u8>>,
         bool,
         bool,
+        Option<Vec<u8>>,
     );
     let row: Option<Row> = conn
         .prepare_cached(
             "SELECT r.team_id, r.class, r.citizen_id, z.team_id, coalesce(z.resident, 0),
-                    coalesce(z.off_devices = 1 OR z.purged_ms IS NOT NULL, 0)
+                    coalesce(z.off_devices = 1 OR z.purged_ms IS NOT NULL, 0),
+                    CASE WHEN r.class = 'citizen' THEN z.site_id ELSE r.site_id END
              FROM records r LEFT JOIN citizens z ON z.citizen_id = r.citizen_id
              WHERE r.entity = ?1 AND r.record_id = ?2",
         )?
@@ -146,10 +174,11 @@ pub fn record_scope(
                 r.get(3)?,
                 r.get(4)?,
                 r.get(5)?,
+                r.get(6)?,
             ))
         })
         .optional()?;
-    let Some((team, class, citizen, citizen_team, resident, removed)) = row else {
+    let Some((team, class, citizen, citizen_team, resident, removed, site)) = row else {
         return Ok(None);
     };
     let uuid = |b: &[u8]| Uuid::from_slice(b).unwrap_or_default();
@@ -159,19 +188,42 @@ pub fn record_scope(
         citizen: citizen.as_deref().map(uuid),
         resident,
         removed,
+        site: site.as_deref().map(uuid),
     }))
 }
 
-/// Whether `caller` may read a record with this scope.
-pub fn readable(caller: &Caller, scope: &RecordScope) -> bool {
+/// Whether `caller`, with its sites `sites` ([`caller_sites`]), may read a record with this
+/// scope.
+pub fn readable(caller: &Caller, sites: &BTreeSet<Uuid>, scope: &RecordScope) -> bool {
     scope.team == caller.team_id
         && !scope.removed
-        && can_read(caller.role, scope.class, scope.resident)
+        && can_read(caller.role, scope.class, at(sites, scope))
 }
 
-/// Whether `caller` may change a record with this scope.
-pub fn writable(caller: &Caller, scope: &RecordScope) -> bool {
-    scope.team == caller.team_id && !scope.removed && can_write(caller.role, scope.class)
+/// Whether `caller`, with its sites `sites`, may change a record with this scope.
+pub fn writable(caller: &Caller, sites: &BTreeSet<Uuid>, scope: &RecordScope) -> bool {
+    scope.team == caller.team_id
+        && !scope.removed
+        && can_write(caller.role, scope.class, at(sites, scope))
+}
+
+fn at(sites: &BTreeSet<Uuid>, scope: &RecordScope) -> bool {
+    scope.site.is_some_and(|s| sites.contains(&s))
+}
+
+/// The site a new record belongs to: a site its own id, a site-log entry the site its
+/// `site_id` op names.
+pub fn site_of_new(m: &Mutation) -> Option<Uuid> {
+    let first = &m.ops[0];
+    match first.entity {
+        EntityKind::Site => Some(first.id),
+        EntityKind::SiteLogEntry => m
+            .ops
+            .iter()
+            .find(|op| op.field == "site_id")
+            .and_then(|op| serde_json::from_value::<Uuid>(op.change.value().clone()).ok()),
+        _ => None,
+    }
 }
 
 /// The class and citizen of a record a mutation creates. A visit or task names its citizen
@@ -218,20 +270,28 @@ mod tests {
     #[test]
     fn the_sql_condition_agrees_with_can_read() {
         let conn = Connection::open_in_memory().unwrap();
+        let (worker, own, other) = ([1u8; 16], [2u8; 16], [3u8; 16]);
+        conn.execute_batch(
+            "CREATE TABLE caretaker_sites (worker_id BLOB, site_id BLOB);
+             INSERT INTO caretaker_sites VALUES (x'01010101010101010101010101010101',
+                 x'02020202020202020202020202020202');",
+        )
+        .unwrap();
         for role in Role::ALL {
             for class in Class::ALL {
-                for resident in [false, true] {
+                for site in [None, Some(own), Some(other)] {
                     let sql = format!(
-                        "SELECT {} FROM (SELECT ?1 AS class) c, (SELECT ?2 AS resident) z",
-                        read_condition(role)
+                        "SELECT coalesce({}, 0) FROM (SELECT ?1 AS class, ?2 AS site_id) c,
+                             (SELECT ?2 AS site_id) z, (SELECT ?3 AS worker) w",
+                        read_condition(role).replace("?5", "w.worker")
                     );
                     let got: bool = conn
-                        .query_row(&sql, params![class.as_str(), resident], |r| r.get(0))
+                        .query_row(&sql, params![class.as_str(), site, worker], |r| r.get(0))
                         .unwrap();
                     assert_eq!(
                         got,
-                        can_read(role, class, resident),
-                        "{role} {class:?} resident={resident}"
+                        can_read(role, class, site == Some(own)),
+                        "{role} {class:?} site={site:?}"
                     );
                 }
             }

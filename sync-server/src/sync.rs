@@ -29,6 +29,7 @@ use feltbog_core::protocol::{
 };
 use feltbog_core::sim::{FailPoint, PlantedBug, fail_here, planted};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// The device id the server writes its own mutations (conflict records) under.
@@ -50,6 +51,9 @@ pub enum SyncError {
     Revoked,
     #[error("no such {0}")]
     NotFound(&'static str),
+    /// An administrator's request that the rules do not allow.
+    #[error("{0}")]
+    Refused(&'static str),
 }
 
 /// Handles one sync round trip for `caller`.
@@ -80,6 +84,7 @@ pub fn sync(
     {
         return Err(SyncError::Revoked);
     }
+    let sites = scope::caller_sites(&tx, caller)?;
     let mut ctx = Ctx::new(&tx, max_drift_ms, now_ms)?;
     let who = |action| Entry::device(caller.worker_id, caller.device_id.0, action);
     let mut trail: Vec<Entry> = Vec::new();
@@ -126,7 +131,7 @@ pub fn sync(
         let first = mutation.ops.first();
         let (entity, record) =
             first.map_or(("none", Uuid::nil()), |op| (op.entity.as_str(), op.id));
-        match ctx.check(caller, mutation)? {
+        match ctx.check(caller, &sites, mutation)? {
             Err((reason, detail)) => {
                 // Refusals are audited by record id, and filed under the record's citizen when
                 // the record exists (an attempt on a citizen's data belongs in their export).
@@ -159,7 +164,7 @@ pub fn sync(
         // citizen, or under none. A read of a record it may not see is recorded as denied.
         let scope = scope::record_scope(&tx, event.entity, event.record_id)?;
         let action = match scope {
-            Some(s) if scope::readable(caller, &s) => Action::DeviceRead,
+            Some(s) if scope::readable(caller, &sites, &s) => Action::DeviceRead,
             _ => Action::Denied,
         };
         let mut entry = who(action).record(
@@ -227,12 +232,19 @@ pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<Pull
          WHERE c.seq > ?2 AND (({scoped}){leak}) ORDER BY c.seq LIMIT ?3"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params![
+    let (team, cursor_arg, limit, bit, worker) = (
         &caller.team_id.as_bytes()[..],
         cursor as i64,
         limits::PULL_PAGE_MUTATIONS as i64,
         caller.role.bit(),
-    ])?;
+        &caller.worker_id.as_bytes()[..],
+    );
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&team, &cursor_arg, &limit, &bit];
+    if sql.contains("?5") {
+        // Only a caretaker's condition names the worker (their sites).
+        args.push(&worker);
+    }
+    let mut rows = stmt.query(&args[..])?;
     let (mut changes, mut next_cursor, mut scanned, mut bytes) =
         (Vec::new(), cursor, 0usize, 0usize);
     let mut erase = Vec::new();
@@ -316,7 +328,12 @@ fn valid_field_name(name: &str) -> bool {
 
 impl Ctx<'_> {
     /// Every rule a mutation must meet before anything of it is applied.
-    fn check(&self, caller: &Caller, m: &Mutation) -> Result<Check, SyncError> {
+    fn check(
+        &self,
+        caller: &Caller,
+        sites: &BTreeSet<Uuid>,
+        m: &Mutation,
+    ) -> Result<Check, SyncError> {
         let invalid = |detail: &str| Ok(Err((RejectReason::Invalid, detail.to_owned())));
         if m.device_id != caller.device_id {
             return Ok(Err((
@@ -334,10 +351,10 @@ impl Ctx<'_> {
         }) {
             return invalid("a field is assigned twice in one mutation");
         }
-        // A citizen lives at one of the team's own sites (that makes them the team's
-        // caretakers' business), never at another team's.
+        // A citizen lives at one of the team's own sites (that makes them the business of the
+        // team's caretakers of that site), never at another team's; a site log is kept at one.
         for op in &m.ops {
-            if op.entity == EntityKind::Citizen
+            if matches!(op.entity, EntityKind::Citizen | EntityKind::SiteLogEntry)
                 && op.field == "site_id"
                 && let FieldChange::Assign { value } = &op.change
                 && !value.is_null()
@@ -407,7 +424,7 @@ impl Ctx<'_> {
         };
         match scope::record_scope(self.tx, first.entity, first.id)? {
             Some(existing) => {
-                if !scope::writable(caller, &existing) {
+                if !scope::writable(caller, sites, &existing) {
                     return unavailable();
                 }
                 // The links that place a record (its citizen, its site) never change by an edit;
@@ -431,14 +448,17 @@ impl Ctx<'_> {
                     return unavailable();
                 }
                 let (class, citizen) = scope::classify_new(m);
-                if !scope::can_write(caller.role, class) {
+                // A caretaker keeps the logs of their own sites, and a site they create is theirs.
+                let at_own_site = class == Class::Site
+                    || scope::site_of_new(m).is_some_and(|site| sites.contains(&site));
+                if !scope::can_write(caller.role, class, at_own_site) {
                     return unavailable();
                 }
                 if class == Class::Case {
                     // A visit or task about a citizen: the citizen must be the caller's to write.
                     let of = citizen.unwrap_or_default();
                     match scope::record_scope(self.tx, EntityKind::Citizen, of)? {
-                        Some(c) if scope::writable(caller, &c) => {}
+                        Some(c) if scope::writable(caller, sites, &c) => {}
                         _ => return unavailable(),
                     }
                 }
@@ -452,22 +472,36 @@ impl Ctx<'_> {
     /// Applies a checked mutation; returns the citizen it is about, if any.
     fn apply(&mut self, caller: &Caller, m: &Mutation) -> Result<Option<Uuid>, SyncError> {
         let first = &m.ops[0];
-        let (class, citizen) = match scope::record_scope(self.tx, first.entity, first.id)? {
-            Some(existing) => (existing.class, existing.citizen),
+        let (class, citizen, site) = match scope::record_scope(self.tx, first.entity, first.id)? {
+            Some(existing) => (existing.class, existing.citizen, existing.site),
             None => {
                 let (class, citizen) = scope::classify_new(m);
+                let site = scope::site_of_new(m);
                 self.tx
                     .prepare_cached(
-                        "INSERT INTO records (entity, record_id, team_id, class, citizen_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                        "INSERT INTO records (entity, record_id, team_id, class, citizen_id, site_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )?
                     .execute(params![
                         first.entity.as_str(),
                         &first.id.as_bytes()[..],
                         &caller.team_id.as_bytes()[..],
                         class.as_str(),
-                        citizen.as_ref().map(|c| c.as_bytes().to_vec())
+                        citizen.as_ref().map(|c| c.as_bytes().to_vec()),
+                        site.as_ref().map(|s| s.as_bytes().to_vec())
                     ])?;
+                if class == Class::Site && caller.role == Role::Caretaker {
+                    // A caretaker's new site is theirs to keep.
+                    self.tx
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO caretaker_sites (worker_id, site_id)
+                             VALUES (?1, ?2)",
+                        )?
+                        .execute(params![
+                            &caller.worker_id.as_bytes()[..],
+                            &first.id.as_bytes()[..]
+                        ])?;
+                }
                 if class == Class::Citizen {
                     self.tx
                         .prepare_cached(
@@ -478,9 +512,11 @@ impl Ctx<'_> {
                             &caller.team_id.as_bytes()[..]
                         ])?;
                 }
-                (class, citizen)
+                (class, citizen, site)
             }
         };
+        // A citizen's rows are placed by the citizen's site now (`citizens`), not by this.
+        let site = if class == Class::Citizen { None } else { site };
         let mut applied = m.clone();
         let mut altered = false;
         for op in &mut applied.ops {
@@ -525,7 +561,7 @@ impl Ctx<'_> {
                 self.raise_conflict(caller, op, conflict)?;
             }
         }
-        let change_seq = self.log(caller.team_id, &applied, altered, class, citizen)?;
+        let change_seq = self.log(caller.team_id, &applied, altered, (class, citizen, site))?;
         if first.entity == EntityKind::Citizen {
             self.citizen_changed(first.id)?;
         }
@@ -551,18 +587,20 @@ impl Ctx<'_> {
     /// caretakers' business (they get the citizen's history, or an erasure when they move out),
     /// and archiving starts the retention clock.
     fn citizen_changed(&mut self, citizen: Uuid) -> Result<(), SyncError> {
-        let site = field_value(self.tx, EntityKind::Citizen, citizen, "site_id")?;
+        let site = field_value(self.tx, EntityKind::Citizen, citizen, "site_id")?
+            .and_then(|v| serde_json::from_value::<Uuid>(v).ok());
         let archived = field_value(self.tx, EntityKind::Citizen, citizen, "archived")?;
-        let resident = site.is_some_and(|v| !v.is_null());
+        let resident = site.is_some();
         let archived = archived.is_some_and(|v| v == serde_json::Value::Bool(true));
-        let (team, was_resident, closed): (Vec<u8>, bool, Option<i64>) = self
+        let (team, was_at, closed): (Vec<u8>, Option<Vec<u8>>, Option<i64>) = self
             .tx
             .prepare_cached(
-                "SELECT team_id, resident, closed_ms FROM citizens WHERE citizen_id = ?1",
+                "SELECT team_id, site_id, closed_ms FROM citizens WHERE citizen_id = ?1",
             )?
             .query_row([&citizen.as_bytes()[..]], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?;
+        let was_at = was_at.map(|b| Uuid::from_slice(&b).unwrap_or_default());
         let team = Uuid::from_slice(&team).map_err(|_| SyncError::Corrupt("team id"))?;
         let closed = match (archived, closed) {
             (true, None) => Some(self.now_ms as i64),
@@ -571,14 +609,26 @@ impl Ctx<'_> {
         };
         self.tx
             .prepare_cached(
-                "UPDATE citizens SET resident = ?2, closed_ms = ?3 WHERE citizen_id = ?1",
+                "UPDATE citizens SET resident = ?2, closed_ms = ?3, site_id = ?4
+                 WHERE citizen_id = ?1",
             )?
-            .execute(params![&citizen.as_bytes()[..], resident, closed])?;
-        let caretakers = Role::Caretaker.bit();
-        if resident && !was_resident {
-            self.deliver_history(citizen, team, caretakers)?;
-        } else if was_resident && !resident {
-            self.log_erase(citizen, team, caretakers)?;
+            .execute(params![
+                &citizen.as_bytes()[..],
+                resident,
+                closed,
+                site.as_ref().map(|s| s.as_bytes().to_vec())
+            ])?;
+        if site != was_at {
+            // Moved out of one site or into another: the old site's caretakers erase them
+            // (the erasure is served only to those who no longer see them), the new site's
+            // caretakers receive their history (filtered by each caretaker's sites).
+            let caretakers = Role::Caretaker.bit();
+            if was_at.is_some() {
+                self.log_erase(citizen, team, caretakers)?;
+            }
+            if site.is_some() {
+                self.deliver_history(citizen, team, caretakers)?;
+            }
         }
         Ok(())
     }
@@ -586,8 +636,8 @@ impl Ctx<'_> {
     /// Sends a citizen's history (copies of the log rows about them) to `roles` of `team`, who
     /// have just gained them; each role's own read rules still filter the copies.
     fn deliver_history(&self, citizen: Uuid, team: Uuid, roles: i64) -> Result<(), SyncError> {
-        self.tx.prepare_cached("INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id, roles)
-             SELECT ?2, device_id, 1, mutation, coalesce(copy_of, seq), class, citizen_id, ?3
+        self.tx.prepare_cached("INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id, roles, site_id)
+             SELECT ?2, device_id, 1, mutation, coalesce(copy_of, seq), class, citizen_id, ?3, site_id
              FROM changes WHERE citizen_id = ?1 AND kind = 'mutation' AND roles IS NULL
              ORDER BY seq")?.execute(
             params![&citizen.as_bytes()[..], &team.as_bytes()[..], roles],
@@ -755,18 +805,20 @@ impl Ctx<'_> {
             other => other,
         };
         let citizen = about.and_then(|a| a.citizen);
+        let site = about.and_then(|a| a.site).filter(|_| class != Class::Case);
         let team = about.map_or(caller.team_id, |a| a.team);
         let new = self
             .tx
             .prepare_cached(
-                "INSERT OR IGNORE INTO records (entity, record_id, team_id, class, citizen_id)
-             VALUES ('conflict', ?1, ?2, ?3, ?4)",
+                "INSERT OR IGNORE INTO records (entity, record_id, team_id, class, citizen_id, site_id)
+             VALUES ('conflict', ?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![
                 &record.id.0.as_bytes()[..],
                 &team.as_bytes()[..],
                 class.as_str(),
-                citizen.as_ref().map(|c| c.as_bytes().to_vec())
+                citizen.as_ref().map(|c| c.as_bytes().to_vec()),
+                site.as_ref().map(|s| s.as_bytes().to_vec())
             ])?;
         if new == 0 {
             // The same loser against the same winner: raised already (only a replay that was
@@ -782,24 +834,25 @@ impl Ctx<'_> {
                 },
             )?;
         }
-        self.log(team, &mutation, false, class, citizen).map(|_| ())
+        self.log(team, &mutation, false, (class, citizen, site))
+            .map(|_| ())
     }
 
     /// Appends to the change log. `echo`: the server altered the mutation, so its author
     /// device must pull it too, or it would keep the value it sent.
+    /// `place`: the row's class, citizen and site (for site and site-log rows).
     fn log(
         &self,
         team: Uuid,
         m: &Mutation,
         echo: bool,
-        class: Class,
-        citizen: Option<Uuid>,
+        (class, citizen, site): (Class, Option<Uuid>, Option<Uuid>),
     ) -> Result<i64, SyncError> {
         let text = serde_json::to_string(m).map_err(|_| SyncError::Corrupt("mutation"))?;
         self.tx
             .prepare_cached(
-                "INSERT INTO changes (team_id, device_id, echo, mutation, class, citizen_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO changes (team_id, device_id, echo, mutation, class, citizen_id, site_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 &team.as_bytes()[..],
@@ -807,7 +860,8 @@ impl Ctx<'_> {
                 echo,
                 text,
                 class.as_str(),
-                citizen.as_ref().map(|c| c.as_bytes().to_vec())
+                citizen.as_ref().map(|c| c.as_bytes().to_vec()),
+                site.as_ref().map(|s| s.as_bytes().to_vec())
             ])?;
         Ok(self.tx.last_insert_rowid())
     }
@@ -815,8 +869,8 @@ impl Ctx<'_> {
     /// Appends the change-log row `change_seq` once more, echoed to its own device too.
     /// Pulling a mutation again is harmless for every other device (merging is idempotent).
     fn echo_again(&self, team: Uuid, change_seq: i64) -> Result<(), SyncError> {
-        self.tx.prepare_cached("INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id)
-             SELECT team_id, device_id, 1, mutation, seq, class, citizen_id FROM changes
+        self.tx.prepare_cached("INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id, site_id)
+             SELECT team_id, device_id, 1, mutation, seq, class, citizen_id, site_id FROM changes
              WHERE seq = ?1 AND team_id = ?2")?.execute(
             params![change_seq, &team.as_bytes()[..]],
         )?;
@@ -873,7 +927,7 @@ impl Ctx<'_> {
             device_seq: self.server_seq,
             ops: vec![op],
         };
-        self.log(team, &mutation, false, class, citizen)?;
+        self.log(team, &mutation, false, (class, citizen, None))?;
         Ok(())
     }
 }
@@ -915,7 +969,7 @@ pub fn move_citizen(
     // The old team's site is not one of the new team's: the citizen no longer lives at a site
     // of their team, so they are not the new team's caretakers' business (until the new team
     // places them at one of its own sites).
-    tx.prepare_cached("UPDATE citizens SET resident = 0 WHERE citizen_id = ?1")?
+    tx.prepare_cached("UPDATE citizens SET resident = 0, site_id = NULL WHERE citizen_id = ?1")?
         .execute([&citizen.as_bytes()[..]])?;
     let had_site =
         field_value(&tx, EntityKind::Citizen, citizen, "site_id")?.is_some_and(|v| !v.is_null());
@@ -944,6 +998,162 @@ pub fn move_citizen(
     )?;
     tx.commit()?;
     Ok(())
+}
+
+/// Assigns a caretaker to a site of their team (an administrator's decision): on their next
+/// sync their devices receive the site, its log and its residents. Returns whether the
+/// assignment is new. Audited as the administrator's.
+pub fn assign_site(
+    conn: &mut Connection,
+    worker: Uuid,
+    site: Uuid,
+    now_ms: u64,
+    max_drift_ms: u64,
+) -> Result<bool, SyncError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let team = caretaker_team(&tx, worker)?;
+    // Another team's site looks like no site at all.
+    scope::record_scope(&tx, EntityKind::Site, site)?
+        .filter(|s| s.team == team)
+        .ok_or(SyncError::NotFound("site in the worker's team"))?;
+    let new = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO caretaker_sites (worker_id, site_id) VALUES (?1, ?2)",
+        )?
+        .execute(params![&worker.as_bytes()[..], &site.as_bytes()[..]])?
+        == 1;
+    if new {
+        let ctx = Ctx::new(&tx, max_drift_ms, now_ms)?;
+        let caretakers = Role::Caretaker.bit();
+        // Copies for the team's caretakers; each one's sites still filter them.
+        tx.prepare_cached(
+            "INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id, roles, site_id)
+             SELECT ?2, device_id, 1, mutation, coalesce(copy_of, seq), class, citizen_id, ?3, site_id
+             FROM changes WHERE site_id = ?1 AND class IN ('site', 'site_log')
+               AND kind = 'mutation' AND roles IS NULL
+             ORDER BY seq",
+        )?
+        .execute(params![&site.as_bytes()[..], &team.as_bytes()[..], caretakers])?;
+        let residents: Vec<Vec<u8>> = tx
+            .prepare_cached(
+                "SELECT citizen_id FROM citizens WHERE site_id = ?1 AND team_id = ?2
+                   AND off_devices = 0 AND purged_ms IS NULL",
+            )?
+            .query_map(params![&site.as_bytes()[..], &team.as_bytes()[..]], |r| {
+                r.get(0)
+            })?
+            .collect::<Result<_, _>>()?;
+        for citizen in residents {
+            let citizen =
+                Uuid::from_slice(&citizen).map_err(|_| SyncError::Corrupt("citizen id"))?;
+            ctx.deliver_history(citizen, team, caretakers)?;
+        }
+        // Whose scope changed, and by which site: two rows of one decision.
+        audit::append_many(
+            &tx,
+            now_ms,
+            &[
+                Entry::admin(Action::AssignSite).record("worker", worker, None),
+                Entry::admin(Action::AssignSite).record("site", site, None),
+            ],
+        )?;
+    }
+    tx.commit()?;
+    Ok(new)
+}
+
+/// Takes a site from a caretaker. What their devices hold was chosen by the old assignment,
+/// so they are revoked (wiped on their next request) and enrol again, as after a role change.
+/// Returns the devices revoked, or `None` if the caretaker did not have the site.
+pub fn unassign_site(
+    conn: &mut Connection,
+    worker: Uuid,
+    site: Uuid,
+    now_ms: u64,
+) -> Result<Option<usize>, SyncError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let removed = tx
+        .prepare_cached("DELETE FROM caretaker_sites WHERE worker_id = ?1 AND site_id = ?2")?
+        .execute(params![&worker.as_bytes()[..], &site.as_bytes()[..]])?;
+    if removed == 0 {
+        return Ok(None);
+    }
+    let revoked = tx
+        .prepare_cached(
+            "UPDATE devices SET active = 0, revoked_ms = ?2 WHERE worker_id = ?1 AND active = 1",
+        )?
+        .execute(params![&worker.as_bytes()[..], now_ms as i64])?;
+    // Whose scope changed, and by which site: two rows of one decision.
+    audit::append_many(
+        &tx,
+        now_ms,
+        &[
+            Entry::admin(Action::UnassignSite).record("worker", worker, None),
+            Entry::admin(Action::UnassignSite).record("site", site, None),
+        ],
+    )?;
+    tx.commit()?;
+    Ok(Some(revoked))
+}
+
+/// The team of an active caretaker; other workers are not assigned sites.
+fn caretaker_team(tx: &Transaction, worker: Uuid) -> Result<Uuid, SyncError> {
+    let row: Option<(String, Vec<u8>)> = tx
+        .prepare_cached("SELECT role, team_id FROM workers WHERE id = ?1")?
+        .query_row([&worker.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (role, team) = row.ok_or(SyncError::NotFound("worker"))?;
+    if role != Role::Caretaker.as_str() {
+        return Err(SyncError::Refused(
+            "only caretakers are assigned sites (other roles see all of their team's sites)",
+        ));
+    }
+    Uuid::from_slice(&team).map_err(|_| SyncError::Corrupt("team id"))
+}
+
+/// A site as the administrator sees it: id, team, name, and the caretakers assigned to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteInfo {
+    pub id: Uuid,
+    pub team_id: Uuid,
+    pub name: String,
+    pub caretakers: Vec<Uuid>,
+}
+
+/// Every site, for `admin sites` (a site's name is a place, not a person's data).
+pub fn list_sites(conn: &Connection) -> Result<Vec<SiteInfo>, SyncError> {
+    let mut stmt = conn.prepare(
+        "SELECT r.record_id, r.team_id, coalesce(json_extract(f.value, '$'), ''),
+                (SELECT group_concat(hex(c.worker_id)) FROM caretaker_sites c
+                 WHERE c.site_id = r.record_id)
+         FROM records r LEFT JOIN fields f ON f.entity = 'site' AND f.record_id = r.record_id
+             AND f.field = 'name'
+         WHERE r.entity = 'site' ORDER BY r.team_id, r.record_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, team, name, caretakers) = row?;
+        let uuid = |b: &[u8]| Uuid::from_slice(b).map_err(|_| SyncError::Corrupt("id"));
+        out.push(SiteInfo {
+            id: uuid(&id)?,
+            team_id: uuid(&team)?,
+            name,
+            caretakers: caretakers
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|hex| Uuid::try_parse(hex).ok())
+                .collect(),
+        });
+    }
+    Ok(out)
 }
 
 /// The municipality's retention rules for closed (archived) cases, in days after closing.

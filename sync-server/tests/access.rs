@@ -245,6 +245,19 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
             ),
             "{role}: the old device is revoked by the role change"
         );
+        if role == "caretaker" {
+            // A caretaker sees the sites an administrator assigns them: here the two sites of
+            // the team (`site_scope_is_per_caretaker` covers a site of the team not assigned).
+            for site in [own[&Class::Site].1, same[&Class::Site].1] {
+                server.admin(&[
+                    "assign-site",
+                    "--worker",
+                    &worker,
+                    "--site",
+                    &site.to_string(),
+                ]);
+            }
+        }
         let mut now = device(dir.path(), &format!("{role}-2"), &server, &worker);
         let mut raw = Raw::of(&mut now);
 
@@ -585,12 +598,8 @@ fn a_citizen_moved_to_another_team_leaves_the_old_teams_devices_and_reaches_the_
         &server,
         &worker(&nord, "N2", "home_support"),
     );
-    let mut care = device(
-        dir.path(),
-        "care",
-        &server,
-        &worker(&nord, "K", "caretaker"),
-    );
+    let k = worker(&nord, "K", "caretaker");
+    let mut care = device(dir.path(), "care", &server, &k);
     let mut s1 = device(dir.path(), "s1", &server, &worker(&syd, "S1", "outreach"));
     let mut s_care = device(
         dir.path(),
@@ -599,6 +608,11 @@ fn a_citizen_moved_to_another_team_leaves_the_old_teams_devices_and_reaches_the_
         &worker(&syd, "SK", "caretaker"),
     );
     let records = bundle(&mut n1, "flytter");
+    let assign = |n1: &mut Store, site: Uuid| {
+        sync(n1);
+        server.admin(&["assign-site", "--worker", &k, "--site", &site.to_string()]);
+    };
+    assign(&mut n1, records[&Class::Site].1);
     let (_, x) = records[&Class::Resident];
     let mut visit = Visit::with_citizen(
         feltbog_core::domain::CitizenId(x),
@@ -656,7 +670,9 @@ fn a_citizen_moved_to_another_team_leaves_the_old_teams_devices_and_reaches_the_
     assert!(late.get::<Visit>(visit.id.0).unwrap().is_none());
 
     // A resident who moves out of the team's site leaves the caretaker's device only.
-    let (_, y) = (bundle(&mut n1, "beboer"))[&Class::Resident];
+    let beboer = bundle(&mut n1, "beboer");
+    let (_, y) = beboer[&Class::Resident];
+    assign(&mut n1, beboer[&Class::Site].1);
     for d in [&mut n1, &mut n2, &mut care] {
         sync(d);
     }
@@ -1106,5 +1122,223 @@ fn a_citizen_who_moves_away_and_back_while_a_device_is_offline_keeps_its_pending
         other.get::<Citizen>(c.id.0).unwrap().and_then(|c| c.phone),
         Some("22 33 44 55".into()),
         "the edit reached the server"
+    );
+}
+
+/// A failing admin command's error text.
+fn admin_fails(server: &Server, args: &[&str]) -> String {
+    let out = std::process::Command::new(BIN)
+        .arg("admin")
+        .args(args)
+        .env("FELTBOG_DATA_DIR", &server.data_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "admin {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The creation mutation of a new site-log entry at `site`, made on a scratch store.
+fn new_log_at(dir: &std::path::Path, name: &str, site: Uuid) -> Vec<FieldOp> {
+    let mut scratch = Store::create(
+        &dir.join(format!("{name}.feltbog")),
+        &pass(),
+        &feltbog_core::store::CreateOptions::with_kdf(feltbog_core::crypto::KdfParams::MINIMUM),
+    )
+    .unwrap();
+    let entry = SiteLogEntry {
+        id: SiteLogEntryId::new(),
+        site_id: SiteId(site),
+        at: chrono::Utc::now(),
+        kind: SiteLogKind::Repair,
+        note: "vandhane skiftet".into(),
+        residents: BTreeSet::new(),
+        author: WorkerId::new(),
+        archived: false,
+    };
+    scratch.save(&entry).unwrap();
+    scratch.pending(10).unwrap().remove(0).ops
+}
+
+#[test]
+fn site_scope_is_per_caretaker() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let nord = server.admin(&["create-team", "Team Nord"]);
+    let syd = server.admin(&["create-team", "Team Syd"]);
+    let worker = |team: &str, name: &str, role: &str| {
+        server.admin(&[
+            "create-worker",
+            "--team",
+            team,
+            "--name",
+            name,
+            "--role",
+            role,
+        ])
+    };
+    let outreach = worker(&nord, "O", "outreach");
+    let (k1, k2) = (
+        worker(&nord, "K1", "caretaker"),
+        worker(&nord, "K2", "caretaker"),
+    );
+    let mut o = device(dir.path(), "o", &server, &outreach);
+    let one = bundle(&mut o, "et");
+    let two = bundle(&mut o, "to");
+    sync(&mut o);
+    let mut s = device(dir.path(), "s", &server, &worker(&syd, "S", "outreach"));
+    let elsewhere = bundle(&mut s, "syd");
+    sync(&mut s);
+    let id = |b: &BTreeMap<Class, (EntityKind, Uuid)>, c: Class| b[&c].1;
+    let assign = |k: &str, site: Uuid| {
+        server.admin(&["assign-site", "--worker", k, "--site", &site.to_string()])
+    };
+
+    // Only caretakers are assigned sites, and only sites of their own team; another team's
+    // site gets the answer a site that does not exist gets.
+    let err = admin_fails(
+        &server,
+        &[
+            "assign-site",
+            "--worker",
+            &outreach,
+            "--site",
+            &id(&one, Class::Site).to_string(),
+        ],
+    );
+    assert!(err.contains("only caretakers"), "{err}");
+    let other = admin_fails(
+        &server,
+        &[
+            "assign-site",
+            "--worker",
+            &k1,
+            "--site",
+            &id(&elsewhere, Class::Site).to_string(),
+        ],
+    );
+    let none = admin_fails(
+        &server,
+        &[
+            "assign-site",
+            "--worker",
+            &k1,
+            "--site",
+            &Uuid::now_v7().to_string(),
+        ],
+    );
+    assert_eq!(other, none);
+
+    assign(&k1, id(&one, Class::Site));
+    let mut c1 = device(dir.path(), "k1", &server, &k1);
+    let mut c2 = device(dir.path(), "k2", &server, &k2);
+    sync(&mut c1);
+    sync(&mut c2);
+    let seen = |store: &mut Store, b: &BTreeMap<Class, (EntityKind, Uuid)>| {
+        (
+            store.get::<Site>(id(b, Class::Site)).unwrap().is_some(),
+            store
+                .get::<SiteLogEntry>(id(b, Class::SiteLog))
+                .unwrap()
+                .is_some(),
+            store
+                .get::<Citizen>(id(b, Class::Resident))
+                .unwrap()
+                .is_some(),
+        )
+    };
+    assert_eq!(seen(&mut c1, &one), (true, true, true), "K1: their site");
+    assert_eq!(
+        seen(&mut c1, &two),
+        (false, false, false),
+        "K1: not the other site"
+    );
+    assert_eq!(
+        seen(&mut c2, &one),
+        (false, false, false),
+        "K2: no sites yet"
+    );
+
+    // Writes: a log at their site, not at the team's other site; no edit of that site.
+    let mut raw = Raw::of(&mut c1);
+    assert_eq!(
+        raw.write(new_log_at(dir.path(), "a", id(&one, Class::Site))),
+        Ok(())
+    );
+    assert_eq!(
+        raw.write(new_log_at(dir.path(), "b", id(&two, Class::Site))),
+        Err((
+            RejectReason::OutOfScope,
+            "record not available to this worker".into()
+        ))
+    );
+    assert!(
+        raw.write(vec![update_op(
+            EntityKind::Site,
+            id(&two, Class::Site),
+            Class::Site
+        )])
+        .is_err()
+    );
+    // A site K1 creates is K1's; K2 does not see it.
+    let own = Site {
+        id: SiteId::new(),
+        kind: SiteKind::StairwellCommunity,
+        name: "Opgangen".into(),
+        address: "Trappen 3".into(),
+        archived: false,
+        created_at: chrono::Utc::now(),
+    };
+    c1.save(&own).unwrap();
+    sync(&mut c1);
+    sync(&mut c2);
+    assert!(c2.get::<Site>(own.id.0).unwrap().is_none());
+    let listed = server.admin(&["sites"]);
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with(&own.id.0.to_string()))
+        .expect("the new site is listed");
+    assert!(row.contains(&k1) && !row.contains(&k2), "{row}");
+
+    // Assigned the other site, K2 receives it with its log and its residents.
+    assign(&k2, id(&two, Class::Site));
+    sync(&mut c2);
+    assert_eq!(
+        seen(&mut c2, &two),
+        (true, true, true),
+        "K2: history delivered"
+    );
+    assert_eq!(seen(&mut c2, &one), (false, false, false));
+
+    // A resident moving from K1's site to K2's leaves K1's device and reaches K2's.
+    let r = id(&one, Class::Resident);
+    sync(&mut o);
+    let mut moving = o.get::<Citizen>(r).unwrap().unwrap();
+    moving.site_id = Some(SiteId(id(&two, Class::Site)));
+    o.save(&moving).unwrap();
+    sync(&mut o);
+    sync(&mut c1);
+    sync(&mut c2);
+    assert!(c1.get::<Citizen>(r).unwrap().is_none(), "K1 erased them");
+    assert!(c2.get::<Citizen>(r).unwrap().is_some(), "K2 received them");
+
+    // Taking a site away revokes the caretaker's devices: they enrol again into the new scope.
+    let out = server.admin(&[
+        "unassign-site",
+        "--worker",
+        &k1,
+        "--site",
+        &id(&one, Class::Site).to_string(),
+    ]);
+    assert!(out.contains("1 device(s) revoked"), "{out}");
+    assert!(matches!(
+        try_sync(&mut c1),
+        Err(feltbog_core::sync::SyncError::Revoked)
+    ));
+    let mut again = device(dir.path(), "k1-again", &server, &k1);
+    sync(&mut again);
+    assert_eq!(seen(&mut again, &one), (false, false, false));
+    assert!(
+        again.get::<Site>(own.id.0).unwrap().is_some(),
+        "still their own site"
     );
 }
