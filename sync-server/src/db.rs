@@ -260,8 +260,14 @@ mod tests {
     #[test]
     fn a_version_3_database_migrates_with_sites_filled_in_and_caretakers_keeping_their_sites() {
         let dir = tempfile::tempdir().unwrap();
-        let (team, caretaker, site, log, resident) =
-            ([1u8; 16], [0xau8; 16], [4u8; 16], [5u8; 16], [6u8; 16]);
+        let (team, caretaker, site, log, resident, conflict) = (
+            [1u8; 16],
+            [0xau8; 16],
+            [4u8; 16],
+            [5u8; 16],
+            [6u8; 16],
+            [7u8; 16],
+        );
         {
             let mut conn = Connection::open(dir.path().join("feltbog-server.sqlite")).unwrap();
             for (v, sql) in MIGRATIONS[..3].iter().enumerate() {
@@ -283,6 +289,7 @@ mod tests {
                 ("site", site, "site", None),
                 ("site_log_entry", log, "site_log", None),
                 ("citizen", resident, "citizen", Some(resident)),
+                ("conflict", conflict, "site_log", None),
             ] {
                 conn.execute(
                     "INSERT INTO records (entity, record_id, team_id, class, citizen_id)
@@ -313,14 +320,19 @@ mod tests {
                 params![&resident[..], &team[..]],
             )
             .unwrap();
-            for (entity, id) in [("site_log_entry", log), ("citizen", resident)] {
+            let field = |entity: &str, id: [u8; 16], field: &str, value: String| {
                 conn.execute(
                     "INSERT INTO fields (entity, record_id, field, value, hlc, device)
-                     VALUES (?1, ?2, 'site_id', ?3, 1, x'00')",
-                    params![entity, &id[..], uuid(site)],
+                     VALUES (?1, ?2, ?3, ?4, 1, x'00')",
+                    params![entity, &id[..], field, value],
                 )
                 .unwrap();
-            }
+            };
+            field("site_log_entry", log, "site_id", uuid(site));
+            field("citizen", resident, "site_id", uuid(site));
+            // A conflict over the log entry: placed at the entry's site.
+            field("conflict", conflict, "entity", "\"site_log_entry\"".into());
+            field("conflict", conflict, "record_id", uuid(log));
         }
         let conn = open(dir.path()).unwrap();
         let sites_of = |sql: &str| -> Vec<Option<Vec<u8>>> {
@@ -334,13 +346,13 @@ mod tests {
         let at = Some(site.to_vec());
         assert_eq!(
             sites_of("SELECT site_id FROM records ORDER BY entity"),
-            vec![None, at.clone(), at.clone()],
-            "citizen (by `citizens`), site, site log"
+            vec![None, at.clone(), at.clone(), at.clone()],
+            "citizen (by `citizens`), conflict, site, site log"
         );
         assert_eq!(sites_of("SELECT site_id FROM citizens"), vec![at.clone()]);
         assert_eq!(
             sites_of("SELECT site_id FROM changes ORDER BY seq"),
-            vec![at.clone(), at.clone(), None]
+            vec![at.clone(), at.clone(), None, at.clone()]
         );
         assert_eq!(
             sites_of("SELECT site_id FROM caretaker_sites"),

@@ -240,13 +240,23 @@ pub fn set_role(
     now_ms: u64,
 ) -> Result<usize, IdentityError> {
     let role = parse_role(role)?;
-    let n = conn.execute(
+    let now: Option<String> = conn
+        .query_row(
+            "SELECT role FROM workers WHERE id = ?1",
+            [&worker.as_bytes()[..]],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match now {
+        None => return Err(IdentityError::NotFound("worker")),
+        // The same role again changes nothing: no devices revoked, no sites lost.
+        Some(now) if now == role.as_str() => return Ok(0),
+        Some(_) => {}
+    }
+    conn.execute(
         "UPDATE workers SET role = ?2 WHERE id = ?1",
         params![&worker.as_bytes()[..], role.as_str()],
     )?;
-    if n == 0 {
-        return Err(IdentityError::NotFound("worker"));
-    }
     forget_sites(conn, worker)?;
     revoke_workers_devices(conn, worker, now_ms)
 }
@@ -664,6 +674,12 @@ mod revocation_tests {
         assert_eq!(check_token(&conn, &t3).unwrap(), Err(Denied::Unknown));
         assert_eq!(check_token(&conn, &t3b).unwrap().unwrap().device_id, d3);
         // A role change or a team move revokes the worker's devices.
+        assert_eq!(
+            set_role(&conn, worker, "outreach", 6).unwrap(),
+            0,
+            "no change"
+        );
+        assert!(check_token(&conn, &t2).unwrap().is_ok());
         assert_eq!(set_role(&conn, worker, "caretaker", 6).unwrap(), 2);
         assert_eq!(check_token(&conn, &t2).unwrap(), Err(Denied::Revoked));
         let (_, t4) = enrol_one(&mut conn);

@@ -277,21 +277,32 @@ mod tests {
                  x'02020202020202020202020202020202');",
         )
         .unwrap();
+        // The change row's site (`c`) and the citizen's site now (`z`) vary apart: a site or
+        // log is placed by its row, a citizen by where they live now.
+        let places = [None, Some(own), Some(other)];
         for role in Role::ALL {
             for class in Class::ALL {
-                for site in [None, Some(own), Some(other)] {
+                for (row_site, lives_at) in places.iter().flat_map(|a| places.map(|b| (*a, b))) {
                     let sql = format!(
                         "SELECT coalesce({}, 0) FROM (SELECT ?1 AS class, ?2 AS site_id) c,
-                             (SELECT ?2 AS site_id) z, (SELECT ?3 AS worker) w",
+                             (SELECT ?3 AS site_id) z, (SELECT ?4 AS worker) w",
                         read_condition(role).replace("?5", "w.worker")
                     );
                     let got: bool = conn
-                        .query_row(&sql, params![class.as_str(), site, worker], |r| r.get(0))
+                        .query_row(
+                            &sql,
+                            params![class.as_str(), row_site, lives_at, worker],
+                            |r| r.get(0),
+                        )
                         .unwrap();
+                    let at_own_site = match class {
+                        Class::Citizen => lives_at == Some(own),
+                        _ => row_site == Some(own),
+                    };
                     assert_eq!(
                         got,
-                        can_read(role, class, site == Some(own)),
-                        "{role} {class:?} site={site:?}"
+                        can_read(role, class, at_own_site),
+                        "{role} {class:?} row site {row_site:?}, lives at {lives_at:?}"
                     );
                 }
             }

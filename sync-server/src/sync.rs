@@ -84,7 +84,7 @@ pub fn sync(
     {
         return Err(SyncError::Revoked);
     }
-    let sites = scope::caller_sites(&tx, caller)?;
+    let mut sites = scope::caller_sites(&tx, caller)?;
     let mut ctx = Ctx::new(&tx, max_drift_ms, now_ms)?;
     let who = |action| Entry::device(caller.worker_id, caller.device_id.0, action);
     let mut trail: Vec<Entry> = Vec::new();
@@ -131,7 +131,37 @@ pub fn sync(
         let first = mutation.ops.first();
         let (entity, record) =
             first.map_or(("none", Uuid::nil()), |op| (op.entity.as_str(), op.id));
-        match ctx.check(caller, &sites, mutation)? {
+        let verdict = match ctx.check(caller, &sites, mutation)? {
+            Err(refused) => Err(refused),
+            Ok(Made::Created) => {
+                let citizen = ctx.apply(caller, mutation)?;
+                if entity == EntityKind::Site.as_str() && caller.role == Role::Caretaker {
+                    // Theirs from now on, for the rest of this push too (its first log entry).
+                    sites.insert(record);
+                }
+                Ok(citizen)
+            }
+            Ok(Made::Edited) => {
+                // An edit must leave a valid record, or every device of the team would fail to
+                // list it. Fields merge one by one, so the record that results is only known
+                // after the merge: apply, check, and undo it all if it is not valid.
+                ctx.tx.execute_batch("SAVEPOINT edit")?;
+                let server_seq = ctx.server_seq;
+                let citizen = ctx.apply(caller, mutation)?;
+                match validate_stored(ctx.tx, mutation.ops[0].entity, record)? {
+                    Ok(()) => {
+                        ctx.tx.execute_batch("RELEASE edit")?;
+                        Ok(citizen)
+                    }
+                    Err(refused) => {
+                        ctx.tx.execute_batch("ROLLBACK TO edit; RELEASE edit")?;
+                        ctx.server_seq = server_seq;
+                        Err(refused)
+                    }
+                }
+            }
+        };
+        match verdict {
             Err((reason, detail)) => {
                 // Refusals are audited by record id, and filed under the record's citizen when
                 // the record exists (an attempt on a citizen's data belongs in their export).
@@ -148,8 +178,7 @@ pub fn sync(
                     detail,
                 })
             }
-            Ok(()) => {
-                let citizen = ctx.apply(caller, mutation)?;
+            Ok(citizen) => {
                 trail.push(who(Action::Write).record(entity, record, citizen));
                 acked.push(seq);
             }
@@ -318,6 +347,13 @@ impl<'a> Ctx<'a> {
 
 type Check = Result<(), (RejectReason, String)>;
 
+/// What a mutation that passed [`Ctx::check`] does.
+enum Made {
+    Created,
+    /// Changes a stored record: checked once more after merging ([`validate_stored`]).
+    Edited,
+}
+
 fn valid_field_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
@@ -333,7 +369,7 @@ impl Ctx<'_> {
         caller: &Caller,
         sites: &BTreeSet<Uuid>,
         m: &Mutation,
-    ) -> Result<Check, SyncError> {
+    ) -> Result<Result<Made, (RejectReason, String)>, SyncError> {
         let invalid = |detail: &str| Ok(Err((RejectReason::Invalid, detail.to_owned())));
         if m.device_id != caller.device_id {
             return Ok(Err((
@@ -438,7 +474,7 @@ impl Ctx<'_> {
                         return invalid("a record's citizen or site cannot change by an edit");
                     }
                 }
-                validate_update(self.tx, m)
+                Ok(Ok(Made::Edited))
             }
             None => {
                 // An update to a record this server does not have (no `id` op: not a
@@ -464,7 +500,7 @@ impl Ctx<'_> {
                 }
                 // A record's first mutation must create a whole, valid record: a partial one
                 // would reach every device of the team and break their lists.
-                Ok(validate_creation(caller, m))
+                Ok(validate_creation(caller, m).map(|()| Made::Created))
             }
         }
     }
@@ -1324,43 +1360,21 @@ fn validate_creation(caller: &Caller, m: &Mutation) -> Check {
     })
 }
 
-/// An edit must leave a valid record: every device of the team reads the merged record, and
-/// one that no longer parses or breaks a domain rule (a wrong type, a note past its length)
-/// would break their lists. The record is checked with this mutation's values laid over the
-/// stored ones, whichever wins the merge: a losing value is kept and shown as a conflict too.
-fn validate_update(tx: &Transaction, m: &Mutation) -> Result<Check, SyncError> {
-    let first = &m.ops[0];
+/// Whether a stored record, as merged now, is a valid record of its kind: every device of the
+/// team reads it, and one that no longer parses or breaks a domain rule (a wrong type, a note
+/// past its length, a citizen left with neither alias nor name) would break their lists.
+fn validate_stored(tx: &Transaction, entity: EntityKind, id: Uuid) -> Result<Check, SyncError> {
     let mut record = serde_json::Map::new();
     let mut stmt =
         tx.prepare_cached("SELECT field, value FROM fields WHERE entity = ?1 AND record_id = ?2")?;
-    let rows = stmt.query_map(
-        params![first.entity.as_str(), &first.id.as_bytes()[..]],
-        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
-    )?;
+    let rows = stmt.query_map(params![entity.as_str(), &id.as_bytes()[..]], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
     for row in rows {
         let (field, value) = row?;
         let value = serde_json::from_str(&value).map_err(|_| SyncError::Corrupt("field value"))?;
         record.insert(field, value);
     }
-    for op in &m.ops {
-        match &op.change {
-            FieldChange::Assign { value } => {
-                record.insert(op.field.clone(), value.clone());
-            }
-            FieldChange::Add { value } | FieldChange::Remove { value, .. } => {
-                let slot = record
-                    .entry(op.field.clone())
-                    .or_insert_with(|| serde_json::Value::Array(vec![]));
-                if let serde_json::Value::Array(items) = slot {
-                    items.retain(|item| item != value);
-                    if matches!(op.change, FieldChange::Add { .. }) {
-                        items.push(value.clone());
-                    }
-                }
-            }
-        }
-    }
-    let entity = first.entity;
     Ok(
         check_record(entity, serde_json::Value::Object(record)).map_err(|why| {
             (

@@ -1011,6 +1011,41 @@ fn request_rates_and_batch_sizes_have_clear_limits() {
         ))
     );
     assert_eq!(raw.write(vec![op("phone", "22 33 44 55".into())]), Ok(()));
+    // Fields merge one by one: an edit whose values would each be fine over the stored record
+    // can still leave an invalid one. Here a stale edit's alias loses to a newer removal of the
+    // alias while its removal of the full name wins: neither would be left. Refused.
+    let at = |field: &str, value: serde_json::Value, ms: u64| FieldOp {
+        hlc: Hlc::new(ms, 0).unwrap(),
+        ..op(field, value)
+    };
+    let t = system_time_ms();
+    assert_eq!(
+        raw.write(vec![at("full_name", "Fuldt Navn".into(), t)]),
+        Ok(())
+    );
+    assert_eq!(
+        raw.write(vec![at("alias", serde_json::Value::Null, t + 100)]),
+        Ok(())
+    );
+    let (_, detail) = raw
+        .write(vec![
+            at("alias", "Ny".into(), t + 50),
+            at("full_name", serde_json::Value::Null, t + 50),
+        ])
+        .unwrap_err();
+    assert!(detail.contains("would not be valid"), "{detail}");
+    // Nothing of the refused edit stayed on the server: the record keeps its full name.
+    let db = rusqlite::Connection::open(dir.path().join("server2/feltbog-server.sqlite")).unwrap();
+    let stored = |field: &str| -> String {
+        db.query_row(
+            "SELECT value FROM fields WHERE entity = 'citizen' AND record_id = ?1 AND field = ?2",
+            rusqlite::params![&citizen.id.0.as_bytes()[..], field],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(stored("full_name"), "\"Fuldt Navn\"");
+    assert_eq!(stored("alias"), "null");
 }
 
 #[test]
@@ -1289,7 +1324,31 @@ fn site_scope_is_per_caretaker() {
         created_at: chrono::Utc::now(),
     };
     c1.save(&own).unwrap();
-    sync(&mut c1);
+    // Its first log entry and a correction of its address go up in the same push as the site.
+    let first_entry = SiteLogEntry {
+        id: SiteLogEntryId::new(),
+        site_id: own.id,
+        at: chrono::Utc::now(),
+        kind: SiteLogKind::Repair,
+        note: "lys i opgangen".into(),
+        residents: BTreeSet::new(),
+        author: WorkerId::new(),
+        archived: false,
+    };
+    c1.save(&first_entry).unwrap();
+    let corrected = Site {
+        address: "Trappen 5".into(),
+        ..own.clone()
+    };
+    c1.save(&corrected).unwrap();
+    let report = sync(&mut c1);
+    assert_eq!((report.acked, report.set_aside), (3, 0), "{report:?}");
+    sync(&mut o);
+    assert!(o.get::<SiteLogEntry>(first_entry.id.0).unwrap().is_some());
+    assert_eq!(
+        o.get::<Site>(own.id.0).unwrap().unwrap().address.expose(),
+        "Trappen 5"
+    );
     sync(&mut c2);
     assert!(c2.get::<Site>(own.id.0).unwrap().is_none());
     let listed = server.admin(&["sites"]);
@@ -1341,4 +1400,33 @@ fn site_scope_is_per_caretaker() {
         again.get::<Site>(own.id.0).unwrap().is_some(),
         "still their own site"
     );
+}
+
+#[test]
+fn a_long_access_log_goes_up_in_one_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (_, worker) = team_and_worker(&server);
+    let mut store = device(dir.path(), "d", &server, &worker);
+    let citizen = Citizen::with_alias("Læst ofte");
+    store.save(&citizen).unwrap();
+    // A caseload opened many times between syncs: more reads than one push carries.
+    let reads = 2 * feltbog_core::protocol::limits::MAX_ACCESS_EVENTS_PER_PUSH + 500;
+    store
+        .record_access(std::iter::repeat_n(
+            (EntityKind::Citizen, citizen.id.0),
+            reads,
+        ))
+        .unwrap();
+    let report = sync(&mut store);
+    assert!(store.pending_access(1).unwrap().is_empty(), "{report:?}");
+    let db = rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
+    let filed: i64 = db
+        .query_row(
+            "SELECT count(*) FROM audit WHERE action = 'device_read' AND citizen_id = ?1",
+            [&citizen.id.0.as_bytes()[..]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(filed as usize, reads);
 }

@@ -254,7 +254,11 @@ pub fn sync_with<A: StoreAccess>(
         // nothing out of it and changed nothing to retry (edits saved meanwhile wait for the
         // next sync).
         let stuck = applied.acked + applied.set_aside == 0 && restamped == 0;
-        if !response.pull.more && (pending_now == 0 || stuck) {
+        // A full access log that the server took may have more behind it: send on (pushes
+        // with no mutations) until it is drained, so reads never pile up on the device.
+        let access_more = request.access_log.len() == limits::MAX_ACCESS_EVENTS_PER_PUSH
+            && response.access_acked > 0;
+        if !response.pull.more && (pending_now == 0 || stuck) && !access_more {
             break;
         }
     }
