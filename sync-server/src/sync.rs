@@ -165,13 +165,16 @@ pub fn sync(
             Err((reason, detail)) => {
                 // Refusals are audited by record id, and filed under the record's citizen when
                 // the record exists (an attempt on a citizen's data belongs in their export).
-                let citizen = match first {
+                let citizens = match first {
                     Some(op) => {
-                        scope::record_scope(ctx.tx, op.entity, op.id)?.and_then(|s| s.citizen)
+                        let scope = scope::record_scope(ctx.tx, op.entity, op.id)?;
+                        filed_under(ctx.tx, op.entity, op.id, scope.and_then(|s| s.citizen))?
                     }
-                    None => None,
+                    None => vec![None],
                 };
-                trail.push(who(Action::Denied).record(entity, record, citizen));
+                for citizen in citizens {
+                    trail.push(who(Action::Denied).record(entity, record, citizen));
+                }
                 rejected.push(Rejection {
                     device_seq: seq,
                     reason,
@@ -179,7 +182,9 @@ pub fn sync(
                 })
             }
             Ok(citizen) => {
-                trail.push(who(Action::Write).record(entity, record, citizen));
+                for citizen in filed_under(ctx.tx, mutation.ops[0].entity, record, citizen)? {
+                    trail.push(who(Action::Write).record(entity, record, citizen));
+                }
                 acked.push(seq);
             }
         }
@@ -196,14 +201,18 @@ pub fn sync(
             Some(s) if scope::readable(caller, &sites, &s) => Action::DeviceRead,
             _ => Action::Denied,
         };
-        let mut entry = who(action).record(
-            event.entity.as_str(),
+        let citizens = filed_under(
+            &tx,
+            event.entity,
             event.record_id,
             scope.and_then(|s| s.citizen),
-        );
-        // The device's clock, within reason (it is shown as a date in exports).
-        entry.device_at_ms = Some(event.at_ms.min(now_ms + 366 * DAY_MS as u64));
-        trail.push(entry);
+        )?;
+        for citizen in citizens {
+            let mut entry = who(action).record(event.entity.as_str(), event.record_id, citizen);
+            // The device's clock, within reason (it is shown as a date in exports).
+            entry.device_at_ms = Some(event.at_ms.min(now_ms + 366 * DAY_MS as u64));
+            trail.push(entry);
+        }
         access_acked = access_acked.max(event.seq);
     }
     let server_hlc = ctx.finish()?;
@@ -211,7 +220,9 @@ pub fn sync(
     for (_, m) in &pull.changes {
         if let Some(op) = m.ops.first() {
             let citizen = scope::record_scope(&tx, op.entity, op.id)?.and_then(|s| s.citizen);
-            trail.push(who(Action::Read).record(op.entity.as_str(), op.id, citizen));
+            for citizen in filed_under(&tx, op.entity, op.id, citizen)? {
+                trail.push(who(Action::Read).record(op.entity.as_str(), op.id, citizen));
+            }
         }
     }
     for citizen in &pull.erase {
@@ -231,6 +242,30 @@ pub fn sync(
         server_time_ms: now_ms,
         access_acked,
     })
+}
+
+/// The citizens an audit row about a record is filed under, for their Art. 15 export: the
+/// record's own citizen, or for a site-log entry every resident it names (one row each); a
+/// record about nobody gets one row under no citizen.
+fn filed_under(
+    tx: &Transaction,
+    entity: EntityKind,
+    id: Uuid,
+    citizen: Option<Uuid>,
+) -> Result<Vec<Option<Uuid>>, SyncError> {
+    if entity == EntityKind::SiteLogEntry
+        && let Some(serde_json::Value::Array(named)) = field_value(tx, entity, id, "residents")?
+    {
+        let residents: Vec<Option<Uuid>> = named
+            .into_iter()
+            .filter_map(|v| serde_json::from_value::<Uuid>(v).ok())
+            .map(Some)
+            .collect();
+        if !residents.is_empty() {
+            return Ok(residents);
+        }
+    }
+    Ok(vec![citizen])
 }
 
 /// The next page of changes for `caller` after `cursor`: the mutations in its worker's scope

@@ -231,9 +231,23 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
     let mut cells = 0;
     let mut refusals = BTreeSet::new();
     for role in ROLES {
-        // The worker did outreach first ("own" records), then took this role: a role change
-        // revokes their devices, so they enrol a new one in the new scope.
-        let worker = server.admin(&["create-worker", "--team", &team, "--name", role]);
+        // The worker did case work first ("own" records: outreach, or home support before
+        // becoming an outreach worker), then took this role: a role change revokes their
+        // devices, so they enrol a new one in the new scope.
+        let before = if role == "outreach" {
+            "home_support"
+        } else {
+            "outreach"
+        };
+        let worker = server.admin(&[
+            "create-worker",
+            "--team",
+            &team,
+            "--name",
+            role,
+            "--role",
+            before,
+        ]);
         let mut first = device(dir.path(), &format!("{role}-1"), &server, &worker);
         let own = bundle(&mut first, role);
         sync(&mut first);
@@ -1292,6 +1306,18 @@ fn site_scope_is_per_caretaker() {
         (false, false, false),
         "K2: no sites yet"
     );
+    // The site log entry names its resident: its reads are in the resident's Art. 15 export.
+    let export = server.admin(&[
+        "audit-export",
+        "--citizen",
+        &id(&one, Class::Resident).to_string(),
+    ]);
+    let log_reads = export
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["entity"] == "site_log_entry" && r["action"] == "read")
+        .count();
+    assert!(log_reads >= 1, "{export}");
 
     // Writes: a log at their site, not at the team's other site; no edit of that site.
     let mut raw = Raw::of(&mut c1);
