@@ -76,6 +76,33 @@ fn expect_write(role: &str, class: Class) -> bool {
     }
 }
 
+/// A worker of `team` with `role`, made with the admin CLI; returns their id.
+fn worker_in(server: &Server, team: &str, name: &str, role: &str) -> String {
+    server.admin(&[
+        "create-worker",
+        "--team",
+        team,
+        "--name",
+        name,
+        "--role",
+        role,
+    ])
+}
+
+/// A repair noted in a site's log now, naming no resident.
+fn log_entry(site: SiteId, note: &str) -> SiteLogEntry {
+    SiteLogEntry {
+        id: SiteLogEntryId::new(),
+        site_id: site,
+        at: chrono::Utc::now(),
+        kind: SiteLogKind::Repair,
+        note: note.into(),
+        residents: BTreeSet::new(),
+        author: WorkerId::new(),
+        archived: false,
+    }
+}
+
 /// One record of each class, made on `store` (not yet synced).
 fn bundle(store: &mut Store, label: &str) -> BTreeMap<Class, (EntityKind, Uuid)> {
     let now = chrono::Utc::now();
@@ -94,14 +121,8 @@ fn bundle(store: &mut Store, label: &str) -> BTreeMap<Class, (EntityKind, Uuid)>
     case.note = "hjemmebesøg".into();
     let anon = Visit::anonymous(2, "to personer ved stationen", WorkerId::new());
     let log = SiteLogEntry {
-        id: SiteLogEntryId::new(),
-        site_id: site.id,
-        at: now,
-        kind: SiteLogKind::Repair,
-        note: "dør repareret".into(),
         residents: BTreeSet::from([resident.id]),
-        author: WorkerId::new(),
-        archived: false,
+        ..log_entry(site.id, "dør repareret")
     };
     store.save(&site).unwrap();
     store.save(&resident).unwrap();
@@ -594,17 +615,7 @@ fn a_citizen_moved_to_another_team_leaves_the_old_teams_devices_and_reaches_the_
     let server = Server::start(&dir.path().join("server"));
     let nord = server.admin(&["create-team", "Team Nord"]);
     let syd = server.admin(&["create-team", "Team Syd"]);
-    let worker = |team: &str, name: &str, role: &str| {
-        server.admin(&[
-            "create-worker",
-            "--team",
-            team,
-            "--name",
-            name,
-            "--role",
-            role,
-        ])
-    };
+    let worker = |team: &str, name: &str, role: &str| worker_in(&server, team, name, role);
     let mut n1 = device(dir.path(), "n1", &server, &worker(&nord, "N1", "outreach"));
     let mut n2 = device(
         dir.path(),
@@ -1194,16 +1205,7 @@ fn new_log_at(dir: &std::path::Path, name: &str, site: Uuid) -> Vec<FieldOp> {
         &feltbog_core::store::CreateOptions::with_kdf(feltbog_core::crypto::KdfParams::MINIMUM),
     )
     .unwrap();
-    let entry = SiteLogEntry {
-        id: SiteLogEntryId::new(),
-        site_id: SiteId(site),
-        at: chrono::Utc::now(),
-        kind: SiteLogKind::Repair,
-        note: "vandhane skiftet".into(),
-        residents: BTreeSet::new(),
-        author: WorkerId::new(),
-        archived: false,
-    };
+    let entry = log_entry(SiteId(site), "vandhane skiftet");
     scratch.save(&entry).unwrap();
     scratch.pending(10).unwrap().remove(0).ops
 }
@@ -1214,17 +1216,7 @@ fn site_scope_is_per_caretaker() {
     let server = Server::start(&dir.path().join("server"));
     let nord = server.admin(&["create-team", "Team Nord"]);
     let syd = server.admin(&["create-team", "Team Syd"]);
-    let worker = |team: &str, name: &str, role: &str| {
-        server.admin(&[
-            "create-worker",
-            "--team",
-            team,
-            "--name",
-            name,
-            "--role",
-            role,
-        ])
-    };
+    let worker = |team: &str, name: &str, role: &str| worker_in(&server, team, name, role);
     let outreach = worker(&nord, "O", "outreach");
     let (k1, k2) = (
         worker(&nord, "K1", "caretaker"),
@@ -1351,16 +1343,7 @@ fn site_scope_is_per_caretaker() {
     };
     c1.save(&own).unwrap();
     // Its first log entry and a correction of its address go up in the same push as the site.
-    let first_entry = SiteLogEntry {
-        id: SiteLogEntryId::new(),
-        site_id: own.id,
-        at: chrono::Utc::now(),
-        kind: SiteLogKind::Repair,
-        note: "lys i opgangen".into(),
-        residents: BTreeSet::new(),
-        author: WorkerId::new(),
-        archived: false,
-    };
+    let first_entry = log_entry(own.id, "lys i opgangen");
     c1.save(&first_entry).unwrap();
     let corrected = Site {
         address: "Trappen 5".into(),
