@@ -107,6 +107,10 @@ pub enum Action {
     AssignSite,
     /// A site was taken from a caretaker (their devices were revoked).
     UnassignSite,
+    /// A supervisor was given another team to read, or it was taken away (two rows: the
+    /// worker, the team; their devices were revoked).
+    Supervise,
+    Unsupervise,
 }
 
 impl Action {
@@ -131,6 +135,8 @@ impl Action {
             Action::Export => "export",
             Action::AssignSite => "assign_site",
             Action::UnassignSite => "unassign_site",
+            Action::Supervise => "supervise",
+            Action::Unsupervise => "unsupervise",
         }
     }
 }

@@ -165,7 +165,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE server_state ADD COLUMN audit_seq INTEGER NOT NULL DEFAULT 0;
     "#,
     // 4: caretakers see the sites they are assigned to (their logs and residents), not every
-    // site of their team.
+    // site of their team; supervisors may read more teams than their own.
     r#"
     CREATE TABLE caretaker_sites (
         worker_id BLOB NOT NULL REFERENCES workers (id),
@@ -197,6 +197,12 @@ const MIGRATIONS: &[&str] = &[
         WHERE r.entity = json_extract(changes.mutation, '$.ops[0].entity')
           AND r.record_id = unhex(replace(json_extract(changes.mutation, '$.ops[0].id'), '-', '')))
         WHERE class IN ('site', 'site_log') AND kind = 'mutation';
+    -- Teams a supervisor reads besides their own.
+    CREATE TABLE supervised_teams (
+        worker_id BLOB NOT NULL REFERENCES workers (id),
+        team_id   BLOB NOT NULL REFERENCES teams (id),
+        PRIMARY KEY (worker_id, team_id)
+    ) WITHOUT ROWID;
     -- Caretakers keep what they saw: every site of their team.
     INSERT INTO caretaker_sites (worker_id, site_id)
         SELECT w.id, r.record_id FROM workers w

@@ -210,13 +210,63 @@ fn team_exists(conn: &Connection, team: Uuid) -> Result<(), IdentityError> {
     }
 }
 
-/// A caretaker's site assignments belong to their role and team: a change of either ends them.
+/// A caretaker's sites and a supervisor's teams belong to their role and team: a change of
+/// either ends them.
 fn forget_sites(conn: &Connection, worker: Uuid) -> Result<(), IdentityError> {
-    conn.execute(
+    for sql in [
         "DELETE FROM caretaker_sites WHERE worker_id = ?1",
-        [&worker.as_bytes()[..]],
-    )?;
+        "DELETE FROM supervised_teams WHERE worker_id = ?1",
+    ] {
+        conn.execute(sql, [&worker.as_bytes()[..]])?;
+    }
     Ok(())
+}
+
+/// Gives a supervisor another team to read, or (`supervise = false`) takes it away. Their
+/// devices are revoked either way and enrol again: a new device pulls its whole new scope from
+/// the start, and one that may see less cannot keep what it had. Returns the devices revoked,
+/// or `None` if nothing changed.
+pub fn set_supervised(
+    conn: &Connection,
+    worker: Uuid,
+    team: Uuid,
+    supervise: bool,
+    now_ms: u64,
+) -> Result<Option<usize>, IdentityError> {
+    let row: Option<(String, Vec<u8>)> = conn
+        .query_row(
+            "SELECT role, team_id FROM workers WHERE id = ?1",
+            [&worker.as_bytes()[..]],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (role, own) = row.ok_or(IdentityError::NotFound("worker"))?;
+    if role != Role::Supervisor.as_str() {
+        return Err(IdentityError::Invalid(
+            "worker: only supervisors supervise other teams",
+        ));
+    }
+    team_exists(conn, team)?;
+    if own == team.as_bytes() {
+        return Err(IdentityError::Invalid(
+            "team: a supervisor reads their own team already",
+        ));
+    }
+    let changed = if supervise {
+        conn.execute(
+            "INSERT OR IGNORE INTO supervised_teams (worker_id, team_id) VALUES (?1, ?2)",
+            params![&worker.as_bytes()[..], &team.as_bytes()[..]],
+        )?
+    } else {
+        conn.execute(
+            "DELETE FROM supervised_teams WHERE worker_id = ?1 AND team_id = ?2",
+            params![&worker.as_bytes()[..], &team.as_bytes()[..]],
+        )?
+    };
+    if changed == 0 {
+        return Ok(None);
+    }
+    revoke_workers_devices(conn, worker, now_ms).map(Some)
 }
 
 /// Revokes every active device of a worker; returns how many.

@@ -152,6 +152,21 @@ enum Admin {
         #[arg(long)]
         site: Uuid,
     },
+    /// Let a supervisor read another team too (reviews across teams). Their devices are
+    /// revoked and enrol again into the wider scope.
+    Supervise {
+        #[arg(long)]
+        worker: Uuid,
+        #[arg(long)]
+        team: Uuid,
+    },
+    /// Stop a supervisor reading another team. Their devices are revoked.
+    Unsupervise {
+        #[arg(long)]
+        worker: Uuid,
+        #[arg(long)]
+        team: Uuid,
+    },
     /// Move a citizen and their history to another team. The old team's devices erase them.
     MoveCitizen {
         #[arg(long)]
@@ -343,6 +358,28 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
                     "site taken from the caretaker; {n} device(s) revoked: enrol them again"
                 ),
                 None => println!("the caretaker did not have this site"),
+            }
+        }
+        Admin::Supervise { worker, team } | Admin::Unsupervise { worker, team } => {
+            let (on, action) = match admin {
+                Admin::Supervise { .. } => (true, audit::Action::Supervise),
+                _ => (false, audit::Action::Unsupervise),
+            };
+            let tx = conn.transaction()?;
+            let revoked = identity::set_supervised(&tx, worker, team, on, now)?;
+            if let Some(n) = revoked {
+                audit::append_many(
+                    &tx,
+                    now,
+                    &[
+                        audit::Entry::admin(action).record("worker", worker, None),
+                        audit::Entry::admin(action).record("team", team, None),
+                    ],
+                )?;
+                tx.commit()?;
+                println!("done; {n} device(s) revoked: enrol them again");
+            } else {
+                println!("nothing to change");
             }
         }
         Admin::MoveCitizen { citizen, team } => {

@@ -15,12 +15,13 @@
 //! |---|---|---|
 //! | outreach, home support | all classes | all classes |
 //! | caretaker | their sites, those sites' logs, and the citizens who live there (residents) | their sites and those sites' logs |
-//! | supervisor | all classes | nothing |
+//! | supervisor | all classes, in their team and the teams they supervise | nothing |
 //! | admin | nothing | nothing |
 //!
 //! A caretaker's sites are the ones an administrator assigned them (`caretaker_sites`), and any
-//! site they create. Nothing is ever served or accepted across teams. "Not yours" and "does
-//! not exist" give the same answer.
+//! site they create. A supervisor reads their own team and the teams an administrator gave
+//! them to supervise (`supervised_teams`). Nothing else is served or accepted across teams.
+//! "Not yours" and "does not exist" give the same answer.
 
 use crate::identity::{Caller, Role};
 use feltbog_core::domain::EntityKind;
@@ -89,22 +90,53 @@ pub fn can_write(role: Role, class: Class, at_own_site: bool) -> bool {
     }
 }
 
-/// A caretaker's sites (empty for other roles: their scope does not depend on sites). Read in
-/// the transaction that uses it, so an assignment made meanwhile counts.
-pub fn caller_sites(conn: &Connection, caller: &Caller) -> rusqlite::Result<BTreeSet<Uuid>> {
-    if caller.role != Role::Caretaker {
-        return Ok(BTreeSet::new());
+/// What a caller reaches beyond its role: the teams it reads (its own, and for a supervisor the
+/// teams it supervises) and, for a caretaker, its sites. Read in the transaction that uses it,
+/// so an assignment made meanwhile counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reach {
+    pub teams: BTreeSet<Uuid>,
+    pub sites: BTreeSet<Uuid>,
+}
+
+/// The [`Reach`] of `caller` now.
+pub fn reach(conn: &Connection, caller: &Caller) -> rusqlite::Result<Reach> {
+    let ids = |sql: &str| -> rusqlite::Result<BTreeSet<Uuid>> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map([&caller.worker_id.as_bytes()[..]], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })?;
+        rows.map(|row| Ok(Uuid::from_slice(&row?).unwrap_or_default()))
+            .collect()
+    };
+    let mut reach = Reach {
+        teams: BTreeSet::from([caller.team_id]),
+        sites: BTreeSet::new(),
+    };
+    match caller.role {
+        Role::Caretaker => {
+            reach.sites = ids("SELECT site_id FROM caretaker_sites WHERE worker_id = ?1")?;
+        }
+        Role::Supervisor => {
+            reach.teams.extend(ids(
+                "SELECT team_id FROM supervised_teams WHERE worker_id = ?1",
+            )?);
+        }
+        _ => {}
     }
-    let mut stmt =
-        conn.prepare_cached("SELECT site_id FROM caretaker_sites WHERE worker_id = ?1")?;
-    let rows = stmt.query_map([&caller.worker_id.as_bytes()[..]], |r| {
-        r.get::<_, Vec<u8>>(0)
-    })?;
-    let mut sites = BTreeSet::new();
-    for row in rows {
-        sites.insert(Uuid::from_slice(&row?).unwrap_or_default());
+    Ok(reach)
+}
+
+/// The SQL condition that `column` (a team id) is a team the caller reads: `?1` is its own
+/// team, `?5` its worker id.
+pub(crate) fn team_condition(role: Role, column: &str) -> String {
+    match role {
+        Role::Supervisor => format!(
+            "({column} = ?1 OR {column} IN \
+             (SELECT team_id FROM supervised_teams WHERE worker_id = ?5))"
+        ),
+        _ => format!("{column} = ?1"),
     }
-    Ok(sites)
 }
 
 /// The SQL condition (over change-log row `c` joined to its citizen's scope `z`, with the
@@ -192,23 +224,23 @@ pub fn record_scope(
     }))
 }
 
-/// Whether `caller`, with its sites `sites` ([`caller_sites`]), may read a record with this
-/// scope.
-pub fn readable(caller: &Caller, sites: &BTreeSet<Uuid>, scope: &RecordScope) -> bool {
-    scope.team == caller.team_id
+/// Whether `caller`, reaching `reach` ([`reach`]), may read a record with this scope.
+pub fn readable(caller: &Caller, reach: &Reach, scope: &RecordScope) -> bool {
+    reach.teams.contains(&scope.team)
         && !scope.removed
-        && can_read(caller.role, scope.class, at(sites, scope))
+        && can_read(caller.role, scope.class, at(reach, scope))
 }
 
-/// Whether `caller`, with its sites `sites`, may change a record with this scope.
-pub fn writable(caller: &Caller, sites: &BTreeSet<Uuid>, scope: &RecordScope) -> bool {
+/// Whether `caller`, reaching `reach`, may change a record with this scope: in its own team
+/// only (a supervisor reads other teams and writes nothing).
+pub fn writable(caller: &Caller, reach: &Reach, scope: &RecordScope) -> bool {
     scope.team == caller.team_id
         && !scope.removed
-        && can_write(caller.role, scope.class, at(sites, scope))
+        && can_write(caller.role, scope.class, at(reach, scope))
 }
 
-fn at(sites: &BTreeSet<Uuid>, scope: &RecordScope) -> bool {
-    scope.site.is_some_and(|s| sites.contains(&s))
+fn at(reach: &Reach, scope: &RecordScope) -> bool {
+    scope.site.is_some_and(|s| reach.sites.contains(&s))
 }
 
 /// The site a new record belongs to: a site its own id, a site-log entry the site its

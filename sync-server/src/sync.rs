@@ -29,7 +29,6 @@ use feltbog_core::protocol::{
 };
 use feltbog_core::sim::{FailPoint, PlantedBug, fail_here, planted};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// The device id the server writes its own mutations (conflict records) under.
@@ -84,7 +83,7 @@ pub fn sync(
     {
         return Err(SyncError::Revoked);
     }
-    let mut sites = scope::caller_sites(&tx, caller)?;
+    let mut reach = scope::reach(&tx, caller)?;
     let mut ctx = Ctx::new(&tx, max_drift_ms, now_ms)?;
     let who = |action| Entry::device(caller.worker_id, caller.device_id.0, action);
     let mut trail: Vec<Entry> = Vec::new();
@@ -131,13 +130,13 @@ pub fn sync(
         let first = mutation.ops.first();
         let (entity, record) =
             first.map_or(("none", Uuid::nil()), |op| (op.entity.as_str(), op.id));
-        let verdict = match ctx.check(caller, &sites, mutation)? {
+        let verdict = match ctx.check(caller, &reach, mutation)? {
             Err(refused) => Err(refused),
             Ok(Made::Created) => {
                 let citizen = ctx.apply(caller, mutation)?;
                 if entity == EntityKind::Site.as_str() && caller.role == Role::Caretaker {
                     // Theirs from now on, for the rest of this push too (its first log entry).
-                    sites.insert(record);
+                    reach.sites.insert(record);
                 }
                 Ok(citizen)
             }
@@ -198,7 +197,7 @@ pub fn sync(
         // citizen, or under none. A read of a record it may not see is recorded as denied.
         let scope = scope::record_scope(&tx, event.entity, event.record_id)?;
         let action = match scope {
-            Some(s) if scope::readable(caller, &sites, &s) => Action::DeviceRead,
+            Some(s) if scope::readable(caller, &reach, &s) => Action::DeviceRead,
             _ => Action::Denied,
         };
         let citizens = filed_under(
@@ -276,14 +275,18 @@ pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<Pull
     // An erasure is served only while the citizen is still out of the caller's scope: one who
     // came back before the device synced stays, with any edits the device has pending.
     let readable = format!(
-        "(CASE WHEN c.citizen_id IS NULL THEN c.team_id ELSE z.team_id END) = ?1
-         AND coalesce(z.off_devices = 0 AND z.purged_ms IS NULL, 1) AND {}",
+        "{} AND coalesce(z.off_devices = 0 AND z.purged_ms IS NULL, 1) AND {}",
+        scope::team_condition(
+            caller.role,
+            "(CASE WHEN c.citizen_id IS NULL THEN c.team_id ELSE z.team_id END)"
+        ),
         scope::read_condition(caller.role)
     );
+    let row_team = scope::team_condition(caller.role, "c.team_id");
     let scoped = format!(
-        "CASE WHEN c.kind = 'erase' THEN c.team_id = ?1 AND (c.roles & ?4) != 0
+        "CASE WHEN c.kind = 'erase' THEN {row_team} AND (c.roles & ?4) != 0
               AND NOT coalesce({readable}, 0)
-         ELSE (c.roles IS NULL OR (c.team_id = ?1 AND (c.roles & ?4) != 0)) AND {readable} END"
+         ELSE (c.roles IS NULL OR ({row_team} AND (c.roles & ?4) != 0)) AND {readable} END"
     );
     let leak = if planted(PlantedBug::ScopeLeak) {
         " OR 1"
@@ -305,7 +308,7 @@ pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<Pull
     );
     let mut args: Vec<&dyn rusqlite::ToSql> = vec![&team, &cursor_arg, &limit, &bit];
     if sql.contains("?5") {
-        // Only a caretaker's condition names the worker (their sites).
+        // Only a caretaker's or a supervisor's condition names the worker (sites, teams).
         args.push(&worker);
     }
     let mut rows = stmt.query(&args[..])?;
@@ -402,7 +405,7 @@ impl Ctx<'_> {
     fn check(
         &self,
         caller: &Caller,
-        sites: &BTreeSet<Uuid>,
+        reach: &scope::Reach,
         m: &Mutation,
     ) -> Result<Result<Made, (RejectReason, String)>, SyncError> {
         let invalid = |detail: &str| Ok(Err((RejectReason::Invalid, detail.to_owned())));
@@ -495,7 +498,7 @@ impl Ctx<'_> {
         };
         match scope::record_scope(self.tx, first.entity, first.id)? {
             Some(existing) => {
-                if !scope::writable(caller, sites, &existing) {
+                if !scope::writable(caller, reach, &existing) {
                     return unavailable();
                 }
                 // The links that place a record (its citizen, its site) never change by an edit;
@@ -521,7 +524,7 @@ impl Ctx<'_> {
                 let (class, citizen) = scope::classify_new(m);
                 // A caretaker keeps the logs of their own sites, and a site they create is theirs.
                 let at_own_site = class == Class::Site
-                    || scope::site_of_new(m).is_some_and(|site| sites.contains(&site));
+                    || scope::site_of_new(m).is_some_and(|site| reach.sites.contains(&site));
                 if !scope::can_write(caller.role, class, at_own_site) {
                     return unavailable();
                 }
@@ -529,7 +532,7 @@ impl Ctx<'_> {
                     // A visit or task about a citizen: the citizen must be the caller's to write.
                     let of = citizen.unwrap_or_default();
                     match scope::record_scope(self.tx, EntityKind::Citizen, of)? {
-                        Some(c) if scope::writable(caller, sites, &c) => {}
+                        Some(c) if scope::writable(caller, reach, &c) => {}
                         _ => return unavailable(),
                     }
                 }

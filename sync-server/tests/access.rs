@@ -1439,3 +1439,113 @@ fn a_long_access_log_goes_up_in_one_sync() {
         .unwrap();
     assert_eq!(filed as usize, reads);
 }
+
+#[test]
+fn supervisors_read_the_teams_they_supervise() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let [nord, syd, ost] =
+        ["Team Nord", "Team Syd", "Team Øst"].map(|t| server.admin(&["create-team", t]));
+    let boss = worker_in(&server, &nord, "Leder", "supervisor");
+    let mut n = device(
+        dir.path(),
+        "n",
+        &server,
+        &worker_in(&server, &nord, "N", "outreach"),
+    );
+    let mut s = device(
+        dir.path(),
+        "s",
+        &server,
+        &worker_in(&server, &syd, "S", "outreach"),
+    );
+    let ours = bundle(&mut n, "nord");
+    let theirs = bundle(&mut s, "syd");
+    sync(&mut n);
+    sync(&mut s);
+    let sees = |store: &mut Store, b: &BTreeMap<Class, (EntityKind, Uuid)>| {
+        (
+            store
+                .get::<Citizen>(b[&Class::Citizen].1)
+                .unwrap()
+                .is_some(),
+            store.get::<Visit>(b[&Class::Case].1).unwrap().is_some(),
+            store
+                .get::<SiteLogEntry>(b[&Class::SiteLog].1)
+                .unwrap()
+                .is_some(),
+        )
+    };
+    let mut first = device(dir.path(), "boss-1", &server, &boss);
+    sync(&mut first);
+    assert_eq!(sees(&mut first, &ours), (true, true, true));
+    assert_eq!(sees(&mut first, &theirs), (false, false, false));
+
+    // Only supervisors, and never their own team.
+    let err = admin_fails(&server, &["supervise", "--worker", &boss, "--team", &nord]);
+    assert!(err.contains("own team"), "{err}");
+    let outreach = worker_in(&server, &nord, "M", "outreach");
+    let err = admin_fails(
+        &server,
+        &["supervise", "--worker", &outreach, "--team", &syd],
+    );
+    assert!(err.contains("only supervisors"), "{err}");
+
+    // Supervising Syd revokes the old device; the new one reads both teams from the start.
+    let out = server.admin(&["supervise", "--worker", &boss, "--team", &syd]);
+    assert!(out.contains("1 device(s) revoked"), "{out}");
+    assert!(matches!(
+        try_sync(&mut first),
+        Err(feltbog_core::sync::SyncError::Revoked)
+    ));
+    let mut wide = device(dir.path(), "boss-2", &server, &boss);
+    sync(&mut wide);
+    assert_eq!(sees(&mut wide, &ours), (true, true, true));
+    assert_eq!(sees(&mut wide, &theirs), (true, true, true), "Syd too");
+    // Opening a Syd record on the tablet is a device read, not a denied one.
+    let syd_site = theirs[&Class::Site].1;
+    wide.record_access([(EntityKind::Site, syd_site)]).unwrap();
+    sync(&mut wide);
+    let db = rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
+    let action: String = db
+        .query_row(
+            "SELECT action FROM audit WHERE device_id = ?1 AND record_id = ?2
+             AND action IN ('device_read', 'denied')",
+            rusqlite::params![&wide.device_id().0.as_bytes()[..], &syd_site.as_bytes()[..]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(action, "device_read");
+    // Reading is all: no edit of Syd's (or Nord's) records.
+    let mut raw = Raw::of(&mut wide);
+    for b in [&ours, &theirs] {
+        let (entity, id) = b[&Class::Citizen];
+        assert!(
+            raw.write(vec![update_op(entity, id, Class::Citizen)])
+                .is_err()
+        );
+    }
+    // A Syd citizen moved to a team the supervisor does not read leaves their device.
+    let moved = theirs[&Class::Citizen].1;
+    server.admin(&[
+        "move-citizen",
+        "--citizen",
+        &moved.to_string(),
+        "--team",
+        &ost,
+    ]);
+    sync(&mut wide);
+    assert!(wide.get::<Citizen>(moved).unwrap().is_none(), "erased");
+    assert!(wide.get::<Site>(theirs[&Class::Site].1).unwrap().is_some());
+
+    // No longer supervising Syd: revoked again, and the next device reads Nord only.
+    server.admin(&["unsupervise", "--worker", &boss, "--team", &syd]);
+    assert!(matches!(
+        try_sync(&mut wide),
+        Err(feltbog_core::sync::SyncError::Revoked)
+    ));
+    let mut narrow = device(dir.path(), "boss-3", &server, &boss);
+    sync(&mut narrow);
+    assert_eq!(sees(&mut narrow, &ours), (true, true, true));
+    assert_eq!(sees(&mut narrow, &theirs), (false, false, false));
+}
