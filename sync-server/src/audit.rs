@@ -25,11 +25,27 @@ const TAG: &[u8] = b"feltbog/audit/v1\0";
 const GENESIS: [u8; 32] = [0; 32];
 
 const INSERT: &str = "INSERT INTO audit (seq, at_ms, actor, worker_id, device_id, action, entity, \
-     record_id, citizen_id, device_at_ms, prev_hash, hash) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+     record_id, citizen_id, device_at_ms, operator, prev_hash, hash) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
 const COLUMNS: &str = "seq, at_ms, actor, worker_id, device_id, action, entity, record_id, \
-     citizen_id, device_at_ms";
+     citizen_id, device_at_ms, operator";
+
+/// The person at the admin command line, for the rows this process appends as the
+/// administrator (set once, at start: one process, one operator).
+static OPERATOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names the operator of this admin process (see [`OPERATOR`]): 1–64 printable characters.
+/// It is who the operating system says ran the command (or `--operator`), not a credential.
+pub fn set_operator(name: &str) -> Result<(), &'static str> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err("the operator name must be 1–64 printable characters");
+    }
+    OPERATOR
+        .set(name.to_owned())
+        .map_err(|_| "the operator is set already")
+}
 
 /// Who did it. Only a device request has a worker and a device; the others act for the
 /// municipality as a whole.
@@ -283,6 +299,10 @@ fn append_rows(conn: &Connection, at_ms: u64, entries: &[Entry]) -> Result<u64, 
             record: e.record_id.as_ref().map(|u| &u.as_bytes()[..]),
             citizen: e.citizen_id.as_ref().map(|u| &u.as_bytes()[..]),
             device_at_ms: device_at,
+            operator: match e.actor {
+                Actor::Admin => OPERATOR.get().map(String::as_str),
+                _ => None,
+            },
         };
         let hash = chain_hash(&prev, &row);
         insert.execute(rusqlite::params![
@@ -296,6 +316,7 @@ fn append_rows(conn: &Connection, at_ms: u64, entries: &[Entry]) -> Result<u64, 
             row.record,
             row.citizen,
             row.device_at_ms,
+            row.operator,
             &prev[..],
             &hash[..],
         ])?;
@@ -474,6 +495,8 @@ struct Line<'a> {
     record_id: Option<Uuid>,
     citizen_id: Option<Uuid>,
     device_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operator: Option<&'a str>,
 }
 
 fn export_line<'r>(r: &'r rusqlite::Row<'_>) -> Result<Line<'r>, &'static str> {
@@ -493,6 +516,7 @@ fn export_line<'r>(r: &'r rusqlite::Row<'_>) -> Result<Line<'r>, &'static str> {
         record_id: id(row.record)?,
         citizen_id: id(row.citizen)?,
         device_at: row.device_at_ms.map(rfc3339).transpose()?,
+        operator: row.operator,
     })
 }
 
@@ -514,6 +538,8 @@ struct Row<'a> {
     record: Option<&'a [u8]>,
     citizen: Option<&'a [u8]>,
     device_at_ms: Option<i64>,
+    /// Added in schema 4: hashed only when present, so earlier rows keep their hashes.
+    operator: Option<&'a str>,
 }
 
 /// SHA-256(tag, prev, each column in order). Each column is a presence byte (0: NULL) and, if
@@ -545,6 +571,11 @@ fn chain_hash(prev: &[u8; 32], row: &Row) -> [u8; 32] {
         .map(i64::to_be_bytes)
         .as_ref()
         .map(|b| &b[..]));
+    // Every field before is self-delimiting and their number fixed, so a row with an operator
+    // never encodes like one without.
+    if let Some(operator) = row.operator {
+        put(Some(operator.as_bytes()));
+    }
     let mut out = [0; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
@@ -579,9 +610,10 @@ fn read_columns<'r>(r: &'r rusqlite::Row<'_>, hashes: bool) -> Result<Columns<'r
         record: blob_or_null(get(7)?)?,
         citizen: blob_or_null(get(8)?)?,
         device_at_ms: int_or_null(get(9)?)?,
+        operator: text_or_null(get(10)?)?,
     };
     let (prev, this) = if hashes {
-        (hash(get(10)?)?, hash(get(11)?)?)
+        (hash(get(11)?)?, hash(get(12)?)?)
     } else {
         (GENESIS, GENESIS)
     };
@@ -789,6 +821,7 @@ mod tests {
             record: None,
             citizen: None,
             device_at_ms: None,
+            operator: None,
         };
         assert_ne!(
             chain_hash(&GENESIS, &row(None)),
@@ -852,6 +885,7 @@ mod tests {
             record: None,
             citizen: None,
             device_at_ms: None,
+            operator: None,
         };
         let hash = chain_hash(&prev.try_into().unwrap(), &forged);
         conn.execute(
@@ -899,6 +933,79 @@ mod tests {
         assert_eq!(broken_at(&conn).0, 1);
     }
 
+    /// The encoding is a stored format: rows hashed before the operator column existed must
+    /// hash the same now (a known answer, computed once with the encoding of schema 3).
+    #[test]
+    fn a_row_without_an_operator_hashes_as_before_and_one_with_covers_it() {
+        let citizen = id(100);
+        let row = |operator| Row {
+            seq: 7,
+            at_ms: 1_700_000_000_000,
+            actor: "admin",
+            worker: None,
+            device: None,
+            action: "move",
+            entity: Some("citizen"),
+            record: Some(citizen.as_bytes()),
+            citizen: Some(citizen.as_bytes()),
+            device_at_ms: None,
+            operator,
+        };
+        let hex = |h: [u8; 32]| h.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(hex(chain_hash(&GENESIS, &row(None))), KNOWN_ANSWER);
+        let named = chain_hash(&GENESIS, &row(Some("Anne")));
+        assert_ne!(hex(named), KNOWN_ANSWER);
+        assert_ne!(named, chain_hash(&GENESIS, &row(Some("Bo"))));
+    }
+
+    /// Row 7 above as schema 3 hashed it.
+    const KNOWN_ANSWER: &str = "01cf1fdd704936e3adea408d2bfd0d1650e5b5c3e226d80c3514524b405243d4";
+
+    #[test]
+    fn an_edited_operator_is_found() {
+        let (_dir, mut conn) = db();
+        fill(&mut conn, 2);
+        let (prev, seq): (Vec<u8>, i64) = conn
+            .query_row(
+                "SELECT hash, seq FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let row = Row {
+            seq: seq + 1,
+            at_ms: 5,
+            actor: "admin",
+            worker: None,
+            device: None,
+            action: "export",
+            entity: None,
+            record: None,
+            citizen: None,
+            device_at_ms: None,
+            operator: Some("Anne"),
+        };
+        let hash = chain_hash(&prev.clone().try_into().unwrap(), &row);
+        conn.execute(
+            "INSERT INTO audit (seq, at_ms, actor, action, operator, prev_hash, hash)
+             VALUES (?1, 5, 'admin', 'export', 'Anne', ?2, ?3)",
+            rusqlite::params![seq + 1, &prev, &hash[..]],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE server_state SET audit_head = ?1, audit_seq = ?2 WHERE id = 1",
+            rusqlite::params![&hash[..], seq + 1],
+        )
+        .unwrap();
+        assert_eq!(verify(&conn).unwrap().rows, 3);
+        unlock(&conn);
+        conn.execute("UPDATE audit SET operator = 'Bo' WHERE seq = 3", [])
+            .unwrap();
+        let (at, msg) = broken_at(&conn);
+        assert_eq!(at, 3);
+        assert!(msg.contains("do not match its hash"), "{msg}");
+    }
+
     #[test]
     fn a_last_row_replaced_without_the_head_is_found() {
         let (_dir, mut conn) = db();
@@ -921,6 +1028,7 @@ mod tests {
             record: None,
             citizen: None,
             device_at_ms: None,
+            operator: None,
         };
         let hash = chain_hash(&prev.clone().try_into().unwrap(), &forged);
         conn.execute("DELETE FROM audit WHERE seq = 4", []).unwrap();
@@ -1002,6 +1110,7 @@ mod tests {
             record: None,
             citizen: None,
             device_at_ms: None,
+            operator: None,
         };
         let hash = chain_hash(&head, &forged);
         conn.execute(

@@ -197,6 +197,8 @@ const MIGRATIONS: &[&str] = &[
         WHERE r.entity = json_extract(changes.mutation, '$.ops[0].entity')
           AND r.record_id = unhex(replace(json_extract(changes.mutation, '$.ops[0].id'), '-', '')))
         WHERE class IN ('site', 'site_log') AND kind = 'mutation';
+    -- The person at the admin command line, on administrator rows (hashed when present).
+    ALTER TABLE audit ADD COLUMN operator TEXT;
     -- Teams a supervisor reads besides their own.
     CREATE TABLE supervised_teams (
         worker_id BLOB NOT NULL REFERENCES workers (id),

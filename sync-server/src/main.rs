@@ -49,8 +49,18 @@ enum Command {
         retention: RetentionArgs,
     },
     /// Administration: teams, workers, devices, citizens' teams, audit, retention.
+    Admin(AdminArgs),
+}
+
+/// An admin command and who runs it.
+#[derive(clap::Args, Debug)]
+struct AdminArgs {
+    /// Who runs this command, for the audit trail (default: the login from SUDO_USER, USER
+    /// or LOGNAME). What the system says, not a credential: guard the server's shell.
+    #[arg(long, env = "FELTBOG_OPERATOR", global = true)]
+    operator: Option<String>,
     #[command(subcommand)]
-    Admin(Admin),
+    command: Admin,
 }
 
 /// The municipality's retention rules for closed cases (both off unless given).
@@ -218,9 +228,18 @@ fn main() -> Result<()> {
             };
             serve(&cli.data_dir, listen, config, retention.into())
         }
-        Command::Admin(admin) => {
+        Command::Admin(args) => {
             init_logging("warn");
-            run_admin(&cli.data_dir, admin)
+            let operator = args
+                .operator
+                .or_else(|| {
+                    ["SUDO_USER", "USER", "LOGNAME"]
+                        .iter()
+                        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
+                })
+                .unwrap_or_else(|| "unknown".into());
+            audit::set_operator(&operator).map_err(anyhow::Error::msg)?;
+            run_admin(&cli.data_dir, args.command)
         }
     }
 }

@@ -772,7 +772,16 @@ fn the_audit_chain_verifies_and_names_an_edited_or_deleted_row() {
     assert!(!offline.contains("\"denied\""), "{offline}");
     // The Art. 15 export: who did what to this citizen, from which device, and nothing about
     // anyone else, and no values.
-    let export = admin(&data, &["audit-export", "--citizen", &x.to_string()]);
+    let export = admin(
+        &data,
+        &[
+            "--operator",
+            "DPO Dorthe",
+            "audit-export",
+            "--citizen",
+            &x.to_string(),
+        ],
+    );
     let rows: Vec<serde_json::Value> = export
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -784,7 +793,15 @@ fn the_audit_chain_verifies_and_names_an_edited_or_deleted_row() {
     );
     assert!(rows.iter().all(|r| r["citizen_id"] == x.to_string()));
     assert!(!export.contains("Revisor-Rut") && !export.contains(&other.to_string()));
-    // The export itself was audited; the chain still holds.
+    // The export itself was audited, with who ran it; the chain still holds.
+    let again = admin(&data, &["audit-export", "--citizen", &x.to_string()]);
+    assert!(
+        again.lines().any(|l| {
+            let row: serde_json::Value = serde_json::from_str(l).unwrap();
+            row["action"] == "export" && row["actor"] == "admin" && row["operator"] == "DPO Dorthe"
+        }),
+        "{again}"
+    );
     assert!(admin(&data, &["audit-verify"]).starts_with("audit chain intact"));
 
     // An attacker with the database file: the triggers stop casual edits...
