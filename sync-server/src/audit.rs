@@ -35,7 +35,8 @@ const COLUMNS: &str = "seq, at_ms, actor, worker_id, device_id, action, entity, 
 /// administrator (set once, at start: one process, one operator).
 static OPERATOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// Names the operator of this admin process (see [`OPERATOR`]): 1–64 printable characters.
+/// Names the operator of this admin process, for its administrator rows: 1–64 printable
+/// characters.
 /// It is who the operating system says ran the command (or `--operator`), not a credential.
 pub fn set_operator(name: &str) -> Result<(), &'static str> {
     let name = name.trim();
