@@ -208,6 +208,15 @@ impl Entry {
         }
     }
 
+    /// An administrator's decision about a worker's scope, as two rows: whose scope changed,
+    /// and by which record (a site, a team).
+    pub fn admin_decision(action: Action, worker: Uuid, by: (&'static str, Uuid)) -> [Entry; 2] {
+        [
+            Entry::admin(action).record("worker", worker, None),
+            Entry::admin(action).record(by.0, by.1, None),
+        ]
+    }
+
     /// About a citizen as a whole, not one record (move, erase, purge, export).
     pub fn citizen(self, citizen: Uuid) -> Entry {
         Entry {

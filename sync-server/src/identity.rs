@@ -233,21 +233,14 @@ pub fn set_supervised(
     supervise: bool,
     now_ms: u64,
 ) -> Result<Option<usize>, IdentityError> {
-    let row: Option<(String, Vec<u8>)> = conn
-        .query_row(
-            "SELECT role, team_id FROM workers WHERE id = ?1",
-            [&worker.as_bytes()[..]],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let (role, own) = row.ok_or(IdentityError::NotFound("worker"))?;
-    if role != Role::Supervisor.as_str() {
+    let (role, own) = role_and_team(conn, worker)?;
+    if role != Role::Supervisor {
         return Err(IdentityError::Invalid(
             "worker: only supervisors supervise other teams",
         ));
     }
     team_exists(conn, team)?;
-    if own == team.as_bytes() {
+    if own == team {
         return Err(IdentityError::Invalid(
             "team: a supervisor reads their own team already",
         ));
@@ -269,8 +262,22 @@ pub fn set_supervised(
     revoke_workers_devices(conn, worker, now_ms).map(Some)
 }
 
+/// A worker's role and team now.
+pub(crate) fn role_and_team(
+    conn: &Connection,
+    worker: Uuid,
+) -> Result<(Role, Uuid), IdentityError> {
+    let row: Option<(String, Vec<u8>)> = conn
+        .prepare_cached("SELECT role, team_id FROM workers WHERE id = ?1")?
+        .query_row([&worker.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (role, team) = row.ok_or(IdentityError::NotFound("worker"))?;
+    let role = Role::parse(&role).ok_or(IdentityError::Invalid("stored role"))?;
+    Ok((role, stored_uuid(&team)?))
+}
+
 /// Revokes every active device of a worker; returns how many.
-fn revoke_workers_devices(
+pub(crate) fn revoke_workers_devices(
     conn: &Connection,
     worker: Uuid,
     now_ms: u64,

@@ -390,10 +390,7 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
                 audit::append_many(
                     &tx,
                     now,
-                    &[
-                        audit::Entry::admin(action).record("worker", worker, None),
-                        audit::Entry::admin(action).record("team", team, None),
-                    ],
+                    &audit::Entry::admin_decision(action, worker, ("team", team)),
                 )?;
                 tx.commit()?;
                 println!("done; {n} device(s) revoked: enrol them again");

@@ -50,6 +50,8 @@ pub enum SyncError {
     Revoked,
     #[error("no such {0}")]
     NotFound(&'static str),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     /// An administrator's request that the rules do not allow.
     #[error("{0}")]
     Refused(&'static str),
@@ -1122,14 +1124,10 @@ pub fn assign_site(
                 Uuid::from_slice(&citizen).map_err(|_| SyncError::Corrupt("citizen id"))?;
             ctx.deliver_history(citizen, team, caretakers)?;
         }
-        // Whose scope changed, and by which site: two rows of one decision.
         audit::append_many(
             &tx,
             now_ms,
-            &[
-                Entry::admin(Action::AssignSite).record("worker", worker, None),
-                Entry::admin(Action::AssignSite).record("site", site, None),
-            ],
+            &Entry::admin_decision(Action::AssignSite, worker, ("site", site)),
         )?;
     }
     tx.commit()?;
@@ -1152,19 +1150,11 @@ pub fn unassign_site(
     if removed == 0 {
         return Ok(None);
     }
-    let revoked = tx
-        .prepare_cached(
-            "UPDATE devices SET active = 0, revoked_ms = ?2 WHERE worker_id = ?1 AND active = 1",
-        )?
-        .execute(params![&worker.as_bytes()[..], now_ms as i64])?;
-    // Whose scope changed, and by which site: two rows of one decision.
+    let revoked = crate::identity::revoke_workers_devices(&tx, worker, now_ms)?;
     audit::append_many(
         &tx,
         now_ms,
-        &[
-            Entry::admin(Action::UnassignSite).record("worker", worker, None),
-            Entry::admin(Action::UnassignSite).record("site", site, None),
-        ],
+        &Entry::admin_decision(Action::UnassignSite, worker, ("site", site)),
     )?;
     tx.commit()?;
     Ok(Some(revoked))
@@ -1172,17 +1162,13 @@ pub fn unassign_site(
 
 /// The team of an active caretaker; other workers are not assigned sites.
 fn caretaker_team(tx: &Transaction, worker: Uuid) -> Result<Uuid, SyncError> {
-    let row: Option<(String, Vec<u8>)> = tx
-        .prepare_cached("SELECT role, team_id FROM workers WHERE id = ?1")?
-        .query_row([&worker.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let (role, team) = row.ok_or(SyncError::NotFound("worker"))?;
-    if role != Role::Caretaker.as_str() {
+    let (role, team) = crate::identity::role_and_team(tx, worker)?;
+    if role != Role::Caretaker {
         return Err(SyncError::Refused(
             "only caretakers are assigned sites (other roles see all of their team's sites)",
         ));
     }
-    Uuid::from_slice(&team).map_err(|_| SyncError::Corrupt("team id"))
+    Ok(team)
 }
 
 /// A site as the administrator sees it: id, team, name, and the caretakers assigned to it.
