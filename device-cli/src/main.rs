@@ -149,14 +149,7 @@ fn run(cli: Cli, out: &Out) -> Result<()> {
 fn erase_revoked(store: Store, path: &std::path::Path) -> anyhow::Error {
     let erased = (|| -> Result<()> {
         store.destroy()?;
-        for suffix in ["-wal", "-shm", "-journal", ""] {
-            let mut p = path.to_path_buf().into_os_string();
-            p.push(suffix);
-            match std::fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e)?,
-                _ => {}
-            }
-        }
+        feltbog_core::store::remove_files(path)?;
         Ok(())
     })();
     match erased {

@@ -908,16 +908,7 @@ fn open_store(dir: &Path) -> Result<Option<Store>, AppError> {
 
 /// Deletes the store's files, the WAL first (an old WAL beside a new store could be replayed).
 fn remove_store_files(path: &Path) -> Result<(), AppError> {
-    for suffix in ["-wal", "-shm", "-journal", ""] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        match std::fs::remove_file(PathBuf::from(p)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(internal(e)),
-        }
-    }
-    Ok(())
+    crate::store::remove_files(path).map_err(internal)
 }
 
 #[cfg(test)]

@@ -27,6 +27,21 @@ pub use sync_state::{Applied, Enrolment, Resolution, SyncStatus};
 
 pub use guard::LockoutPolicy;
 
+/// Deletes a store's files: the database and SQLite's WAL, shared-memory and journal files
+/// beside it (missing ones are fine). Call [`Store::destroy`] first when the store holds keys:
+/// deleting alone leaves the content readable on the disk until it is overwritten.
+pub fn remove_files(path: &std::path::Path) -> std::io::Result<()> {
+    for suffix in ["-wal", "-shm", "-journal", ""] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 use crate::crypto::{
     Binding, CryptoError, KdfParams, KeyId, NoncePool, Passphrase, SecretKey, random,
 };
