@@ -272,14 +272,14 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
             let n = identity::set_role(&tx, worker, &role, now)?;
             audited(&tx, audit::Action::RoleChange, Some((worker, worker)))?;
             tx.commit()?;
-            println!("role changed; {n} device(s) revoked: enrol them again");
+            println!("role changed; {n} device(s) revoked: enrol them again{UNSYNCED}");
         }
         Admin::MoveWorker { worker, team } => {
             let tx = conn.transaction()?;
             let n = identity::move_worker(&tx, worker, team, now)?;
             audited(&tx, audit::Action::TeamChange, Some((worker, worker)))?;
             tx.commit()?;
-            println!("worker moved; {n} device(s) revoked: enrol them again");
+            println!("worker moved; {n} device(s) revoked: enrol them again{UNSYNCED}");
         }
         Admin::DisableWorker { worker } => {
             let tx = conn.transaction()?;
@@ -374,7 +374,7 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
         Admin::UnassignSite { worker, site } => {
             match sync::unassign_site(&mut conn, worker, site, now)? {
                 Some(n) => println!(
-                    "site taken from the caretaker; {n} device(s) revoked: enrol them again"
+                    "site taken from the caretaker; {n} device(s) revoked: enrol them again{UNSYNCED}"
                 ),
                 None => println!("the caretaker did not have this site"),
             }
@@ -393,7 +393,7 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
                     &audit::Entry::admin_decision(action, worker, ("team", team)),
                 )?;
                 tx.commit()?;
-                println!("done; {n} device(s) revoked: enrol them again");
+                println!("done; {n} device(s) revoked: enrol them again{UNSYNCED}");
             } else {
                 println!("nothing to change");
             }
@@ -452,6 +452,11 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
     }
     Ok(())
 }
+
+/// Said after a scope change revokes devices: a revoked device wipes itself, edits it had not
+/// yet synced included.
+const UNSYNCED: &str = " (edits a device had not synced are lost with it: have the worker \
+     sync before a change of role, team, sites or supervised teams)";
 
 fn iso(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms as i64)
