@@ -102,6 +102,9 @@ pub mod limits {
     pub const MAX_MUTATIONS_PER_PUSH: usize = 500;
     /// Field operations in one mutation.
     pub const MAX_OPS_PER_MUTATION: usize = 400;
+    /// Field operations in one push: one push is one write transaction on the server, and this
+    /// keeps it short (docs/benchmarks.md has the measured lock time). The client packs to it.
+    pub const MAX_OPS_PER_PUSH: usize = 10_000;
     /// Serialized size of one field value.
     pub const MAX_VALUE_BYTES: usize = 128 * 1024;
     /// The values and field names of one mutation together: one record's save. With
@@ -303,6 +306,8 @@ pub enum ErrorCode {
     RateLimited,
     /// Something failed on the server; details are in its log.
     Internal,
+    /// The server is at its connection limit with every connection busy: try again shortly.
+    Unavailable,
 }
 
 #[cfg(test)]

@@ -24,6 +24,13 @@ pub enum PlantedBug {
     CursorRewind,
     /// The server serves pull pages from every team's changes.
     ScopeLeak,
+    /// The server stores a new visit or site-log entry without setting its author.
+    AuthorNotSet,
+    /// The server stores fields its record kind does not have.
+    FieldsUnchecked,
+    /// The server stores references (residents, citizens, sites, tasks, workers) without
+    /// resolving them against the writer's scope.
+    ReferencesUnscoped,
 }
 
 impl PlantedBug {
@@ -36,6 +43,15 @@ impl PlantedBug {
         PlantedBug::SkewUnchecked,
         PlantedBug::CursorRewind,
         PlantedBug::ScopeLeak,
+    ];
+
+    /// Bugs in the server's checks of what a device sends, which the adversarial push test
+    /// (`sync-server/tests/adversarial.rs`) must catch. The simulation's honest devices never
+    /// send what these checks refuse, so they are not in [`PlantedBug::ALL`].
+    pub const SERVER_CHECKS: [PlantedBug; 3] = [
+        PlantedBug::AuthorNotSet,
+        PlantedBug::FieldsUnchecked,
+        PlantedBug::ReferencesUnscoped,
     ];
 }
 

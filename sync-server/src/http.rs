@@ -24,10 +24,12 @@ use std::io::{Read, Write};
 /// Everything a request can fail with, each mapped to one status and one stable code.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// The request's protocol header is missing or names another version. The header's value
+    /// is never quoted back: an error answer repeats nothing a client sent.
     #[error(
-        "protocol version {found:?} is not supported; this server speaks {PROTOCOL_VERSION}: update the app"
+        "this protocol version is not supported; this server speaks {PROTOCOL_VERSION}: update the app"
     )]
-    UpdateRequired { found: Option<String> },
+    UpdateRequired,
     #[error("missing, unknown or revoked device token")]
     Unauthorized,
     /// The device was revoked or its worker disabled: the app erases its data.
@@ -35,6 +37,12 @@ pub enum ApiError {
     Revoked,
     #[error("too many requests: wait {} seconds", retry_after_ms.div_ceil(1000))]
     RateLimited { retry_after_ms: u64 },
+    /// The device has written its budget of field operations or bytes for now.
+    #[error("this device has written too much for now: wait {} seconds", retry_after_ms.div_ceil(1000))]
+    WriteBudget { retry_after_ms: u64 },
+    /// The request body did not arrive within the body deadline.
+    #[error("the request body arrived too slowly")]
+    BodyTimeout,
     #[error("the enrolment code is unknown, used or expired")]
     EnrolmentRefused,
     #[error("body too large: at most {limit} bytes {stage}")]
@@ -48,13 +56,14 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
-            ApiError::UpdateRequired { .. } => {
-                (StatusCode::UPGRADE_REQUIRED, ErrorCode::UpdateRequired)
-            }
+            ApiError::UpdateRequired => (StatusCode::UPGRADE_REQUIRED, ErrorCode::UpdateRequired),
             ApiError::Unauthorized | ApiError::Revoked => {
                 (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized)
             }
-            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            ApiError::RateLimited { .. } | ApiError::WriteBudget { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited)
+            }
+            ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, ErrorCode::BadRequest),
             ApiError::EnrolmentRefused => (StatusCode::FORBIDDEN, ErrorCode::EnrolmentRefused),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
@@ -65,7 +74,9 @@ impl IntoResponse for ApiError {
             }
         };
         let retry_after_ms = match self {
-            ApiError::RateLimited { retry_after_ms } => Some(retry_after_ms),
+            ApiError::RateLimited { retry_after_ms } | ApiError::WriteBudget { retry_after_ms } => {
+                Some(retry_after_ms)
+            }
             _ => None,
         };
         let body = ErrorBody {
@@ -103,23 +114,37 @@ impl From<sync::SyncError> for ApiError {
     }
 }
 
-/// The router: `/healthz`, `/v1/enrol`, `/v1/sync`, `/v1/token/rotate`.
+/// The router: `/healthz`, `/readyz`, `/v1/enrol`, `/v1/sync`, `/v1/token/rotate`.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/v1/enrol", post(enrol))
         .route("/v1/sync", post(sync_handler))
         .route("/v1/token/rotate", post(rotate))
         .with_state(state)
 }
 
-async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    blocking(state, |conn| {
-        conn.query_row("SELECT 1", [], |_| Ok(()))
+/// Liveness: the process answers. It touches nothing shared, so a long write transaction
+/// does not make a busy server look dead to an orchestrator.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database answers a read. It uses the reading connection, which WAL lets
+/// read while a push holds the write lock.
+async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    let reader = state.reader.clone();
+    tokio::task::spawn_blocking(move || {
+        let conn = reader
+            .lock()
+            .map_err(|_| ApiError::Internal("database lock poisoned".into()))?;
+        conn.query_row("SELECT count(*) FROM server_state", [], |_| Ok(()))
             .map_err(|e| ApiError::Internal(e.to_string()))
     })
-    .await?;
-    Ok("ok")
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok("ready")
 }
 
 /// The client's address as a rate-limit key (IPv6 by /64); empty when unknown (in-process tests).
@@ -136,7 +161,7 @@ async fn enrol(State(state): State<AppState>, request: Request) -> Result<Respon
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
     check_protocol(&headers)?;
-    let request: EnrolRequest = decode(&headers, body, ENROL_BODY_BYTES).await?;
+    let request: EnrolRequest = decode(&state, &headers, body, ENROL_BODY_BYTES).await?;
     let response = blocking(state, move |conn| {
         let now = system_time_ms();
         // Enrolled and audited in one transaction.
@@ -160,13 +185,21 @@ async fn sync_handler(
     let headers = parts.headers;
     check_protocol(&headers)?;
     let caller = authenticate(&state, &headers, &peer_key(&parts.extensions)).await?;
-    let request: SyncRequest = decode(&headers, body, limits::MAX_INFLATED_BYTES).await?;
+    let request: SyncRequest = decode(&state, &headers, body, limits::MAX_INFLATED_BYTES).await?;
     if request.mutations.len() > limits::MAX_MUTATIONS_PER_PUSH {
         return Err(ApiError::BadRequest(format!(
             "at most {} mutations per push",
             limits::MAX_MUTATIONS_PER_PUSH
         )));
     }
+    let ops: usize = request.mutations.iter().map(|m| m.ops.len()).sum();
+    if ops > limits::MAX_OPS_PER_PUSH {
+        return Err(ApiError::BadRequest(format!(
+            "at most {} field operations per push",
+            limits::MAX_OPS_PER_PUSH
+        )));
+    }
+    spend_write_budget(&state, &caller, &request)?;
     if request.access_log.len() > limits::MAX_ACCESS_EVENTS_PER_PUSH {
         return Err(ApiError::BadRequest(format!(
             "at most {} access-log events per push",
@@ -225,6 +258,43 @@ async fn rotate(State(state): State<AppState>, request: Request) -> Result<Respo
     encode(&headers, &response)
 }
 
+/// Charges a push to its device's write budget ([`crate::WriteBudget`]): its field operations,
+/// and an estimate of the bytes it will store. Replays are charged too: the budget bounds what
+/// a device makes the server do, not only what it keeps.
+fn spend_write_budget(
+    state: &AppState,
+    caller: &Caller,
+    request: &SyncRequest,
+) -> Result<(), ApiError> {
+    if request.mutations.is_empty() {
+        return Ok(());
+    }
+    let ops: usize = request.mutations.iter().map(|m| m.ops.len()).sum();
+    let bytes: usize = request
+        .mutations
+        .iter()
+        .map(crate::stored_bytes_estimate)
+        .sum();
+    let key = caller.device_id.0.as_bytes();
+    let now = std::time::Instant::now();
+    let refused = |wait: std::time::Duration| ApiError::WriteBudget {
+        retry_after_ms: wait.as_millis().max(1) as u64,
+    };
+    // The ops are charged only when the bytes fit too: a refused push costs nothing.
+    state
+        .ops_budget
+        .check_n(key, ops as u32, now)
+        .map_err(refused)?;
+    if let Err(wait) = state
+        .bytes_budget
+        .check_n(key, bytes.div_ceil(1024) as u32, now)
+    {
+        state.ops_budget.refund(key, ops as u32);
+        return Err(refused(wait));
+    }
+    Ok(())
+}
+
 fn limit(limiter: &crate::rate::Limiter, key: &[u8]) -> Result<(), ApiError> {
     limiter
         .check(key, std::time::Instant::now())
@@ -237,9 +307,7 @@ fn check_protocol(headers: &HeaderMap) -> Result<(), ApiError> {
     let found = headers.get(PROTOCOL_HEADER).and_then(|v| v.to_str().ok());
     match found {
         Some(v) if v.trim() == PROTOCOL_VERSION.to_string() => Ok(()),
-        other => Err(ApiError::UpdateRequired {
-            found: other.map(|s| s.chars().take(16).collect()),
-        }),
+        _ => Err(ApiError::UpdateRequired),
     }
 }
 
@@ -297,19 +365,25 @@ const ENROL_BODY_BYTES: usize = 4 * 1024;
 
 /// Reads a JSON body, gzip-inflated if so marked, with limits before (`MAX_BODY_BYTES`, or
 /// `inflated_limit` if smaller) and after inflating (`inflated_limit`).
+/// The whole body must arrive within the body deadline: a client that trickles it cannot hold
+/// a connection (and a handler) for long.
 async fn decode<T: DeserializeOwned>(
+    state: &AppState,
     headers: &HeaderMap,
     body: Body,
     inflated_limit: usize,
 ) -> Result<T, ApiError> {
     let wire_limit = limits::MAX_BODY_BYTES.min(inflated_limit);
-    let raw: Bytes =
-        axum::body::to_bytes(body, wire_limit)
-            .await
-            .map_err(|_| ApiError::TooLarge {
-                limit: wire_limit,
-                stage: "on the wire",
-            })?;
+    let raw: Bytes = tokio::time::timeout(
+        state.config.connections.body_timeout,
+        axum::body::to_bytes(body, wire_limit),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout)?
+    .map_err(|_| ApiError::TooLarge {
+        limit: wire_limit,
+        stage: "on the wire",
+    })?;
     let gzip = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())

@@ -6,13 +6,15 @@
 //! roles, enrolment, tokens, revocation), [`scope`] (who may see and change what), [`sync`]
 //! (applying pushes with the shared merge rules, serving pulls, moves and retention) and
 //! [`audit`] (the hash-chained access log). [`http`] is the thin boundary; [`rate`] limits
-//! requests per device.
+//! requests and writes per device; [`listen`] accepts connections within limits a client
+//! cannot get around (a cap, idle and header deadlines).
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod db;
 pub mod http;
 pub mod identity;
+pub mod listen;
 pub mod rate;
 pub mod scope;
 pub mod sync;
@@ -30,6 +32,74 @@ pub struct Config {
     pub device_rate: rate::RateLimit,
     /// Enrolment attempts and requests with unknown tokens per client address (guessing).
     pub enrol_rate: rate::RateLimit,
+    /// What one device may write ([`WriteBudget`]).
+    pub write_budget: WriteBudget,
+    /// Connections: the cap and the deadlines ([`listen`]).
+    pub connections: listen::ConnectionLimits,
+}
+
+/// What one device may make the server write, per minute: field operations (each is work in
+/// the write transaction) and estimated stored kibibytes ([`stored_bytes_estimate`]). A hostile
+/// or runaway device cannot hold the write lock for long or fill the disk quickly; an honest
+/// device's largest push (`limits::MAX_OPS_PER_PUSH`, `limits::PUSH_BYTES`) always fits a
+/// full bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteBudget {
+    pub ops: rate::RateLimit,
+    pub kib: rate::RateLimit,
+}
+
+impl WriteBudget {
+    /// The burst an honest client's largest push needs.
+    pub fn min_burst() -> (u32, u32) {
+        use feltbog_core::protocol::limits;
+        let ops = limits::MAX_OPS_PER_PUSH;
+        let bytes = limits::PUSH_BYTES + ops * STORED_BYTES_PER_OP;
+        (ops as u32, bytes.div_ceil(1024) as u32)
+    }
+
+    /// Whether the largest honest push fits a full bucket (else that device would wait forever).
+    pub fn validate(&self) -> Result<(), String> {
+        let (ops, kib) = Self::min_burst();
+        if self.ops.burst < ops || self.kib.burst < kib {
+            return Err(format!(
+                "the write budget's burst must hold one full push: at least {ops} ops and {kib} KiB"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for WriteBudget {
+    fn default() -> Self {
+        // About 30,000 ops a minute is a few hundred ms of write lock a minute per device, and a
+        // full caseload (20,000 visits) uploads in under ten minutes.
+        WriteBudget {
+            ops: rate::RateLimit {
+                per_minute: 30_000,
+                burst: 30_000,
+            },
+            kib: rate::RateLimit {
+                per_minute: 16 * 1024,
+                burst: 16 * 1024,
+            },
+        }
+    }
+}
+
+/// What the server stores per field operation besides its value: a row in the merged field
+/// state, the op's envelope in the change log, index entries (measured: docs/security.md).
+pub const STORED_BYTES_PER_OP: usize = 256;
+
+/// The bytes a mutation is expected to add to the database: its text in the change log and the
+/// overhead of each op.
+pub fn stored_bytes_estimate(m: &feltbog_core::protocol::Mutation) -> usize {
+    let values: usize = m
+        .ops
+        .iter()
+        .map(|op| op.change.value().to_string().len() + op.field.len())
+        .sum();
+    values + m.ops.len() * STORED_BYTES_PER_OP
 }
 
 impl Default for Config {
@@ -46,6 +116,8 @@ impl Default for Config {
                 per_minute: 10,
                 burst: 10,
             },
+            write_budget: WriteBudget::default(),
+            connections: listen::ConnectionLimits::default(),
         }
     }
 }
@@ -54,21 +126,37 @@ impl Default for Config {
 /// (per instance: behind a load balancer each instance limits on its own).
 #[derive(Clone)]
 pub struct AppState {
+    /// The connection every write (and sync) goes through, one at a time.
     pub db: Arc<Mutex<rusqlite::Connection>>,
+    /// A second connection for readiness checks, which WAL lets read during a write; the
+    /// write connection when the state was made without one.
+    pub reader: Arc<Mutex<rusqlite::Connection>>,
     pub config: Arc<Config>,
     pub device_limiter: Arc<rate::Limiter>,
     pub enrol_limiter: Arc<rate::Limiter>,
+    pub ops_budget: Arc<rate::Limiter>,
+    pub bytes_budget: Arc<rate::Limiter>,
 }
 
 impl AppState {
     /// State over an open database.
     pub fn new(conn: rusqlite::Connection, config: Config) -> AppState {
+        let db = Arc::new(Mutex::new(conn));
         AppState {
-            db: Arc::new(Mutex::new(conn)),
+            reader: db.clone(),
+            db,
             device_limiter: Arc::new(rate::Limiter::new(config.device_rate)),
             enrol_limiter: Arc::new(rate::Limiter::new(config.enrol_rate)),
+            ops_budget: Arc::new(rate::Limiter::new(config.write_budget.ops)),
+            bytes_budget: Arc::new(rate::Limiter::new(config.write_budget.kib)),
             config: Arc::new(config),
         }
+    }
+
+    /// Uses `reader` (a second connection to the same database) for readiness checks.
+    pub fn with_reader(mut self, reader: rusqlite::Connection) -> AppState {
+        self.reader = Arc::new(Mutex::new(reader));
+        self
     }
 }
 
@@ -78,10 +166,6 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let limits = state.config.connections;
+    listen::serve(listener, router(state), limits, shutdown).await
 }

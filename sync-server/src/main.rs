@@ -5,7 +5,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use feltbog_core::hlc::DeviceId;
 use feltbog_core::hlc::system_time_ms;
-use feltbog_server::{AppState, Config, audit, db, identity, rate, sync};
+use feltbog_server::listen::ConnectionLimits;
+use feltbog_server::{AppState, Config, WriteBudget, audit, db, identity, rate, sync};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use uuid::Uuid;
@@ -46,6 +47,8 @@ enum Command {
         #[arg(long, env = "FELTBOG_ENROL_RATE_PER_MINUTE", default_value_t = 10)]
         enrol_rate_per_minute: u32,
         #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
         retention: RetentionArgs,
     },
     /// Administration: teams, workers, devices, citizens' teams, audit, retention.
@@ -61,6 +64,56 @@ struct AdminArgs {
     operator: Option<String>,
     #[command(subcommand)]
     command: Admin,
+}
+
+/// What one device may write, and how many connections and how much time clients get.
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct LimitArgs {
+    /// Field operations a device may push per minute (and at once).
+    #[arg(long, env = "FELTBOG_WRITE_OPS_PER_MINUTE", default_value_t = WriteBudget::default().ops.per_minute)]
+    write_ops_per_minute: u32,
+    /// Estimated stored KiB a device may push per minute (and at once).
+    #[arg(long, env = "FELTBOG_WRITE_KIB_PER_MINUTE", default_value_t = WriteBudget::default().kib.per_minute)]
+    write_kib_per_minute: u32,
+    /// Open connections at most; lowered to fit the open-file limit (less 64 kept back).
+    #[arg(long, env = "FELTBOG_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections)]
+    max_connections: usize,
+    /// Seconds from connecting until a request's headers are complete.
+    #[arg(long, env = "FELTBOG_HEADER_TIMEOUT_SECS", default_value_t = ConnectionLimits::default().header_timeout.as_secs())]
+    header_timeout_secs: u64,
+    /// Seconds to receive a whole request body.
+    #[arg(long, env = "FELTBOG_BODY_TIMEOUT_SECS", default_value_t = ConnectionLimits::default().body_timeout.as_secs())]
+    body_timeout_secs: u64,
+    /// Seconds a connection may sit idle between requests.
+    #[arg(long, env = "FELTBOG_KEEP_ALIVE_SECS", default_value_t = ConnectionLimits::default().keep_alive.as_secs())]
+    keep_alive_secs: u64,
+}
+
+impl LimitArgs {
+    /// The budget and limits, checked: each deadline at least a second, and a budget that
+    /// holds one full push.
+    fn into_limits(self) -> Result<(WriteBudget, ConnectionLimits)> {
+        let per_minute = |n: u32| rate::RateLimit {
+            per_minute: n,
+            burst: n,
+        };
+        let budget = WriteBudget {
+            ops: per_minute(self.write_ops_per_minute),
+            kib: per_minute(self.write_kib_per_minute),
+        };
+        budget.validate().map_err(anyhow::Error::msg)?;
+        let secs = |name: &str, n: u64| {
+            anyhow::ensure!(n >= 1, "{name} must be at least 1 second");
+            Ok(std::time::Duration::from_secs(n))
+        };
+        let limits = ConnectionLimits {
+            max_connections: self.max_connections.max(1),
+            header_timeout: secs("--header-timeout-secs", self.header_timeout_secs)?,
+            body_timeout: secs("--body-timeout-secs", self.body_timeout_secs)?,
+            keep_alive: secs("--keep-alive-secs", self.keep_alive_secs)?,
+        };
+        Ok((budget, limits))
+    }
 }
 
 /// The municipality's retention rules for closed cases (both off unless given).
@@ -213,9 +266,13 @@ fn main() -> Result<()> {
             device_rate_per_minute,
             device_burst,
             enrol_rate_per_minute,
+            limits,
             retention,
         } => {
+            let (write_budget, connections) = limits.into_limits()?;
             let config = Config {
+                write_budget,
+                connections,
                 max_drift_ms,
                 device_rate: rate::RateLimit {
                     per_minute: device_rate_per_minute,
@@ -473,6 +530,8 @@ fn init_logging(default: &str) {
                 .unwrap_or_else(|_| default.into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in a file or a journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -484,11 +543,11 @@ fn serve(
 ) -> Result<()> {
     init_logging("info");
     let conn = db::open(data_dir).context("cannot open the server database")?;
-    let state = AppState::new(conn, config);
+    let reader = db::open(data_dir).context("cannot open the server database")?;
+    let state = AppState::new(conn, config).with_reader(reader);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
+        let listener = feltbog_server::listen::bind(listen)
             .with_context(|| format!("cannot listen on {listen}"))?;
         // The address is printed so scripts and tests that ask for port 0 learn the real one.
         println!("listening on http://{}", listener.local_addr()?);

@@ -54,10 +54,18 @@ impl Limiter {
     /// Takes a token from `key`'s bucket, or says how long until one is there (a refused
     /// request takes nothing). Round the wait up to whole seconds for a `Retry-After` header.
     pub fn check(&self, key: &[u8], now: Instant) -> Result<(), Duration> {
+        self.check_n(key, 1, now)
+    }
+
+    /// Takes `n` tokens at once (a push's field operations, its bytes), or says how long until
+    /// they are there. `n` above the burst never fits: size the burst for the largest request
+    /// an honest client makes.
+    pub fn check_n(&self, key: &[u8], n: u32, now: Instant) -> Result<(), Duration> {
+        let cost = self.interval.saturating_mul(n.max(1));
         // Poisoning cannot leave a bucket half-updated: every update is one store.
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(full_at) = buckets.get_mut(key) {
-            let next = (*full_at).max(now) + self.interval;
+            let next = (*full_at).max(now) + cost;
             let ahead = next.saturating_duration_since(now);
             if ahead > self.window {
                 return Err(ahead - self.window);
@@ -66,11 +74,24 @@ impl Limiter {
             return Ok(());
         }
         // A new key has a full bucket, and a bucket holds at least one token.
+        if cost > self.window {
+            return Err(cost - self.window);
+        }
         if buckets.len() >= self.max_keys {
             evict(&mut buckets, now, self.max_keys);
         }
-        buckets.insert(key.into(), now + self.interval);
+        buckets.insert(key.into(), now + cost);
         Ok(())
+    }
+
+    /// Gives back `n` tokens taken by [`Limiter::check_n`] for a request that was refused on
+    /// other grounds after all.
+    pub fn refund(&self, key: &[u8], n: u32) {
+        let cost = self.interval.saturating_mul(n.max(1));
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(full_at) = buckets.get_mut(key) {
+            *full_at = full_at.checked_sub(cost).unwrap_or(*full_at);
+        }
     }
 
     /// Keys held now.
@@ -138,6 +159,27 @@ pub fn ip_key(ip: IpAddr) -> [u8; 9] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_weighted_check_takes_that_many_tokens_and_a_refund_gives_them_back() {
+        let limiter = Limiter::new(RateLimit {
+            per_minute: 600,
+            burst: 100,
+        });
+        let t0 = Instant::now();
+        assert_eq!(limiter.check_n(b"d", 60, t0), Ok(()));
+        assert_eq!(limiter.check_n(b"d", 40, t0), Ok(()));
+        // Empty now: one more token is 100 ms away (600 a minute).
+        assert_eq!(
+            limiter.check_n(b"d", 1, t0),
+            Err(Duration::from_millis(100))
+        );
+        limiter.refund(b"d", 40);
+        assert_eq!(limiter.check_n(b"d", 40, t0), Ok(()));
+        // More than the burst never fits, not even for a new key.
+        assert!(limiter.check_n(b"e", 101, t0).is_err());
+        assert_eq!(limiter.check_n(b"e", 100, t0), Ok(()));
+    }
 
     const SEC: Duration = Duration::from_secs(1);
 

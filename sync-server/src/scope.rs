@@ -25,6 +25,7 @@
 
 use crate::identity::{Caller, Role};
 use feltbog_core::domain::EntityKind;
+use feltbog_core::domain::schema::{Reference, Target};
 use feltbog_core::protocol::{FieldChange, Mutation};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeSet;
@@ -237,6 +238,35 @@ pub fn writable(caller: &Caller, reach: &Reach, scope: &RecordScope) -> bool {
     scope.team == caller.team_id
         && !scope.removed
         && can_write(caller.role, scope.class, at(reach, scope))
+}
+
+/// Whether a record that `caller` writes may refer to `reference` ([`feltbog_core::domain::schema`]):
+/// the target exists now and is the caller's business, in the caller's own team. A citizen must
+/// be one the caller reads (a caretaker: a resident of one of their sites), a task one it may
+/// change, a site or a worker one of its team's. "Not yours" and "does not exist" are the same
+/// `false`, so a reference cannot probe another team's ids, nor file a team's writes in another
+/// team's citizen's audit export.
+pub fn reference_in_scope(
+    conn: &Connection,
+    caller: &Caller,
+    reach: &Reach,
+    reference: Reference,
+) -> rusqlite::Result<bool> {
+    let record = |entity| record_scope(conn, entity, reference.id);
+    Ok(match reference.target {
+        Target::Citizen => record(EntityKind::Citizen)?
+            .is_some_and(|s| s.team == caller.team_id && readable(caller, reach, &s)),
+        Target::Task => record(EntityKind::Task)?.is_some_and(|s| writable(caller, reach, &s)),
+        Target::Site => {
+            record(EntityKind::Site)?.is_some_and(|s| s.team == caller.team_id && !s.removed)
+        }
+        Target::Worker => conn
+            .prepare_cached("SELECT count(*) > 0 FROM workers WHERE id = ?1 AND team_id = ?2")?
+            .query_row(
+                params![&reference.id.as_bytes()[..], &caller.team_id.as_bytes()[..]],
+                |r| r.get(0),
+            )?,
+    })
 }
 
 fn at(reach: &Reach, scope: &RecordScope) -> bool {

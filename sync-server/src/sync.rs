@@ -17,6 +17,7 @@
 use crate::audit::{self, Action, Entry};
 use crate::identity::{Caller, Role};
 use crate::scope::{self, Class};
+use feltbog_core::domain::schema::{self, SchemaError};
 use feltbog_core::domain::{
     Citizen, CitizenId, ConflictId, ConflictRecord, ConflictStatus, EntityKind, Record, Site,
     SiteLogEntry, Task, Visit,
@@ -427,25 +428,6 @@ impl Ctx<'_> {
         }) {
             return invalid("a field is assigned twice in one mutation");
         }
-        // A citizen lives at one of the team's own sites (that makes them the business of the
-        // team's caretakers of that site), never at another team's; a site log is kept at one.
-        for op in &m.ops {
-            if matches!(op.entity, EntityKind::Citizen | EntityKind::SiteLogEntry)
-                && op.field == "site_id"
-                && let FieldChange::Assign { value } = &op.change
-                && !value.is_null()
-            {
-                let site = serde_json::from_value::<Uuid>(value.clone()).ok();
-                let ours = match site {
-                    Some(id) => scope::record_scope(self.tx, EntityKind::Site, id)?
-                        .is_some_and(|s| s.team == caller.team_id),
-                    None => false,
-                };
-                if !ours {
-                    return invalid("the site is not one of this team's sites");
-                }
-            }
-        }
         if m.ops.len() > limits::MAX_OPS_PER_MUTATION {
             return invalid("too many ops in one mutation");
         }
@@ -456,6 +438,16 @@ impl Ctx<'_> {
             }
             if !valid_field_name(&op.field) {
                 return invalid("field names are lower-case identifiers");
+            }
+            // Only the fields the record kind has, and of a conflict only its status: anything
+            // else would be stored and sent to every device of the team (core's one list).
+            if !planted(PlantedBug::FieldsUnchecked)
+                && let Err(e) = schema::check_field(op.entity, &op.field)
+            {
+                return invalid(match e {
+                    SchemaError::NotWritable { .. } => "a device cannot write this field",
+                    _ => "the record has no such field",
+                });
             }
             // A record's `id` field is its own id, at creation and ever after: devices find a
             // citizen's records by it when they erase the citizen.
@@ -484,12 +476,8 @@ impl Ctx<'_> {
                 )));
             }
         }
-        if first.entity == EntityKind::Conflict
-            && m.ops
-                .iter()
-                .any(|op| op.field != "status" && op.field != "winner")
-        {
-            return invalid("devices may only resolve or dismiss a conflict");
+        if first.id.is_nil() {
+            return invalid("the nil id is no record's id");
         }
         // "Not yours" and "does not exist" give this same answer: no hint that a record exists.
         let unavailable = || {
@@ -514,7 +502,9 @@ impl Ctx<'_> {
                         return invalid("a record's citizen or site cannot change by an edit");
                     }
                 }
-                Ok(Ok(Made::Edited))
+                Ok(self
+                    .check_references(caller, reach, m)?
+                    .map(|()| Made::Edited))
             }
             None => {
                 // An update to a record this server does not have (no `id` op: not a
@@ -540,15 +530,55 @@ impl Ctx<'_> {
                 }
                 // A record's first mutation must create a whole, valid record: a partial one
                 // would reach every device of the team and break their lists.
-                Ok(validate_creation(caller, m).map(|()| Made::Created))
+                if let Err(refused) = validate_creation(caller, m) {
+                    return Ok(Err(refused));
+                }
+                Ok(self
+                    .check_references(caller, reach, m)?
+                    .map(|()| Made::Created))
             }
         }
+    }
+
+    /// Every record a value refers to must be the writer's business now, in the writer's team
+    /// ([`scope::reference_in_scope`]). A set's removal names what was there; only what is
+    /// written is checked.
+    fn check_references(
+        &self,
+        caller: &Caller,
+        reach: &scope::Reach,
+        m: &Mutation,
+    ) -> Result<Check, SyncError> {
+        let invalid = |detail: &str| Ok(Err((RejectReason::Invalid, detail.to_owned())));
+        for op in &m.ops {
+            let value = match &op.change {
+                FieldChange::Assign { value } | FieldChange::Add { value } => value,
+                FieldChange::Remove { .. } => continue,
+            };
+            let references = match schema::references(op.entity, &op.field, value) {
+                Ok(references) => references,
+                Err(_) => return invalid("a reference is not a record's id"),
+            };
+            for reference in references {
+                if !planted(PlantedBug::ReferencesUnscoped)
+                    && !scope::reference_in_scope(self.tx, caller, reach, reference)?
+                {
+                    return Ok(Err((
+                        RejectReason::OutOfScope,
+                        "a record it refers to is not available to this worker".to_owned(),
+                    )));
+                }
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// Applies a checked mutation; returns the citizen it is about, if any.
     fn apply(&mut self, caller: &Caller, m: &Mutation) -> Result<Option<Uuid>, SyncError> {
         let first = &m.ops[0];
-        let (class, citizen, site) = match scope::record_scope(self.tx, first.entity, first.id)? {
+        let existing = scope::record_scope(self.tx, first.entity, first.id)?;
+        let created = existing.is_none();
+        let (class, citizen, site) = match existing {
             Some(existing) => (existing.class, existing.citizen, existing.site),
             None => {
                 let (class, citizen) = scope::classify_new(m);
@@ -596,27 +626,14 @@ impl Ctx<'_> {
         let mut applied = m.clone();
         let mut altered = false;
         for op in &mut applied.ops {
-            // A new citizen (or visit) belongs to the creator's team, whatever the payload says;
-            // later the team changes only by an administrator's move, never by an edit.
-            if matches!(op.entity, EntityKind::Citizen | EntityKind::Visit) && op.field == "team_id"
-            {
-                let team = match field_value(self.tx, op.entity, op.id, &op.field)? {
-                    Some(stored) if !stored.is_null() => stored,
-                    _ => serde_json::to_value(caller.team_id).unwrap_or_default(),
+            // The author is whoever is signed in on the device, and a new record's team is the
+            // writer's, whatever the payload says. Once set they stay: a later op keeps the
+            // stored value (no taking over a colleague's visit; a team changes only by an
+            // administrator's move).
+            if op.entity.server_fields().contains(&op.field.as_str()) {
+                let truth = FieldChange::Assign {
+                    value: self.server_owned(caller, op.entity, op.id, &op.field)?,
                 };
-                let truth = FieldChange::Assign { value: team };
-                altered |= op.change != truth;
-                op.change = truth;
-            }
-            // The author is whoever is signed in on the device, never what the payload says.
-            // Once set, it stays: a later author op keeps the stored author (no taking over a
-            // colleague's visit).
-            if op.entity.author_field() == Some(op.field.as_str()) {
-                let author = match field_value(self.tx, op.entity, op.id, &op.field)? {
-                    Some(stored) => stored,
-                    None => serde_json::to_value(caller.worker_id).unwrap_or_default(),
-                };
-                let truth = FieldChange::Assign { value: author };
                 altered |= op.change != truth;
                 op.change = truth;
             }
@@ -624,6 +641,24 @@ impl Ctx<'_> {
                 self.clock.witness(op.hlc);
             } else {
                 self.clock.observe(op.hlc, self.now_ms)?;
+            }
+        }
+        if created && !planted(PlantedBug::AuthorNotSet) {
+            // A creation that left out a server-owned field gets it from the server, stored
+            // and echoed like any value the server set: every device then holds the author.
+            for field in first.entity.server_fields() {
+                if !applied.ops.iter().any(|op| op.field == *field) {
+                    let value = self.server_owned(caller, first.entity, first.id, field)?;
+                    applied.ops.push(FieldOp {
+                        entity: first.entity,
+                        id: first.id,
+                        field: (*field).to_owned(),
+                        change: FieldChange::Assign { value },
+                        hlc: first.hlc,
+                        base: None,
+                    });
+                    altered = true;
+                }
             }
         }
         for op in &applied.ops {
@@ -657,6 +692,23 @@ impl Ctx<'_> {
             ],
         )?;
         Ok(citizen)
+    }
+
+    /// The value of a server-owned field ([`EntityKind::server_fields`]): what is stored, or
+    /// for a new record the writer's worker id (an author) or team (a team).
+    fn server_owned(
+        &self,
+        caller: &Caller,
+        entity: EntityKind,
+        id: Uuid,
+        field: &str,
+    ) -> Result<serde_json::Value, SyncError> {
+        if let Some(stored) = field_value(self.tx, entity, id, field)?
+            && !stored.is_null()
+        {
+            return Ok(stored);
+        }
+        Ok(fresh_server_value(caller, field))
     }
 
     /// Keeps a citizen's scope row in step with their record: living at a site makes them the
@@ -1340,6 +1392,16 @@ fn conflict_id(op: &FieldOp, c: &merge::Conflict) -> ConflictId {
     ConflictId(uuid::Builder::from_custom_bytes(bytes).into_uuid())
 }
 
+/// A new record's server-owned field: its team is the writer's team, its author the writer.
+fn fresh_server_value(caller: &Caller, field: &str) -> serde_json::Value {
+    let id = if field == "team_id" {
+        caller.team_id
+    } else {
+        caller.worker_id
+    };
+    serde_json::Value::String(id.to_string())
+}
+
 /// Checks that a creating mutation describes a complete record that passes the domain rules
 /// (the same [`feltbog_core::domain::Validate`] the device runs before saving). Messages name the rule, not values.
 fn validate_creation(caller: &Caller, m: &Mutation) -> Check {
@@ -1366,11 +1428,9 @@ fn validate_creation(caller: &Caller, m: &Mutation) -> Check {
             }
         }
     }
-    if let Some(field) = entity.author_field() {
-        record.insert(
-            field.into(),
-            serde_json::to_value(caller.worker_id).unwrap_or_default(),
-        );
+    // The server sets its own fields (`Ctx::apply`); check the record as it will be stored.
+    for field in entity.server_fields() {
+        record.insert((*field).into(), fresh_server_value(caller, field));
     }
     let result = match entity {
         EntityKind::Conflict => Err("conflicts are created by the server".to_owned()),

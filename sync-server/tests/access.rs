@@ -10,9 +10,7 @@ use feltbog_core::domain::{
     VisitKind, WorkerId,
 };
 use feltbog_core::hlc::{Hlc, system_time_ms};
-use feltbog_core::protocol::{
-    FieldChange, FieldOp, Mutation, RejectReason, SyncRequest, SyncResponse,
-};
+use feltbog_core::protocol::{FieldChange, FieldOp, RejectReason, SyncRequest};
 use feltbog_core::store::Store;
 use feltbog_core::sync::{Transport, TransportError, http::HttpTransport};
 use std::collections::{BTreeMap, BTreeSet};
@@ -147,52 +145,6 @@ fn field_of(class: Class) -> (&'static str, serde_json::Value) {
         Class::Case | Class::Anon => ("duration_minutes", 25.into()),
         Class::Site => ("address", "Vej 2".into()),
         Class::SiteLog => ("note", "ny note".into()),
-    }
-}
-
-/// A raw client for one device: pushes hand-made mutations over HTTP.
-struct Raw {
-    transport: HttpTransport,
-    token: String,
-    device: feltbog_core::hlc::DeviceId,
-    seq: u64,
-}
-
-impl Raw {
-    fn of(store: &mut Store) -> Raw {
-        let e = store.enrolment().unwrap().unwrap();
-        Raw {
-            transport: HttpTransport::new(&e.server_url).unwrap(),
-            token: e.token.expose().clone(),
-            device: store.device_id(),
-            seq: 1_000_000,
-        }
-    }
-
-    fn push(&mut self, ops: Vec<FieldOp>) -> Result<SyncResponse, TransportError> {
-        self.seq += 1;
-        let request = SyncRequest {
-            mutations: vec![Mutation {
-                device_id: self.device,
-                device_seq: self.seq,
-                ops,
-            }],
-            cursor: u64::MAX / 2,
-            access_log: vec![],
-        };
-        self.transport.sync(&self.token, &request).map(|(r, _)| r)
-    }
-
-    /// Pushes one mutation; `Ok(())` if acknowledged, else the refusal.
-    fn write(&mut self, ops: Vec<FieldOp>) -> Result<(), (RejectReason, String)> {
-        let response = self.push(ops).expect("the request itself is answered");
-        match response.rejected.first() {
-            Some(r) => Err((r.reason, r.detail.clone())),
-            None => {
-                assert_eq!(response.acked, vec![self.seq]);
-                Ok(())
-            }
-        }
     }
 }
 
@@ -429,6 +381,11 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
                 .find(|m| m.ops[0].id == id)
                 .unwrap()
                 .clone();
+            if class == Class::SiteLog {
+                // Naming nobody: the fresh resident is not on the server (references are the
+                // business of tests/hostile.rs).
+                m.ops.retain(|op| op.field != "residents");
+            }
             if class == Class::Case {
                 // About a citizen of the worker's own team.
                 for op in &mut m.ops {
@@ -1024,9 +981,18 @@ fn request_rates_and_batch_sizes_have_clear_limits() {
         base: None,
     };
     let big = "a".repeat(120 * 1024);
-    let huge: Vec<FieldOp> = (0..9)
-        .map(|i| op(&format!("extra_{i}"), big.clone().into()))
-        .collect();
+    let fields = [
+        "alias",
+        "full_name",
+        "cpr",
+        "birth_year",
+        "phone",
+        "housing",
+        "site_id",
+        "primary_worker",
+        "consent",
+    ];
+    let huge: Vec<FieldOp> = fields.iter().map(|f| op(f, big.clone().into())).collect();
     assert_eq!(
         raw.write(huge),
         Err((RejectReason::Invalid, "the mutation is too large".into()))

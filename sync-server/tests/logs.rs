@@ -229,6 +229,8 @@ fn no_marker_or_secret_reaches_any_log_with_trace_logging_on() {
         "the admin CLI logs at trace level too"
     );
     for (name, text) in &logs {
+        // Written to pipes, not a terminal: no colour codes for a log file or a journal.
+        assert!(!text.contains('\u{1b}'), "{name} has terminal escape codes");
         for marker in MARKERS.iter().chain(["markoer-tag"].iter()) {
             assert!(
                 !text.contains(marker),

@@ -526,7 +526,9 @@ impl App {
                         e.field = e.field.map(|f| format!("follow_up.{f}"));
                         e
                     })?;
-                    s.save_pair(&visit, task)?;
+                    // The task first: the visit refers to it, and the server resolves every
+                    // reference when it applies a mutation.
+                    s.save_pair(task, &visit)?;
                 }
                 None => {
                     s.save(&visit)?;

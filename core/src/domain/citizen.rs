@@ -49,6 +49,7 @@ pub enum ConsentMethod {
 
 /// The citizen's consent: status, date, scope (in words), how given, recorded by whom.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Consent {
     pub status: ConsentStatus,
     pub date: NaiveDate,
@@ -70,6 +71,7 @@ pub enum GoalStatus {
 
 /// One of the citizen's hopes, wishes and dreams, in their own words.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Goal {
     pub id: GoalId,
     pub text: Sensitive<String>,
@@ -177,6 +179,23 @@ impl Validate for Citizen {
 
 impl Record for Citizen {
     const KIND: EntityKind = EntityKind::Citizen;
+    const FIELDS: &'static [&'static str] = &[
+        "id",
+        "alias",
+        "full_name",
+        "cpr",
+        "birth_year",
+        "phone",
+        "housing",
+        "site_id",
+        "team_id",
+        "primary_worker",
+        "consent",
+        "goals",
+        "tags",
+        "archived",
+        "created_at",
+    ];
     const TEXT_FIELDS: &'static [&'static str] = &["goals", "consent"];
     const SET_FIELDS: &'static [&'static str] = &["tags"];
 

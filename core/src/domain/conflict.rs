@@ -60,6 +60,20 @@ impl Validate for ConflictRecord {
 
 impl Record for ConflictRecord {
     const KIND: EntityKind = EntityKind::Conflict;
+    const FIELDS: &'static [&'static str] = &[
+        "id",
+        "citizen_id",
+        "entity",
+        "record_id",
+        "field",
+        "kind",
+        "winner",
+        "winner_stamp",
+        "loser",
+        "loser_stamp",
+        "status",
+        "created_at",
+    ];
 
     fn record_id(&self) -> Uuid {
         self.id.0

@@ -13,6 +13,7 @@
 mod citizen;
 mod conflict;
 mod cpr;
+pub mod schema;
 mod site;
 mod task;
 mod visit;
@@ -78,11 +79,6 @@ impl EntityKind {
             EntityKind::SiteLogEntry => SiteLogEntry::TEXT_FIELDS,
             EntityKind::Conflict => ConflictRecord::TEXT_FIELDS,
         }
-    }
-
-    /// The field that names the author, which the server takes from authentication.
-    pub fn author_field(self) -> Option<&'static str> {
-        matches!(self, EntityKind::Visit | EntityKind::SiteLogEntry).then_some("author")
     }
 
     /// The stable name used in the store, in associated data and on the wire.
@@ -247,6 +243,10 @@ pub struct Projection {
 pub trait Record: Serialize + DeserializeOwned + Validate + Clone {
     /// The kind, as used in the store and on the wire.
     const KIND: EntityKind;
+    /// Every top-level field of the serde form: the fields that travel in field ops. A field
+    /// not listed here is refused by the server ([`schema`]); a test holds the list equal to
+    /// the serde form.
+    const FIELDS: &'static [&'static str];
     /// Top-level fields that merge as add-wins sets (their JSON form is an array).
     const SET_FIELDS: &'static [&'static str] = &[];
     /// Free-text fields: a concurrent edit is an open conflict until a person resolves it.

@@ -79,6 +79,8 @@ impl Validate for SiteLogEntry {
 
 impl Record for Site {
     const KIND: EntityKind = EntityKind::Site;
+    const FIELDS: &'static [&'static str] =
+        &["id", "kind", "name", "address", "archived", "created_at"];
 
     fn record_id(&self) -> uuid::Uuid {
         self.id.0
@@ -98,6 +100,16 @@ impl Record for Site {
 
 impl Record for SiteLogEntry {
     const KIND: EntityKind = EntityKind::SiteLogEntry;
+    const FIELDS: &'static [&'static str] = &[
+        "id",
+        "site_id",
+        "at",
+        "kind",
+        "note",
+        "residents",
+        "author",
+        "archived",
+    ];
     const TEXT_FIELDS: &'static [&'static str] = &["note"];
     const SET_FIELDS: &'static [&'static str] = &["residents"];
 

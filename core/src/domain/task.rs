@@ -45,6 +45,16 @@ impl Validate for Task {
 
 impl Record for Task {
     const KIND: EntityKind = EntityKind::Task;
+    const FIELDS: &'static [&'static str] = &[
+        "id",
+        "citizen_id",
+        "title",
+        "created_at",
+        "due",
+        "assignee",
+        "status",
+        "archived",
+    ];
     const TEXT_FIELDS: &'static [&'static str] = &["title"];
 
     fn record_id(&self) -> uuid::Uuid {

@@ -58,6 +58,7 @@ pub enum Referral {
 
 /// A contact with people not (yet) known by name.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AnonymousContact {
     /// How many people were met.
     pub count: u16,
@@ -158,6 +159,23 @@ impl Validate for Visit {
 
 impl Record for Visit {
     const KIND: EntityKind = EntityKind::Visit;
+    const FIELDS: &'static [&'static str] = &[
+        "id",
+        "citizen_id",
+        "anonymous",
+        "author",
+        "team_id",
+        "started_at",
+        "duration_minutes",
+        "kind",
+        "place",
+        "themes",
+        "note",
+        "referrals",
+        "wellbeing",
+        "follow_up",
+        "archived",
+    ];
     const TEXT_FIELDS: &'static [&'static str] = &["note", "anonymous"];
     const SET_FIELDS: &'static [&'static str] = &["themes", "referrals"];
 

@@ -187,13 +187,15 @@ pub fn sync_with<A: StoreAccess>(
     for _ in 0..100_000 {
         let request = access.with_store(|store| {
             let mut pending = store.pending(MAX_PUSH)?;
-            // Pack by size too: a push of long notes must stay under the server's body limits.
-            let mut bytes = 0;
+            // Pack by size and op count too: a push of long notes must stay under the server's
+            // body limits, and a push of many edits under its limit on one transaction.
+            let (mut bytes, mut ops) = (0, 0);
             let fits = pending
                 .iter()
                 .take_while(|m| {
                     bytes += serde_json::to_vec(m).map_or(0, |v| v.len());
-                    bytes <= limits::PUSH_BYTES
+                    ops += m.ops.len();
+                    bytes <= limits::PUSH_BYTES && ops <= limits::MAX_OPS_PER_PUSH
                 })
                 .count()
                 .max(1);

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 use feltbog_core::crypto::{KdfParams, Passphrase};
+use feltbog_core::protocol::{FieldOp, Mutation, RejectReason, SyncRequest, SyncResponse};
 use feltbog_core::store::{CreateOptions, Store};
 use feltbog_core::sync::{self, Retry, SyncReport, http::HttpTransport};
+use feltbog_core::sync::{Transport, TransportError};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,6 +30,26 @@ impl Server {
         Self::start_with(data_dir, listen, &[])
     }
 
+    /// Serving under an open-file limit of `nofile` (the shell's `ulimit -n`), as many hosts
+    /// run it.
+    pub fn start_limited(data_dir: &Path, nofile: u32) -> Server {
+        let command = Command::new("sh");
+        Self::spawn(
+            command,
+            &[
+                "-c".into(),
+                format!("ulimit -n {nofile} && exec \"$0\" \"$@\""),
+                BIN.into(),
+                "serve".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--enrol-rate-per-minute".into(),
+                "100000".into(),
+            ],
+            data_dir,
+        )
+    }
+
     /// With extra `serve` flags. Tests enrol many devices from one address: the enrolment
     /// limit is raised unless a test sets it.
     pub fn start_with(data_dir: &Path, listen: &str, flags: &[&str]) -> Server {
@@ -35,9 +57,13 @@ impl Server {
         if !flags.contains(&"--enrol-rate-per-minute") {
             args.extend(["--enrol-rate-per-minute", "100000"]);
         }
-        let mut child = Command::new(BIN)
+        let args: Vec<String> = args.iter().chain(flags).map(|a| a.to_string()).collect();
+        Self::spawn(Command::new(BIN), &args, data_dir)
+    }
+
+    fn spawn(mut command: Command, args: &[String], data_dir: &Path) -> Server {
+        let mut child = command
             .args(args)
-            .args(flags)
             .env("FELTBOG_DATA_DIR", data_dir)
             .env("FELTBOG_LOG", "warn")
             .stdout(Stdio::piped())
@@ -182,4 +208,50 @@ pub fn store_files(data: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A raw client for one device: pushes hand-made mutations over HTTP.
+pub struct Raw {
+    pub transport: HttpTransport,
+    pub token: String,
+    pub device: feltbog_core::hlc::DeviceId,
+    pub seq: u64,
+}
+
+impl Raw {
+    pub fn of(store: &mut Store) -> Raw {
+        let e = store.enrolment().unwrap().unwrap();
+        Raw {
+            transport: HttpTransport::new(&e.server_url).unwrap(),
+            token: e.token.expose().clone(),
+            device: store.device_id(),
+            seq: 1_000_000,
+        }
+    }
+
+    pub fn push(&mut self, ops: Vec<FieldOp>) -> Result<SyncResponse, TransportError> {
+        self.seq += 1;
+        let request = SyncRequest {
+            mutations: vec![Mutation {
+                device_id: self.device,
+                device_seq: self.seq,
+                ops,
+            }],
+            cursor: u64::MAX / 2,
+            access_log: vec![],
+        };
+        self.transport.sync(&self.token, &request).map(|(r, _)| r)
+    }
+
+    /// Pushes one mutation; `Ok(())` if acknowledged, else the refusal.
+    pub fn write(&mut self, ops: Vec<FieldOp>) -> Result<(), (RejectReason, String)> {
+        let response = self.push(ops).expect("the request itself is answered");
+        match response.rejected.first() {
+            Some(r) => Err((r.reason, r.detail.clone())),
+            None => {
+                assert_eq!(response.acked, vec![self.seq]);
+                Ok(())
+            }
+        }
+    }
 }

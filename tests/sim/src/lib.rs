@@ -133,6 +133,9 @@ pub fn bug_name(bug: PlantedBug) -> &'static str {
         PlantedBug::SkewUnchecked => "skew-unchecked",
         PlantedBug::CursorRewind => "cursor-rewind",
         PlantedBug::ScopeLeak => "scope-leak",
+        PlantedBug::AuthorNotSet => "author-not-set",
+        PlantedBug::FieldsUnchecked => "fields-unchecked",
+        PlantedBug::ReferencesUnscoped => "references-unscoped",
     }
 }
 

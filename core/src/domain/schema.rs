@@ -1,0 +1,329 @@
+//! The wire shape of every record kind, written once for the device and the server.
+//!
+//! A device builds its mutations from its domain types, so it cannot send a field that does not
+//! exist. A client that speaks the protocol directly can, and the server must refuse it without a
+//! second copy of these rules. This module says, per [`EntityKind`]:
+//!
+//! - which top-level fields exist ([`EntityKind::fields`], taken from each record's
+//!   [`Record::FIELDS`], which a unit test holds equal to the type's serde form);
+//! - which fields the server owns and sets itself, whatever a device sends
+//!   ([`EntityKind::server_fields`]: the author of a visit or a site-log entry, the team of a
+//!   citizen or a visit);
+//! - which fields a device may write at all ([`EntityKind::device_writable`]: of a conflict, only
+//!   its status);
+//! - which other records a field's value refers to ([`references`]): a citizen, a site, a task,
+//!   a worker. The server resolves every one against the writer's scope in the sync transaction.
+//!
+//! Nested values (consent, goals, an anonymous contact) refuse unknown keys in their serde form
+//! (`deny_unknown_fields`), so parsing a record as its domain type is the nested half of the
+//! field check.
+
+use super::{Citizen, ConflictRecord, EntityKind, Record, Site, SiteLogEntry, Task, Visit};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// The kind of record a reference points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    Citizen,
+    Site,
+    Task,
+    Worker,
+}
+
+/// One reference held by a field value: "this visit's follow-up is task X".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Reference {
+    pub target: Target,
+    pub id: Uuid,
+}
+
+/// A field op that breaks the wire shape. Names the field, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    #[error("{entity} has no field {field}")]
+    UnknownField { entity: EntityKind, field: String },
+    #[error("the server sets {field} of a {entity}; devices cannot write it")]
+    NotWritable { entity: EntityKind, field: String },
+    #[error("{field} must hold an id")]
+    NotAnId { field: String },
+    #[error("{field} holds the nil id")]
+    NilId { field: String },
+}
+
+impl EntityKind {
+    /// Every top-level field of this kind's records, as they travel in field ops.
+    pub fn fields(self) -> &'static [&'static str] {
+        match self {
+            EntityKind::Citizen => Citizen::FIELDS,
+            EntityKind::Visit => Visit::FIELDS,
+            EntityKind::Task => Task::FIELDS,
+            EntityKind::Site => Site::FIELDS,
+            EntityKind::SiteLogEntry => SiteLogEntry::FIELDS,
+            EntityKind::Conflict => ConflictRecord::FIELDS,
+        }
+    }
+
+    /// Fields the server sets itself on creation and keeps ever after: the author comes from
+    /// authentication, a team from the writer (and later only from an administrator's move).
+    /// A device may send them (its own copy of the record has them); the server replaces the
+    /// value and stores what it set.
+    pub fn server_fields(self) -> &'static [&'static str] {
+        match self {
+            EntityKind::Visit => &["author", "team_id"],
+            EntityKind::SiteLogEntry => &["author"],
+            EntityKind::Citizen => &["team_id"],
+            EntityKind::Task | EntityKind::Site | EntityKind::Conflict => &[],
+        }
+    }
+
+    /// Whether a device may write `field` of an existing or new record of this kind. Conflicts
+    /// are the server's records: a device only resolves or dismisses one (its status).
+    pub fn device_writable(self, field: &str) -> bool {
+        match self {
+            EntityKind::Conflict => field == "status",
+            _ => self.fields().contains(&field),
+        }
+    }
+}
+
+/// Checks that a device may write `field` of `entity` at all (it exists and is not the
+/// server's own), before any value is looked at.
+pub fn check_field(entity: EntityKind, field: &str) -> Result<(), SchemaError> {
+    if !entity.fields().contains(&field) {
+        return Err(SchemaError::UnknownField {
+            entity,
+            field: field.to_owned(),
+        });
+    }
+    if !entity.device_writable(field) {
+        return Err(SchemaError::NotWritable {
+            entity,
+            field: field.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The records that one value of `entity`'s `field` refers to (for a set field, one element).
+/// `null` refers to nothing. An id that is malformed or nil is an error: no record has it.
+///
+/// Server-owned fields (the author, a team) are not listed: the server sets them itself.
+pub fn references(
+    entity: EntityKind,
+    field: &str,
+    value: &Value,
+) -> Result<Vec<Reference>, SchemaError> {
+    let one = |target: Target| -> Result<Vec<Reference>, SchemaError> {
+        Ok(id_of(field, value)?
+            .map(|id| vec![Reference { target, id }])
+            .unwrap_or_default())
+    };
+    match (entity, field) {
+        (EntityKind::Visit | EntityKind::Task, "citizen_id") => one(Target::Citizen),
+        (EntityKind::SiteLogEntry, "residents") => one(Target::Citizen),
+        (EntityKind::Citizen | EntityKind::SiteLogEntry, "site_id") => one(Target::Site),
+        (EntityKind::Visit, "follow_up") => one(Target::Task),
+        (EntityKind::Citizen, "primary_worker") | (EntityKind::Task, "assignee") => {
+            one(Target::Worker)
+        }
+        (EntityKind::Citizen, "consent") => match value.get("recorded_by") {
+            // A consent without `recorded_by` is malformed; the record's parse refuses it.
+            Some(by) => Ok(id_of("consent.recorded_by", by)?
+                .map(|id| {
+                    vec![Reference {
+                        target: Target::Worker,
+                        id,
+                    }]
+                })
+                .unwrap_or_default()),
+            None => Ok(Vec::new()),
+        },
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The id a reference value holds: `None` for `null`, an error for anything else that is not a
+/// non-nil UUID.
+fn id_of(field: &str, value: &Value) -> Result<Option<Uuid>, SchemaError> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    let id = value
+        .as_str()
+        .and_then(|s| Uuid::try_parse(s).ok())
+        .ok_or_else(|| SchemaError::NotAnId {
+            field: field.to_owned(),
+        })?;
+    if id.is_nil() {
+        return Err(SchemaError::NilId {
+            field: field.to_owned(),
+        });
+    }
+    Ok(Some(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        AnonymousContact, Consent, ConsentMethod, ConsentStatus, Goal, GoalId, GoalStatus, SiteId,
+        SiteKind, SiteLogEntryId, SiteLogKind, TaskId, TeamId, VisitKind, WorkerId,
+    };
+    use crate::hlc::{DeviceId, Hlc, Stamp};
+    use std::collections::BTreeSet;
+
+    fn keys_of<R: Record>(record: &R) -> BTreeSet<String> {
+        serde_json::to_value(record)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn listed<R: Record>() -> BTreeSet<String> {
+        R::FIELDS.iter().map(|f| f.to_string()).collect()
+    }
+
+    #[test]
+    fn every_records_field_list_is_its_serde_form() {
+        let now = chrono::Utc::now();
+        let mut citizen = Citizen::with_alias("Fisk");
+        citizen.consent = Some(Consent {
+            status: ConsentStatus::Given,
+            date: now.date_naive(),
+            scope: "alt".into(),
+            method: ConsentMethod::Verbal,
+            recorded_by: WorkerId::new(),
+        });
+        assert_eq!(keys_of(&citizen), listed::<Citizen>());
+        let visit = Visit::anonymous(2, "ved stationen", WorkerId::new());
+        assert_eq!(keys_of(&visit), listed::<Visit>());
+        let task = Task {
+            id: TaskId::new(),
+            citizen_id: citizen.id,
+            title: "ring".into(),
+            created_at: now,
+            due: now.date_naive(),
+            assignee: None,
+            status: Default::default(),
+            archived: false,
+        };
+        assert_eq!(keys_of(&task), listed::<Task>());
+        let site = Site {
+            id: SiteId::new(),
+            kind: SiteKind::AlternativeHousing,
+            name: "Hus".into(),
+            address: "Vej 1".into(),
+            archived: false,
+            created_at: now,
+        };
+        assert_eq!(keys_of(&site), listed::<Site>());
+        let entry = SiteLogEntry {
+            id: SiteLogEntryId::new(),
+            site_id: site.id,
+            at: now,
+            kind: SiteLogKind::Repair,
+            note: "dør".into(),
+            residents: BTreeSet::new(),
+            author: WorkerId::new(),
+            archived: false,
+        };
+        assert_eq!(keys_of(&entry), listed::<SiteLogEntry>());
+        let stamp = Stamp {
+            hlc: Hlc::new(1, 0).unwrap(),
+            device: DeviceId(Uuid::from_u128(1)),
+        };
+        let conflict = ConflictRecord {
+            id: crate::domain::ConflictId(Uuid::from_u128(2)),
+            citizen_id: None,
+            entity: EntityKind::Visit,
+            record_id: visit.id.0,
+            field: "note".into(),
+            kind: crate::merge::ConflictKind::Open,
+            winner: "a".into(),
+            winner_stamp: stamp,
+            loser: "b".into(),
+            loser_stamp: stamp,
+            status: crate::domain::ConflictStatus::Open,
+            created_at: now,
+        };
+        assert_eq!(keys_of(&conflict), listed::<ConflictRecord>());
+        // Server-owned and set fields are fields of their kind.
+        for kind in EntityKind::ALL {
+            for f in kind.server_fields().iter().chain(kind.set_fields()) {
+                assert!(kind.fields().contains(f), "{kind} {f}");
+            }
+        }
+    }
+
+    #[test]
+    fn nested_values_refuse_unknown_keys() {
+        let goal = serde_json::json!({"id": GoalId::new(), "text": "bolig", "status": "active",
+            "created": "2026-12-06", "extra": 1});
+        assert!(serde_json::from_value::<Goal>(goal).is_err());
+        let anon = serde_json::json!({"count": 2, "description": "to", "x": true});
+        assert!(serde_json::from_value::<AnonymousContact>(anon).is_err());
+        let consent = serde_json::json!({"status": "given", "date": "2026-12-06", "scope": "alt",
+            "method": "verbal", "recorded_by": WorkerId::new(), "by_whom": "x"});
+        assert!(serde_json::from_value::<Consent>(consent).is_err());
+        let _ = (GoalStatus::Active, TeamId::new(), VisitKind::Phone);
+    }
+
+    #[test]
+    fn unknown_and_server_owned_fields_are_named() {
+        assert!(check_field(EntityKind::Visit, "note").is_ok());
+        assert!(matches!(
+            check_field(EntityKind::Visit, "made_up"),
+            Err(SchemaError::UnknownField { .. })
+        ));
+        assert!(check_field(EntityKind::Conflict, "status").is_ok());
+        assert!(matches!(
+            check_field(EntityKind::Conflict, "winner"),
+            Err(SchemaError::NotWritable { .. })
+        ));
+    }
+
+    #[test]
+    fn references_name_their_targets_and_refuse_nil_or_malformed_ids() {
+        let id = Uuid::now_v7();
+        let v = Value::String(id.to_string());
+        let r = |entity, field, value: &Value| references(entity, field, value).unwrap();
+        let one = |target| vec![Reference { target, id }];
+        assert_eq!(r(EntityKind::Visit, "citizen_id", &v), one(Target::Citizen));
+        assert_eq!(r(EntityKind::Task, "citizen_id", &v), one(Target::Citizen));
+        assert_eq!(
+            r(EntityKind::SiteLogEntry, "residents", &v),
+            one(Target::Citizen)
+        );
+        assert_eq!(r(EntityKind::Citizen, "site_id", &v), one(Target::Site));
+        assert_eq!(
+            r(EntityKind::SiteLogEntry, "site_id", &v),
+            one(Target::Site)
+        );
+        assert_eq!(r(EntityKind::Visit, "follow_up", &v), one(Target::Task));
+        assert_eq!(r(EntityKind::Task, "assignee", &v), one(Target::Worker));
+        assert_eq!(
+            r(EntityKind::Citizen, "primary_worker", &v),
+            one(Target::Worker)
+        );
+        let consent = serde_json::json!({"recorded_by": id});
+        assert_eq!(
+            r(EntityKind::Citizen, "consent", &consent),
+            one(Target::Worker)
+        );
+        assert!(r(EntityKind::Visit, "citizen_id", &Value::Null).is_empty());
+        assert!(r(EntityKind::Visit, "note", &v).is_empty());
+        let nil = Value::String(Uuid::nil().to_string());
+        assert!(matches!(
+            references(EntityKind::Visit, "citizen_id", &nil),
+            Err(SchemaError::NilId { .. })
+        ));
+        assert!(matches!(
+            references(EntityKind::Visit, "follow_up", &Value::from(7)),
+            Err(SchemaError::NotAnId { .. })
+        ));
+    }
+}
