@@ -1469,6 +1469,48 @@ fn validate_stored(tx: &Transaction, entity: EntityKind, id: Uuid) -> Result<Che
     )
 }
 
+/// Every stored record that is not a valid record of its kind, with the reason: a field its
+/// kind does not have, or fields that do not parse as the domain type or break a domain rule.
+/// Empty on a healthy server; the adversarial push test checks it after every push. Purged
+/// records (no fields left) are skipped.
+pub fn invalid_records(conn: &Connection) -> Result<Vec<(EntityKind, Uuid, String)>, SyncError> {
+    let mut stmt =
+        conn.prepare("SELECT entity, record_id FROM records ORDER BY entity, record_id")?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::new();
+    for (entity, id) in rows {
+        let entity = EntityKind::parse(&entity).ok_or(SyncError::Corrupt("entity"))?;
+        let id = Uuid::from_slice(&id).map_err(|_| SyncError::Corrupt("record id"))?;
+        let mut record = serde_json::Map::new();
+        let mut fields = conn.prepare_cached(
+            "SELECT field, value FROM fields WHERE entity = ?1 AND record_id = ?2",
+        )?;
+        let values = fields.query_map(params![entity.as_str(), &id.as_bytes()[..]], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        for value in values {
+            let (field, value) = value?;
+            if !entity.fields().contains(&field.as_str()) {
+                out.push((entity, id, format!("unknown field {field}")));
+            }
+            let value =
+                serde_json::from_str(&value).map_err(|_| SyncError::Corrupt("field value"))?;
+            record.insert(field, value);
+        }
+        if record.is_empty() {
+            continue;
+        }
+        if let Err(why) = check_record(entity, serde_json::Value::Object(record)) {
+            out.push((entity, id, why));
+        }
+    }
+    Ok(out)
+}
+
 /// Parses a record's fields as its domain type and applies the domain's rules.
 fn check_record(entity: EntityKind, json: serde_json::Value) -> Result<(), String> {
     fn check<R: Record>(json: serde_json::Value) -> Result<(), String> {
