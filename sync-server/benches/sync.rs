@@ -43,6 +43,11 @@ fn main() {
             "1000000",
             "--device-burst",
             "1000000",
+            // Nor the per-device write budget (30,000 ops a minute), which would pace it too.
+            "--write-ops-per-minute",
+            "100000000",
+            "--write-kib-per-minute",
+            "100000000",
         ],
     );
     let url = server.url.clone();

@@ -593,6 +593,9 @@ fn team_of(conn: &Connection, target: Target, id: Uuid) -> Option<Uuid> {
         .map(|s| s.team)
 }
 
+/// A stored field with its record: entity, record id, record team, field, value.
+type FieldRow = (String, Vec<u8>, Vec<u8>, String, String);
+
 /// Checks the six invariants of the module doc; the attacker's last answer included.
 fn check(world: &mut World, answer: &SyncResponse) -> Result<(), TestCaseError> {
     let conn = world.conn.borrow();
@@ -603,7 +606,7 @@ fn check(world: &mut World, answer: &SyncResponse) -> Result<(), TestCaseError> 
     let mut stmt = conn
         .prepare("SELECT r.entity, r.record_id, r.team_id, f.field, f.value FROM records r JOIN fields f ON f.entity = r.entity AND f.record_id = r.record_id WHERE r.entity != 'conflict'")
         .unwrap();
-    let rows: Vec<(String, Vec<u8>, Vec<u8>, String, String)> = stmt
+    let rows: Vec<FieldRow> = stmt
         .query_map([], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
