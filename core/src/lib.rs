@@ -2,6 +2,8 @@
 //!
 //! Everything Feltbog knows that is not a screen or an HTTP route:
 //!
+//! - [`access`]: roles and what each may read and write, used by the server's checks and the
+//!   app's screens alike.
 //! - [`domain`]: citizens, visits and contacts, tasks, sites and site-log entries, and the
 //!   validation rules that keep bad input out of the store with a typed error.
 //! - [`hlc`]: the hybrid logical clock that orders edits across devices. Causality beats wall
@@ -22,6 +24,7 @@
 //! hold only random ids, times, statuses and flags (see `docs/security.md`).
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod domain;
 pub mod hlc;
 pub mod merge;

@@ -9,6 +9,7 @@
 //! This module must not import SQLite, HTTP or crypto: the server depends on it with
 //! `default-features = false`.
 
+use crate::access::Role;
 use crate::domain::{CitizenId, EntityKind};
 use crate::hlc::{DeviceId, Hlc, Stamp};
 use serde::{Deserialize, Serialize};
@@ -140,6 +141,55 @@ impl std::fmt::Debug for EnrolRequest {
     }
 }
 
+/// Who a device serves, as the server sees it now: the signed-in worker, their role, the teams
+/// whose work the device holds and (a caretaker's) sites, and a small directory of those teams'
+/// workers so screens can name who wrote a visit or holds a task. Names here are colleagues'
+/// display names, never citizens' data.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Profile {
+    pub worker_id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub team_id: Uuid,
+    /// The teams the device reads, own team first (a supervisor's supervised teams follow).
+    pub teams: Vec<TeamEntry>,
+    /// A caretaker's sites (empty for other roles, who see all of their team's sites).
+    pub sites: Vec<Uuid>,
+    /// The workers of those teams, by name.
+    pub directory: Vec<DirectoryEntry>,
+}
+
+impl Profile {
+    /// A digest of this profile: the device sends the one it holds, and the server sends the
+    /// profile again only when it has changed.
+    pub fn digest(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        // FNV-1a, 64 bits: a change detector, not a security measure.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in json {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+}
+
+/// A team the device reads.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct TeamEntry {
+    pub id: Uuid,
+    pub name: String,
+}
+
+/// One worker of the device's teams, as screens name them.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct DirectoryEntry {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub team_id: Uuid,
+    pub active: bool,
+}
+
 /// The answer to an enrolment: who this device now belongs to, and its bearer token.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrolResponse {
@@ -147,6 +197,9 @@ pub struct EnrolResponse {
     pub team_id: Uuid,
     /// Shown once; the server keeps only a hash.
     pub token: String,
+    /// Who the device serves (absent from a server that predates it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
 }
 
 impl std::fmt::Debug for EnrolResponse {
@@ -168,6 +221,10 @@ pub struct SyncRequest {
     /// log syncs up into the server's audit trail). Oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access_log: Vec<AccessEvent>,
+    /// The [`Profile::digest`] of the profile the device holds; the answer carries the profile
+    /// only when the server's differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_digest: Option<String>,
 }
 
 /// One read of citizen data on a device: which record, when. Never a value.
@@ -249,6 +306,10 @@ pub struct SyncResponse {
     /// The highest [`AccessEvent::seq`] the server has recorded; the device drops those.
     #[serde(default)]
     pub access_acked: u64,
+    /// Who the device serves now, when it differs from what the request's digest says the
+    /// device holds (a role, team, site or directory change reaches the device this way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
 }
 
 impl SyncResponse {

@@ -109,6 +109,7 @@ fn main() {
                 mutations: push,
                 cursor: u64::MAX / 2,
                 access_log: vec![],
+                profile_digest: None,
             };
             let t = Instant::now();
             let answer =

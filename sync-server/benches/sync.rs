@@ -179,6 +179,7 @@ fn main() {
                         mutations: chunk.to_vec(),
                         cursor: u64::MAX / 2,
                         access_log: vec![],
+                        profile_digest: None,
                     };
                     sync::Transport::sync(&transport, &token, &request).unwrap();
                 }

@@ -167,10 +167,13 @@ async fn enrol(State(state): State<AppState>, request: Request) -> Result<Respon
         // Enrolled and audited in one transaction.
         let (caller, token) = identity::enrol(conn, &request.code, request.device_id, now)?;
         tracing::info!(device = %caller.device_id, worker = %caller.worker_id, "device enrolled");
+        let reach =
+            crate::scope::reach(conn, &caller).map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(EnrolResponse {
             worker_id: caller.worker_id,
             team_id: caller.team_id,
             token,
+            profile: Some(identity::profile(conn, &caller, &reach)?),
         })
     })
     .await?;

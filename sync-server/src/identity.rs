@@ -11,6 +11,7 @@
 
 use crate::db::DbError;
 use feltbog_core::hlc::DeviceId;
+use feltbog_core::protocol::{DirectoryEntry, Profile, TeamEntry};
 use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -58,58 +59,9 @@ pub struct Caller {
     pub role: Role,
 }
 
-/// A worker's role (DESIGN §1). What each may see and change is [`crate::scope`]'s business.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
-    /// Street work: the team's caseload.
-    Outreach,
-    /// Home visits: the team's caseload.
-    HomeSupport,
-    /// Social caretaker: the team's sites, their logs and their residents.
-    Caretaker,
-    /// Reads the team's work for review and reports; writes nothing.
-    Supervisor,
-    /// Manages people and devices; sees no citizen content.
-    Admin,
-}
-
-impl Role {
-    /// Every role, for checks and the authorization matrix.
-    pub const ALL: [Role; 5] = [
-        Role::Outreach,
-        Role::HomeSupport,
-        Role::Caretaker,
-        Role::Supervisor,
-        Role::Admin,
-    ];
-
-    /// The stable name stored in the database and typed in the admin CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Outreach => "outreach",
-            Role::HomeSupport => "home_support",
-            Role::Caretaker => "caretaker",
-            Role::Supervisor => "supervisor",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// Parses the stable name.
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
-    /// This role as one bit, for change-log rows meant for some roles only.
-    pub fn bit(self) -> i64 {
-        1 << (self as i64)
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// A worker's role: one definition in `core`, shared with the app (what each may see and
+/// change is [`crate::scope`]'s business).
+pub use feltbog_core::access::Role;
 
 /// Why a token did not authenticate. Only [`Denied::Revoked`] tells the device to wipe: an
 /// unknown token may be a typo in a test or an old token after rotation.
@@ -757,4 +709,60 @@ mod revocation_tests {
         assert_eq!(list_devices(&conn).unwrap().len(), 5);
         assert!(list_workers(&conn).unwrap().iter().all(|w| w.active));
     }
+}
+
+/// Who `caller`'s device serves now ([`Profile`]): the worker, their teams (own first, then the
+/// teams `reach` adds) with names, a caretaker's sites, and the directory of those teams'
+/// workers. Read in the transaction that answers, so it agrees with the records served.
+pub fn profile(
+    conn: &Connection,
+    caller: &Caller,
+    reach: &crate::scope::Reach,
+) -> Result<Profile, IdentityError> {
+    let name: String = conn
+        .prepare_cached("SELECT name FROM workers WHERE id = ?1")?
+        .query_row([&caller.worker_id.as_bytes()[..]], |r| r.get(0))?;
+    let mut team_ids: Vec<Uuid> = vec![caller.team_id];
+    team_ids.extend(reach.teams.iter().filter(|t| **t != caller.team_id));
+    let mut teams = Vec::new();
+    let mut directory = Vec::new();
+    for team in &team_ids {
+        let team_name: String = conn
+            .prepare_cached("SELECT name FROM teams WHERE id = ?1")?
+            .query_row([&team.as_bytes()[..]], |r| r.get(0))?;
+        teams.push(TeamEntry {
+            id: *team,
+            name: team_name,
+        });
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, name, role, active FROM workers WHERE team_id = ?1 ORDER BY name, id",
+        )?;
+        let rows = stmt.query_map([&team.as_bytes()[..]], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, name, role, active) = row?;
+            directory.push(DirectoryEntry {
+                id: stored_uuid(&id)?,
+                name,
+                role: Role::parse(&role).ok_or(IdentityError::Invalid("stored role"))?,
+                team_id: *team,
+                active,
+            });
+        }
+    }
+    Ok(Profile {
+        worker_id: caller.worker_id,
+        name,
+        role: caller.role,
+        team_id: caller.team_id,
+        teams,
+        sites: reach.sites.iter().copied().collect(),
+        directory,
+    })
 }

@@ -1,22 +1,11 @@
 //! Who may see and change which records (DESIGN §6, "Access"). One place for the rules; the
 //! sync transaction asks it about every pushed mutation and every pulled change.
 //!
-//! Every record has a scope class, fixed when it is created:
-//! - `citizen`: a citizen's own record;
-//! - `case`: a visit, task or conflict about a citizen;
-//! - `anon`: team work without a citizen (anonymous contacts);
-//! - `site`, `site_log`: the team's sites and their logs.
-//!
-//! A citizen's records follow the citizen: their scope is the citizen's team *now* (the
-//! `citizens` table), so a citizen moved to another team takes their history along and it is no
-//! longer served to the old team. Other records stay with the team that created them.
-//!
-//! | role | reads (own team) | writes (own team) |
-//! |---|---|---|
-//! | outreach, home support | all classes | all classes |
-//! | caretaker | their sites, those sites' logs, and the citizens who live there (residents) | their sites and those sites' logs |
-//! | supervisor | all classes, in their team and the teams they supervise | nothing |
-//! | admin | nothing | nothing |
+//! The role table (scope classes, what each role reads and writes) is `feltbog_core::access`,
+//! shared with the app. A citizen's records follow the citizen: their scope is the citizen's
+//! team *now* (the `citizens` table), so a citizen moved to another team takes their history
+//! along and it is no longer served to the old team. Other records stay with the team that
+//! created them.
 //!
 //! A caretaker's sites are the ones an administrator assigned them (`caretaker_sites`), and any
 //! site they create. A supervisor reads their own team and the teams an administrator gave
@@ -31,65 +20,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
-/// A record's scope class.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Class {
-    Citizen,
-    Case,
-    Anon,
-    Site,
-    SiteLog,
-}
-
-impl Class {
-    /// Every class, for the authorization matrix.
-    pub const ALL: [Class; 5] = [
-        Class::Citizen,
-        Class::Case,
-        Class::Anon,
-        Class::Site,
-        Class::SiteLog,
-    ];
-
-    /// The stable name stored with records and change-log rows.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::Citizen => "citizen",
-            Class::Case => "case",
-            Class::Anon => "anon",
-            Class::Site => "site",
-            Class::SiteLog => "site_log",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Class> {
-        Class::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-}
-
-/// Whether `role` may read records of `class` in its own team. `at_own_site`: the record is a
-/// site, or belongs to a site, that is one of the caller's (a caretaker's assigned sites); for
-/// a citizen, that they live at one.
-pub fn can_read(role: Role, class: Class, at_own_site: bool) -> bool {
-    match role {
-        Role::Outreach | Role::HomeSupport | Role::Supervisor => true,
-        Role::Caretaker => match class {
-            Class::Site | Class::SiteLog | Class::Citizen => at_own_site,
-            Class::Case | Class::Anon => false,
-        },
-        Role::Admin => false,
-    }
-}
-
-/// Whether `role` may create or change records of `class` in its own team (`at_own_site` as
-/// for [`can_read`]).
-pub fn can_write(role: Role, class: Class, at_own_site: bool) -> bool {
-    match role {
-        Role::Outreach | Role::HomeSupport => true,
-        Role::Caretaker => matches!(class, Class::Site | Class::SiteLog) && at_own_site,
-        Role::Supervisor | Role::Admin => false,
-    }
-}
+pub use feltbog_core::access::{Class, can_read, can_write};
 
 /// What a caller reaches beyond its role: the teams it reads (its own, and for a supervisor the
 /// teams it supervises) and, for a caretaker, its sites. Read in the transaction that uses it,

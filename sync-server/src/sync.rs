@@ -231,6 +231,9 @@ pub fn sync(
         trail.push(who(Action::Erase).record("citizen", citizen.0, Some(citizen.0)));
     }
     audit::append_many(&tx, now_ms, &trail)?;
+    let profile = crate::identity::profile(&tx, caller, &reach)?;
+    let profile =
+        (request.profile_digest.as_deref() != Some(profile.digest().as_str())).then_some(profile);
     if fail_here(FailPoint::ServerSyncBeforeCommit) {
         // Dropping the transaction rolls it back, as a crash before the commit would.
         return Err(SyncError::Corrupt("simulated crash"));
@@ -243,6 +246,7 @@ pub fn sync(
         server_hlc,
         server_time_ms: now_ms,
         access_acked,
+        profile,
     })
 }
 

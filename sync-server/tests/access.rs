@@ -173,6 +173,7 @@ fn pulled_ids(raw: &Raw) -> BTreeSet<Uuid> {
                     mutations: vec![],
                     cursor,
                     access_log: vec![],
+                    profile_digest: None,
                 },
             )
             .unwrap();
@@ -303,6 +304,7 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
                     mutations: vec![],
                     cursor: u64::MAX / 2,
                     access_log: std::mem::take(&mut access),
+                    profile_digest: None,
                 },
             )
             .unwrap();
@@ -474,6 +476,7 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
             mutations: vec![],
             cursor: u64::MAX / 2,
             access_log: vec![],
+            profile_digest: None,
         };
         // The old token works until the new one is first used, so a lost answer locks nobody out.
         assert!(raw.transport.sync(&old, &empty).is_ok());
@@ -907,6 +910,7 @@ fn request_rates_and_batch_sizes_have_clear_limits() {
         mutations: vec![],
         cursor: 0,
         access_log,
+        profile_digest: None,
     };
     for _ in 0..3 {
         raw.transport.sync(&raw.token, &empty(vec![])).unwrap();

@@ -51,10 +51,13 @@ impl Transport for Local<'_> {
             system_time_ms(),
         )
         .map_err(|e| TransportError::Decode(e.to_string()))?;
+        let reach = scope::reach(&conn, &caller).unwrap();
+        let profile = identity::profile(&conn, &caller, &reach).ok();
         Ok(EnrolResponse {
             worker_id: caller.worker_id,
             team_id: caller.team_id,
             token,
+            profile,
         })
     }
 
@@ -744,6 +747,7 @@ fn run(cases: u32) -> Result<Tally, String> {
                     mutations,
                     cursor: 0,
                     access_log: vec![],
+                    profile_digest: None,
                 };
                 let answer = sync::sync(
                     &mut world.conn.borrow_mut(),

@@ -206,6 +206,7 @@ fn no_marker_or_secret_reaches_any_log_with_trace_logging_on() {
             mutations: vec![],
             cursor: 0,
             access_log: vec![],
+            profile_digest: None,
         },
     );
 

@@ -310,6 +310,7 @@ fn the_same_push_sent_twice_changes_nothing() {
         mutations: a.pending(100).unwrap(),
         cursor: 0,
         access_log: vec![],
+        profile_digest: None,
     };
     let transport = HttpTransport::new(&server.url).unwrap();
     let (first, _) = transport.sync(&token, &request).unwrap();
@@ -431,6 +432,7 @@ fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
         mutations: vec![],
         cursor: 0,
         access_log: vec![],
+        profile_digest: None,
     })
     .unwrap();
 
@@ -489,6 +491,7 @@ fn a_mutation_naming_another_device_is_rejected_and_never_stored() {
                 mutations: forged,
                 cursor: 0,
                 access_log: vec![],
+                profile_digest: None,
             },
         )
         .unwrap();
@@ -588,6 +591,7 @@ fn a_record_whose_creation_is_incomplete_or_invalid_is_refused() {
                     mutations,
                     cursor: 0,
                     access_log: vec![],
+                    profile_digest: None,
                 },
             )
             .unwrap();
@@ -711,6 +715,7 @@ fn an_old_copy_of_a_refused_edit_that_gets_through_later_still_converges() {
         mutations: a.pending(10).unwrap(),
         cursor: a.sync_status().unwrap().cursor,
         access_log: vec![],
+        profile_digest: None,
     };
     let seq = old_copy.mutations[0].device_seq;
 

@@ -34,6 +34,7 @@ pub fn typescript() -> String {
         ConflictStatus,
         EntityKind,
         crate::merge::ConflictKind,
+        crate::access::Role,
         // The app.
         super::Phase,
         super::Language,
@@ -45,6 +46,7 @@ pub fn typescript() -> String {
         super::ErrorCode,
         super::AppError,
         // What screens show.
+        views::Me,
         views::CitizenSummary,
         views::ConsentView,
         views::GoalView,

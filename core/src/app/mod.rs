@@ -119,6 +119,9 @@ pub struct SyncBar {
     pub unsynced: u32,
     /// Refused by the server and kept aside (never dropped).
     pub set_aside: u32,
+    /// Work that exists only on this tablet: unsynced and refused edits together. Signing out
+    /// loses exactly this much, so the wipe dialog shows it.
+    pub only_here: u32,
     #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub last_success_ms: Option<u64>,
     pub progress: Option<SyncProgress>,
@@ -136,6 +139,8 @@ pub struct AppState {
     /// The signed-in worker (when unlocked).
     pub worker_id: Option<Uuid>,
     pub server_url: Option<String>,
+    /// Who that is, by name, role and team (when unlocked, once the server has said).
+    pub me: Option<views::Me>,
 }
 
 /// How the app is set up by its shell.
@@ -284,15 +289,18 @@ impl App {
 
     /// The phase, settings and sync bar.
     pub fn state(&self) -> AppState {
-        let (phase, worker_id, server_url) = {
+        let (phase, worker_id, server_url, me) = {
             let mut guard = lock(&self.store);
             match guard.as_mut() {
-                None => (Phase::FirstRun, None, None),
-                Some(s) if !s.is_unlocked() => (Phase::Locked, None, None),
-                Some(s) => match s.enrolment() {
-                    Ok(Some(e)) => (Phase::Unlocked, Some(e.worker_id), Some(e.server_url)),
-                    _ => (Phase::Unlocked, None, None),
-                },
+                None => (Phase::FirstRun, None, None, None),
+                Some(s) if !s.is_unlocked() => (Phase::Locked, None, None, None),
+                Some(s) => {
+                    let me = s.profile().ok().flatten().map(|p| views::Me::of(&p));
+                    match s.enrolment() {
+                        Ok(Some(e)) => (Phase::Unlocked, Some(e.worker_id), Some(e.server_url), me),
+                        _ => (Phase::Unlocked, None, None, me),
+                    }
+                }
             }
         };
         AppState {
@@ -301,6 +309,7 @@ impl App {
             sync: self.sync_bar(),
             worker_id,
             server_url,
+            me,
         }
     }
 
@@ -648,8 +657,8 @@ impl App {
     }
 
     /// Signs out and wipes: the store (records, keys, outbox) is deleted from the device.
-    /// Unsynced edits are lost, so the UI asks first and says how many; `unsynced_shown` is
-    /// that number, and the wipe is refused if more changes are waiting now. Only an unlocked
+    /// Unsynced and refused edits are lost, so the UI asks first and says how many
+    /// ([`SyncBar::only_here`]); `unsynced_shown` is that number, and the wipe is refused if more changes are waiting now. Only an unlocked
     /// store, or one whose keys were destroyed, may be wiped: a locked tablet cannot be
     /// emptied by whoever holds it.
     pub fn wipe(&self, unsynced_shown: u32) -> Result<AppState, AppError> {
@@ -658,10 +667,12 @@ impl App {
             if !store.is_unlocked() && !store.keys_destroyed()? {
                 return Err(AppError::new(ErrorCode::Locked, "unlock before wiping"));
             }
-            if clamp(store.outbox_len()?) > unsynced_shown {
+            // Refused edits are lost with the store too: they count as unsynced work.
+            let status = store.sync_status()?;
+            if clamp(status.pending.saturating_add(status.set_aside)) > unsynced_shown {
                 return Err(AppError::invalid(
                     "unsynced",
-                    "more changes are waiting for sync than were shown; look again",
+                    "more changes exist only on this tablet than were shown; look again",
                 ));
             }
         }
@@ -690,6 +701,7 @@ impl App {
             if let Ok(status) = store.sync_status() {
                 bar.unsynced = clamp(status.pending);
                 bar.set_aside = clamp(status.set_aside);
+                bar.only_here = clamp(status.pending.saturating_add(status.set_aside));
                 bar.last_success_ms = status.last_success_ms;
             }
             if store.is_unlocked() {

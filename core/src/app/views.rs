@@ -2,12 +2,14 @@
 //! nothing it must compute itself (labels, overdue flags, counts). Times are milliseconds since
 //! the Unix epoch (UTC); dates are `YYYY-MM-DD`.
 
+use crate::access::Role;
 use crate::domain::{
     Citizen, CitizenId, ConflictRecord, ConflictStatus, ConsentMethod, ConsentStatus, EntityKind,
     GoalStatus, HousingSituation, Referral, Site, SiteKind, SiteLogEntry, SiteLogKind, Task,
     TaskStatus, Theme, Visit, VisitKind,
 };
 use crate::merge::ConflictKind;
+use crate::protocol::Profile;
 use crate::store::{ListQuery, Store, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -122,6 +124,46 @@ pub struct CitizenDetail {
     pub archived: bool,
     pub visits: Vec<VisitView>,
     pub tasks: Vec<TaskView>,
+}
+
+/// Who is signed in on this tablet, as the server last said (settings show it; screens follow
+/// the role).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct Me {
+    pub name: String,
+    pub role: Role,
+    pub team: String,
+    /// The other teams this worker reads (a supervisor's supervised teams).
+    pub other_teams: Vec<String>,
+    /// A caretaker's sites.
+    pub sites: u32,
+}
+
+impl Me {
+    /// The signed-in worker of a profile.
+    pub fn of(profile: &Profile) -> Me {
+        let team = |id| {
+            profile
+                .teams
+                .iter()
+                .find(|t| t.id == id)
+                .map(|t| t.name.clone())
+                .unwrap_or_default()
+        };
+        Me {
+            name: profile.name.clone(),
+            role: profile.role,
+            team: team(profile.team_id),
+            other_teams: profile
+                .teams
+                .iter()
+                .filter(|t| t.id != profile.team_id)
+                .map(|t| t.name.clone())
+                .collect(),
+            sites: profile.sites.len() as u32,
+        }
+    }
 }
 
 /// The today screen: follow-ups due soon (overdue first) and the latest contacts.

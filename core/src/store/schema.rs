@@ -112,6 +112,12 @@ const MIGRATIONS: &[&str] = &[
         citizen_id BLOB
     );
     "#,
+    // 5: who the device serves (worker, role, teams, sites, the teams' worker directory), as
+    // the server last said; sealed under the general key (colleagues' names).
+    r#"
+    ALTER TABLE sync_state ADD COLUMN profile_key_id BLOB;
+    ALTER TABLE sync_state ADD COLUMN profile_sealed BLOB;
+    "#,
 ];
 
 /// The schema version this build writes.

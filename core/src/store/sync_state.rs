@@ -13,7 +13,7 @@ use crate::domain::{
     Site, SiteLogEntry, Task, Visit,
 };
 use crate::hlc::{Hlc, HlcClock, Stamp};
-use crate::protocol::{EnrolResponse, FieldChange, Mutation, RejectReason, SyncResponse};
+use crate::protocol::{EnrolResponse, FieldChange, Mutation, Profile, RejectReason, SyncResponse};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
 
@@ -73,7 +73,53 @@ fn token_binding(key_id: crate::crypto::KeyId) -> Binding<'static> {
     }
 }
 
+fn profile_binding(key_id: crate::crypto::KeyId) -> Binding<'static> {
+    Binding {
+        key_id,
+        table: "sync_state",
+        record: b"profile",
+        field: "profile",
+    }
+}
+
 impl Store {
+    /// Keeps who the device serves, as the server said at enrolment or in a sync answer.
+    pub fn set_profile(&mut self, profile: &Profile) -> Result<(), StoreError> {
+        let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
+        let json = serde_json::to_vec(profile).map_err(|_| StoreError::Corrupt("profile"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (key_id, key) = keys.for_scope(&tx, &mut self.nonces, KeyScope::General)?;
+        let sealed = key.seal(&mut self.nonces, &profile_binding(key_id), &json)?;
+        tx.execute(
+            "UPDATE sync_state SET profile_key_id = ?1, profile_sealed = ?2 WHERE id = 1",
+            params![&key_id.0[..], sealed],
+        )?;
+        tx.commit()?;
+        keys.commit_new_keys();
+        Ok(())
+    }
+
+    /// Who the device serves, if the server has said (a server that predates profiles has not).
+    pub fn profile(&mut self) -> Result<Option<Profile>, StoreError> {
+        let keys = self.keys.as_mut().ok_or(StoreError::Locked)?;
+        let (key_id, sealed): (Option<Vec<u8>>, Option<Vec<u8>>) = self.conn.query_row(
+            "SELECT profile_key_id, profile_sealed FROM sync_state WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let (Some(key_id), Some(sealed)) = (key_id, sealed) else {
+            return Ok(None);
+        };
+        let key_id = key_id_from(&key_id)?;
+        let key = keys.by_id(&self.conn, key_id)?;
+        let json = key.open(&profile_binding(key_id), &sealed)?;
+        serde_json::from_slice(&json)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt("profile"))
+    }
+
     /// Records the enrolment: server address, worker, team, and the device token (sealed).
     pub fn set_enrolment(
         &mut self,
@@ -89,6 +135,9 @@ impl Store {
         // A new enrolment pulls everything from the start.
         self.conn
             .execute("UPDATE sync_state SET cursor = 0 WHERE id = 1", [])?;
+        if let Some(profile) = &response.profile {
+            self.set_profile(profile)?;
+        }
         Ok(())
     }
 

@@ -212,6 +212,7 @@ pub fn sync_with<A: StoreAccess>(
                 mutations: pending,
                 cursor: store.sync_status()?.cursor,
                 access_log,
+                profile_digest: store.profile()?.map(|p| p.digest()),
             })
         })?;
         let (response, bytes) =
@@ -237,6 +238,10 @@ pub fn sync_with<A: StoreAccess>(
         report.bytes.received += bytes.received;
         let (applied, restamped, pending_now) = access.with_store(|store| {
             let applied = store.apply_sync_response(&response)?;
+            if let Some(profile) = &response.profile {
+                // A changed role, team, site or directory: the app's screens follow it.
+                store.set_profile(profile)?;
+            }
             let mut restamped = 0;
             if !applied.clock_rejected.is_empty() {
                 restamped = store.restamp(&response)?;

@@ -239,6 +239,7 @@ impl Raw {
             }],
             cursor: u64::MAX / 2,
             access_log: vec![],
+            profile_digest: None,
         };
         self.transport.sync(&self.token, &request).map(|(r, _)| r)
     }

@@ -428,6 +428,7 @@ impl World {
                 worker_id: caller.worker_id,
                 team_id: caller.team_id,
                 token: token.clone(),
+                profile: None,
             };
             store
                 .set_enrolment("sim://server", &enrolment)

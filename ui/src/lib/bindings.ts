@@ -27,6 +27,8 @@ export type EntityKind = "citizen" | "visit" | "task" | "site" | "site_log_entry
 
 export type ConflictKind = "open" | "notice";
 
+export type Role = "outreach" | "home_support" | "caretaker" | "supervisor" | "admin";
+
 export type Phase = "first_run" | "locked" | "unlocked";
 
 export type Language = "da" | "en";
@@ -49,7 +51,12 @@ unsynced: number,
 /**
  * Refused by the server and kept aside (never dropped).
  */
-set_aside: number, last_success_ms: number | null, progress: SyncProgress | null, 
+set_aside: number, 
+/**
+ * Work that exists only on this tablet: unsynced and refused edits together. Signing out
+ * loses exactly this much, so the wipe dialog shows it.
+ */
+only_here: number, last_success_ms: number | null, progress: SyncProgress | null, 
 /**
  * Open conflicts waiting in the inbox (0 while locked).
  */
@@ -59,7 +66,11 @@ export type AppState = { phase: Phase, settings: Settings, sync: SyncBar,
 /**
  * The signed-in worker (when unlocked).
  */
-worker_id: string | null, server_url: string | null, };
+worker_id: string | null, server_url: string | null, 
+/**
+ * Who that is, by name, role and team (when unlocked, once the server has said).
+ */
+me: Me | null, };
 
 export type ErrorCode = "locked" | "not_set_up" | "already_set_up" | "wrong_pin" | "back_off" | "destroyed" | "weak_pin" | "invalid" | "not_found" | "bad_server_address" | "enrolment_refused" | "offline" | "revoked" | "update_required" | "internal";
 
@@ -72,6 +83,16 @@ message: string,
  * The field a validation error is about (e.g. `note`, `anonymous.count`).
  */
 field: string | null, retry_after_ms: number | null, attempts_left: number | null, };
+
+export type Me = { name: string, role: Role, team: string, 
+/**
+ * The other teams this worker reads (a supervisor's supervised teams).
+ */
+other_teams: Array<string>, 
+/**
+ * A caretaker's sites.
+ */
+sites: number, };
 
 export type CitizenSummary = { id: string, 
 /**

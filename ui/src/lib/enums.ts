@@ -14,6 +14,7 @@ import type {
   Theme,
   VisitKind,
   EntityKind,
+  Role,
 } from './bindings';
 
 type All<T extends string> = readonly T[] & { length: number };
@@ -132,3 +133,5 @@ export const ERROR_CODES = all<ErrorCode>()([
   'update_required',
   'internal',
 ] as const);
+
+export const ROLES = all<Role>()(['outreach', 'home_support', 'caretaker', 'supervisor', 'admin'] as const);

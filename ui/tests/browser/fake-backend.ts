@@ -10,6 +10,7 @@ import type {
   CitizenDetail,
   CitizenInput,
   CitizenSummary,
+  Me,
   ConflictChoice,
   ConflictView,
   ErrorCode,
@@ -41,6 +42,7 @@ type Db = {
   attempts: number;
   serverUrl: string | null;
   workerId: string | null;
+  me: Me | null;
   citizens: Citizen[];
   visits: Visit[];
   tasks: Task[];
@@ -139,8 +141,11 @@ function demo(db: Db) {
     { id: uuid(), entity: 'citizen', record_id: mette.id, record_label: 'Lille Mette', field: 'goals', kind: 'open', mine: 'Komme ud at gå hver dag.', theirs: 'Gå en tur hver dag med en fra frivilligcentret.', mine_is_current: false, status: 'open', created_at_ms: now - 2 * 3600_000 },
     { id: uuid(), entity: 'citizen', record_id: kaj.id, record_label: 'Kaj fra broen', field: 'phone', kind: 'notice', mine: '+45 30 00 00 00', theirs: '+45 31 00 00 00', mine_is_current: false, status: 'open', created_at_ms: now - 4 * 3600_000 },
   ];
-  db.bar = { state: 'online', unsynced: 2, set_aside: 0, last_success_ms: now - 12 * 60_000, progress: null, open_conflicts: 3 };
+  db.bar = { state: 'online', unsynced: 2, set_aside: 1, only_here: 3, last_success_ms: now - 12 * 60_000, progress: null, open_conflicts: 3 };
 }
+
+/** The signed-in worker the fake server names. */
+const demoMe: Me = { name: 'Anne Demo', role: 'outreach', team: 'Team Nord', other_teams: [], sites: 0 };
 
 function fresh(seed: Seed): Db {
   const db: Db = {
@@ -150,13 +155,14 @@ function fresh(seed: Seed): Db {
     attempts: 0,
     serverUrl: seed.phase === 'first_run' ? null : 'https://feltbog.example.dk',
     workerId: seed.phase === 'first_run' ? null : uuid(),
+    me: seed.phase === 'first_run' ? null : demoMe,
     citizens: [],
     visits: [],
     tasks: [],
     sites: [],
     log: [],
     conflicts: [],
-    bar: { state: 'unknown', unsynced: 0, set_aside: 0, last_success_ms: null, progress: null, open_conflicts: 0 },
+    bar: { state: 'unknown', unsynced: 0, set_aside: 0, only_here: 0, last_success_ms: null, progress: null, open_conflicts: 0 },
     calls: [],
   };
   if (seed.demo) demo(db);
@@ -179,10 +185,12 @@ const citizenLabel = (id: string) => {
 };
 function bar(): SyncBar {
   db.bar.open_conflicts = db.phase === 'unlocked' ? db.conflicts.filter((c) => c.status === 'open').length : 0;
+  // As core's SyncBar: refused edits exist only on this tablet too.
+  db.bar.only_here = db.bar.unsynced + db.bar.set_aside;
   return { ...db.bar };
 }
 function state(): AppState {
-  return { phase: db.phase, settings: db.settings, sync: bar(), worker_id: db.phase === 'unlocked' ? db.workerId : null, server_url: db.serverUrl };
+  return { phase: db.phase, settings: db.settings, sync: bar(), worker_id: db.phase === 'unlocked' ? db.workerId : null, server_url: db.serverUrl, me: db.phase === 'unlocked' ? db.me : null };
 }
 function taskView(t: Task): TaskView {
   return { ...t, citizen_label: citizenLabel(t.citizen_id), overdue: t.status === 'open' && t.due < today() };
@@ -222,6 +230,7 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
       db.pin = input.pin;
       db.serverUrl = input.server_url;
       db.workerId = uuid();
+      db.me = demoMe;
       db.phase = 'unlocked';
       db.bar = { ...db.bar, state: 'online', last_success_ms: Date.now() };
       save();

@@ -374,8 +374,11 @@ const flows = [
   ['settings: English, wipe confirmation', { phase: 'unlocked', demo: true }, async (page, vp) => {
     await page.click('#nav-settings');
     await audit(page, 'settings', vp);
+    const me = await page.innerText('#signed-in');
+    assert(me.includes('Anne Demo') && me.includes('Opsøgende medarbejder') && me.includes('Team Nord'), 'settings name the signed-in worker, role and team');
     await page.click('#wipe');
-    assert((await text(page)).includes('2 ændringer er ikke synkroniseret'), 'wipe confirmation says what would be lost');
+    // 2 unsynced and 1 refused: all three exist only on this tablet.
+    assert((await text(page)).includes('3 ændringer findes kun på denne tablet'), 'wipe confirmation counts refused edits as lost work');
     await page.click('#wipe-cancel');
     await page.click('label:has(#lang-en)');
     await page.waitForFunction(() => document.documentElement.lang === 'en');

@@ -38,6 +38,7 @@ describe('translation files', () => {
       ['sync_state', enums.SYNC_STATES],
       ['entity', enums.ENTITY_KINDS],
       ['error', enums.ERROR_CODES],
+      ['role', enums.ROLES],
       ['conflict_kind', ['open', 'notice']],
     ];
     for (const [group, values] of groups) {

@@ -2,7 +2,7 @@
 // Rust decides the phase; the UI only follows `AppState`. Locking always reloads the page, so
 // nothing personal stays in the DOM or in JS memory.
 import { api } from '../api';
-import type { AppState, Language, Phase, Settings } from '../bindings';
+import type { AppState, Language, Me, Phase, Settings } from '../bindings';
 import { i18n } from '../i18n/index.svelte';
 import { sync } from './sync.svelte';
 
@@ -14,6 +14,8 @@ export class AppStore {
   settings = $state<Settings>({ language: 'da', lock_timeout_secs: 300 });
   workerId = $state<string | null>(null);
   serverUrl = $state<string | null>(null);
+  /** Who is signed in (name, role, team), once the server has said. */
+  me = $state<Me | null>(null);
   /** Set when `app_state` itself failed (the app cannot start). */
   fatal = $state<unknown>(null);
 
@@ -25,6 +27,7 @@ export class AppStore {
     this.settings = state.settings;
     this.workerId = state.worker_id;
     this.serverUrl = state.server_url;
+    this.me = state.me;
     i18n.set(state.settings.language);
     sync.update(state.sync);
   }

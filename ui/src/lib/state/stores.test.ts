@@ -15,6 +15,7 @@ const appState = (over: Partial<AppState> = {}): AppState => ({
   sync: bar({ state: 'offline', unsynced: 3 }),
   worker_id: null,
   server_url: 'https://feltbog.example.dk',
+  me: null,
   ...over,
 });
 const wrongPin: AppError = { code: 'wrong_pin', message: 'wrong', field: null, retry_after_ms: null, attempts_left: 4 };

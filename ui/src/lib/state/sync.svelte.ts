@@ -6,6 +6,7 @@ export const emptyBar: SyncBar = {
   state: 'unknown',
   unsynced: 0,
   set_aside: 0,
+  only_here: 0,
   last_success_ms: null,
   progress: null,
   open_conflicts: 0,
