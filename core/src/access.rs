@@ -132,3 +132,89 @@ pub fn can_write(role: Role, class: Class, at_own_site: bool) -> bool {
         Role::Supervisor | Role::Admin => false,
     }
 }
+
+/// What the app offers a worker on their tablet: its screens and the actions on them, derived
+/// from [`can_read`] and [`can_write`] (never a second table), so no screen can produce an edit
+/// the server refuses for the role. The server still checks every record: a caretaker's log
+/// entry at a site that is not theirs, say, is refused there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Offer {
+    /// The role has an app at all (an administrator's work is on the server).
+    pub app: bool,
+    /// Visits, contacts and tasks are shown: the today and tasks screens.
+    pub cases: bool,
+    /// Citizens are shown: the caseload and citizen pages (a caretaker's: their residents).
+    pub citizens: bool,
+    /// Create and edit citizens.
+    pub edit_citizens: bool,
+    /// Log visits and contacts, add follow-ups, change a task's status.
+    pub log_visits: bool,
+    /// Sites and their logs are shown.
+    pub sites: bool,
+    /// Add sites.
+    pub edit_sites: bool,
+    /// Write site-log entries (at the worker's own sites).
+    pub log_sites: bool,
+    /// Resolve or dismiss conflicts in the inbox.
+    pub resolve_conflicts: bool,
+}
+
+impl Offer {
+    /// The offer for `role`: reading and writing as the role table allows, at the worker's own
+    /// sites where sites matter.
+    pub fn of(role: Role) -> Offer {
+        let cases = can_read(role, Class::Case, false) && can_read(role, Class::Anon, false);
+        let log_visits = can_write(role, Class::Case, false) && can_write(role, Class::Anon, false);
+        let log_sites = can_write(role, Class::SiteLog, true);
+        Offer {
+            app: Class::ALL.iter().any(|class| can_read(role, *class, true)),
+            cases,
+            citizens: can_read(role, Class::Citizen, true),
+            edit_citizens: can_write(role, Class::Citizen, false),
+            log_visits,
+            sites: can_read(role, Class::Site, true),
+            edit_sites: can_write(role, Class::Site, true),
+            log_sites,
+            // A conflict is a record of the class it is about: whoever writes some class can
+            // settle conflicts (the server checks each one's class).
+            resolve_conflicts: log_visits || log_sites,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_role_is_offered_what_the_role_table_lets_it_do() {
+        let outreach = Offer::of(Role::Outreach);
+        assert!(outreach.app && outreach.cases && outreach.log_visits && outreach.edit_citizens);
+        assert_eq!(Offer::of(Role::HomeSupport), outreach);
+        let caretaker = Offer::of(Role::Caretaker);
+        assert!(caretaker.app && caretaker.sites && caretaker.log_sites && caretaker.edit_sites);
+        assert!(caretaker.citizens, "their residents");
+        assert!(!caretaker.cases && !caretaker.log_visits && !caretaker.edit_citizens);
+        let supervisor = Offer::of(Role::Supervisor);
+        assert!(supervisor.app && supervisor.cases && supervisor.citizens && supervisor.sites);
+        assert!(
+            !supervisor.log_visits
+                && !supervisor.edit_citizens
+                && !supervisor.log_sites
+                && !supervisor.edit_sites
+                && !supervisor.resolve_conflicts,
+            "read-only"
+        );
+        let admin = Offer::of(Role::Admin);
+        assert!(!admin.app && !admin.cases && !admin.citizens && !admin.sites);
+        // Every write offered is one the table allows: nothing the server would refuse.
+        for role in Role::ALL {
+            let o = Offer::of(role);
+            assert!(!o.edit_citizens || can_write(role, Class::Citizen, false));
+            assert!(!o.log_visits || can_write(role, Class::Case, false));
+            assert!(!o.log_sites || can_write(role, Class::SiteLog, true));
+            assert!(!o.edit_sites || can_write(role, Class::Site, true));
+        }
+    }
+}

@@ -35,6 +35,7 @@ pub fn typescript() -> String {
         EntityKind,
         crate::merge::ConflictKind,
         crate::access::Role,
+        crate::access::Offer,
         // The app.
         super::Phase,
         super::Language,

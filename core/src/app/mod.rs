@@ -141,6 +141,10 @@ pub struct AppState {
     pub server_url: Option<String>,
     /// Who that is, by name, role and team (when unlocked, once the server has said).
     pub me: Option<views::Me>,
+    /// The screens and actions for that worker's role (`core::access`). Before the server has
+    /// named the role (a server that predates it), a field worker's, as before roles reached
+    /// the device.
+    pub offer: crate::access::Offer,
 }
 
 /// How the app is set up by its shell.
@@ -309,6 +313,10 @@ impl App {
             sync: self.sync_bar(),
             worker_id,
             server_url,
+            offer: crate::access::Offer::of(
+                me.as_ref()
+                    .map_or(crate::access::Role::Outreach, |m| m.role),
+            ),
             me,
         }
     }

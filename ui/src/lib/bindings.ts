@@ -29,6 +29,44 @@ export type ConflictKind = "open" | "notice";
 
 export type Role = "outreach" | "home_support" | "caretaker" | "supervisor" | "admin";
 
+export type Offer = { 
+/**
+ * The role has an app at all (an administrator's work is on the server).
+ */
+app: boolean, 
+/**
+ * Visits, contacts and tasks are shown: the today and tasks screens.
+ */
+cases: boolean, 
+/**
+ * Citizens are shown: the caseload and citizen pages (a caretaker's: their residents).
+ */
+citizens: boolean, 
+/**
+ * Create and edit citizens.
+ */
+edit_citizens: boolean, 
+/**
+ * Log visits and contacts, add follow-ups, change a task's status.
+ */
+log_visits: boolean, 
+/**
+ * Sites and their logs are shown.
+ */
+sites: boolean, 
+/**
+ * Add sites.
+ */
+edit_sites: boolean, 
+/**
+ * Write site-log entries (at the worker's own sites).
+ */
+log_sites: boolean, 
+/**
+ * Resolve or dismiss conflicts in the inbox.
+ */
+resolve_conflicts: boolean, };
+
 export type Phase = "first_run" | "locked" | "unlocked";
 
 export type Language = "da" | "en";
@@ -70,7 +108,13 @@ worker_id: string | null, server_url: string | null,
 /**
  * Who that is, by name, role and team (when unlocked, once the server has said).
  */
-me: Me | null, };
+me: Me | null, 
+/**
+ * The screens and actions for that worker's role (`core::access`). Before the server has
+ * named the role (a server that predates it), a field worker's, as before roles reached
+ * the device.
+ */
+offer: Offer, };
 
 export type ErrorCode = "locked" | "not_set_up" | "already_set_up" | "wrong_pin" | "back_off" | "destroyed" | "weak_pin" | "invalid" | "not_found" | "bad_server_address" | "enrolment_refused" | "offline" | "revoked" | "update_required" | "internal";
 

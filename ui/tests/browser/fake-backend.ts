@@ -11,6 +11,8 @@ import type {
   CitizenInput,
   CitizenSummary,
   Me,
+  Offer,
+  Role,
   ConflictChoice,
   ConflictView,
   ErrorCode,
@@ -28,7 +30,7 @@ import type {
   VisitView,
 } from '../../src/lib/bindings';
 
-export type Seed = { phase: Phase; demo: boolean; pin?: string };
+export type Seed = { phase: Phase; demo: boolean; pin?: string; role?: Role };
 
 type Citizen = Omit<CitizenDetail, 'label' | 'visits' | 'tasks'>;
 type Task = { id: string; citizen_id: string; title: string; due: string; status: TaskStatus };
@@ -147,6 +149,24 @@ function demo(db: Db) {
 /** The signed-in worker the fake server names. */
 const demoMe: Me = { name: 'Anne Demo', role: 'outreach', team: 'Team Nord', other_teams: [], sites: 0 };
 
+// What Rust's `access::Offer::of` answers for each role (its unit test holds the same table).
+const everything: Offer = {
+  app: true, cases: true, citizens: true, edit_citizens: true, log_visits: true,
+  sites: true, edit_sites: true, log_sites: true, resolve_conflicts: true,
+};
+const OFFERS: Record<Role, Offer> = {
+  outreach: everything,
+  home_support: everything,
+  caretaker: { ...everything, cases: false, edit_citizens: false, log_visits: false },
+  supervisor: {
+    ...everything, edit_citizens: false, log_visits: false, edit_sites: false, log_sites: false, resolve_conflicts: false,
+  },
+  admin: {
+    app: false, cases: false, citizens: false, edit_citizens: false, log_visits: false,
+    sites: false, edit_sites: false, log_sites: false, resolve_conflicts: false,
+  },
+};
+
 function fresh(seed: Seed): Db {
   const db: Db = {
     phase: seed.phase,
@@ -155,7 +175,7 @@ function fresh(seed: Seed): Db {
     attempts: 0,
     serverUrl: seed.phase === 'first_run' ? null : 'https://feltbog.example.dk',
     workerId: seed.phase === 'first_run' ? null : uuid(),
-    me: seed.phase === 'first_run' ? null : demoMe,
+    me: seed.phase === 'first_run' ? null : { ...demoMe, role: seed.role ?? 'outreach' },
     citizens: [],
     visits: [],
     tasks: [],
@@ -190,7 +210,7 @@ function bar(): SyncBar {
   return { ...db.bar };
 }
 function state(): AppState {
-  return { phase: db.phase, settings: db.settings, sync: bar(), worker_id: db.phase === 'unlocked' ? db.workerId : null, server_url: db.serverUrl, me: db.phase === 'unlocked' ? db.me : null };
+  return { phase: db.phase, settings: db.settings, sync: bar(), worker_id: db.phase === 'unlocked' ? db.workerId : null, server_url: db.serverUrl, me: db.phase === 'unlocked' ? db.me : null, offer: OFFERS[db.me?.role ?? 'outreach'] };
 }
 function taskView(t: Task): TaskView {
   return { ...t, citizen_label: citizenLabel(t.citizen_id), overdue: t.status === 'open' && t.due < today() };

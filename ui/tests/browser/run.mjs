@@ -391,6 +391,49 @@ const flows = [
     await screen(page, 'today');
     assert((await page.evaluate(() => document.documentElement.lang)) === 'en', 'language kept after reload');
   }],
+  ['caretaker: the sites first, and no action the server would refuse', { phase: 'unlocked', demo: true, role: 'caretaker' }, async (page, vp) => {
+    await audit(page, 'sites', vp);
+    if (vp.name === 'landscape') await page.screenshot({ path: join(shots, 'caretaker-sites-landscape.png') });
+    for (const hidden of ['#nav-today', '#nav-tasks']) assert((await page.locator(hidden).count()) === 0, `no ${hidden} for a caretaker`);
+    assert((await page.locator('#nav-sites').getAttribute('aria-current')) === 'page', 'the sites are the home screen');
+    await page.click('[data-site] >> text=Toftegården');
+    await screen(page, 'site-log');
+    assert((await page.locator('#log-save').count()) === 1, 'a caretaker writes the site log');
+    await audit(page, 'site-log', vp, { shoot: false });
+    await page.click('#nav-caseload');
+    await audit(page, 'caseload', vp, { shoot: false });
+    assert((await page.locator('#add-citizen').count()) === 0, 'no new-citizen button');
+    await page.locator('.citizen-card').first().click();
+    await audit(page, 'citizen', vp, { shoot: false });
+    for (const hidden of ['#edit-citizen', '#citizen-new-visit', '#task-add']) assert((await page.locator(hidden).count()) === 0, `no ${hidden} on a caretaker's citizen page`);
+  }],
+  ['supervisor: read-only, conflicts shown but not settled', { phase: 'unlocked', demo: true, role: 'supervisor' }, async (page, vp) => {
+    await audit(page, 'today', vp, { shoot: false });
+    if (vp.name === 'landscape') await page.screenshot({ path: join(shots, 'supervisor-today-landscape.png') });
+    assert((await page.locator('#open-quick-contact').count()) === 0, 'no quick contact');
+    await page.click('#nav-caseload');
+    await screen(page, 'caseload');
+    assert((await page.locator('#add-citizen').count()) === 0, 'no new-citizen button');
+    await page.locator('.citizen-card').first().click();
+    await screen(page, 'citizen');
+    assert((await page.locator('#edit-citizen, #citizen-new-visit, #task-add').count()) === 0, 'no edits on a citizen page');
+    await page.click('#nav-conflicts');
+    await audit(page, 'conflicts', vp, { shoot: false });
+    assert((await page.locator('.conflict-keep-mine, .conflict-keep-theirs, .conflict-dismiss').count()) === 0, 'no resolve buttons');
+    assert((await page.locator('.read-only-note').count()) > 0, 'each conflict says it is read-only here');
+    await page.click('#nav-sites');
+    await screen(page, 'sites');
+    assert((await page.locator('#add-site').count()) === 0, 'no new-site button');
+    await page.click('[data-site] >> text=Toftegården');
+    await screen(page, 'site-log');
+    assert((await page.locator('#log-save').count()) === 0, 'no site-log form');
+  }],
+  ['administrator: no app and no data, sign-out offered', { phase: 'unlocked', demo: true, role: 'admin' }, async (page, vp) => {
+    await audit(page, 'settings', vp, { shoot: false });
+    assert((await page.locator('#no-app').innerText()).includes('Din rolle bruger ikke tabletten'), 'says the role has no app');
+    assert((await page.locator('.navbar button').count()) === 1, 'only the settings in the navigation');
+    assert((await page.locator('#wipe').count()) === 1, 'sign out and wipe is offered');
+  }],
 ];
 
 // ---------- main ----------

@@ -2,11 +2,24 @@
 // Rust decides the phase; the UI only follows `AppState`. Locking always reloads the page, so
 // nothing personal stays in the DOM or in JS memory.
 import { api } from '../api';
-import type { AppState, Language, Me, Phase, Settings } from '../bindings';
+import type { AppState, Language, Me, Offer, Phase, Settings } from '../bindings';
 import { i18n } from '../i18n/index.svelte';
 import { sync } from './sync.svelte';
 
 export type Reload = () => void;
+
+/** Nothing offered: before Rust has answered. */
+export const noOffer: Offer = {
+  app: false,
+  cases: false,
+  citizens: false,
+  edit_citizens: false,
+  log_visits: false,
+  sites: false,
+  edit_sites: false,
+  log_sites: false,
+  resolve_conflicts: false,
+};
 
 export class AppStore {
   /** `loading` until the first `app_state` answer arrives. */
@@ -16,6 +29,9 @@ export class AppStore {
   serverUrl = $state<string | null>(null);
   /** Who is signed in (name, role, team), once the server has said. */
   me = $state<Me | null>(null);
+  /** What this worker's role is offered (decided in Rust, `core::access`). Until the first
+   *  answer: nothing writable. */
+  offer = $state<Offer>(noOffer);
   /** Set when `app_state` itself failed (the app cannot start). */
   fatal = $state<unknown>(null);
 
@@ -28,6 +44,7 @@ export class AppStore {
     this.workerId = state.worker_id;
     this.serverUrl = state.server_url;
     this.me = state.me;
+    this.offer = state.offer;
     i18n.set(state.settings.language);
     sync.update(state.sync);
   }

@@ -1,5 +1,7 @@
 // State-based navigation: one current route and a back stack. No URLs (the app is one page
 // in a webview), so nothing about a citizen ends up in history or the address bar.
+import type { Offer } from '../bindings';
+
 export type Route =
   | { name: 'today' }
   | { name: 'caseload' }
@@ -14,6 +16,26 @@ export type Route =
   | { name: 'settings' };
 
 export type TopLevel = 'today' | 'caseload' | 'tasks' | 'sites' | 'conflicts' | 'settings';
+
+/** The navigation bar's items for what a role is offered, in order: case work first for those
+ *  who do it, the sites first for a caretaker. */
+export function topLevels(offer: Offer): TopLevel[] {
+  const work: TopLevel[] = offer.cases ? ['today', 'caseload', 'tasks', 'sites'] : ['sites', 'caseload'];
+  const shown = work.filter((k) => {
+    if (k === 'today' || k === 'tasks') return offer.cases;
+    if (k === 'caseload') return offer.citizens;
+    return offer.sites;
+  });
+  if (offer.app) shown.push('conflicts');
+  shown.push('settings');
+  return shown;
+}
+
+/** Where a role's app opens: today for case work, the sites for a caretaker, settings for a
+ *  role without an app (which say why). */
+export function home(offer: Offer): TopLevel {
+  return topLevels(offer)[0];
+}
 
 export class Nav {
   route = $state<Route>({ name: 'today' });

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AppError, AppState, SyncBar } from '../bindings';
 import { throttledTouch } from '../idle';
 import { i18n } from '../i18n/index.svelte';
-import { AppStore } from './app.svelte';
+import { AppStore, noOffer } from './app.svelte';
 import { Nav } from './nav.svelte';
 import { emptyBar, sync, SyncStore } from './sync.svelte';
 
@@ -16,6 +16,7 @@ const appState = (over: Partial<AppState> = {}): AppState => ({
   worker_id: null,
   server_url: 'https://feltbog.example.dk',
   me: null,
+  offer: { ...noOffer, app: true, cases: true, citizens: true, edit_citizens: true, log_visits: true, sites: true, edit_sites: true, log_sites: true, resolve_conflicts: true },
   ...over,
 });
 const wrongPin: AppError = { code: 'wrong_pin', message: 'wrong', field: null, retry_after_ms: null, attempts_left: 4 };
