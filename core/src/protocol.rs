@@ -106,8 +106,10 @@ pub mod limits {
     /// Field operations in one push: one push is one write transaction on the server, and this
     /// keeps it short (docs/benchmarks.md has the measured lock time). The client packs to it.
     pub const MAX_OPS_PER_PUSH: usize = 10_000;
-    /// Serialized size of one field value.
+    /// Serialized size of one field value (for a set removal, with its observed stamps).
     pub const MAX_VALUE_BYTES: usize = 128 * 1024;
+    /// Observed add stamps in one set removal: one per device that added the value, at most.
+    pub const MAX_OBSERVED_TAGS: usize = 256;
     /// The values and field names of one mutation together: one record's save. With
     /// [`PAGE_BYTES`] this bounds a pull page, so no device can push a change that the rest
     /// of its team cannot pull.

@@ -370,7 +370,7 @@ const ENROL_BODY_BYTES: usize = 4 * 1024;
 /// `inflated_limit` if smaller) and after inflating (`inflated_limit`).
 /// The whole body must arrive within the body deadline: a client that trickles it cannot hold
 /// a connection (and a handler) for long.
-async fn decode<T: DeserializeOwned>(
+async fn decode<T: DeserializeOwned + Send + 'static>(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
@@ -391,24 +391,38 @@ async fn decode<T: DeserializeOwned>(
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    // Inflating and parsing up to 16 MiB is work for the blocking pool, not for the threads
+    // that accept connections and answer health checks.
+    tokio::task::spawn_blocking(move || inflate_and_parse(&raw, gzip, inflated_limit))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+fn inflate_and_parse<T: DeserializeOwned>(
+    raw: &[u8],
+    gzip: bool,
+    inflated_limit: usize,
+) -> Result<T, ApiError> {
+    let inflated;
     let json = if gzip {
-        let mut inflated = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw)
             .take(inflated_limit as u64 + 1)
-            .read_to_end(&mut inflated)
+            .read_to_end(&mut out)
             .map_err(|_| ApiError::BadRequest("body is not valid gzip".into()))?;
-        if inflated.len() > inflated_limit {
+        if out.len() > inflated_limit {
             return Err(ApiError::TooLarge {
                 limit: inflated_limit,
                 stage: "after decompression",
             });
         }
-        inflated
+        inflated = out;
+        &inflated[..]
     } else {
-        raw.to_vec()
+        raw
     };
     // serde's messages can quote the input: report only the position.
-    serde_json::from_slice(&json).map_err(|e| {
+    serde_json::from_slice(json).map_err(|e| {
         ApiError::BadRequest(format!(
             "body is not a valid request ({:?} error at line {} column {})",
             e.classify(),

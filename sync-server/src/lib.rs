@@ -95,12 +95,18 @@ pub const STORED_BYTES_PER_OP: usize = 320;
 /// The bytes a mutation is expected to add to the database: its text in the change log and the
 /// overhead of each op.
 pub fn stored_bytes_estimate(m: &feltbog_core::protocol::Mutation) -> usize {
-    let values: usize = m
-        .ops
-        .iter()
-        .map(|op| op.change.value().to_string().len() + op.field.len())
-        .sum();
+    let values: usize = m.ops.iter().map(|op| op_bytes(op) + op.field.len()).sum();
     values + m.ops.len() * STORED_BYTES_PER_OP
+}
+
+/// The serialized size of what one op writes: its value, and for a removal the stamps of the
+/// adds it observed (each stored as text of about 50 bytes).
+pub fn op_bytes(op: &feltbog_core::protocol::FieldOp) -> usize {
+    let observed = match &op.change {
+        feltbog_core::protocol::FieldChange::Remove { observed, .. } => observed.len() * 64,
+        _ => 0,
+    };
+    op.change.value().to_string().len() + observed
 }
 
 impl Default for Config {

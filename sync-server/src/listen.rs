@@ -22,6 +22,7 @@
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -72,6 +73,9 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(addr)?;
     socket.listen(4096)
 }
+
+/// The read buffer of one connection: headers must fit in it (bodies stream through).
+const MAX_READ_BUFFER: usize = 64 * 1024;
 
 /// Descriptors kept back from connections: the database and its journal files (two
 /// connections), the listener, standard streams, the runtime's own.
@@ -199,7 +203,7 @@ impl Registry {
 }
 
 /// Serves `router` on `listener` within `limits` until `shutdown` completes; then stops
-/// accepting, lets requests in progress finish (at most `header_timeout` more), and returns.
+/// accepting, lets requests in progress finish (at most `body_timeout` more), and returns.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -266,7 +270,7 @@ pub async fn serve(
     drop(listener);
     let _ = stop_tx.send(true);
     // Requests in progress finish; idle connections close at once.
-    let deadline = Instant::now() + limits.header_timeout;
+    let deadline = Instant::now() + limits.body_timeout;
     registry.wait_below(1, deadline - Instant::now()).await;
     reporter.abort();
     Ok(())
@@ -296,15 +300,25 @@ impl Connection {
             request.extensions_mut().insert(ConnectInfo(peer));
             let response = router.clone().oneshot(request.map(axum::body::Body::new));
             async move {
-                let response = response.await;
-                drop(busy);
-                response
+                // Busy until the answer's body is sent, not only until the handler returns: a
+                // 4 MiB pull page to a tablet on a poor link takes longer than the idle limit.
+                response.await.map(|r| {
+                    r.map(|body| {
+                        axum::body::Body::new(body.map_frame(move |frame| {
+                            let _sending = &busy;
+                            frame
+                        }))
+                    })
+                })
             }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(self.limits.header_timeout);
+            .header_read_timeout(self.limits.header_timeout)
+            // Request headers are small; the default buffer (≈400 KiB) times the connection cap
+            // would be memory any client can claim without a token.
+            .max_buf_size(MAX_READ_BUFFER);
         let http = builder.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(http);
         let mut stopping = false;

@@ -555,7 +555,24 @@ fn serve(
         if retention != sync::Retention::default() {
             tokio::spawn(retention_loop(state.clone(), retention));
         }
+        // Ctrl-C, or SIGTERM from systemd or a container runtime: stop accepting and let the
+        // requests in progress finish.
         let shutdown = async {
+            #[cfg(unix)]
+            {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async {
+                        match term.as_mut() {
+                            Some(t) => { t.recv().await; }
+                            None => std::future::pending::<()>().await,
+                        }
+                    } => {}
+                }
+            }
+            #[cfg(not(unix))]
             let _ = tokio::signal::ctrl_c().await;
         };
         feltbog_server::serve(listener, state, shutdown).await?;

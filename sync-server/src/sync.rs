@@ -114,6 +114,7 @@ pub fn sync(
             let received = mutation_digest(mutation);
             if let (Some(digest), Some(change_seq)) = (digest, change_seq)
                 && digest != received
+                && !ctx.echoed(change_seq)?
             {
                 ctx.echo_again(caller.team_id, change_seq)?;
                 // Remember this version: more copies of it need no second echo.
@@ -144,21 +145,31 @@ pub fn sync(
                 Ok(citizen)
             }
             Ok(Made::Edited) => {
-                // An edit must leave a valid record, or every device of the team would fail to
-                // list it. Fields merge one by one, so the record that results is only known
-                // after the merge: apply, check, and undo it all if it is not valid.
-                ctx.tx.execute_batch("SAVEPOINT edit")?;
-                let server_seq = ctx.server_seq;
-                let citizen = ctx.apply(caller, mutation)?;
-                match validate_stored(ctx.tx, mutation.ops[0].entity, record)? {
+                let written = if planted(PlantedBug::FieldsUnchecked) {
+                    Ok(())
+                } else {
+                    validate_written(ctx.tx, mutation)?
+                };
+                match written {
+                    Err(refused) => Err(refused),
                     Ok(()) => {
-                        ctx.tx.execute_batch("RELEASE edit")?;
-                        Ok(citizen)
-                    }
-                    Err(refused) => {
-                        ctx.tx.execute_batch("ROLLBACK TO edit; RELEASE edit")?;
-                        ctx.server_seq = server_seq;
-                        Err(refused)
+                        // An edit must leave a valid record, or every device of the team would fail to
+                        // list it. Fields merge one by one, so the record that results is only known
+                        // after the merge: apply, check, and undo it all if it is not valid.
+                        ctx.tx.execute_batch("SAVEPOINT edit")?;
+                        let server_seq = ctx.server_seq;
+                        let citizen = ctx.apply(caller, mutation)?;
+                        match validate_stored(ctx.tx, mutation.ops[0].entity, record)? {
+                            Ok(()) => {
+                                ctx.tx.execute_batch("RELEASE edit")?;
+                                Ok(citizen)
+                            }
+                            Err(refused) => {
+                                ctx.tx.execute_batch("ROLLBACK TO edit; RELEASE edit")?;
+                                ctx.server_seq = server_seq;
+                                Err(refused)
+                            }
+                        }
                     }
                 }
             }
@@ -464,7 +475,12 @@ impl Ctx<'_> {
             if is_set == matches!(op.change, FieldChange::Assign { .. }) {
                 return invalid("set fields take add/remove, other fields take assign");
             }
-            let value_bytes = op.change.value().to_string().len();
+            if let FieldChange::Remove { observed, .. } = &op.change
+                && observed.len() > limits::MAX_OBSERVED_TAGS
+            {
+                return invalid("a removal names too many observed adds");
+            }
+            let value_bytes = crate::op_bytes(op);
             if value_bytes > limits::MAX_VALUE_BYTES {
                 return invalid("a field value is too large");
             }
@@ -563,7 +579,11 @@ impl Ctx<'_> {
                 Ok(references) => references,
                 Err(_) => return invalid("a reference is not a record's id"),
             };
-            for reference in references {
+            // What the record refers to already stays acceptable: editing a consent's scope
+            // keeps its recorder, who may have moved team since; only new references are the
+            // writer's to justify.
+            let held = self.held_references(op)?;
+            for reference in references.into_iter().filter(|r| !held.contains(r)) {
                 if !planted(PlantedBug::ReferencesUnscoped)
                     && !scope::reference_in_scope(self.tx, caller, reach, reference)?
                 {
@@ -575,6 +595,25 @@ impl Ctx<'_> {
             }
         }
         Ok(Ok(()))
+    }
+
+    /// The references the stored value of `op`'s field holds now (every element of a set).
+    fn held_references(&self, op: &FieldOp) -> Result<Vec<schema::Reference>, SyncError> {
+        let Some(stored) = field_value(self.tx, op.entity, op.id, &op.field)? else {
+            return Ok(Vec::new());
+        };
+        let items = match stored {
+            serde_json::Value::Array(items)
+                if op.entity.set_fields().contains(&op.field.as_str()) =>
+            {
+                items
+            }
+            other => vec![other],
+        };
+        Ok(items
+            .iter()
+            .flat_map(|v| schema::references(op.entity, &op.field, v).unwrap_or_default())
+            .collect())
     }
 
     /// Applies a checked mutation; returns the citizen it is about, if any.
@@ -996,6 +1035,18 @@ impl Ctx<'_> {
                 site.as_ref().map(|s| s.as_bytes().to_vec())
             ])?;
         Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Whether the change-log row `change_seq` was echoed again already. Once is enough: the
+    /// device adopts the applied version from it, and a device that keeps sending other
+    /// versions of the same sequence number must not make the server copy the row each time.
+    fn echoed(&self, change_seq: i64) -> Result<bool, SyncError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT count(*) > 0 FROM changes WHERE copy_of = ?1 AND roles IS NULL",
+            )?
+            .query_row([change_seq], |r| r.get(0))?)
     }
 
     /// Appends the change-log row `change_seq` once more, echoed to its own device too.
@@ -1452,6 +1503,56 @@ fn validate_creation(caller: &Caller, m: &Mutation) -> Check {
 /// team reads it, and one that no longer parses or breaks a domain rule (a wrong type, a note
 /// past its length, a citizen left with neither alias nor name) would break their lists.
 fn validate_stored(tx: &Transaction, entity: EntityKind, id: Uuid) -> Result<Check, SyncError> {
+    let record = stored_record(tx, entity, id)?;
+    Ok(
+        check_record(entity, serde_json::Value::Object(record)).map_err(|why| {
+            (
+                RejectReason::Invalid,
+                format!("the {entity} would not be valid: {why}"),
+            )
+        }),
+    )
+}
+
+/// Whether every value an edit writes is one a valid record could hold: the stored record with
+/// each written value in place parses and passes the rules. A write that loses the merge is
+/// kept as a conflict's version and reaches every device of the team, so it is checked too,
+/// not only the merged record.
+fn validate_written(tx: &Transaction, m: &Mutation) -> Result<Check, SyncError> {
+    let (entity, id) = (m.ops[0].entity, m.ops[0].id);
+    let mut record = stored_record(tx, entity, id)?;
+    for op in &m.ops {
+        match &op.change {
+            FieldChange::Assign { value } => {
+                record.insert(op.field.clone(), value.clone());
+            }
+            FieldChange::Add { value } => {
+                let slot = record
+                    .entry(op.field.clone())
+                    .or_insert_with(|| serde_json::Value::Array(vec![]));
+                if let serde_json::Value::Array(items) = slot {
+                    items.push(value.clone());
+                }
+            }
+            FieldChange::Remove { .. } => {}
+        }
+    }
+    Ok(
+        check_record(entity, serde_json::Value::Object(record)).map_err(|why| {
+            (
+                RejectReason::Invalid,
+                format!("a value written to the {entity} is not valid: {why}"),
+            )
+        }),
+    )
+}
+
+/// A stored record's fields as one JSON object.
+fn stored_record(
+    tx: &Transaction,
+    entity: EntityKind,
+    id: Uuid,
+) -> Result<serde_json::Map<String, serde_json::Value>, SyncError> {
     let mut record = serde_json::Map::new();
     let mut stmt =
         tx.prepare_cached("SELECT field, value FROM fields WHERE entity = ?1 AND record_id = ?2")?;
@@ -1463,14 +1564,7 @@ fn validate_stored(tx: &Transaction, entity: EntityKind, id: Uuid) -> Result<Che
         let value = serde_json::from_str(&value).map_err(|_| SyncError::Corrupt("field value"))?;
         record.insert(field, value);
     }
-    Ok(
-        check_record(entity, serde_json::Value::Object(record)).map_err(|why| {
-            (
-                RejectReason::Invalid,
-                format!("the {entity} would not be valid: {why}"),
-            )
-        }),
-    )
+    Ok(record)
 }
 
 /// Every stored record that is not a valid record of its kind, with the reason: a field its

@@ -1001,16 +1001,17 @@ fn request_rates_and_batch_sizes_have_clear_limits() {
         raw.write(huge),
         Err((RejectReason::Invalid, "the mutation is too large".into()))
     );
-    // An edit must leave a valid record, or every device of the team would fail to list it.
+    // An edit must write values a valid record can hold, or every device of the team would
+    // fail to list it (or its conflict version).
     let (reason, detail) = raw
         .write(vec![op("created_at", "not a time".into())])
         .unwrap_err();
     assert_eq!(reason, RejectReason::Invalid);
-    assert!(detail.contains("would not be valid"), "{detail}");
+    assert!(detail.contains("is not valid"), "{detail}");
     let (_, detail) = raw
         .write(vec![op("alias", "x".repeat(100_000).into())])
         .unwrap_err();
-    assert!(detail.contains("would not be valid"), "{detail}");
+    assert!(detail.contains("is not valid"), "{detail}");
     // A record's id field is its own, never another's.
     assert_eq!(
         raw.write(vec![op(

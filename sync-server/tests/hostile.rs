@@ -595,3 +595,146 @@ async fn health_answers_while_a_push_holds_the_write_lock_and_readiness_reads_be
     release_tx.send(()).unwrap();
     holder.join().unwrap();
 }
+
+fn count(server: &Server, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(server.data_dir.join("feltbog-server.sqlite")).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn a_resent_sequence_number_is_echoed_back_at_most_once() {
+    let mut t = teams();
+    let mut raw = Raw::of(&mut t.mine);
+    raw.write(vec![edit(
+        EntityKind::Citizen,
+        t.citizen,
+        "phone",
+        json!("1"),
+    )])
+    .unwrap();
+    let seq = raw.seq;
+    let copies = || {
+        count(
+            &t.server,
+            "SELECT count(*) FROM changes WHERE copy_of IS NOT NULL",
+        )
+    };
+    let before = copies();
+    // The same sequence number, alternating two other versions, many times over.
+    for i in 0..20 {
+        raw.seq = seq - 1;
+        raw.write(vec![edit(
+            EntityKind::Citizen,
+            t.citizen,
+            "phone",
+            json!(format!("{}", i % 2 + 2)),
+        )])
+        .expect("a replay is acknowledged");
+    }
+    assert_eq!(
+        copies() - before,
+        1,
+        "one echo of the applied version, not one per resend"
+    );
+}
+
+#[test]
+fn a_set_removal_with_too_many_observed_stamps_is_refused() {
+    let mut t = teams();
+    let mut raw = Raw::of(&mut t.mine);
+    let stamp = feltbog_core::hlc::Stamp {
+        hlc: Hlc::new(system_time_ms(), 0).unwrap(),
+        device: raw.device,
+    };
+    let remove = |n: usize| FieldOp {
+        change: FieldChange::Remove {
+            value: json!(t.resident),
+            observed: vec![stamp; n],
+        },
+        ..edit(
+            EntityKind::SiteLogEntry,
+            Uuid::nil(),
+            "residents",
+            Value::Null,
+        )
+    };
+    let entry = Uuid::now_v7();
+    raw.write(create(
+        EntityKind::SiteLogEntry,
+        entry,
+        log_fields(t.site, &[t.resident], &[]),
+    ))
+    .unwrap();
+    let mut too_many = remove(limits::MAX_OBSERVED_TAGS + 1);
+    too_many.id = entry;
+    let (reason, _) = raw.write(vec![too_many]).unwrap_err();
+    assert_eq!(reason, RejectReason::Invalid);
+    let mut fine = remove(1);
+    fine.id = entry;
+    raw.write(vec![fine]).expect("an ordinary removal");
+}
+
+#[test]
+fn an_edit_keeps_the_references_a_record_already_holds_after_their_target_moved_team() {
+    let mut t = teams();
+    let mut raw = Raw::of(&mut t.mine);
+    let colleague = t.colleague.enrolment().unwrap().unwrap().worker_id;
+    let consent = |scope: &str| {
+        json!({"status": "given", "date": "2026-12-06", "scope": scope, "method": "verbal",
+               "recorded_by": colleague})
+    };
+    raw.write(vec![edit(
+        EntityKind::Citizen,
+        t.citizen,
+        "consent",
+        consent("alt"),
+    )])
+    .unwrap();
+    // The colleague who recorded the consent moves to another team.
+    let syd_team = t.server.admin(&["create-team", "Team Vest"]);
+    t.server.admin(&[
+        "move-worker",
+        "--worker",
+        &colleague.to_string(),
+        "--team",
+        &syd_team,
+    ]);
+    // Correcting the consent's scope keeps its recorder: accepted, nothing lost.
+    raw.write(vec![edit(
+        EntityKind::Citizen,
+        t.citizen,
+        "consent",
+        consent("kun bolig"),
+    )])
+    .expect("a reference the record already holds stays acceptable");
+    // Naming them anew elsewhere is refused: they are no longer the team's.
+    assert_eq!(
+        raw.write(vec![edit(
+            EntityKind::Citizen,
+            t.citizen,
+            "primary_worker",
+            json!(colleague),
+        )])
+        .unwrap_err()
+        .0,
+        RejectReason::OutOfScope
+    );
+}
+
+#[test]
+fn a_write_that_would_lose_the_merge_is_still_checked_as_a_value_of_its_field() {
+    let mut t = teams();
+    let mut raw = Raw::of(&mut t.mine);
+    // Stamped long ago: it loses to the stored alias and would only become a conflict version.
+    let old = Hlc::new(system_time_ms() - 3_600_000, 0).unwrap();
+    for value in [json!({"not": "text"}), json!("x".repeat(300))] {
+        let op = assign(EntityKind::Citizen, t.citizen, "alias", value, old);
+        let (reason, _) = raw.write(vec![op]).unwrap_err();
+        assert_eq!(reason, RejectReason::Invalid);
+    }
+    sync(&mut t.colleague);
+    assert!(
+        t.colleague.conflicts(true).unwrap().is_empty(),
+        "no conflict version carries the refused value"
+    );
+}

@@ -149,9 +149,15 @@ fn id_of(field: &str, value: &Value) -> Result<Option<Uuid>, SchemaError> {
     if value.is_null() {
         return Ok(None);
     }
+    // Only the canonical spelling (hyphenated, lower case), as serde writes an id: braced,
+    // URN or bare-hex spellings would let one resident sit in a set twice.
     let id = value
         .as_str()
-        .and_then(|s| Uuid::try_parse(s).ok())
+        .and_then(|s| {
+            Uuid::try_parse(s)
+                .ok()
+                .filter(|id| id.hyphenated().to_string() == s)
+        })
         .ok_or_else(|| SchemaError::NotAnId {
             field: field.to_owned(),
         })?;
@@ -325,5 +331,10 @@ mod tests {
             references(EntityKind::Visit, "follow_up", &Value::from(7)),
             Err(SchemaError::NotAnId { .. })
         ));
+        let braced = Value::String(format!("{{{id}}}"));
+        let upper = Value::String(id.to_string().to_uppercase());
+        for other_spelling in [braced, upper, Value::String(id.simple().to_string())] {
+            assert!(references(EntityKind::SiteLogEntry, "residents", &other_spelling).is_err());
+        }
     }
 }
