@@ -133,6 +133,27 @@ pub fn can_write(role: Role, class: Class, at_own_site: bool) -> bool {
     }
 }
 
+/// What site work needs of a resident: a caretaker's device receives only these fields of a
+/// citizen's record — who they are and where they live — never CPR, phone, birth year, goals,
+/// consent, tags or their primary worker (least privilege; DESIGN §4).
+pub const CARETAKER_CITIZEN_FIELDS: &[&str] = &[
+    "id",
+    "alias",
+    "full_name",
+    "housing",
+    "site_id",
+    "team_id",
+    "archived",
+    "created_at",
+];
+
+/// Whether a device of `role` is sent `field` of a record of `entity` it may read.
+pub fn served_field(role: Role, entity: crate::domain::EntityKind, field: &str) -> bool {
+    role != Role::Caretaker
+        || entity != crate::domain::EntityKind::Citizen
+        || CARETAKER_CITIZEN_FIELDS.contains(&field)
+}
+
 /// What the app offers a worker on their tablet: its screens and the actions on them, derived
 /// from [`can_read`] and [`can_write`] (never a second table), so no screen can produce an edit
 /// the server refuses for the role. The server still checks every record: a caretaker's log
@@ -186,6 +207,40 @@ impl Offer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_caretaker_is_served_a_residents_name_and_place_only() {
+        use crate::domain::{Citizen, EntityKind, Record};
+        for field in CARETAKER_CITIZEN_FIELDS {
+            assert!(
+                Citizen::FIELDS.contains(field),
+                "{field} is a citizen field"
+            );
+        }
+        for field in [
+            "cpr",
+            "phone",
+            "birth_year",
+            "goals",
+            "consent",
+            "tags",
+            "primary_worker",
+        ] {
+            assert!(
+                !served_field(Role::Caretaker, EntityKind::Citizen, field),
+                "{field}"
+            );
+            assert!(
+                served_field(Role::Outreach, EntityKind::Citizen, field),
+                "{field}"
+            );
+        }
+        assert!(served_field(
+            Role::Caretaker,
+            EntityKind::SiteLogEntry,
+            "note"
+        ));
+    }
 
     #[test]
     fn each_role_is_offered_what_the_role_table_lets_it_do() {

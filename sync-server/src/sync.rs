@@ -359,8 +359,16 @@ pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<Pull
             continue;
         }
         bytes += text.len();
-        let mutation: Mutation =
+        let mut mutation: Mutation =
             serde_json::from_str(&text).map_err(|_| SyncError::Corrupt("change log"))?;
+        // Only the fields the caller's role is served (a caretaker: a resident's name and
+        // place, not their CPR, goals or consent).
+        mutation
+            .ops
+            .retain(|op| feltbog_core::access::served_field(caller.role, op.entity, &op.field));
+        if mutation.ops.is_empty() {
+            continue;
+        }
         changes.push((seq, mutation));
     }
     Ok(PullPage {

@@ -107,3 +107,83 @@ fn refused_edits_count_as_work_only_on_this_tablet_and_a_wipe_must_have_shown_th
     app.wipe(1).expect("the wipe that showed it goes ahead");
     assert!(store_files(&data).is_empty());
 }
+
+#[test]
+fn a_caretakers_device_receives_a_residents_name_and_place_but_not_cpr_goals_or_consent() {
+    use feltbog_core::domain::{
+        Citizen, Consent, ConsentMethod, ConsentStatus, Cpr, Goal, GoalId, GoalStatus, Site,
+        SiteId, SiteKind, WorkerId,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let nord = server.admin(&["create-team", "Team Nord"]);
+    let anne = server.admin(&["create-worker", "--team", &nord, "--name", "Anne"]);
+    let carl = server.admin(&[
+        "create-worker",
+        "--team",
+        &nord,
+        "--name",
+        "Carl",
+        "--role",
+        "caretaker",
+    ]);
+    let mut outreach = device(dir.path(), "anne", &server, &anne);
+    let site = Site {
+        id: SiteId::new(),
+        kind: SiteKind::AlternativeHousing,
+        name: "Toftegården".into(),
+        address: "Toftevej 14".into(),
+        archived: false,
+        created_at: chrono::Utc::now(),
+    };
+    let mut resident = Citizen::with_alias("Lille Mette");
+    resident.full_name = Some("Mette Hansen".into());
+    resident.cpr = Some(Cpr::parse("010190-1234").unwrap());
+    resident.birth_year = Some(1990);
+    resident.phone = Some("22 33 44 55".into());
+    resident.site_id = Some(site.id);
+    resident.goals = vec![Goal {
+        id: GoalId::new(),
+        text: "Egen bolig".into(),
+        status: GoalStatus::Active,
+        created: chrono::Utc::now().date_naive(),
+    }];
+    resident.consent = Some(Consent {
+        status: ConsentStatus::Given,
+        date: chrono::Utc::now().date_naive(),
+        scope: "alt".into(),
+        method: ConsentMethod::Verbal,
+        recorded_by: WorkerId(anne.parse().unwrap()),
+    });
+    outreach.save(&site).unwrap();
+    outreach.save(&resident).unwrap();
+    sync(&mut outreach);
+    server.admin(&[
+        "assign-site",
+        "--worker",
+        &carl,
+        "--site",
+        &site.id.to_string(),
+    ]);
+
+    let mut caretaker = device(dir.path(), "carl", &server, &carl);
+    sync(&mut caretaker);
+    let seen: Citizen = caretaker
+        .get(resident.id.0)
+        .unwrap()
+        .expect("a resident of their site");
+    assert_eq!(
+        seen.alias.as_ref().map(|a| a.expose().as_str()),
+        Some("Lille Mette")
+    );
+    assert_eq!(
+        seen.full_name.as_ref().map(|a| a.expose().as_str()),
+        Some("Mette Hansen")
+    );
+    assert_eq!(seen.site_id, Some(site.id));
+    assert!(seen.cpr.is_none() && seen.phone.is_none() && seen.birth_year.is_none());
+    assert!(seen.goals.is_empty() && seen.consent.is_none());
+    // The outreach worker's own device and the server keep everything.
+    let full: Citizen = outreach.get(resident.id.0).unwrap().unwrap();
+    assert!(full.cpr.is_some() && full.consent.is_some() && !full.goals.is_empty());
+}
