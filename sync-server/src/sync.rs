@@ -1469,28 +1469,17 @@ fn fresh_server_value(caller: &Caller, field: &str) -> serde_json::Value {
 /// (the same [`feltbog_core::domain::Validate`] the device runs before saving). Messages name the rule, not values.
 fn validate_creation(caller: &Caller, m: &Mutation) -> Check {
     let entity = m.ops[0].entity;
-    let mut record = serde_json::Map::new();
-    for op in &m.ops {
-        match &op.change {
-            FieldChange::Assign { value } => {
-                record.insert(op.field.clone(), value.clone());
-            }
-            FieldChange::Add { value } => {
-                let slot = record
-                    .entry(op.field.clone())
-                    .or_insert_with(|| serde_json::Value::Array(vec![]));
-                if let serde_json::Value::Array(items) = slot {
-                    items.push(value.clone());
-                }
-            }
-            FieldChange::Remove { .. } => {
-                return Err((
-                    RejectReason::Invalid,
-                    "a new record cannot remove from a set".into(),
-                ));
-            }
-        }
+    if m.ops
+        .iter()
+        .any(|op| matches!(op.change, FieldChange::Remove { .. }))
+    {
+        return Err((
+            RejectReason::Invalid,
+            "a new record cannot remove from a set".into(),
+        ));
     }
+    let mut record = serde_json::Map::new();
+    write_into(&mut record, m);
     // The server sets its own fields (`Ctx::apply`); check the record as it will be stored.
     for field in entity.server_fields() {
         record.insert((*field).into(), fresh_server_value(caller, field));
@@ -1529,6 +1518,20 @@ fn validate_stored(tx: &Transaction, entity: EntityKind, id: Uuid) -> Result<Che
 fn validate_written(tx: &Transaction, m: &Mutation) -> Result<Check, SyncError> {
     let (entity, id) = (m.ops[0].entity, m.ops[0].id);
     let mut record = stored_record(tx, entity, id)?;
+    write_into(&mut record, m);
+    Ok(
+        check_record(entity, serde_json::Value::Object(record)).map_err(|why| {
+            (
+                RejectReason::Invalid,
+                format!("a value written to the {entity} is not valid: {why}"),
+            )
+        }),
+    )
+}
+
+/// Puts what a mutation writes into a record's fields: assigned values in place, added set
+/// elements appended. Removals are left out (they can only make a set smaller).
+fn write_into(record: &mut serde_json::Map<String, serde_json::Value>, m: &Mutation) {
     for op in &m.ops {
         match &op.change {
             FieldChange::Assign { value } => {
@@ -1545,25 +1548,17 @@ fn validate_written(tx: &Transaction, m: &Mutation) -> Result<Check, SyncError> 
             FieldChange::Remove { .. } => {}
         }
     }
-    Ok(
-        check_record(entity, serde_json::Value::Object(record)).map_err(|why| {
-            (
-                RejectReason::Invalid,
-                format!("a value written to the {entity} is not valid: {why}"),
-            )
-        }),
-    )
 }
 
 /// A stored record's fields as one JSON object.
 fn stored_record(
-    tx: &Transaction,
+    conn: &Connection,
     entity: EntityKind,
     id: Uuid,
 ) -> Result<serde_json::Map<String, serde_json::Value>, SyncError> {
     let mut record = serde_json::Map::new();
-    let mut stmt =
-        tx.prepare_cached("SELECT field, value FROM fields WHERE entity = ?1 AND record_id = ?2")?;
+    let mut stmt = conn
+        .prepare_cached("SELECT field, value FROM fields WHERE entity = ?1 AND record_id = ?2")?;
     let rows = stmt.query_map(params![entity.as_str(), &id.as_bytes()[..]], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
     })?;
@@ -1591,21 +1586,11 @@ pub fn invalid_records(conn: &Connection) -> Result<Vec<(EntityKind, Uuid, Strin
     for (entity, id) in rows {
         let entity = EntityKind::parse(&entity).ok_or(SyncError::Corrupt("entity"))?;
         let id = Uuid::from_slice(&id).map_err(|_| SyncError::Corrupt("record id"))?;
-        let mut record = serde_json::Map::new();
-        let mut fields = conn.prepare_cached(
-            "SELECT field, value FROM fields WHERE entity = ?1 AND record_id = ?2",
-        )?;
-        let values = fields.query_map(params![entity.as_str(), &id.as_bytes()[..]], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        for value in values {
-            let (field, value) = value?;
+        let record = stored_record(conn, entity, id)?;
+        for field in record.keys() {
             if !entity.fields().contains(&field.as_str()) {
                 out.push((entity, id, format!("unknown field {field}")));
             }
-            let value =
-                serde_json::from_str(&value).map_err(|_| SyncError::Corrupt("field value"))?;
-            record.insert(field, value);
         }
         if record.is_empty() {
             continue;
