@@ -204,6 +204,21 @@ impl Offer {
     }
 }
 
+impl Offer {
+    /// Whether the worker may edit records of `entity` from the app (their own sites' where
+    /// sites matter): the rule for sending a refused edit again.
+    pub fn can_edit(&self, entity: crate::domain::EntityKind) -> bool {
+        use crate::domain::EntityKind;
+        match entity {
+            EntityKind::Citizen => self.edit_citizens,
+            EntityKind::Visit | EntityKind::Task => self.log_visits,
+            EntityKind::Site => self.edit_sites,
+            EntityKind::SiteLogEntry => self.log_sites,
+            EntityKind::Conflict => self.resolve_conflicts,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,8 @@ use feltbog_core::app::forms::{
     CitizenInput, ConflictChoice, FirstRunInput, SiteInput, SiteLogInput, TaskInput, VisitInput,
 };
 use feltbog_core::app::views::{
-    CitizenDetail, CitizenSummary, ConflictView, SiteLogView, SiteView, TaskView, Today,
+    CitizenDetail, CitizenSummary, ConflictView, SetAsideView, SiteLogView, SiteView, TaskView,
+    Today,
 };
 use feltbog_core::app::{App, AppError, AppState, ErrorCode, Settings, SyncBar};
 use feltbog_core::domain::TaskStatus;
@@ -138,6 +139,26 @@ pub async fn conflicts(app: Shared<'_>) -> Answer<Vec<ConflictView>> {
 #[tauri::command(rename_all = "snake_case")]
 pub async fn resolve_conflict(app: Shared<'_>, id: Uuid, choice: ConflictChoice) -> Answer<()> {
     blocking(&app, move |a| a.resolve_conflict(id, &choice)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn set_aside(app: Shared<'_>) -> Answer<Vec<SetAsideView>> {
+    blocking(&app, move |a| a.set_aside()).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn resend_set_aside(app: Shared<'_>, seq: u64) -> Answer<()> {
+    blocking(&app, move |a| a.resend_set_aside(seq)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn copy_set_aside(app: Shared<'_>, seq: u64, citizen_id: Option<Uuid>) -> Answer<Uuid> {
+    blocking(&app, move |a| a.copy_set_aside(seq, citizen_id)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn discard_set_aside(app: Shared<'_>, seq: u64) -> Answer<()> {
+    blocking(&app, move |a| a.discard_set_aside(seq)).await
 }
 
 #[tauri::command(rename_all = "snake_case")]

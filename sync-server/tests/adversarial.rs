@@ -36,6 +36,8 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 const DEFAULT_CASES: u32 = 128;
+/// The seed CI runs with (see `run`).
+const DEFAULT_SEED: u64 = 14;
 const DRIFT: u64 = feltbog_core::hlc::DEFAULT_MAX_DRIFT_MS;
 
 /// The server library behind the device's transport: no HTTP, the same sync transaction.
@@ -735,6 +737,9 @@ fn run(cases: u32) -> Result<Tally, String> {
         // Each case builds a server and four devices; shrinking a failure stays bounded too.
         max_shrink_iters: 64,
         failure_persistence: None,
+        // A fixed seed: CI runs the same cases every time (a random one made the planted-bug
+        // check flaky). `FELTBOG_ADVERSARIAL_SEED` explores other cases by hand.
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed_from_env()),
         ..Config::default()
     });
     let pushes = prop::collection::vec(prop::collection::vec(gen_mutation(), 1..5), 1..6);
@@ -768,6 +773,13 @@ fn run(cases: u32) -> Result<Tally, String> {
         })
         .map_err(|e| e.to_string())?;
     Ok(tally.into_inner())
+}
+
+fn seed_from_env() -> u64 {
+    std::env::var("FELTBOG_ADVERSARIAL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_SEED)
 }
 
 fn cases() -> u32 {

@@ -58,6 +58,10 @@ pub fn typescript() -> String {
         views::SiteView,
         views::SiteLogView,
         views::ConflictView,
+        views::SaveMark,
+        views::RefusedBecause,
+        views::FieldText,
+        views::SetAsideView,
         // What screens send.
         forms::FirstRunInput,
         forms::ConsentInput,

@@ -29,6 +29,8 @@ pub enum ErrorCode {
     /// A field broke a rule; `field` names it.
     Invalid,
     NotFound,
+    /// The worker's role does not allow this action.
+    NotAllowed,
     BadServerAddress,
     /// The server refused the enrolment code (unknown, used or expired).
     EnrolmentRefused,
@@ -127,9 +129,9 @@ impl From<StoreError> for AppError {
             },
             StoreError::Destroyed => AppError::new(ErrorCode::Destroyed, message),
             StoreError::NewerSchema { .. } => AppError::new(ErrorCode::UpdateRequired, message),
-            StoreError::RecordNotFound { .. } | StoreError::KeyDestroyed => {
-                AppError::new(ErrorCode::NotFound, message)
-            }
+            StoreError::RecordNotFound { .. }
+            | StoreError::KeyDestroyed
+            | StoreError::SetAsideNotFound => AppError::new(ErrorCode::NotFound, message),
             StoreError::Validation(v) => v.into(),
             StoreError::InvalidValue { field } => AppError::invalid(&field, message),
             _ => AppError::new(ErrorCode::Internal, message),

@@ -152,6 +152,43 @@ pub struct Author {
     pub team: TeamId,
 }
 
+impl Author {
+    /// A placeholder author, for checking whether a record could be built at all.
+    pub(crate) fn nobody() -> Author {
+        Author {
+            worker: WorkerId(Uuid::nil()),
+            team: TeamId(Uuid::nil()),
+        }
+    }
+}
+
+/// A new contact made of a refused visit's values, by `author`: about `citizen`, or anonymous
+/// when none is chosen (one person, unless the refused visit counted more). The refused visit's
+/// follow-up is not carried over (it was refused too, or belongs to the old citizen).
+pub fn visit_from_refused(
+    edit: &crate::store::SetAsideEdit,
+    citizen: Option<Uuid>,
+    author: Author,
+) -> Result<Visit, AppError> {
+    let mut values = edit.values();
+    let anonymous = match (citizen, values.get("anonymous")) {
+        (Some(_), _) => serde_json::Value::Null,
+        (None, Some(a)) if !a.is_null() => a.clone(),
+        (None, _) => serde_json::json!({ "count": 1, "description": "" }),
+    };
+    values.insert("id".into(), serde_json::json!(VisitId::new().0));
+    values.insert("citizen_id".into(), serde_json::json!(citizen));
+    values.insert("anonymous".into(), anonymous);
+    values.insert("author".into(), serde_json::json!(author.worker.0));
+    values.insert("team_id".into(), serde_json::json!(author.team.0));
+    values.insert("follow_up".into(), serde_json::Value::Null);
+    values.insert("archived".into(), false.into());
+    let visit: Visit = serde_json::from_value(serde_json::Value::Object(values))
+        .map_err(|_| AppError::invalid("set_aside", "the refused edit is not a whole visit"))?;
+    crate::domain::Validate::validate(&visit)?;
+    Ok(visit)
+}
+
 fn opt_text(s: &str) -> Option<Sensitive<String>> {
     let t = s.trim();
     (!t.is_empty()).then(|| Sensitive(t.to_owned()))

@@ -127,6 +127,9 @@ pub struct SyncBar {
     pub progress: Option<SyncProgress>,
     /// Open conflicts waiting in the inbox (0 while locked).
     pub open_conflicts: u32,
+    /// Counts the syncs that changed what screens show (records pulled or erased, edits
+    /// acknowledged or set aside, a new profile): an open page reloads when it moves.
+    pub changes: u32,
 }
 
 /// Everything the UI needs to pick a screen.
@@ -206,6 +209,7 @@ struct SyncRuntime {
     progress: Option<SyncProgress>,
     kicked: bool,
     failures: u32,
+    changes: u32,
 }
 
 /// The app: one per process.
@@ -644,6 +648,67 @@ impl App {
         self.saved(self.with_unlocked(|s, _| Ok(forms::settle_conflict(s, id, choice)?)))
     }
 
+    /// Edits the server refused, with what the worker can do with each (DESIGN §5 property 7).
+    pub fn set_aside(&self) -> Result<Vec<views::SetAsideView>, AppError> {
+        self.with_unlocked(|s, _| {
+            let offer = offer_of(s);
+            let list = views::set_aside(s, &offer)?;
+            s.record_access(
+                list.iter()
+                    .filter(|e| e.on_device)
+                    .map(|e| (e.entity, e.record_id)),
+            )?;
+            Ok(list)
+        })
+    }
+
+    /// Sends a refused edit again as a new edit of the record as it is now; only where the
+    /// worker's role writes such records (else the server would refuse it again).
+    pub fn resend_set_aside(&self, seq: u64) -> Result<(), AppError> {
+        self.saved(self.with_unlocked(|s, _| {
+            let edit = s.set_aside_edit(seq)?;
+            if !offer_of(s).can_edit(edit.entity) {
+                return Err(AppError::new(
+                    ErrorCode::NotAllowed,
+                    "this worker's role does not write such records",
+                ));
+            }
+            s.resend_set_aside(seq)?;
+            Ok(())
+        }))
+    }
+
+    /// Puts a refused visit's values into a new contact by the signed-in worker, about
+    /// `citizen` (one on this device) or anonymous, and removes the refused edit: both or
+    /// neither.
+    pub fn copy_set_aside(&self, seq: u64, citizen: Option<Uuid>) -> Result<Uuid, AppError> {
+        self.saved(self.with_unlocked(|s, a| {
+            if !offer_of(s).log_visits {
+                return Err(AppError::new(
+                    ErrorCode::NotAllowed,
+                    "this worker's role does not log contacts",
+                ));
+            }
+            let edit = s.set_aside_edit(seq)?;
+            if edit.entity != EntityKind::Visit {
+                return Err(AppError::invalid("set_aside", "only a visit can be copied"));
+            }
+            if let Some(c) = citizen
+                && s.get::<Citizen>(c)?.is_none()
+            {
+                return Err(AppError::new(ErrorCode::NotFound, "citizen not found"));
+            }
+            let visit = forms::visit_from_refused(&edit, citizen, a)?;
+            s.replace_set_aside(seq, &visit)?;
+            Ok(visit.id.0)
+        }))
+    }
+
+    /// Deletes a refused edit for good (the screen has asked the worker and named what is lost).
+    pub fn discard_set_aside(&self, seq: u64) -> Result<(), AppError> {
+        self.with_unlocked(|s, _| Ok(s.discard_set_aside(seq)?))
+    }
+
     /// The current settings.
     pub fn settings(&self) -> Settings {
         *lock(&self.settings)
@@ -695,13 +760,14 @@ impl App {
 
     /// The sync bar now.
     pub fn sync_bar(&self) -> SyncBar {
-        let (state, progress) = {
+        let (state, progress, changes) = {
             let rt = lock(&self.sync);
-            (rt.state, rt.progress)
+            (rt.state, rt.progress, rt.changes)
         };
         let mut bar = SyncBar {
             state,
             progress,
+            changes,
             ..SyncBar::default()
         };
         let mut guard = lock(&self.store);
@@ -794,6 +860,9 @@ impl App {
                 Err(_) => SyncState::Failed,
             };
             rt.failures = if result.is_ok() { 0 } else { rt.failures + 1 };
+            if result.as_ref().is_ok_and(sync::SyncReport::changed_screens) {
+                rt.changes = rt.changes.wrapping_add(1);
+            }
         }
         notify(&self.sync_bar());
         result.map_err(AppError::from)
@@ -863,6 +932,17 @@ impl SyncRuntime {
             SyncState::Offline
         }
     }
+}
+
+/// What the app offers the worker the store serves: by their role, once the server has said
+/// it (a field worker's offer before).
+fn offer_of(store: &mut Store) -> crate::access::Offer {
+    let role = store
+        .profile()
+        .ok()
+        .flatten()
+        .map_or(crate::access::Role::Outreach, |p| p.role);
+    crate::access::Offer::of(role)
 }
 
 fn clamp(n: u64) -> u32 {

@@ -26,6 +26,39 @@ pub const DUE_SOON_DAYS: i64 = 7;
 /// The most visits a citizen page lists (the timeline pages further in a later version).
 pub const TIMELINE_LIMIT: usize = 200;
 
+/// Where a record stands with the server, shown beside it wherever it appears: "saved" in the
+/// app means saved on this tablet, and this says whether the team has it yet.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "ts", derive(TS))]
+#[serde(rename_all = "snake_case")]
+pub enum SaveMark {
+    /// Saved on this tablet, not yet accepted by the server.
+    Pending,
+    /// The server refused an edit of it: the edit waits on the set-aside screen.
+    Refused,
+}
+
+/// The save marks of every record with unsent or refused edits, read once per screen.
+pub(crate) struct Marks(HashMap<(EntityKind, Uuid), SaveMark>);
+
+impl Marks {
+    pub(crate) fn load(store: &Store) -> Result<Marks, StoreError> {
+        let mut map = HashMap::new();
+        let (pending, refused) = store.unsent_records()?;
+        for key in pending {
+            map.insert(key, SaveMark::Pending);
+        }
+        for key in refused {
+            map.insert(key, SaveMark::Refused);
+        }
+        Ok(Marks(map))
+    }
+
+    pub(crate) fn of(&self, entity: EntityKind, id: Uuid) -> Option<SaveMark> {
+        self.0.get(&(entity, id)).copied()
+    }
+}
+
 /// A citizen in the caseload list.
 #[derive(Clone, Debug, Serialize)]
 #[cfg_attr(feature = "ts", derive(TS))]
@@ -42,6 +75,8 @@ pub struct CitizenSummary {
     pub next_due: Option<NaiveDate>,
     #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub last_visit_ms: Option<i64>,
+    /// Not yet on the server, or refused there.
+    pub mark: Option<SaveMark>,
 }
 
 /// Consent as shown on the citizen page.
@@ -87,6 +122,8 @@ pub struct VisitView {
     pub wellbeing: Option<u8>,
     /// Written by the signed-in worker on this or another device.
     pub mine: bool,
+    /// Not yet on the server, or refused there.
+    pub mark: Option<SaveMark>,
 }
 
 /// A task or follow-up.
@@ -102,6 +139,8 @@ pub struct TaskView {
     pub status: TaskStatus,
     /// Open and due before today.
     pub overdue: bool,
+    /// Not yet on the server, or refused there.
+    pub mark: Option<SaveMark>,
 }
 
 /// The citizen page: profile, consent, goals, timeline and tasks.
@@ -124,6 +163,8 @@ pub struct CitizenDetail {
     pub archived: bool,
     pub visits: Vec<VisitView>,
     pub tasks: Vec<TaskView>,
+    /// Not yet on the server, or refused there.
+    pub mark: Option<SaveMark>,
 }
 
 /// Who is signed in on this tablet, as the server last said (settings show it; screens follow
@@ -198,6 +239,8 @@ pub struct SiteLogView {
     pub residents: Vec<Uuid>,
     pub resident_labels: Vec<String>,
     pub mine: bool,
+    /// Not yet on the server, or refused there.
+    pub mark: Option<SaveMark>,
 }
 
 /// A conflict with both versions, this device's side first.
@@ -219,6 +262,121 @@ pub struct ConflictView {
     pub status: ConflictStatus,
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub created_at_ms: i64,
+}
+
+/// Why the server refused an edit, as the screen says it.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "ts", derive(TS))]
+#[serde(rename_all = "snake_case")]
+pub enum RefusedBecause {
+    /// The record is outside what this worker may write (moved to another team, a role that
+    /// does not write it, a site that is not theirs).
+    OutOfScope,
+    /// A value broke a rule of the record (too long, a reference that does not resolve).
+    Invalid,
+    /// Anything else the server said (an older or newer server's reason).
+    Other,
+}
+
+/// One field of a refused edit: its value as text, or a set's elements (the screen words
+/// enum values and dates in the worker's language).
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct FieldText {
+    pub field: String,
+    pub values: Vec<String>,
+}
+
+/// A refused edit on the set-aside screen: what it was, why it was refused and what the worker
+/// can do with it.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct SetAsideView {
+    /// The edit's number on this device (how the screen names it back).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub seq: u64,
+    pub entity: EntityKind,
+    pub record_id: Uuid,
+    /// The citizen the record is about (or the site), when this device still holds them.
+    pub record_label: Option<String>,
+    /// The record is still on this device (a citizen who left the team's scope is not).
+    pub on_device: bool,
+    pub reason: RefusedBecause,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub at_ms: i64,
+    /// The values the edit wrote (server-owned and internal fields left out).
+    pub fields: Vec<FieldText>,
+    /// It can be sent again as a new edit of the record (on this device, and the worker's
+    /// role writes it).
+    pub can_resend: bool,
+    /// Its values can go into a new contact about another citizen or none (a whole visit, and
+    /// the worker logs visits).
+    pub can_copy: bool,
+}
+
+/// Fields a refused edit's list leaves out: ids and what the server sets.
+const NOT_SHOWN: &[&str] = &["id", "author", "team_id", "created_at", "follow_up"];
+
+/// The set-aside screen, oldest first.
+pub fn set_aside(
+    store: &mut Store,
+    offer: &crate::access::Offer,
+) -> Result<Vec<SetAsideView>, StoreError> {
+    let edits = store.set_aside_edits()?;
+    let mut out = Vec::with_capacity(edits.len());
+    for e in &edits {
+        let on_device = match e.entity {
+            EntityKind::Citizen => store.get::<Citizen>(e.record_id)?.is_some(),
+            EntityKind::Visit => store.get::<Visit>(e.record_id)?.is_some(),
+            EntityKind::Task => store.get::<Task>(e.record_id)?.is_some(),
+            EntityKind::Site => store.get::<Site>(e.record_id)?.is_some(),
+            EntityKind::SiteLogEntry => store.get::<SiteLogEntry>(e.record_id)?.is_some(),
+            EntityKind::Conflict => store.get::<ConflictRecord>(e.record_id)?.is_some(),
+        };
+        let values = e.values();
+        let citizen = match e.entity {
+            EntityKind::Citizen => Some(e.record_id),
+            _ => values
+                .get("citizen_id")
+                .and_then(|v| v.as_str())
+                .and_then(|s| Uuid::parse_str(s).ok()),
+        };
+        let record_label = match citizen {
+            Some(id) => Labels::new(store).citizen(id)?,
+            None => None,
+        };
+        let reason = match e.reason {
+            Some(crate::protocol::RejectReason::OutOfScope) => RefusedBecause::OutOfScope,
+            Some(crate::protocol::RejectReason::Invalid) => RefusedBecause::Invalid,
+            _ => RefusedBecause::Other,
+        };
+        out.push(SetAsideView {
+            seq: e.device_seq,
+            entity: e.entity,
+            record_id: e.record_id,
+            record_label,
+            on_device,
+            reason,
+            at_ms: e.at_ms as i64,
+            fields: values
+                .iter()
+                .filter(|(k, _)| !NOT_SHOWN.contains(&k.as_str()))
+                .map(|(k, v)| FieldText {
+                    field: k.clone(),
+                    values: match v {
+                        serde_json::Value::Array(items) => items.iter().map(as_text).collect(),
+                        other => vec![as_text(other)],
+                    },
+                })
+                .collect(),
+            can_resend: on_device && offer.can_edit(e.entity),
+            can_copy: e.entity == EntityKind::Visit
+                && offer.log_visits
+                && super::forms::visit_from_refused(e, None, super::forms::Author::nobody())
+                    .is_ok(),
+        });
+    }
+    Ok(out)
 }
 
 /// Looks up citizen labels once per screen.
@@ -263,8 +421,9 @@ fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-pub(crate) fn visit_view(v: &Visit, label: Option<String>, me: Uuid) -> VisitView {
+pub(crate) fn visit_view(v: &Visit, label: Option<String>, me: Uuid, marks: &Marks) -> VisitView {
     VisitView {
+        mark: marks.of(EntityKind::Visit, v.id.0),
         id: v.id.0,
         citizen_id: v.citizen_id.map(|c| c.0),
         citizen_label: label,
@@ -282,8 +441,9 @@ pub(crate) fn visit_view(v: &Visit, label: Option<String>, me: Uuid) -> VisitVie
     }
 }
 
-pub(crate) fn task_view(t: &Task, label: String, today: NaiveDate) -> TaskView {
+pub(crate) fn task_view(t: &Task, label: String, today: NaiveDate, marks: &Marks) -> TaskView {
     TaskView {
+        mark: marks.of(EntityKind::Task, t.id.0),
         id: t.id.0,
         citizen_id: t.citizen_id.0,
         citizen_label: label,
@@ -307,11 +467,12 @@ pub fn today(store: &mut Store, me: Uuid, today: NaiveDate) -> Result<Today, Sto
         limit: Some(RECENT_CONTACTS),
         ..ListQuery::default()
     })?;
+    let marks = Marks::load(store)?;
     let mut labels = Labels::new(store);
     let mut due_tasks = Vec::with_capacity(tasks.len());
     for t in &tasks {
         let label = labels.citizen(t.citizen_id.0)?.unwrap_or_default();
-        due_tasks.push(task_view(t, label, today));
+        due_tasks.push(task_view(t, label, today, &marks));
     }
     let mut recent = Vec::with_capacity(visits.len());
     for v in &visits {
@@ -319,7 +480,7 @@ pub fn today(store: &mut Store, me: Uuid, today: NaiveDate) -> Result<Today, Sto
             Some(c) => labels.citizen(c.0)?,
             None => None,
         };
-        recent.push(visit_view(v, label, me));
+        recent.push(visit_view(v, label, me, &marks));
     }
     Ok(Today { due_tasks, recent })
 }
@@ -339,6 +500,7 @@ pub fn caseload(store: &mut Store, search: &str) -> Result<Vec<CitizenSummary>, 
             e.1 = e.1.min(t.due);
         }
     }
+    let marks = Marks::load(store)?;
     let mut out = Vec::with_capacity(citizens.len());
     for c in citizens {
         let last = store.list::<Visit>(&ListQuery {
@@ -356,6 +518,7 @@ pub fn caseload(store: &mut Store, search: &str) -> Result<Vec<CitizenSummary>, 
             open_tasks,
             next_due,
             last_visit_ms: last.first().map(|v| ms(v.started_at)),
+            mark: marks.of(EntityKind::Citizen, c.id.0),
         });
     }
     out.sort_by_key(|s| s.label.to_lowercase());
@@ -383,7 +546,9 @@ pub fn citizen(
     })?;
     let mut tasks = store.list::<Task>(&query)?;
     tasks.sort_by_key(|t| (t.status != TaskStatus::Open, t.due));
+    let marks = Marks::load(store)?;
     Ok(CitizenDetail {
+        mark: marks.of(EntityKind::Citizen, c.id.0),
         id: c.id.0,
         label: label.clone(),
         alias: c.alias.as_ref().map(|s| s.expose().clone()),
@@ -413,11 +578,11 @@ pub fn citizen(
         archived: c.archived,
         visits: visits
             .iter()
-            .map(|v| visit_view(v, Some(label.clone()), me))
+            .map(|v| visit_view(v, Some(label.clone()), me, &marks))
             .collect(),
         tasks: tasks
             .iter()
-            .map(|t| task_view(t, label.clone(), today))
+            .map(|t| task_view(t, label.clone(), today, &marks))
             .collect(),
     })
 }
@@ -434,11 +599,12 @@ pub fn tasks(
         .filter(|t| include_closed || t.status == TaskStatus::Open)
         .collect();
     tasks.sort_by_key(|t| (t.status != TaskStatus::Open, t.due));
+    let marks = Marks::load(store)?;
     let mut labels = Labels::new(store);
     let mut out = Vec::with_capacity(tasks.len());
     for t in &tasks {
         let label = labels.citizen(t.citizen_id.0)?.unwrap_or_default();
-        out.push(task_view(t, label, today));
+        out.push(task_view(t, label, today, &marks));
     }
     Ok(out)
 }
@@ -465,6 +631,7 @@ pub fn site_log(store: &mut Store, site: Uuid, me: Uuid) -> Result<Vec<SiteLogVi
         site: Some(crate::domain::SiteId(site)),
         ..ListQuery::default()
     })?;
+    let marks = Marks::load(store)?;
     let mut labels = Labels::new(store);
     let mut out = Vec::with_capacity(entries.len());
     for e in &entries {
@@ -484,6 +651,7 @@ pub fn site_log(store: &mut Store, site: Uuid, me: Uuid) -> Result<Vec<SiteLogVi
             residents,
             resident_labels,
             mine: e.author.0 == me,
+            mark: marks.of(EntityKind::SiteLogEntry, e.id.0),
         });
     }
     Ok(out)

@@ -134,6 +134,12 @@ impl KeyRing {
         Ok(key)
     }
 
+    /// Forgets a key from the cache by id (its row is deleted by the caller).
+    pub(crate) fn forget_id(&mut self, key_id: KeyId) {
+        self.by_id.remove(&key_id);
+        self.by_scope.retain(|_, id| *id != key_id);
+    }
+
     /// Forgets a citizen's key from the cache (its row is deleted by the caller).
     pub(crate) fn forget_citizen(&mut self, citizen: CitizenId) {
         if let Some(id) = self.by_scope.remove(&KeyScope::Citizen(citizen)) {

@@ -21,8 +21,10 @@ mod outbox;
 mod records;
 mod remote;
 pub mod schema;
+mod set_aside;
 mod sync_state;
 
+pub use set_aside::SetAsideEdit;
 pub use sync_state::{Applied, Enrolment, Resolution, SyncStatus};
 
 pub use guard::LockoutPolicy;
@@ -89,6 +91,8 @@ pub enum StoreError {
     KeyDestroyed,
     #[error("{entity} not found")]
     RecordNotFound { entity: EntityKind },
+    #[error("that refused edit is no longer on this device")]
+    SetAsideNotFound,
     #[error("invalid record: {0}")]
     Validation(#[from] ValidationError),
     #[error("encryption: {0}")]
@@ -683,7 +687,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let removed = erase_citizen_in(&tx, citizen)?;
+        let removed = erase_citizen_in(&tx, citizen, false)?;
         tx.commit()?;
         keys.forget_citizen(citizen);
         self.checkpoint()?;
@@ -911,14 +915,24 @@ impl<'c> SaveTx<'c> {
         nonces: &mut NoncePool,
         record: &R,
     ) -> Result<Saved, StoreError> {
+        self.save_forced(keys, nonces, record, &records::Forced::default())
+    }
+
+    fn save_forced<R: Record>(
+        &mut self,
+        keys: &mut KeyRing,
+        nonces: &mut NoncePool,
+        record: &R,
+        forced: &records::Forced,
+    ) -> Result<Saved, StoreError> {
         save_one(
             &self.tx,
             keys,
             nonces,
             (&mut self.clock, self.now_ms),
-            self.device_id,
-            &mut self.device_seq,
+            (self.device_id, &mut self.device_seq),
             record,
+            forced,
         )
     }
 
@@ -937,9 +951,9 @@ fn save_one<R: Record>(
     keys: &mut KeyRing,
     nonces: &mut NoncePool,
     (clock, now_ms): (&mut HlcClock, u64),
-    device_id: DeviceId,
-    device_seq: &mut i64,
+    (device_id, device_seq): (DeviceId, &mut i64),
     record: &R,
+    forced: &records::Forced,
 ) -> Result<Saved, StoreError> {
     let id = record.record_id();
     let (key_id, key) = keys.for_scope(tx, nonces, record.key_scope())?;
@@ -962,7 +976,7 @@ fn save_one<R: Record>(
         (Some(row), Some(k), Some(cells)) => Some((k, row.key_id, cells)),
         _ => None,
     };
-    let staged = records::stage(nonces, record, previous, &key, key_id, stamp)?;
+    let staged = records::stage(nonces, record, forced, previous, &key, key_id, stamp)?;
     // The key scope follows from the record's fields, so a re-keyed record always has ops.
     if staged.ops.is_empty() {
         return Ok(Saved::Unchanged);
@@ -1012,9 +1026,15 @@ impl std::fmt::Debug for Store {
 
 /// Deletes a citizen's records, pending and set-aside mutations and data key inside `tx`.
 /// Without the key nothing sealed for the citizen can be opened again, wherever a copy lingers.
+///
+/// `keep_refused`: the citizen left this device's scope in a sync. Edits the server refused are
+/// the worker's own unsent work and stay (with the key that opens them, and nothing else) until
+/// the worker sends them elsewhere or discards them on the set-aside screen; the last one gone
+/// takes the key with it.
 pub(crate) fn erase_citizen_in(
     tx: &rusqlite::Transaction,
     citizen: CitizenId,
+    keep_refused: bool,
 ) -> Result<usize, StoreError> {
     let removed = tx.execute(
         "DELETE FROM records WHERE citizen_id = ?1",
@@ -1022,8 +1042,15 @@ pub(crate) fn erase_citizen_in(
     )?;
     if let Some(key_id) = keys::citizen_key_id(tx, citizen)? {
         tx.execute("DELETE FROM outbox WHERE key_id = ?1", [&key_id.0[..]])?;
-        tx.execute("DELETE FROM set_aside WHERE key_id = ?1", [&key_id.0[..]])?;
-        tx.execute("DELETE FROM data_keys WHERE key_id = ?1", [&key_id.0[..]])?;
+        let refused: i64 = tx.query_row(
+            "SELECT count(*) FROM set_aside WHERE key_id = ?1",
+            [&key_id.0[..]],
+            |r| r.get(0),
+        )?;
+        if !keep_refused || refused == 0 {
+            tx.execute("DELETE FROM set_aside WHERE key_id = ?1", [&key_id.0[..]])?;
+            tx.execute("DELETE FROM data_keys WHERE key_id = ?1", [&key_id.0[..]])?;
+        }
     }
     Ok(removed)
 }

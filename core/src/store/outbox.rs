@@ -136,6 +136,21 @@ pub(crate) fn list_limited(
     Ok(out)
 }
 
+/// Opens one sealed mutation row (of the outbox, or moved from it to `set_aside`: the sealing
+/// is bound to the sequence number, not the table).
+pub(crate) fn open_row(
+    conn: &Connection,
+    keys: &mut KeyRing,
+    seq: u64,
+    key_id: &[u8],
+    sealed: &[u8],
+) -> Result<Mutation, StoreError> {
+    let key_id = key_id_from(key_id)?;
+    let key = keys.by_id(conn, key_id)?;
+    let plain = zeroize::Zeroizing::new(key.open(&binding(key_id, &seq.to_be_bytes()), sealed)?);
+    serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt("outbox mutation"))
+}
+
 /// Replaces a pending mutation (same `device_seq`, same key) with a changed copy.
 pub(crate) fn rewrite(
     conn: &Connection,

@@ -143,6 +143,20 @@ fn splice_and_parse<R: Record>(
     serde_json::from_slice(json).map_err(|_| StoreError::Corrupt("record fields"))
 }
 
+/// Writes a save must send even where the value did not change: sending a set-aside edit
+/// again, whose values the device already holds but the server never accepted.
+#[derive(Default)]
+pub(crate) struct Forced {
+    /// Assigned fields to send as they are now: `(field, the refused write's stamp, the
+    /// version it had seen)`. Where the device still holds that refused write, the new one
+    /// replaces the version the refused one had seen (the server never saw the refused one).
+    pub assign: Vec<(String, Stamp, Option<Stamp>)>,
+    /// Set elements to add again, with this save's tag: `(field, element)`.
+    pub adds: Vec<(String, serde_json::Value)>,
+    /// Set removals to send again as they were observed: `(field, element, observed tags)`.
+    pub removes: Vec<(String, serde_json::Value, Vec<Stamp>)>,
+}
+
 /// What saving a record produced.
 pub(crate) struct Staged {
     pub cells: Vec<Cell>,
@@ -152,9 +166,11 @@ pub(crate) struct Staged {
 /// Compares the new record with the stored one and seals the result. Unchanged fields keep
 /// their stamp (re-sealed only if the key changed); changed fields get `stamp` and an op whose
 /// base is the version they replace. Set fields produce one `Add`/`Remove` per element.
+/// `forced` names writes to send even though the value is unchanged.
 pub(crate) fn stage<R: Record>(
     nonces: &mut NoncePool,
     record: &R,
+    forced: &Forced,
     old: Option<(&SecretKey, KeyId, &[CellRef<'_>])>,
     key: &SecretKey,
     key_id: KeyId,
@@ -198,8 +214,12 @@ pub(crate) fn stage<R: Record>(
     for (field, value) in &fields {
         let previous = open_old(field)?;
         let is_set = R::SET_FIELDS.contains(&field.as_str());
+        let refused = forced.assign.iter().find(|(f, _, _)| f == field);
         let mut op = |change| {
-            let base = previous.as_ref().map(|(s, _)| *s);
+            let base = match (&previous, refused) {
+                (Some((held, _)), Some((_, stamp, base))) if held == stamp => *base,
+                _ => previous.as_ref().map(|(s, _)| *s),
+            };
             ops.push(FieldOp {
                 entity: R::KIND,
                 id,
@@ -251,6 +271,28 @@ pub(crate) fn stage<R: Record>(
                 });
                 changed = true;
             }
+            for (_, item) in forced
+                .adds
+                .iter()
+                .filter(|(f, v)| f == field && wanted.contains(v) && !to_add.contains(v))
+            {
+                set.add(item, stamp);
+                op(FieldChange::Add {
+                    value: item.clone(),
+                });
+                changed = true;
+            }
+            for (_, item, observed) in forced
+                .removes
+                .iter()
+                .filter(|(f, v, _)| f == field && !wanted.contains(v))
+            {
+                op(FieldChange::Remove {
+                    value: item.clone(),
+                    observed: observed.clone(),
+                });
+                changed = true;
+            }
             let cell_stamp = match (&previous, changed) {
                 (Some((old_stamp, _)), false) => *old_stamp,
                 // An empty set no one ever added to has no cell, here as on the server: a cell
@@ -269,7 +311,7 @@ pub(crate) fn stage<R: Record>(
         // Compared as JSON values, not bytes: a change in how serde writes a value must not
         // look like an edit (it would get a new stamp and win over real concurrent edits).
         let cell_stamp = match &previous {
-            Some((old_stamp, old_value)) if old_value == value => *old_stamp,
+            Some((old_stamp, old_value)) if old_value == value && refused.is_none() => *old_stamp,
             _ => {
                 op(FieldChange::Assign {
                     value: value.clone(),

@@ -547,7 +547,7 @@ fn apply_in_transaction(
     // After the page's changes (a page ends at an erasure): the citizen left this device's
     // scope. Their key goes, and with it every sealed copy.
     for citizen in &response.pull.erase {
-        super::erase_citizen_in(&tx, *citizen)?;
+        super::erase_citizen_in(&tx, *citizen, true)?;
         applied.erased.push(*citizen);
     }
     if response.access_acked > 0 {

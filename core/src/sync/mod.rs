@@ -95,7 +95,19 @@ pub struct SyncReport {
     pub set_aside: usize,
     pub restamped: usize,
     pub pulled: usize,
+    /// Citizens erased because they left this device's scope.
+    pub erased: usize,
+    /// The server sent a new profile (role, team, sites or directory changed).
+    pub profile_changed: bool,
     pub bytes: WireBytes,
+}
+
+impl SyncReport {
+    /// Whether what the screens show may have changed: records pulled or erased, save marks
+    /// moved (acknowledged or set aside), or who the device serves.
+    pub fn changed_screens(&self) -> bool {
+        self.acked + self.set_aside + self.pulled + self.erased > 0 || self.profile_changed
+    }
 }
 
 /// Progress of a long sync, for the sync bar.
@@ -251,6 +263,8 @@ pub fn sync_with<A: StoreAccess>(
         report.acked += applied.acked;
         report.set_aside += applied.set_aside;
         report.pulled += applied.pulled;
+        report.erased += applied.erased.len();
+        report.profile_changed |= response.profile.is_some();
         report.restamped += restamped;
         progress(Progress {
             pulled: report.pulled,

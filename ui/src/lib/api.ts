@@ -16,6 +16,7 @@ import type {
   SiteLogInput,
   SiteLogView,
   SiteView,
+  SetAsideView,
   SyncBar,
   TaskInput,
   TaskStatus,
@@ -54,6 +55,15 @@ export const api = {
   conflicts: () => invoke<ConflictView[]>('conflicts'),
   resolveConflict: (id: string, choice: ConflictChoice) =>
     invoke<void>('resolve_conflict', { id, choice }),
+  /** Edits the server refused, kept on this tablet until the worker decides. */
+  setAside: () => invoke<SetAsideView[]>('set_aside'),
+  /** Sends a refused edit again as a new edit of the record as it is now. */
+  resendSetAside: (seq: number) => invoke<void>('resend_set_aside', { seq }),
+  /** Puts a refused visit's values into a new contact (about `citizenId`, or anonymous). */
+  copySetAside: (seq: number, citizenId: string | null) =>
+    invoke<string>('copy_set_aside', { seq, citizen_id: citizenId }),
+  /** Deletes a refused edit for good (after the worker confirmed). */
+  discardSetAside: (seq: number) => invoke<void>('discard_set_aside', { seq }),
   syncBar: () => invoke<SyncBar>('sync_bar'),
   /** Asks the background sync to run now; progress arrives as `sync` events. */
   syncNow: () => invoke<SyncBar>('sync_now'),

@@ -98,7 +98,12 @@ only_here: number, last_success_ms: number | null, progress: SyncProgress | null
 /**
  * Open conflicts waiting in the inbox (0 while locked).
  */
-open_conflicts: number, };
+open_conflicts: number, 
+/**
+ * Counts the syncs that changed what screens show (records pulled or erased, edits
+ * acknowledged or set aside, a new profile): an open page reloads when it moves.
+ */
+changes: number, };
 
 export type AppState = { phase: Phase, settings: Settings, sync: SyncBar, 
 /**
@@ -116,7 +121,7 @@ me: Me | null,
  */
 offer: Offer, };
 
-export type ErrorCode = "locked" | "not_set_up" | "already_set_up" | "wrong_pin" | "back_off" | "destroyed" | "weak_pin" | "invalid" | "not_found" | "bad_server_address" | "enrolment_refused" | "offline" | "revoked" | "update_required" | "internal";
+export type ErrorCode = "locked" | "not_set_up" | "already_set_up" | "wrong_pin" | "back_off" | "destroyed" | "weak_pin" | "invalid" | "not_found" | "not_allowed" | "bad_server_address" | "enrolment_refused" | "offline" | "revoked" | "update_required" | "internal";
 
 export type AppError = { code: ErrorCode, 
 /**
@@ -146,7 +151,11 @@ label: string, full_name: string | null, housing: HousingSituation,
 /**
  * The site the citizen lives at, if any (a caretaker's resident picker lists these first).
  */
-site_id: string | null, open_tasks: number, next_due: string | null, last_visit_ms: number | null, };
+site_id: string | null, open_tasks: number, next_due: string | null, last_visit_ms: number | null, 
+/**
+ * Not yet on the server, or refused there.
+ */
+mark: SaveMark | null, };
 
 export type ConsentView = { status: ConsentStatus, date: string, scope: string, method: ConsentMethod, };
 
@@ -160,19 +169,31 @@ citizen_label: string | null, anonymous_count: number | null, anonymous_descript
 /**
  * Written by the signed-in worker on this or another device.
  */
-mine: boolean, };
+mine: boolean, 
+/**
+ * Not yet on the server, or refused there.
+ */
+mark: SaveMark | null, };
 
 export type TaskView = { id: string, citizen_id: string, citizen_label: string, title: string, due: string, status: TaskStatus, 
 /**
  * Open and due before today.
  */
-overdue: boolean, };
+overdue: boolean, 
+/**
+ * Not yet on the server, or refused there.
+ */
+mark: SaveMark | null, };
 
 export type CitizenDetail = { id: string, label: string, alias: string | null, full_name: string | null, 
 /**
  * Formatted `DDMMYY-XXXX`.
  */
-cpr: string | null, birth_year: number | null, phone: string | null, housing: HousingSituation, site_id: string | null, consent: ConsentView | null, goals: Array<GoalView>, tags: Array<string>, archived: boolean, visits: Array<VisitView>, tasks: Array<TaskView>, };
+cpr: string | null, birth_year: number | null, phone: string | null, housing: HousingSituation, site_id: string | null, consent: ConsentView | null, goals: Array<GoalView>, tags: Array<string>, archived: boolean, visits: Array<VisitView>, tasks: Array<TaskView>, 
+/**
+ * Not yet on the server, or refused there.
+ */
+mark: SaveMark | null, };
 
 export type Today = { due_tasks: Array<TaskView>, recent: Array<VisitView>, };
 
@@ -182,7 +203,11 @@ export type SiteLogView = { id: string, site_id: string, at_ms: number, kind: Si
 /**
  * The residents the entry mentions that are on this device, as ids and labels (same order).
  */
-residents: Array<string>, resident_labels: Array<string>, mine: boolean, };
+residents: Array<string>, resident_labels: Array<string>, mine: boolean, 
+/**
+ * Not yet on the server, or refused there.
+ */
+mark: SaveMark | null, };
 
 export type ConflictView = { id: string, entity: EntityKind, record_id: string, 
 /**
@@ -197,6 +222,40 @@ mine: string, theirs: string,
  * Whether "mine" is the value the record holds now.
  */
 mine_is_current: boolean, status: ConflictStatus, created_at_ms: number, };
+
+export type SaveMark = "pending" | "refused";
+
+export type RefusedBecause = "out_of_scope" | "invalid" | "other";
+
+export type FieldText = { field: string, values: Array<string>, };
+
+export type SetAsideView = { 
+/**
+ * The edit's number on this device (how the screen names it back).
+ */
+seq: number, entity: EntityKind, record_id: string, 
+/**
+ * The citizen the record is about (or the site), when this device still holds them.
+ */
+record_label: string | null, 
+/**
+ * The record is still on this device (a citizen who left the team's scope is not).
+ */
+on_device: boolean, reason: RefusedBecause, at_ms: number, 
+/**
+ * The values the edit wrote (server-owned and internal fields left out).
+ */
+fields: Array<FieldText>, 
+/**
+ * It can be sent again as a new edit of the record (on this device, and the worker's
+ * role writes it).
+ */
+can_resend: boolean, 
+/**
+ * Its values can go into a new contact about another citizen or none (a whole visit, and
+ * the worker logs visits).
+ */
+can_copy: boolean, };
 
 export type FirstRunInput = { server_url: string, code: string, pin: string, };
 

@@ -126,6 +126,7 @@ export const ERROR_CODES = all<ErrorCode>()([
   'weak_pin',
   'invalid',
   'not_found',
+  'not_allowed',
   'bad_server_address',
   'enrolment_refused',
   'offline',

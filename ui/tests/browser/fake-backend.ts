@@ -17,6 +17,8 @@ import type {
   ConflictView,
   ErrorCode,
   Phase,
+  SaveMark,
+  SetAsideView,
   Settings,
   SiteInput,
   SiteLogInput,
@@ -32,10 +34,10 @@ import type {
 
 export type Seed = { phase: Phase; demo: boolean; pin?: string; role?: Role };
 
-type Citizen = Omit<CitizenDetail, 'label' | 'visits' | 'tasks'>;
+type Citizen = Omit<CitizenDetail, 'label' | 'visits' | 'tasks' | 'mark'>;
 type Task = { id: string; citizen_id: string; title: string; due: string; status: TaskStatus };
-type Visit = Omit<VisitView, 'citizen_label'>;
-type LogEntry = Omit<SiteLogView, 'resident_labels'>;
+type Visit = Omit<VisitView, 'citizen_label' | 'mark'>;
+type LogEntry = Omit<SiteLogView, 'resident_labels' | 'mark'>;
 
 type Db = {
   phase: Phase;
@@ -51,6 +53,9 @@ type Db = {
   sites: SiteView[];
   log: LogEntry[];
   conflicts: ConflictView[];
+  /** Records saved here and not yet sent (cleared by a sync), as core's outbox. */
+  pending: string[];
+  setAside: SetAsideView[];
   bar: SyncBar;
   calls: string[];
 };
@@ -65,6 +70,8 @@ declare global {
     __fake?: {
       db: () => Db;
       emitSync: (bar: Partial<SyncBar>) => Promise<void>;
+      /** A colleague's edit arriving by sync: `edit` changes the store, then the bar says so. */
+      pulled: (edit: (db: Db) => void) => Promise<void>;
       /** What Rust's idle timer does: lock, then tell the UI. */
       idleLock: () => Promise<void>;
     };
@@ -143,7 +150,20 @@ function demo(db: Db) {
     { id: uuid(), entity: 'citizen', record_id: mette.id, record_label: 'Lille Mette', field: 'goals', kind: 'open', mine: 'Komme ud at gå hver dag.', theirs: 'Gå en tur hver dag med en fra frivilligcentret.', mine_is_current: false, status: 'open', created_at_ms: now - 2 * 3600_000 },
     { id: uuid(), entity: 'citizen', record_id: kaj.id, record_label: 'Kaj fra broen', field: 'phone', kind: 'notice', mine: '+45 30 00 00 00', theirs: '+45 31 00 00 00', mine_is_current: false, status: 'open', created_at_ms: now - 4 * 3600_000 },
   ];
-  db.bar = { state: 'online', unsynced: 2, set_aside: 1, only_here: 3, last_success_ms: now - 12 * 60_000, progress: null, open_conflicts: 3 };
+  db.pending = [db.visits[0].id, db.tasks[0].id];
+  db.setAside = [
+    {
+      seq: 41, entity: 'visit', record_id: uuid(), record_label: null, on_device: false, reason: 'out_of_scope', at_ms: now - 90 * 60_000,
+      fields: [
+        { field: 'kind', values: ['home_visit'] }, { field: 'duration_minutes', values: ['40'] },
+        { field: 'started_at', values: [new Date(now - 2 * 3600_000).toISOString()] },
+        { field: 'note', values: ['Hjalp med at pakke til flytningen. Aftalt at ringe til kommunen i morgen.'] },
+        { field: 'themes', values: ['housing', 'economy_and_debt'] },
+      ],
+      can_resend: false, can_copy: true,
+    },
+  ];
+  db.bar = { state: 'online', unsynced: 2, set_aside: 1, only_here: 3, last_success_ms: now - 12 * 60_000, progress: null, open_conflicts: 3, changes: 0 };
 }
 
 /** The signed-in worker the fake server names. */
@@ -182,7 +202,9 @@ function fresh(seed: Seed): Db {
     sites: [],
     log: [],
     conflicts: [],
-    bar: { state: 'unknown', unsynced: 0, set_aside: 0, only_here: 0, last_success_ms: null, progress: null, open_conflicts: 0 },
+    pending: [],
+    setAside: [],
+    bar: { state: 'unknown', unsynced: 0, set_aside: 0, only_here: 0, last_success_ms: null, progress: null, open_conflicts: 0, changes: 0 },
     calls: [],
   };
   if (seed.demo) demo(db);
@@ -212,14 +234,20 @@ function bar(): SyncBar {
 function state(): AppState {
   return { phase: db.phase, settings: db.settings, sync: bar(), worker_id: db.phase === 'unlocked' ? db.workerId : null, server_url: db.serverUrl, me: db.phase === 'unlocked' ? db.me : null, offer: OFFERS[db.me?.role ?? 'outreach'] };
 }
+/** As core's save marks: refused (an edit waits on the set-aside screen), else pending. */
+function mark(id: string): SaveMark | null {
+  if (db.setAside.some((e) => e.on_device && e.record_id === id)) return 'refused';
+  return db.pending.includes(id) ? 'pending' : null;
+}
 function taskView(t: Task): TaskView {
-  return { ...t, citizen_label: citizenLabel(t.citizen_id), overdue: t.status === 'open' && t.due < today() };
+  return { ...t, citizen_label: citizenLabel(t.citizen_id), overdue: t.status === 'open' && t.due < today(), mark: mark(t.id) };
 }
 function visitView(v: Visit): VisitView {
-  return { ...v, citizen_label: v.citizen_id ? citizenLabel(v.citizen_id) : null };
+  return { ...v, citizen_label: v.citizen_id ? citizenLabel(v.citizen_id) : null, mark: mark(v.id) };
 }
-function changed(n = 1) {
+function changed(n = 1, id?: string) {
   db.bar.unsynced += n;
+  if (id) db.pending.push(id);
   save();
 }
 function unlocked() {
@@ -294,7 +322,7 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
         .map((c): CitizenSummary => {
           const open = db.tasks.filter((t) => t.citizen_id === c.id && t.status === 'open').sort((x, y) => x.due.localeCompare(y.due));
           const last = db.visits.filter((v) => v.citizen_id === c.id).map((v) => v.started_at_ms);
-          return { id: c.id, label: label(c), full_name: c.full_name, housing: c.housing, site_id: c.site_id, open_tasks: open.length, next_due: open[0]?.due ?? null, last_visit_ms: last.length ? Math.max(...last) : null };
+          return { id: c.id, label: label(c), full_name: c.full_name, housing: c.housing, site_id: c.site_id, open_tasks: open.length, next_due: open[0]?.due ?? null, last_visit_ms: last.length ? Math.max(...last) : null, mark: mark(c.id) };
         });
     }
     case 'citizen': {
@@ -304,6 +332,7 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
       return {
         ...c,
         label: label(c),
+        mark: mark(c.id),
         visits: db.visits.filter((v) => v.citizen_id === c.id).sort((x, y) => y.started_at_ms - x.started_at_ms).map(visitView),
         tasks: db.tasks.filter((t) => t.citizen_id === c.id).map(taskView),
       } satisfies CitizenDetail;
@@ -345,7 +374,7 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
         archived: i.archived,
       };
       db.citizens = existing ? db.citizens.map((x) => (x.id === c.id ? c : x)) : [...db.citizens, c];
-      changed();
+      changed(1, c.id);
       return c.id;
     }
     case 'save_visit': {
@@ -370,7 +399,7 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
         mine: true,
       });
       if (i.follow_up && i.citizen_id) db.tasks.push({ id: uuid(), citizen_id: i.citizen_id, title: i.follow_up.title, due: i.follow_up.due, status: 'open' });
-      changed();
+      changed(1, db.visits[db.visits.length - 1].id);
       return db.visits[db.visits.length - 1].id;
     }
     case 'tasks': {
@@ -384,7 +413,7 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
       if (!i.title.trim()) throw invalid('title', 'title is required');
       const t: Task = { id: uuid(), citizen_id: i.citizen_id, title: i.title, due: i.due, status: 'open' };
       db.tasks.push(t);
-      changed();
+      changed(1, t.id);
       return t.id;
     }
     case 'set_task_status': {
@@ -392,7 +421,7 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
       const t = db.tasks.find((x) => x.id === a.id);
       if (!t) throw err('not_found', 'record not found');
       t.status = a.status as TaskStatus;
-      changed();
+      changed(1, t.id);
       return null;
     }
     case 'sites':
@@ -414,7 +443,7 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
         .map((e): SiteLogView => {
           // As in Rust: only residents on this device, ids and labels in the same order.
           const here = e.residents.filter((id) => db.citizens.some((c) => c.id === id));
-          return { ...e, residents: here, resident_labels: here.map(citizenLabel) };
+          return { ...e, residents: here, resident_labels: here.map(citizenLabel), mark: mark(e.id) };
         });
     case 'save_site_log': {
       unlocked();
@@ -422,7 +451,7 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
       if (!i.note.trim()) throw invalid('note', 'note is required');
       const e: LogEntry = { id: uuid(), site_id: i.site_id, at_ms: Date.now(), kind: i.kind, note: i.note, residents: i.residents, mine: true };
       db.log.push(e);
-      changed();
+      changed(1, e.id);
       return e.id;
     }
     case 'conflicts':
@@ -437,6 +466,34 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
       changed();
       return null;
     }
+    case 'set_aside':
+      unlocked();
+      return db.setAside;
+    case 'resend_set_aside':
+    case 'copy_set_aside':
+    case 'discard_set_aside': {
+      unlocked();
+      const e = db.setAside.find((x) => x.seq === a.seq);
+      if (!e) throw err('not_found', 'that refused edit is no longer on this device');
+      if (cmd === 'resend_set_aside' && !e.can_resend) throw err('not_allowed', 'not allowed');
+      if (cmd === 'copy_set_aside' && !e.can_copy) throw err('not_allowed', 'not allowed');
+      db.setAside = db.setAside.filter((x) => x !== e);
+      db.bar.set_aside = db.setAside.length;
+      let made: string | null = null;
+      if (cmd === 'copy_set_aside') {
+        const text = (f: string) => e.fields.find((x) => x.field === f)?.values.join(', ') ?? '';
+        const citizen = (a.citizen_id as string | null) ?? null;
+        made = uuid();
+        db.visits.push({
+          id: made, citizen_id: citizen, anonymous_count: citizen ? null : 1, anonymous_description: null,
+          kind: 'home_visit', started_at_ms: e.at_ms, duration_minutes: Number(text('duration_minutes')) || 0,
+          place: null, themes: [], referrals: [], note: text('note'), wellbeing: null, mine: true,
+        });
+      }
+      if (cmd === 'discard_set_aside') save();
+      else changed(1, made ?? e.record_id);
+      return made;
+    }
     case 'sync_bar':
       return bar();
     case 'sync_now': {
@@ -449,7 +506,8 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
           await sleep(150);
           await emitSync({ progress: { pulled, pending: 40 - pulled, more: pulled < 40 } });
         }
-        await emitSync({ state: 'online', unsynced: 0, progress: null, last_success_ms: Date.now() });
+        db.pending = [];
+        await emitSync({ state: 'online', unsynced: 0, progress: null, last_success_ms: Date.now(), changes: db.bar.changes + 1 });
       })();
       return bar();
     }
@@ -474,6 +532,10 @@ mockIPC((cmd, args) => handle(cmd, (args ?? {}) as Args), { shouldMockEvents: tr
 window.__fake = {
   db: () => db,
   emitSync,
+  pulled: async (edit) => {
+    edit(db);
+    await emitSync({ changes: db.bar.changes + 1 });
+  },
   idleLock: async () => {
     db.phase = 'locked';
     save();

@@ -25,7 +25,7 @@ const VIEWPORTS = [
 ];
 // Screens to photograph, per orientation.
 const SHOOT = {
-  landscape: ['first-run', 'today', 'quick-contact', 'citizen', 'conflicts', 'site-log', 'caseload'],
+  landscape: ['first-run', 'today', 'quick-contact', 'citizen', 'conflicts', 'site-log', 'caseload', 'set-aside'],
   portrait: ['lock', 'today', 'quick-contact', 'visit', 'citizen-edit', 'settings'],
 };
 
@@ -370,6 +370,75 @@ const flows = [
     await link.click();
     await screen(page, 'citizen');
     assert((await page.locator('h1').innerText()).includes('Lille Mette'), 'the resident link opens the citizen page');
+  }],
+  ['saves marked until the server has them; refused edits set aside, copied or discarded with a confirmation', { phase: 'unlocked', demo: true }, async (page, vp) => {
+    await screen(page, 'today');
+    assert((await page.locator('[data-mark="pending"]').count()) >= 1, 'an unsent visit carries a "not sent yet" mark');
+    await page.click('#open-quick-contact');
+    await screen(page, 'quick-contact');
+    await page.fill('#qc-note', 'Kort snak ved bænken.');
+    await page.click('#qc-save');
+    await page.locator('[data-testid="saved-toast"]').waitFor();
+    assert((await page.innerText('[data-testid="saved-toast"]')).toLowerCase().includes('gemt på tabletten'), 'the toast says saved on this tablet');
+    await page.click('#set-aside-link');
+    await audit(page, 'set-aside', vp);
+    const item = page.locator('[data-seq]').first();
+    assert((await item.getAttribute('data-reason')) === 'out_of_scope', 'the reason is shown');
+    const t = await item.innerText();
+    assert(t.includes('Du må ikke længere skrive i denne post') && t.includes('Hjalp med at pakke til flytningen'), 'the reason in words and the values');
+    await item.locator('.set-aside-discard').click();
+    const confirm = await item.locator('.confirm').innerText();
+    assert(confirm.includes('går tabt for altid') && confirm.includes('Hjalp med at pakke'), 'the discard confirmation names what is lost');
+    await audit(page, 'set-aside', vp, { shoot: false });
+    await item.locator('button', { hasText: 'Annullér' }).click();
+    await item.locator('.set-aside-copy').click();
+    await page.selectOption(`#copy-to-41`, { label: 'Ravnen' });
+    await item.locator('.set-aside-copy-confirm').click();
+    await page.waitForFunction(() => document.querySelectorAll('[data-seq]').length === 0);
+    assert((await text(page)).includes('Ingen afviste ændringer'), 'nothing left aside');
+    assert((await page.locator('#set-aside-link').count()) === 0, 'the bar no longer counts refused edits');
+    await page.click('#nav-caseload');
+    await page.locator('.citizen-card', { hasText: 'Ravnen' }).click();
+    await screen(page, 'citizen');
+    assert((await text(page)).includes('Hjalp med at pakke til flytningen'), 'the copied contact is on the citizen page');
+  }],
+  ['an open page refreshes when a sync brings a colleague\'s change', { phase: 'unlocked', demo: true }, async (page) => {
+    await page.click('#nav-caseload');
+    await page.locator('.citizen-card', { hasText: 'Ravnen' }).click();
+    await screen(page, 'citizen');
+    assert(!(await text(page)).includes('+45 29 99 99 99'), 'not the new number yet');
+    await page.evaluate(() => window.__fake.pulled((db) => { db.citizens.find((c) => c.alias === 'Ravnen').phone = '+45 29 99 99 99'; }));
+    await page.waitForFunction(() => document.querySelector('main')?.innerText.includes('+45 29 99 99 99'), null, { timeout: 5000 });
+    // A progress event alone (nothing changed) does not reload: the page keeps what it shows.
+    const calls = await page.evaluate(() => window.__fake.db().calls.filter((c) => c === 'citizen').length);
+    await page.evaluate(() => window.__fake.emitSync({ progress: { pulled: 1, pending: 1, more: true } }));
+    await page.evaluate(() => window.__fake.emitSync({ progress: null }));
+    await page.click('#nav-today');
+    await screen(page, 'today');
+    const after = await page.evaluate(() => window.__fake.db().calls.filter((c) => c === 'citizen').length);
+    assert(after === calls, `no reload for a progress event (${calls} → ${after})`);
+  }],
+  ['dates typed and shown in the UI language (06.12.2026, 20.48)', { phase: 'unlocked', demo: true }, async (page, vp) => {
+    await page.click('#nav-caseload');
+    await page.locator('.citizen-card', { hasText: 'Ravnen' }).click();
+    await screen(page, 'citizen');
+    assert((await page.getAttribute('#task-due', 'placeholder')) === 'dd.mm.åååå', 'a Danish date field asks for dd.mm.åååå');
+    assert(/^\d{2}\.\d{2}\.\d{4}$/.test(await page.inputValue('#task-due')), 'the default due date is shown as dd.mm.åååå');
+    await page.fill('#task-title', 'Ring til lægen');
+    await page.fill('#task-due', '31.02.2027');
+    await page.click('#task-add');
+    assert((await text(page)).includes('Ugyldig dato') || (await page.locator('#task-due[aria-invalid="true"]').count()) === 1, 'a date that does not exist is named');
+    await page.fill('#task-due', '13.1.27');
+    await page.click('#task-add');
+    await page.locator('[data-testid="saved-toast"]').waitFor();
+    await page.waitForFunction(() => document.querySelector('main')?.innerText.includes('Frist 13.01.2027'));
+    await page.click('#citizen-new-visit');
+    await screen(page, 'visit');
+    await page.fill('#v-start', '06.12.2026');
+    await page.fill('#v-start-time', '20.48');
+    await page.locator('#v-start-time').blur();
+    assert((await page.inputValue('#v-start-time')) === '20.48', 'a time of day shown as tt.mm');
+    await audit(page, 'visit', vp, { shoot: false });
   }],
   ['settings: English, wipe confirmation', { phase: 'unlocked', demo: true }, async (page, vp) => {
     await page.click('#nav-settings');

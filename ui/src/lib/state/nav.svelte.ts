@@ -13,9 +13,10 @@ export type Route =
   | { name: 'sites' }
   | { name: 'site-log'; siteId: string }
   | { name: 'conflicts' }
+  | { name: 'set-aside' }
   | { name: 'settings' };
 
-export type TopLevel = 'today' | 'caseload' | 'tasks' | 'sites' | 'conflicts' | 'settings';
+export type TopLevel = 'today' | 'caseload' | 'tasks' | 'sites' | 'conflicts' | 'set-aside' | 'settings';
 
 /** The navigation bar's items for what a role is offered, in order: case work first for those
  *  who do it, the sites first for a caretaker. */

@@ -10,15 +10,21 @@ export const emptyBar: SyncBar = {
   last_success_ms: null,
   progress: null,
   open_conflicts: 0,
+  changes: 0,
 };
 
 export class SyncStore {
   bar = $state<SyncBar>({ ...emptyBar });
   /** True while a `sync_now` request is in flight. */
   requesting = $state(false);
+  /** Moves when a sync changed what screens show; open pages read it in their load effect
+   *  and reload (forms do not, so nothing typed is lost). Only set when it differs, so a
+   *  progress event does not reload anything. */
+  changes = $state(0);
 
   update(bar: SyncBar) {
     this.bar = bar;
+    if (bar.changes !== this.changes) this.changes = bar.changes;
   }
 
   /** Re-reads the bar (after a save); errors (e.g. locked) leave it as it is. */
