@@ -7,11 +7,12 @@
 //! types in `ui/src/lib/bindings.ts`.
 
 use feltbog_core::app::forms::{
-    CitizenInput, ConflictChoice, FirstRunInput, SiteInput, SiteLogInput, TaskInput, VisitInput,
+    CitizenInput, ConflictChoice, FirstRunInput, HandoverInput, SiteInput, SiteLogInput, TaskEdit,
+    TaskInput, VisitEdit, VisitInput,
 };
 use feltbog_core::app::views::{
-    CitizenDetail, CitizenSummary, ConflictView, SetAsideView, SiteLogView, SiteView, TaskView,
-    Today,
+    CitizenDetail, CitizenSummary, Colleague, ConflictView, SetAsideView, SiteLogView, SiteView,
+    TaskView, Today,
 };
 use feltbog_core::app::{App, AppError, AppState, ErrorCode, Settings, SyncBar};
 use feltbog_core::domain::TaskStatus;
@@ -109,6 +110,41 @@ pub async fn save_task(app: Shared<'_>, input: TaskInput) -> Answer<Uuid> {
 #[tauri::command(rename_all = "snake_case")]
 pub async fn set_task_status(app: Shared<'_>, id: Uuid, status: TaskStatus) -> Answer<()> {
     blocking(&app, move |a| a.set_task_status(id, status)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn edit_visit(
+    app: Shared<'_>,
+    id: Uuid,
+    edited: VisitEdit,
+    started_from: VisitEdit,
+) -> Answer<()> {
+    blocking(&app, move |a| a.edit_visit(id, &edited, &started_from)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn link_visit(app: Shared<'_>, id: Uuid, citizen_id: Uuid) -> Answer<Uuid> {
+    blocking(&app, move |a| a.link_visit(id, citizen_id)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn edit_task(
+    app: Shared<'_>,
+    id: Uuid,
+    edited: TaskEdit,
+    started_from: TaskEdit,
+) -> Answer<()> {
+    blocking(&app, move |a| a.edit_task(id, &edited, &started_from)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn colleagues(app: Shared<'_>) -> Answer<Vec<Colleague>> {
+    blocking(&app, move |a| a.colleagues()).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn hand_over(app: Shared<'_>, input: HandoverInput) -> Answer<()> {
+    blocking(&app, move |a| a.hand_over(&input)).await
 }
 
 #[tauri::command(rename_all = "snake_case")]

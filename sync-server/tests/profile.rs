@@ -187,3 +187,75 @@ fn a_caretakers_device_receives_a_residents_name_and_place_but_not_cpr_goals_or_
     let full: Citizen = outreach.get(resident.id.0).unwrap().unwrap();
     assert!(full.cpr.is_some() && full.consent.is_some() && !full.goals.is_empty());
 }
+
+#[test]
+fn a_caretakers_site_entry_naming_a_resident_reaches_the_team_and_both_resident_pages_list_it() {
+    use feltbog_core::app::forms::{SiteInput, SiteLogInput};
+    use feltbog_core::domain::{SiteKind, SiteLogKind};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let nord = server.admin(&["create-team", "Team Nord"]);
+    let anne = server.admin(&["create-worker", "--team", &nord, "--name", "Anne"]);
+    let carl = server.admin(&[
+        "create-worker",
+        "--team",
+        &nord,
+        "--name",
+        "Carl",
+        "--role",
+        "caretaker",
+    ]);
+    let (outreach, _) = app_device(dir.path(), "anne", &server, &anne);
+    let site = outreach
+        .save_site(&SiteInput {
+            kind: SiteKind::AlternativeHousing,
+            name: "Toftegården".into(),
+            address: "Toftevej 14".into(),
+        })
+        .unwrap();
+    let mette = outreach
+        .save_citizen(
+            &citizen_form(serde_json::json!({"alias": "Lille Mette", "site_id": site})),
+            None,
+        )
+        .unwrap();
+    outreach.sync_once(&|_| {}).unwrap();
+    server.admin(&[
+        "assign-site",
+        "--worker",
+        &carl,
+        "--site",
+        &site.to_string(),
+    ]);
+
+    let (caretaker, _) = app_device(dir.path(), "carl", &server, &carl);
+    caretaker.sync_once(&|_| {}).unwrap();
+    assert_eq!(caretaker.sites().unwrap()[0].name, "Toftegården");
+    let entry = caretaker
+        .save_site_log(&SiteLogInput {
+            site_id: site,
+            kind: SiteLogKind::ResidentContact,
+            note: "Kaffe med Mette på bænken".into(),
+            residents: vec![mette],
+        })
+        .unwrap();
+    caretaker.sync_once(&|_| {}).unwrap();
+    assert!(
+        caretaker.set_aside().unwrap().is_empty(),
+        "the server took it"
+    );
+    let own = caretaker.citizen(mette).unwrap();
+    assert_eq!(own.site_log.len(), 1);
+    assert_eq!(own.site_log[0].id, entry);
+    assert_eq!(own.site_log[0].mark, None, "accepted: no mark");
+
+    outreach.sync_once(&|_| {}).unwrap();
+    let page = outreach.citizen(mette).unwrap();
+    assert_eq!(
+        page.site_log.len(),
+        1,
+        "the entry reached a colleague's device"
+    );
+    assert_eq!(page.site_log[0].note, "Kaffe med Mette på bænken");
+    assert!(!page.site_log[0].mine);
+}

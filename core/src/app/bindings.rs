@@ -62,6 +62,7 @@ pub fn typescript() -> String {
         views::RefusedBecause,
         views::FieldText,
         views::SetAsideView,
+        views::Colleague,
         // What screens send.
         forms::FirstRunInput,
         forms::ConsentInput,
@@ -70,6 +71,9 @@ pub fn typescript() -> String {
         forms::FollowUpInput,
         forms::VisitInput,
         forms::TaskInput,
+        forms::TaskEdit,
+        forms::VisitEdit,
+        forms::HandoverInput,
         forms::SiteInput,
         forms::SiteLogInput,
         forms::ConflictChoice,

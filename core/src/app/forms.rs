@@ -111,6 +111,136 @@ pub struct TaskInput {
     pub due: String,
 }
 
+/// A visit's correctable fields as the edit form holds them. Who it is about is not among them:
+/// a record never moves between citizens by an edit (see [`link_visit`]).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct VisitEdit {
+    pub kind: VisitKind,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub started_at_ms: i64,
+    pub duration_minutes: u16,
+    pub place: String,
+    pub themes: Vec<Theme>,
+    pub referrals: Vec<Referral>,
+    pub note: String,
+    pub wellbeing: Option<u8>,
+    /// An anonymous contact's count and description (ignored for a visit about a citizen).
+    pub anonymous_count: Option<u16>,
+    pub anonymous_description: String,
+}
+
+/// Applies a visit correction: only the fields the worker changed since the form opened are
+/// written; themes and referrals as additions and removals, so a concurrent edit of the same
+/// visit on another tablet keeps what it added.
+pub fn apply_visit_edit(
+    mut current: Visit,
+    started_from: &VisitEdit,
+    edited: &VisitEdit,
+    now: DateTime<Utc>,
+) -> Result<Visit, AppError> {
+    if edited.kind != started_from.kind {
+        current.kind = edited.kind;
+    }
+    if edited.started_at_ms != started_from.started_at_ms {
+        let at = at_ms("started_at", edited.started_at_ms)?;
+        if at > now + chrono::Duration::minutes(5) {
+            return Err(AppError::invalid(
+                "started_at",
+                "started_at is in the future",
+            ));
+        }
+        current.started_at = at;
+    }
+    if edited.duration_minutes != started_from.duration_minutes {
+        current.duration_minutes = edited.duration_minutes;
+    }
+    if edited.place != started_from.place {
+        current.place = opt_text(&edited.place);
+    }
+    if edited.note != started_from.note {
+        current.note = Sensitive(edited.note.trim().to_owned());
+    }
+    if edited.wellbeing != started_from.wellbeing {
+        current.wellbeing = edited.wellbeing;
+    }
+    for t in started_from
+        .themes
+        .iter()
+        .filter(|t| !edited.themes.contains(t))
+    {
+        current.themes.remove(t);
+    }
+    current.themes.extend(edited.themes.iter().copied());
+    for r in started_from
+        .referrals
+        .iter()
+        .filter(|r| !edited.referrals.contains(r))
+    {
+        current.referrals.remove(r);
+    }
+    current.referrals.extend(edited.referrals.iter().copied());
+    if let Some(anon) = current.anonymous.as_mut() {
+        if edited.anonymous_count != started_from.anonymous_count
+            && let Some(n) = edited.anonymous_count
+        {
+            anon.count = n;
+        }
+        if edited.anonymous_description != started_from.anonymous_description {
+            anon.description = Sensitive(edited.anonymous_description.trim().to_owned());
+        }
+    }
+    Ok(current)
+}
+
+/// Links an anonymous contact to the citizen it turned out to be about: a new visit about the
+/// citizen with the contact's values (by the same author, at the same time), and the anonymous
+/// one archived. A record's citizen is fixed when it is created (the server's scope rule), so
+/// linking is a copy, not a move.
+pub fn link_visit(anonymous: &Visit, citizen: Uuid) -> Result<(Visit, Visit), AppError> {
+    if anonymous.citizen_id.is_some() {
+        return Err(AppError::invalid(
+            "citizen_id",
+            "the visit is already about a citizen",
+        ));
+    }
+    let linked = Visit {
+        id: VisitId::new(),
+        citizen_id: Some(CitizenId(citizen)),
+        anonymous: None,
+        follow_up: None,
+        archived: false,
+        ..anonymous.clone()
+    };
+    let archived = Visit {
+        archived: true,
+        ..anonymous.clone()
+    };
+    Ok((linked, archived))
+}
+
+/// A task's editable fields as the edit form holds them (`due` as `YYYY-MM-DD`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct TaskEdit {
+    pub title: String,
+    pub due: String,
+    pub assignee: Option<Uuid>,
+}
+
+/// Hands a citizen to another worker of the team, with a note for them.
+#[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct HandoverInput {
+    pub citizen_id: Uuid,
+    pub to: Uuid,
+    /// For the new worker: where things stand, what to do first. Optional.
+    pub note: String,
+    /// The title of the task that brings the hand-over to the new worker's today screen, in
+    /// the worker's language (the screen words it: "Overdraget fra Anne").
+    pub task_title: String,
+}
+
 /// A site.
 #[derive(Clone, Debug, Deserialize)]
 #[cfg_attr(feature = "ts", derive(TS))]
@@ -393,6 +523,50 @@ pub fn task_from(input: &TaskInput, author: Author, now: DateTime<Utc>) -> Resul
         status: TaskStatus::Open,
         archived: false,
     })
+}
+
+/// Applies a task edit: only the fields the worker changed since the form opened
+/// (`started_from`) are written, so a colleague's change to another field, synced meanwhile,
+/// stays.
+pub fn apply_task_edit(
+    mut current: Task,
+    started_from: &TaskEdit,
+    edited: &TaskEdit,
+) -> Result<Task, AppError> {
+    if edited.title != started_from.title {
+        current.title = Sensitive(edited.title.trim().to_owned());
+    }
+    if edited.due != started_from.due {
+        current.due = parse_date("due", &edited.due)?;
+    }
+    if edited.assignee != started_from.assignee {
+        current.assignee = edited.assignee.map(WorkerId);
+    }
+    Ok(current)
+}
+
+/// The task that brings a hand-over to the new worker: due today, assigned to them, its title
+/// the screen's words and the note.
+pub fn handover_task(input: &HandoverInput, now: DateTime<Utc>) -> Task {
+    let note = input.note.trim();
+    let title = if note.is_empty() {
+        input.task_title.trim().to_owned()
+    } else {
+        format!("{}: {note}", input.task_title.trim())
+    };
+    Task {
+        id: TaskId::new(),
+        citizen_id: CitizenId(input.citizen_id),
+        title: Sensitive(title),
+        created_at: now,
+        due: now
+            .with_timezone(&chrono::Local)
+            .date_naive()
+            .max(now.date_naive()),
+        assignee: Some(WorkerId(input.to)),
+        status: TaskStatus::Open,
+        archived: false,
+    }
 }
 
 /// Builds a site.

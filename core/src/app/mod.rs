@@ -494,7 +494,14 @@ impl App {
     pub fn citizen(&self, id: Uuid) -> Result<views::CitizenDetail, AppError> {
         self.with_unlocked(|s, a| {
             let detail = views::citizen(s, id, a.worker.0, Self::today_date())?;
-            s.record_access(std::iter::once((EntityKind::Citizen, id)))?;
+            s.record_access(
+                std::iter::once((EntityKind::Citizen, id)).chain(
+                    detail
+                        .site_log
+                        .iter()
+                        .map(|e| (EntityKind::SiteLogEntry, e.id)),
+                ),
+            )?;
             Ok(detail)
         })
     }
@@ -583,10 +590,128 @@ impl App {
         }))
     }
 
+    /// Changes a task's title, due date or assignee: only what the worker changed since the
+    /// form opened (`started_from`).
+    pub fn edit_task(
+        &self,
+        id: Uuid,
+        edited: &forms::TaskEdit,
+        started_from: &forms::TaskEdit,
+    ) -> Result<(), AppError> {
+        self.saved(self.with_unlocked(|s, _| {
+            if !offer_of(s).log_visits {
+                return Err(AppError::new(
+                    ErrorCode::NotAllowed,
+                    "this worker's role does not edit tasks",
+                ));
+            }
+            let current: Task = s
+                .get(id)?
+                .ok_or_else(|| AppError::new(ErrorCode::NotFound, "task not found"))?;
+            if let Some(to) = edited.assignee
+                && edited.assignee != started_from.assignee
+                && !views::colleagues(s.profile()?.as_ref())
+                    .iter()
+                    .any(|c| c.id == to)
+                && Some(to) != s.profile()?.map(|p| p.worker_id)
+            {
+                return Err(AppError::invalid(
+                    "assignee",
+                    "the assignee must be a worker of the team who carries cases",
+                ));
+            }
+            let task = forms::apply_task_edit(current, started_from, edited)?;
+            s.save(&task)?;
+            Ok(())
+        }))
+    }
+
+    /// Corrects a visit: only its author may (the app offers it to them alone), and only what
+    /// they changed since the form opened (`started_from`) is written.
+    pub fn edit_visit(
+        &self,
+        id: Uuid,
+        edited: &forms::VisitEdit,
+        started_from: &forms::VisitEdit,
+    ) -> Result<(), AppError> {
+        self.saved(self.with_unlocked(|s, a| {
+            let current: crate::domain::Visit = s
+                .get(id)?
+                .ok_or_else(|| AppError::new(ErrorCode::NotFound, "visit not found"))?;
+            if !offer_of(s).log_visits || current.author != a.worker {
+                return Err(AppError::new(
+                    ErrorCode::NotAllowed,
+                    "only the visit's author corrects it",
+                ));
+            }
+            let visit = forms::apply_visit_edit(current, started_from, edited, Utc::now())?;
+            s.save(&visit)?;
+            Ok(())
+        }))
+    }
+
+    /// Links the author's anonymous contact to a citizen on this device (see
+    /// [`forms::link_visit`]); returns the new visit's id.
+    pub fn link_visit(&self, id: Uuid, citizen: Uuid) -> Result<Uuid, AppError> {
+        self.saved(self.with_unlocked(|s, a| {
+            let current: crate::domain::Visit = s
+                .get(id)?
+                .ok_or_else(|| AppError::new(ErrorCode::NotFound, "visit not found"))?;
+            if !offer_of(s).log_visits || current.author != a.worker {
+                return Err(AppError::new(
+                    ErrorCode::NotAllowed,
+                    "only the visit's author links it",
+                ));
+            }
+            if s.get::<Citizen>(citizen)?.is_none() {
+                return Err(AppError::new(ErrorCode::NotFound, "citizen not found"));
+            }
+            let (linked, archived) = forms::link_visit(&current, citizen)?;
+            s.save_all(&[linked.clone(), archived])?;
+            Ok(linked.id.0)
+        }))
+    }
+
+    /// Workers of the team a case or task can go to.
+    pub fn colleagues(&self) -> Result<Vec<views::Colleague>, AppError> {
+        self.with_unlocked(|s, _| Ok(views::colleagues(s.profile()?.as_ref())))
+    }
+
+    /// Hands a citizen to another worker of the team: they become the primary worker, and a
+    /// task due today, assigned to them and carrying the note, puts the hand-over on their
+    /// today screen. Both in one transaction. The citizen's history stays with the citizen.
+    pub fn hand_over(&self, input: &forms::HandoverInput) -> Result<(), AppError> {
+        self.saved(self.with_unlocked(|s, _| {
+            if !offer_of(s).edit_citizens {
+                return Err(AppError::new(
+                    ErrorCode::NotAllowed,
+                    "this worker's role does not hand over cases",
+                ));
+            }
+            if !views::colleagues(s.profile()?.as_ref())
+                .iter()
+                .any(|c| c.id == input.to)
+            {
+                return Err(AppError::invalid(
+                    "to",
+                    "hand over to a worker of the team who carries cases",
+                ));
+            }
+            let mut citizen: Citizen = s
+                .get(input.citizen_id)?
+                .ok_or_else(|| AppError::new(ErrorCode::NotFound, "citizen not found"))?;
+            citizen.primary_worker = Some(crate::domain::WorkerId(input.to));
+            let task = forms::handover_task(input, Utc::now());
+            task.validate()?;
+            s.save_pair(&citizen, &task)?;
+            Ok(())
+        }))
+    }
+
     /// All tasks (open only unless `include_closed`).
     pub fn tasks(&self, include_closed: bool) -> Result<Vec<views::TaskView>, AppError> {
-        self.with_unlocked(|s, _| {
-            let tasks = views::tasks(s, include_closed, Self::today_date())?;
+        self.with_unlocked(|s, a| {
+            let tasks = views::tasks(s, include_closed, Self::today_date(), a.worker.0)?;
             s.record_access(tasks.iter().map(|t| (EntityKind::Task, t.id)))?;
             Ok(tasks)
         })

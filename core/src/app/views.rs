@@ -139,6 +139,11 @@ pub struct TaskView {
     pub status: TaskStatus,
     /// Open and due before today.
     pub overdue: bool,
+    /// Who holds the task, by id and name (from the team directory).
+    pub assignee: Option<Uuid>,
+    pub assignee_name: Option<String>,
+    /// Assigned to the signed-in worker.
+    pub for_me: bool,
     /// Not yet on the server, or refused there.
     pub mark: Option<SaveMark>,
 }
@@ -161,6 +166,11 @@ pub struct CitizenDetail {
     pub goals: Vec<GoalView>,
     pub tags: Vec<String>,
     pub archived: bool,
+    /// Site-log entries that name the citizen (a resident), newest first.
+    pub site_log: Vec<SiteLogView>,
+    /// The worker who holds the case, by id and name.
+    pub primary_worker: Option<Uuid>,
+    pub primary_worker_name: Option<String>,
     pub visits: Vec<VisitView>,
     pub tasks: Vec<TaskView>,
     /// Not yet on the server, or refused there.
@@ -204,6 +214,54 @@ impl Me {
                 .collect(),
             sites: profile.sites.len() as u32,
         }
+    }
+}
+
+/// A worker of the team a case can be handed to, by name.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct Colleague {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+}
+
+/// Workers of the signed-in worker's team who carry cases (outreach and home support), active,
+/// by name; the signed-in worker left out.
+pub fn colleagues(profile: Option<&Profile>) -> Vec<Colleague> {
+    let Some(p) = profile else {
+        return Vec::new();
+    };
+    let mut out: Vec<Colleague> = p
+        .directory
+        .iter()
+        .filter(|d| d.active && d.team_id == p.team_id && d.id != p.worker_id)
+        .filter(|d| crate::access::Offer::of(d.role).log_visits)
+        .map(|d| Colleague {
+            id: d.id,
+            name: d.name.clone(),
+            role: d.role,
+        })
+        .collect();
+    out.sort_by_key(|c| c.name.to_lowercase());
+    out
+}
+
+/// Names workers by id from the device's directory (empty when the server has not sent one).
+#[derive(Default)]
+pub(crate) struct Names(HashMap<Uuid, String>);
+
+impl Names {
+    pub(crate) fn of(profile: Option<&Profile>) -> Names {
+        Names(
+            profile
+                .map(|p| p.directory.iter().map(|d| (d.id, d.name.clone())).collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    fn name(&self, id: Option<crate::domain::WorkerId>) -> Option<String> {
+        id.and_then(|w| self.0.get(&w.0).cloned())
     }
 }
 
@@ -441,8 +499,16 @@ pub(crate) fn visit_view(v: &Visit, label: Option<String>, me: Uuid, marks: &Mar
     }
 }
 
-pub(crate) fn task_view(t: &Task, label: String, today: NaiveDate, marks: &Marks) -> TaskView {
+pub(crate) fn task_view(
+    t: &Task,
+    label: String,
+    today: NaiveDate,
+    (marks, names, me): (&Marks, &Names, Uuid),
+) -> TaskView {
     TaskView {
+        assignee: t.assignee.map(|w| w.0),
+        assignee_name: names.name(t.assignee),
+        for_me: t.assignee.is_some_and(|w| w.0 == me),
         mark: marks.of(EntityKind::Task, t.id.0),
         id: t.id.0,
         citizen_id: t.citizen_id.0,
@@ -462,7 +528,9 @@ pub fn today(store: &mut Store, me: Uuid, today: NaiveDate) -> Result<Today, Sto
         .into_iter()
         .filter(|t| t.status == TaskStatus::Open && t.due <= horizon)
         .collect();
-    tasks.sort_by_key(|t| t.due);
+    // The worker's own first (a case handed to them, say), then by due date.
+    tasks.sort_by_key(|t| (t.assignee.map(|w| w.0) != Some(me), t.due));
+    let names = Names::of(store.profile()?.as_ref());
     let visits = store.list::<Visit>(&ListQuery {
         limit: Some(RECENT_CONTACTS),
         ..ListQuery::default()
@@ -472,7 +540,7 @@ pub fn today(store: &mut Store, me: Uuid, today: NaiveDate) -> Result<Today, Sto
     let mut due_tasks = Vec::with_capacity(tasks.len());
     for t in &tasks {
         let label = labels.citizen(t.citizen_id.0)?.unwrap_or_default();
-        due_tasks.push(task_view(t, label, today, &marks));
+        due_tasks.push(task_view(t, label, today, (&marks, &names, me)));
     }
     let mut recent = Vec::with_capacity(visits.len());
     for v in &visits {
@@ -547,7 +615,10 @@ pub fn citizen(
     let mut tasks = store.list::<Task>(&query)?;
     tasks.sort_by_key(|t| (t.status != TaskStatus::Open, t.due));
     let marks = Marks::load(store)?;
+    let names = Names::of(store.profile()?.as_ref());
+    let site_log = entries_naming(store, id, me)?;
     Ok(CitizenDetail {
+        site_log,
         mark: marks.of(EntityKind::Citizen, c.id.0),
         id: c.id.0,
         label: label.clone(),
@@ -576,13 +647,15 @@ pub fn citizen(
             .collect(),
         tags: c.tags.iter().cloned().collect(),
         archived: c.archived,
+        primary_worker: c.primary_worker.map(|w| w.0),
+        primary_worker_name: names.name(c.primary_worker),
         visits: visits
             .iter()
             .map(|v| visit_view(v, Some(label.clone()), me, &marks))
             .collect(),
         tasks: tasks
             .iter()
-            .map(|t| task_view(t, label.clone(), today, &marks))
+            .map(|t| task_view(t, label.clone(), today, (&marks, &names, me)))
             .collect(),
     })
 }
@@ -592,6 +665,7 @@ pub fn tasks(
     store: &mut Store,
     include_closed: bool,
     today: NaiveDate,
+    me: Uuid,
 ) -> Result<Vec<TaskView>, StoreError> {
     let mut tasks: Vec<Task> = store
         .list::<Task>(&ListQuery::default())?
@@ -600,11 +674,12 @@ pub fn tasks(
         .collect();
     tasks.sort_by_key(|t| (t.status != TaskStatus::Open, t.due));
     let marks = Marks::load(store)?;
+    let names = Names::of(store.profile()?.as_ref());
     let mut labels = Labels::new(store);
     let mut out = Vec::with_capacity(tasks.len());
     for t in &tasks {
         let label = labels.citizen(t.citizen_id.0)?.unwrap_or_default();
-        out.push(task_view(t, label, today, &marks));
+        out.push(task_view(t, label, today, (&marks, &names, me)));
     }
     Ok(out)
 }
@@ -631,10 +706,34 @@ pub fn site_log(store: &mut Store, site: Uuid, me: Uuid) -> Result<Vec<SiteLogVi
         site: Some(crate::domain::SiteId(site)),
         ..ListQuery::default()
     })?;
+    log_views(store, &entries, me)
+}
+
+/// The site-log entries that name a resident, at any site, newest first: a caretaker's
+/// resident page (and everyone's citizen page) shows them.
+pub fn entries_naming(
+    store: &mut Store,
+    citizen: Uuid,
+    me: Uuid,
+) -> Result<Vec<SiteLogView>, StoreError> {
+    let entries: Vec<SiteLogEntry> = store
+        .list::<SiteLogEntry>(&ListQuery::default())?
+        .into_iter()
+        .filter(|e| e.residents.contains(&CitizenId(citizen)))
+        .take(TIMELINE_LIMIT)
+        .collect();
+    log_views(store, &entries, me)
+}
+
+fn log_views(
+    store: &mut Store,
+    entries: &[SiteLogEntry],
+    me: Uuid,
+) -> Result<Vec<SiteLogView>, StoreError> {
     let marks = Marks::load(store)?;
     let mut labels = Labels::new(store);
     let mut out = Vec::with_capacity(entries.len());
-    for e in &entries {
+    for e in entries {
         let (mut residents, mut resident_labels) = (Vec::new(), Vec::new());
         for r in &e.residents {
             if let Some(l) = labels.citizen(r.0)? {

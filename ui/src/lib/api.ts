@@ -8,9 +8,11 @@ import type {
   CitizenDetail,
   CitizenInput,
   CitizenSummary,
+  Colleague,
   ConflictChoice,
   ConflictView,
   FirstRunInput,
+  HandoverInput,
   Settings,
   SiteInput,
   SiteLogInput,
@@ -18,10 +20,12 @@ import type {
   SiteView,
   SetAsideView,
   SyncBar,
+  TaskEdit,
   TaskInput,
   TaskStatus,
   TaskView,
   Today,
+  VisitEdit,
   VisitInput,
 } from './bindings';
 
@@ -45,9 +49,20 @@ export const api = {
   saveCitizen: (input: CitizenInput, startedFrom: CitizenInput | null) =>
     invoke<string>('save_citizen', { input, started_from: startedFrom }),
   saveVisit: (input: VisitInput) => invoke<string>('save_visit', { input }),
+  /** Corrects a visit (its author only): Rust writes only what differs from `startedFrom`. */
+  editVisit: (id: string, edited: VisitEdit, startedFrom: VisitEdit) =>
+    invoke<void>('edit_visit', { id, edited, started_from: startedFrom }),
+  /** Links an anonymous contact to a citizen (a new visit about them; the contact archived). */
+  linkVisit: (id: string, citizenId: string) => invoke<string>('link_visit', { id, citizen_id: citizenId }),
   tasks: (includeClosed: boolean) => invoke<TaskView[]>('tasks', { include_closed: includeClosed }),
   saveTask: (input: TaskInput) => invoke<string>('save_task', { input }),
   setTaskStatus: (id: string, status: TaskStatus) => invoke<void>('set_task_status', { id, status }),
+  /** Changes a task: Rust writes only what differs from `startedFrom` (the form as opened). */
+  editTask: (id: string, edited: TaskEdit, startedFrom: TaskEdit) =>
+    invoke<void>('edit_task', { id, edited, started_from: startedFrom }),
+  /** Workers of the team who carry cases (for assigning and handing over). */
+  colleagues: () => invoke<Colleague[]>('colleagues'),
+  handOver: (input: HandoverInput) => invoke<void>('hand_over', { input }),
   sites: () => invoke<SiteView[]>('sites'),
   saveSite: (input: SiteInput) => invoke<string>('save_site', { input }),
   siteLog: (siteId: string) => invoke<SiteLogView[]>('site_log', { site_id: siteId }),

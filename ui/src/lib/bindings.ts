@@ -181,6 +181,14 @@ export type TaskView = { id: string, citizen_id: string, citizen_label: string, 
  */
 overdue: boolean, 
 /**
+ * Who holds the task, by id and name (from the team directory).
+ */
+assignee: string | null, assignee_name: string | null, 
+/**
+ * Assigned to the signed-in worker.
+ */
+for_me: boolean, 
+/**
  * Not yet on the server, or refused there.
  */
 mark: SaveMark | null, };
@@ -189,7 +197,15 @@ export type CitizenDetail = { id: string, label: string, alias: string | null, f
 /**
  * Formatted `DDMMYY-XXXX`.
  */
-cpr: string | null, birth_year: number | null, phone: string | null, housing: HousingSituation, site_id: string | null, consent: ConsentView | null, goals: Array<GoalView>, tags: Array<string>, archived: boolean, visits: Array<VisitView>, tasks: Array<TaskView>, 
+cpr: string | null, birth_year: number | null, phone: string | null, housing: HousingSituation, site_id: string | null, consent: ConsentView | null, goals: Array<GoalView>, tags: Array<string>, archived: boolean, 
+/**
+ * Site-log entries that name the citizen (a resident), newest first.
+ */
+site_log: Array<SiteLogView>, 
+/**
+ * The worker who holds the case, by id and name.
+ */
+primary_worker: string | null, primary_worker_name: string | null, visits: Array<VisitView>, tasks: Array<TaskView>, 
 /**
  * Not yet on the server, or refused there.
  */
@@ -257,6 +273,8 @@ can_resend: boolean,
  */
 can_copy: boolean, };
 
+export type Colleague = { id: string, name: string, role: Role, };
+
 export type FirstRunInput = { server_url: string, code: string, pin: string, };
 
 export type ConsentInput = { status: ConsentStatus, date: string, scope: string, method: ConsentMethod, };
@@ -286,6 +304,25 @@ anonymous_count: number | null, anonymous_description: string, kind: VisitKind,
 started_at_ms: number | null, duration_minutes: number, place: string, themes: Array<Theme>, referrals: Array<Referral>, note: string, wellbeing: number | null, follow_up: FollowUpInput | null, };
 
 export type TaskInput = { citizen_id: string, title: string, due: string, };
+
+export type TaskEdit = { title: string, due: string, assignee: string | null, };
+
+export type VisitEdit = { kind: VisitKind, started_at_ms: number, duration_minutes: number, place: string, themes: Array<Theme>, referrals: Array<Referral>, note: string, wellbeing: number | null, 
+/**
+ * An anonymous contact's count and description (ignored for a visit about a citizen).
+ */
+anonymous_count: number | null, anonymous_description: string, };
+
+export type HandoverInput = { citizen_id: string, to: string, 
+/**
+ * For the new worker: where things stand, what to do first. Optional.
+ */
+note: string, 
+/**
+ * The title of the task that brings the hand-over to the new worker's today screen, in
+ * the worker's language (the screen words it: "Overdraget fra Anne").
+ */
+task_title: string, };
 
 export type SiteInput = { kind: SiteKind, name: string, address: string, };
 

@@ -13,8 +13,7 @@ import type {
   SiteLogKind,
   Theme,
   VisitInput,
-  VisitKind,
-} from './bindings';
+  VisitKind, VisitEdit, VisitView } from './bindings';
 
 export type Problem = { key: string; params?: Record<string, string | number> };
 export type Problems = Record<string, Problem>;
@@ -276,6 +275,40 @@ export function validateVisit(f: VisitForm, nowMs: number): Problems {
     else if (!isIsoDate(f.followUpDue.trim())) p['follow_up.due'] = { key: 'validation.date' };
   }
   return p;
+}
+
+/** The visit form filled from a saved visit, for correcting it. */
+export function visitFormOf(v: VisitView, startedAt: string): VisitForm {
+  return {
+    ...emptyVisitForm(v.kind, v.citizen_id),
+    anonymous: v.citizen_id === null,
+    count: String(v.anonymous_count ?? 1),
+    description: v.anonymous_description ?? '',
+    startedAt,
+    duration: String(v.duration_minutes),
+    place: v.place ?? '',
+    themes: [...v.themes],
+    referrals: [...v.referrals],
+    note: v.note,
+    wellbeing: v.wellbeing === null ? '' : String(v.wellbeing),
+  };
+}
+
+/** A correction's fields, as Rust compares them with the form as it opened. */
+export function toVisitEdit(f: VisitForm): VisitEdit {
+  const input = toVisitInput(f);
+  return {
+    kind: input.kind,
+    started_at_ms: input.started_at_ms ?? 0,
+    duration_minutes: input.duration_minutes,
+    place: input.place,
+    themes: input.themes,
+    referrals: input.referrals,
+    note: input.note,
+    wellbeing: input.wellbeing,
+    anonymous_count: f.anonymous ? parseWhole(f.count) : null,
+    anonymous_description: f.anonymous ? f.description.trim() : '',
+  };
 }
 
 export function toVisitInput(f: VisitForm): VisitInput {

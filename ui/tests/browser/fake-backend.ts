@@ -10,6 +10,10 @@ import type {
   CitizenDetail,
   CitizenInput,
   CitizenSummary,
+  Colleague,
+  HandoverInput,
+  TaskEdit,
+  VisitEdit,
   Me,
   Offer,
   Role,
@@ -34,8 +38,16 @@ import type {
 
 export type Seed = { phase: Phase; demo: boolean; pin?: string; role?: Role };
 
-type Citizen = Omit<CitizenDetail, 'label' | 'visits' | 'tasks' | 'mark'>;
-type Task = { id: string; citizen_id: string; title: string; due: string; status: TaskStatus };
+type Citizen = Omit<CitizenDetail, 'label' | 'visits' | 'tasks' | 'mark' | 'primary_worker_name' | 'site_log'>;
+type Task = { id: string; citizen_id: string; title: string; due: string; status: TaskStatus; assignee: string | null };
+
+/** The team's workers who carry cases, as core's `views::colleagues` lists them (the signed-in
+ *  worker left out). */
+const COLLEAGUES: Colleague[] = [
+  { id: '0190aaaa-0000-7000-8000-00000000b0b0', name: 'Bo Demo', role: 'home_support' },
+  { id: '0190aaaa-0000-7000-8000-00000000c1c1', name: 'Cecilie Demo', role: 'outreach' },
+];
+const workerName = (id: string | null) => (id ? (COLLEAGUES.find((c) => c.id === id)?.name ?? null) : null);
 type Visit = Omit<VisitView, 'citizen_label' | 'mark'>;
 type LogEntry = Omit<SiteLogView, 'resident_labels' | 'mark'>;
 
@@ -110,6 +122,7 @@ function demo(db: Db) {
     goals: [],
     tags: [],
     archived: false,
+    primary_worker: null,
     ...c,
   });
   const ravnen = mk({
@@ -137,9 +150,9 @@ function demo(db: Db) {
     { id: uuid(), citizen_id: mette.id, anonymous_count: null, anonymous_description: null, kind: 'site', started_at_ms: now - 26 * 3600_000, duration_minutes: 30, place: null, themes: ['network_and_loneliness'], referrals: ['volunteer_centre'], note: 'Mette savner nogen at gå tur med.', wellbeing: 4, mine: false },
   ];
   db.tasks = [
-    { id: uuid(), citizen_id: ravnen.id, title: 'Ring til boligselskabet sammen med Ravnen', due: iso(now - 2 * DAY), status: 'open' },
-    { id: uuid(), citizen_id: mette.id, title: 'Følg op på gåmakker fra frivilligcentret', due: today(), status: 'open' },
-    { id: uuid(), citizen_id: kaj.id, title: 'Tjek om Kaj har fået lægetid', due: iso(now + 3 * DAY), status: 'open' },
+    { id: uuid(), citizen_id: ravnen.id, title: 'Ring til boligselskabet sammen med Ravnen', due: iso(now - 2 * DAY), status: 'open', assignee: null },
+    { id: uuid(), citizen_id: mette.id, title: 'Følg op på gåmakker fra frivilligcentret', due: today(), status: 'open', assignee: null },
+    { id: uuid(), citizen_id: kaj.id, title: 'Tjek om Kaj har fået lægetid', due: iso(now + 3 * DAY), status: 'open', assignee: null },
   ];
   db.log = [
     { id: uuid(), site_id: site1.id, at_ms: now - 3 * 3600_000, kind: 'repair', note: 'Vandhanen i hus 3 drypper. Meldt til viceværten.', residents: [], mine: true },
@@ -240,7 +253,10 @@ function mark(id: string): SaveMark | null {
   return db.pending.includes(id) ? 'pending' : null;
 }
 function taskView(t: Task): TaskView {
-  return { ...t, citizen_label: citizenLabel(t.citizen_id), overdue: t.status === 'open' && t.due < today(), mark: mark(t.id) };
+  return {
+    ...t, citizen_label: citizenLabel(t.citizen_id), overdue: t.status === 'open' && t.due < today(), mark: mark(t.id),
+    assignee_name: workerName(t.assignee), for_me: t.assignee !== null && t.assignee === db.workerId,
+  };
 }
 function visitView(v: Visit): VisitView {
   return { ...v, citizen_label: v.citizen_id ? citizenLabel(v.citizen_id) : null, mark: mark(v.id) };
@@ -333,6 +349,11 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
         ...c,
         label: label(c),
         mark: mark(c.id),
+        primary_worker_name: workerName(c.primary_worker),
+        site_log: db.log
+          .filter((e) => e.residents.includes(c.id))
+          .sort((x, y) => y.at_ms - x.at_ms)
+          .map((e) => ({ ...e, resident_labels: e.residents.map(citizenLabel), mark: mark(e.id) })),
         visits: db.visits.filter((v) => v.citizen_id === c.id).sort((x, y) => y.started_at_ms - x.started_at_ms).map(visitView),
         tasks: db.tasks.filter((t) => t.citizen_id === c.id).map(taskView),
       } satisfies CitizenDetail;
@@ -372,6 +393,7 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
         goals: i.goals.map((g) => ({ id: g.id ?? uuid(), text: g.text, status: g.status, created: existing?.goals.find((o) => o.id === g.id)?.created ?? today() })),
         tags: nextTags,
         archived: i.archived,
+        primary_worker: existing?.primary_worker ?? db.workerId,
       };
       db.citizens = existing ? db.citizens.map((x) => (x.id === c.id ? c : x)) : [...db.citizens, c];
       changed(1, c.id);
@@ -398,7 +420,7 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
         wellbeing: i.wellbeing,
         mine: true,
       });
-      if (i.follow_up && i.citizen_id) db.tasks.push({ id: uuid(), citizen_id: i.citizen_id, title: i.follow_up.title, due: i.follow_up.due, status: 'open' });
+      if (i.follow_up && i.citizen_id) db.tasks.push({ id: uuid(), citizen_id: i.citizen_id, title: i.follow_up.title, due: i.follow_up.due, status: 'open', assignee: db.workerId });
       changed(1, db.visits[db.visits.length - 1].id);
       return db.visits[db.visits.length - 1].id;
     }
@@ -411,7 +433,7 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
       unlocked();
       const i = a.input as TaskInput;
       if (!i.title.trim()) throw invalid('title', 'title is required');
-      const t: Task = { id: uuid(), citizen_id: i.citizen_id, title: i.title, due: i.due, status: 'open' };
+      const t: Task = { id: uuid(), citizen_id: i.citizen_id, title: i.title, due: i.due, status: 'open', assignee: db.workerId };
       db.tasks.push(t);
       changed(1, t.id);
       return t.id;
@@ -422,6 +444,61 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
       if (!t) throw err('not_found', 'record not found');
       t.status = a.status as TaskStatus;
       changed(1, t.id);
+      return null;
+    }
+    case 'edit_visit': {
+      unlocked();
+      const v = db.visits.find((x) => x.id === a.id);
+      if (!v) throw err('not_found', 'visit not found');
+      if (!v.mine) throw err('not_allowed', 'only the author corrects a visit');
+      const [e, from] = [a.edited as VisitEdit, a.started_from as VisitEdit];
+      // As in Rust: only what changed since the form opened; sets as additions and removals.
+      if (e.note !== from.note) v.note = e.note;
+      if (e.kind !== from.kind) v.kind = e.kind;
+      if (e.duration_minutes !== from.duration_minutes) v.duration_minutes = e.duration_minutes;
+      if (e.place !== from.place) v.place = e.place || null;
+      if (e.wellbeing !== from.wellbeing) v.wellbeing = e.wellbeing;
+      if (e.started_at_ms !== from.started_at_ms) v.started_at_ms = e.started_at_ms;
+      v.themes = [...new Set([...v.themes.filter((t) => !from.themes.includes(t) || e.themes.includes(t)), ...e.themes])];
+      v.referrals = [...new Set([...v.referrals.filter((r) => !from.referrals.includes(r) || e.referrals.includes(r)), ...e.referrals])];
+      changed(1, v.id);
+      return null;
+    }
+    case 'link_visit': {
+      unlocked();
+      const v = db.visits.find((x) => x.id === a.id);
+      if (!v || v.citizen_id) throw err('not_found', 'anonymous visit not found');
+      const linked: Visit = { ...v, id: uuid(), citizen_id: a.citizen_id as string, anonymous_count: null, anonymous_description: null };
+      db.visits = [...db.visits.filter((x) => x !== v), linked];
+      changed(2, linked.id);
+      return linked.id;
+    }
+    case 'edit_task': {
+      unlocked();
+      const t = db.tasks.find((x) => x.id === a.id);
+      if (!t) throw err('not_found', 'task not found');
+      const [edited, from] = [a.edited as TaskEdit, a.started_from as TaskEdit];
+      if (!edited.title.trim()) throw invalid('title', 'title is required');
+      // As in Rust: only what changed since the form opened.
+      if (edited.title !== from.title) t.title = edited.title.trim();
+      if (edited.due !== from.due) t.due = edited.due;
+      if (edited.assignee !== from.assignee) t.assignee = edited.assignee;
+      changed(1, t.id);
+      return null;
+    }
+    case 'colleagues':
+      unlocked();
+      return COLLEAGUES;
+    case 'hand_over': {
+      unlocked();
+      const i = a.input as HandoverInput;
+      if (!COLLEAGUES.some((c) => c.id === i.to)) throw invalid('to', 'hand over to a worker of the team');
+      const c = db.citizens.find((x) => x.id === i.citizen_id);
+      if (!c) throw err('not_found', 'citizen not found');
+      c.primary_worker = i.to;
+      const t: Task = { id: uuid(), citizen_id: c.id, title: i.note ? `${i.task_title}: ${i.note}` : i.task_title, due: today(), status: 'open', assignee: i.to };
+      db.tasks.push(t);
+      changed(2, t.id);
       return null;
     }
     case 'sites':

@@ -370,6 +370,7 @@ const flows = [
     await link.click();
     await screen(page, 'citizen');
     assert((await page.locator('h1').innerText()).includes('Lille Mette'), 'the resident link opens the citizen page');
+    assert((await page.locator('#resident-log').innerText()).includes('Aftalt ro efter kl. 22.'), 'the resident page lists the log entries that name her');
   }],
   ['saves marked until the server has them; refused edits set aside, copied or discarded with a confirmation', { phase: 'unlocked', demo: true }, async (page, vp) => {
     await screen(page, 'today');
@@ -439,6 +440,54 @@ const flows = [
     await page.locator('#v-start-time').blur();
     assert((await page.inputValue('#v-start-time')) === '20.48', 'a time of day shown as tt.mm');
     await audit(page, 'visit', vp, { shoot: false });
+  }],
+  ['a task edited (title, due, assignee) and a citizen handed over with a note', { phase: 'unlocked', demo: true }, async (page, vp) => {
+    await page.click('#nav-tasks');
+    await screen(page, 'tasks');
+    const card = page.locator('.card.task', { hasText: 'Tjek om Kaj har fået lægetid' });
+    await card.locator('.task-edit-open').click();
+    await card.locator('input[id^="te-title-"]').fill('Tjek om Kaj har fået tid hos lægen');
+    await card.locator('input[id^="te-due-"]').fill('24.12.2030');
+    await card.locator('select[id^="te-assignee-"]').selectOption({ label: 'Bo Demo' });
+    await audit(page, 'tasks', vp, { shoot: false });
+    await card.locator('.task-edit-save').click();
+    await page.locator('[data-testid="saved-toast"]').waitFor();
+    const edited = page.locator('.card.task', { hasText: 'Tjek om Kaj har fået tid hos lægen' });
+    await edited.waitFor();
+    const t = await edited.innerText();
+    assert(t.includes('Frist 24.12.2030') && t.includes('Til Bo Demo'), 'the edited task shows its due date and assignee');
+    await page.click('#nav-caseload');
+    await page.locator('.citizen-card', { hasText: 'Ravnen' }).click();
+    await screen(page, 'citizen');
+    await page.click('#hand-over');
+    await page.locator('#handover-save').click();
+    assert((await page.locator('#handover-to[aria-invalid="true"]').count()) === 1, 'a colleague must be chosen');
+    await page.selectOption('#handover-to', { label: 'Bo Demo (Bostøtte)' });
+    await page.fill('#handover-note', 'Boligmøde fredag kl. 10. Ravnen foretrækker sms.');
+    await audit(page, 'citizen', vp, { shoot: false });
+    await page.click('#handover-save');
+    await page.locator('[data-testid="saved-toast"]').waitFor();
+    await page.waitForFunction(() => document.querySelector('#primary-worker')?.textContent?.includes('Bo Demo'));
+    assert((await text(page)).includes('Overdraget fra Anne Demo: Boligmøde fredag kl. 10.'), 'the hand-over task carries the note');
+  }],
+  ['a visit corrected by its author, and an anonymous contact linked to a citizen', { phase: 'unlocked', demo: true }, async (page, vp) => {
+    await screen(page, 'today');
+    const anon = page.locator('.card.visit', { hasText: 'To mænd ved stationen' });
+    await anon.locator('.visit-edit-open').click();
+    await screen(page, 'visit');
+    assert((await page.inputValue('#v-note')) === 'Delte kaffe ud, fortalte om varmestuen.', 'the form opens with the saved note');
+    assert((await page.locator('#v-follow-up').count()) === 0, 'no follow-up when correcting');
+    await page.fill('#v-note', 'Delte kaffe ud, fortalte om varmestuen og natcaféen.');
+    await page.fill('#v-link', 'kaj');
+    await page.locator('.pick-results button', { hasText: 'Kaj fra broen' }).click();
+    await audit(page, 'visit', vp, { shoot: false });
+    await page.click('#visit-save');
+    await page.locator('[data-testid="saved-toast"]').waitFor();
+    await screen(page, 'today');
+    await page.waitForFunction(() => document.querySelector('main')?.innerText.includes('og natcaféen'));
+    assert((await page.locator('.card.visit', { hasText: 'og natcaféen' }).innerText()).includes('Kaj fra broen'), 'the corrected contact is now about Kaj');
+    const colleagues = page.locator('.card.visit', { hasText: 'Mette savner nogen' });
+    assert((await colleagues.locator('.visit-edit-open').count()) === 0, 'no correction of a colleague\'s visit');
   }],
   ['settings: English, wipe confirmation', { phase: 'unlocked', demo: true }, async (page, vp) => {
     await page.click('#nav-settings');

@@ -1,6 +1,6 @@
 // State-based navigation: one current route and a back stack. No URLs (the app is one page
 // in a webview), so nothing about a citizen ends up in history or the address bar.
-import type { Offer } from '../bindings';
+import type { Offer, VisitView } from '../bindings';
 
 export type Route =
   | { name: 'today' }
@@ -8,7 +8,7 @@ export type Route =
   | { name: 'citizen'; id: string }
   | { name: 'citizen-edit'; id: string | null }
   | { name: 'quick-contact' }
-  | { name: 'visit'; citizenId: string | null }
+  | { name: 'visit'; citizenId: string | null; edit?: VisitView }
   | { name: 'tasks' }
   | { name: 'sites' }
   | { name: 'site-log'; siteId: string }
