@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | outreach, home support | all classes | all classes |
 //! | caretaker | their sites, those sites' logs, and the citizens who live there (residents) | their sites and those sites' logs |
-//! | supervisor | all classes, in their team and the teams they supervise | nothing |
+//! | supervisor | all classes, in their team and the teams they supervise | the review of open free-text conflicts there ([`can_review_conflicts`]) |
 //! | admin | nothing | nothing |
 
 use serde::{Deserialize, Serialize};
@@ -133,6 +133,13 @@ pub fn can_write(role: Role, class: Class, at_own_site: bool) -> bool {
     }
 }
 
+/// Whether `role` settles open free-text conflicts in the teams it reads, though it writes
+/// nothing else there: a supervisor's conflict review. The write it makes is the conflict's
+/// status and the one field the conflict is about, nothing more (the server checks both).
+pub fn can_review_conflicts(role: Role) -> bool {
+    role == Role::Supervisor
+}
+
 /// What site work needs of a resident: a caretaker's device receives only these fields of a
 /// citizen's record — who they are and where they live — never CPR, phone, birth year, goals,
 /// consent, tags or their primary worker (least privilege; DESIGN §4).
@@ -179,6 +186,9 @@ pub struct Offer {
     pub log_sites: bool,
     /// Resolve or dismiss conflicts in the inbox.
     pub resolve_conflicts: bool,
+    /// Settle open free-text conflicts only (keep one version or write them together): a
+    /// supervisor's review of their teams.
+    pub review_conflicts: bool,
 }
 
 impl Offer {
@@ -200,6 +210,7 @@ impl Offer {
             // A conflict is a record of the class it is about: whoever writes some class can
             // settle conflicts (the server checks each one's class).
             resolve_conflicts: log_visits || log_sites,
+            review_conflicts: can_review_conflicts(role),
         }
     }
 }
@@ -214,7 +225,7 @@ impl Offer {
             EntityKind::Visit | EntityKind::Task => self.log_visits,
             EntityKind::Site => self.edit_sites,
             EntityKind::SiteLogEntry => self.log_sites,
-            EntityKind::Conflict => self.resolve_conflicts,
+            EntityKind::Conflict => self.resolve_conflicts || self.review_conflicts,
         }
     }
 }
@@ -274,8 +285,10 @@ mod tests {
                 && !supervisor.log_sites
                 && !supervisor.edit_sites
                 && !supervisor.resolve_conflicts,
-            "read-only"
+            "read-only but for the conflict review"
         );
+        assert!(supervisor.review_conflicts);
+        assert!(!outreach.review_conflicts && !caretaker.review_conflicts);
         let admin = Offer::of(Role::Admin);
         assert!(!admin.app && !admin.cases && !admin.citizens && !admin.sites);
         // Every write offered is one the table allows: nothing the server would refuse.

@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
-pub use feltbog_core::access::{Class, can_read, can_write};
+pub use feltbog_core::access::{Class, can_read, can_review_conflicts, can_write};
 
 /// What a caller reaches beyond its role: the teams it reads (its own, and for a supervisor the
 /// teams it supervises) and, for a caretaker, its sites. Read in the transaction that uses it,

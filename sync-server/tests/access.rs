@@ -144,7 +144,11 @@ fn field_of(class: Class) -> (&'static str, serde_json::Value) {
         Class::Resident | Class::Citizen => ("phone", "12 34 56 78".into()),
         Class::Case | Class::Anon => ("duration_minutes", 25.into()),
         Class::Site => ("address", "Vej 2".into()),
-        Class::SiteLog => ("note", "ny note".into()),
+        // Not the note: these writes carry no base, so they leave open free-text conflicts,
+        // and a supervisor may write a field under such a conflict (the conflict review,
+        // tests/review.rs). The matrix checks the role table, so it writes a field that is not
+        // free text.
+        Class::SiteLog => ("kind", "incident".into()),
     }
 }
 

@@ -770,7 +770,23 @@ impl App {
         id: Uuid,
         choice: &forms::ConflictChoice,
     ) -> Result<(), AppError> {
-        self.saved(self.with_unlocked(|s, _| Ok(forms::settle_conflict(s, id, choice)?)))
+        self.saved(self.with_unlocked(|s, _| {
+            let offer = offer_of(s);
+            if !offer.resolve_conflicts {
+                // A supervisor's review: open free-text conflicts only, kept or written together.
+                let conflict: Option<crate::domain::ConflictRecord> = s.get(id)?;
+                let reviewable = conflict
+                    .is_some_and(|c| c.kind == crate::merge::ConflictKind::Open)
+                    && !matches!(choice, forms::ConflictChoice::Dismiss);
+                if !offer.review_conflicts || !reviewable {
+                    return Err(AppError::new(
+                        ErrorCode::NotAllowed,
+                        "this worker's role does not settle this conflict",
+                    ));
+                }
+            }
+            Ok(forms::settle_conflict(s, id, choice)?)
+        }))
     }
 
     /// Edits the server refused, with what the worker can do with each (DESIGN §5 property 7).

@@ -65,7 +65,12 @@ log_sites: boolean,
 /**
  * Resolve or dismiss conflicts in the inbox.
  */
-resolve_conflicts: boolean, };
+resolve_conflicts: boolean, 
+/**
+ * Settle open free-text conflicts only (keep one version or write them together): a
+ * supervisor's review of their teams.
+ */
+review_conflicts: boolean, };
 
 export type Phase = "first_run" | "locked" | "unlocked";
 

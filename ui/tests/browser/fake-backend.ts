@@ -185,7 +185,7 @@ const demoMe: Me = { name: 'Anne Demo', role: 'outreach', team: 'Team Nord', oth
 // What Rust's `access::Offer::of` answers for each role (its unit test holds the same table).
 const everything: Offer = {
   app: true, cases: true, citizens: true, edit_citizens: true, log_visits: true,
-  sites: true, edit_sites: true, log_sites: true, resolve_conflicts: true,
+  sites: true, edit_sites: true, log_sites: true, resolve_conflicts: true, review_conflicts: false,
 };
 const OFFERS: Record<Role, Offer> = {
   outreach: everything,
@@ -193,10 +193,11 @@ const OFFERS: Record<Role, Offer> = {
   caretaker: { ...everything, cases: false, edit_citizens: false, log_visits: false },
   supervisor: {
     ...everything, edit_citizens: false, log_visits: false, edit_sites: false, log_sites: false, resolve_conflicts: false,
+    review_conflicts: true,
   },
   admin: {
     app: false, cases: false, citizens: false, edit_citizens: false, log_visits: false,
-    sites: false, edit_sites: false, log_sites: false, resolve_conflicts: false,
+    sites: false, edit_sites: false, log_sites: false, resolve_conflicts: false, review_conflicts: false,
   },
 };
 

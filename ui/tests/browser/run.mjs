@@ -525,7 +525,7 @@ const flows = [
     await audit(page, 'citizen', vp, { shoot: false });
     for (const hidden of ['#edit-citizen', '#citizen-new-visit', '#task-add']) assert((await page.locator(hidden).count()) === 0, `no ${hidden} on a caretaker's citizen page`);
   }],
-  ['supervisor: read-only, conflicts shown but not settled', { phase: 'unlocked', demo: true, role: 'supervisor' }, async (page, vp) => {
+  ['supervisor: read-only but for the review of open free-text conflicts', { phase: 'unlocked', demo: true, role: 'supervisor' }, async (page, vp) => {
     await audit(page, 'today', vp, { shoot: false });
     if (vp.name === 'landscape') await page.screenshot({ path: join(shots, 'supervisor-today-landscape.png') });
     assert((await page.locator('#open-quick-contact').count()) === 0, 'no quick contact');
@@ -537,8 +537,14 @@ const flows = [
     assert((await page.locator('#edit-citizen, #citizen-new-visit, #task-add').count()) === 0, 'no edits on a citizen page');
     await page.click('#nav-conflicts');
     await audit(page, 'conflicts', vp, { shoot: false });
-    assert((await page.locator('.conflict-keep-mine, .conflict-keep-theirs, .conflict-dismiss').count()) === 0, 'no resolve buttons');
-    assert((await page.locator('.read-only-note').count()) > 0, 'each conflict says it is read-only here');
+    assert((await page.locator('[data-kind="open"] .conflict-keep-mine').count()) === 2, 'open free-text conflicts can be settled');
+    assert((await page.locator('.conflict-dismiss').count()) === 0, 'no notice is dismissed by a supervisor');
+    assert((await page.locator('[data-kind="notice"] .read-only-note').count()) === 1, 'a notice says it is read-only here');
+    assert((await text(page)).includes('Version A') && (await text(page)).includes('Behold B'), 'a reviewer sees versions A and B');
+    await page.locator('[data-kind="open"]').first().locator('.conflict-merge').click();
+    await page.locator('[data-kind="open"]').first().locator('textarea').fill('Talte om boligansøgning og gæld; ringer sammen fredag.');
+    await page.locator('[data-kind="open"]').first().locator('.conflict-save-merged').click();
+    await page.waitForFunction(() => document.querySelectorAll('[data-conflict]').length === 2);
     await page.click('#nav-sites');
     await screen(page, 'sites');
     assert((await page.locator('#add-site').count()) === 0, 'no new-site button');

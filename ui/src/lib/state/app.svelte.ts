@@ -19,6 +19,7 @@ export const noOffer: Offer = {
   edit_sites: false,
   log_sites: false,
   resolve_conflicts: false,
+  review_conflicts: false,
 };
 
 export class AppStore {

@@ -13,6 +13,7 @@ const all: Offer = {
   edit_sites: true,
   log_sites: true,
   resolve_conflicts: true,
+  review_conflicts: false,
 };
 
 describe('navigation by what a role is offered', () => {

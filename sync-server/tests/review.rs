@@ -1,0 +1,230 @@
+//! A supervisor's conflict review (issue 14, point 2): the one write a supervisor makes, in the
+//! teams they read, and nothing beside it. Against the real server binary.
+
+mod common;
+
+use common::*;
+use feltbog_core::app::forms::{ConflictChoice, VisitEdit, VisitInput};
+use feltbog_core::domain::{EntityKind, VisitKind};
+use feltbog_core::hlc::Hlc;
+use feltbog_core::protocol::{FieldChange, FieldOp, RejectReason};
+
+fn worker(server: &Server, team: &str, name: &str, role: &str) -> String {
+    server.admin(&[
+        "create-worker",
+        "--team",
+        team,
+        "--name",
+        name,
+        "--role",
+        role,
+    ])
+}
+
+fn visit(citizen: uuid::Uuid, note: &str) -> VisitInput {
+    VisitInput {
+        citizen_id: Some(citizen),
+        anonymous_count: None,
+        anonymous_description: String::new(),
+        kind: VisitKind::HomeVisit,
+        started_at_ms: None,
+        duration_minutes: 30,
+        place: String::new(),
+        themes: vec![],
+        referrals: vec![],
+        note: note.into(),
+        wellbeing: None,
+        follow_up: None,
+    }
+}
+
+/// A worker of `team` corrects the same visit's note on two tablets offline: one open conflict
+/// on the server.
+fn conflict_in(
+    dir: &std::path::Path,
+    server: &Server,
+    team: &str,
+    tag: &str,
+) -> (
+    feltbog_core::app::App,
+    feltbog_core::app::App,
+    uuid::Uuid,
+    uuid::Uuid,
+) {
+    let w = worker(server, team, &format!("{tag}-worker"), "outreach");
+    let (a, _) = app_device(dir, &format!("{tag}-a"), server, &w);
+    let (b, _) = app_device(dir, &format!("{tag}-b"), server, &w);
+    let citizen = a
+        .save_citizen(&citizen_form(serde_json::json!({"alias": "Jens"})), None)
+        .unwrap();
+    let id = a.save_visit(&visit(citizen, "Første udkast")).unwrap();
+    a.sync_once(&|_| {}).unwrap();
+    b.sync_once(&|_| {}).unwrap();
+    for (app, note) in [(&a, "Talte om bolig"), (&b, "Talte om gæld")] {
+        let v = app.citizen(citizen).unwrap().visits.remove(0);
+        let from = VisitEdit {
+            kind: v.kind,
+            started_at_ms: v.started_at_ms,
+            duration_minutes: v.duration_minutes,
+            place: String::new(),
+            themes: vec![],
+            referrals: vec![],
+            note: v.note.clone(),
+            wellbeing: None,
+            anonymous_count: None,
+            anonymous_description: String::new(),
+        };
+        app.edit_visit(
+            id,
+            &VisitEdit {
+                note: note.into(),
+                ..from.clone()
+            },
+            &from,
+        )
+        .unwrap();
+    }
+    a.sync_once(&|_| {}).unwrap();
+    b.sync_once(&|_| {}).unwrap();
+    a.sync_once(&|_| {}).unwrap();
+    assert_eq!(
+        a.conflicts().unwrap().len(),
+        1,
+        "one open conflict on the note"
+    );
+    (a, b, citizen, id)
+}
+
+#[test]
+fn a_supervisor_settles_a_conflict_in_a_team_they_supervise_and_every_device_of_the_team_converges()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let ledelse = server.admin(&["create-team", "Ledelse"]);
+    let nord = server.admin(&["create-team", "Team Nord"]);
+    let (a, b, citizen, visit) = conflict_in(dir.path(), &server, &nord, "nord");
+    let sofie = worker(&server, &ledelse, "Sofie", "supervisor");
+    server.admin(&["supervise", "--worker", &sofie, "--team", &nord]);
+    let (sup, _) = app_device(dir.path(), "sofie", &server, &sofie);
+    sup.sync_once(&|_| {}).unwrap();
+    assert!(sup.state().offer.review_conflicts && !sup.state().offer.resolve_conflicts);
+
+    let open = sup.conflicts().unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].field, "note");
+    // A notice is not hers to dismiss; an open conflict is hers to settle.
+    assert!(
+        sup.resolve_conflict(open[0].id, &ConflictChoice::Dismiss)
+            .is_err()
+    );
+    sup.resolve_conflict(
+        open[0].id,
+        &ConflictChoice::Merged {
+            text: "Talte om bolig og gæld".into(),
+        },
+    )
+    .unwrap();
+    sup.sync_once(&|_| {}).unwrap();
+    assert_eq!(
+        sup.sync_bar().only_here,
+        0,
+        "the server accepted the review"
+    );
+    assert!(sup.set_aside().unwrap().is_empty());
+
+    for app in [&a, &b, &sup] {
+        app.sync_once(&|_| {}).unwrap();
+        assert!(app.conflicts().unwrap().is_empty(), "settled everywhere");
+        let v = app
+            .citizen(citizen)
+            .unwrap()
+            .visits
+            .into_iter()
+            .find(|v| v.id == visit)
+            .unwrap();
+        assert_eq!(v.note, "Talte om bolig og gæld");
+    }
+}
+
+#[test]
+fn a_supervisor_writes_nothing_but_the_review_and_nothing_in_a_team_they_do_not_supervise() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let ledelse = server.admin(&["create-team", "Ledelse"]);
+    let nord = server.admin(&["create-team", "Team Nord"]);
+    let syd = server.admin(&["create-team", "Team Syd"]);
+    let (nord_a, _, nord_citizen, nord_visit) = conflict_in(dir.path(), &server, &nord, "nord");
+    let (syd_a, _, _, syd_visit) = conflict_in(dir.path(), &server, &syd, "syd");
+    let sofie = worker(&server, &ledelse, "Sofie", "supervisor");
+    server.admin(&["supervise", "--worker", &sofie, "--team", &nord]);
+    let mut store = device(dir.path(), "sofie", &server, &sofie);
+    sync(&mut store);
+    let mut raw = Raw::of(&mut store);
+    let at = Hlc::new(chrono::Utc::now().timestamp_millis() as u64, 0).unwrap();
+    let op = |entity, id, field: &str, value: serde_json::Value| FieldOp {
+        entity,
+        id,
+        field: field.into(),
+        change: FieldChange::Assign { value },
+        hlc: at,
+        base: None,
+    };
+    let nord_conflict = nord_a.conflicts().unwrap()[0].id;
+    let syd_conflict = syd_a.conflicts().unwrap()[0].id;
+    let refused = |what: &str, r: Result<(), (RejectReason, String)>| {
+        assert_eq!(r.map_err(|e| e.0), Err(RejectReason::OutOfScope), "{what}");
+    };
+    // Another field of the record under review, another record of the team, a new record.
+    refused(
+        "another field of the record under review",
+        raw.write(vec![op(
+            EntityKind::Visit,
+            nord_visit,
+            "duration_minutes",
+            99.into(),
+        )]),
+    );
+    refused(
+        "another record of the team",
+        raw.write(vec![op(
+            EntityKind::Citizen,
+            nord_citizen,
+            "phone",
+            "11223344".into(),
+        )]),
+    );
+    // The same review in a team she does not supervise.
+    refused(
+        "the review in a team she does not supervise",
+        raw.write(vec![op(EntityKind::Visit, syd_visit, "note", "x".into())]),
+    );
+    refused(
+        "a conflict in a team she does not supervise",
+        raw.write(vec![op(
+            EntityKind::Conflict,
+            syd_conflict,
+            "status",
+            "resolved".into(),
+        )]),
+    );
+    // The review itself, in her supervised team, is accepted.
+    raw.write(vec![op(
+        EntityKind::Visit,
+        nord_visit,
+        "note",
+        "Samlet".into(),
+    )])
+    .expect("the field under review");
+    raw.write(vec![op(
+        EntityKind::Conflict,
+        nord_conflict,
+        "status",
+        "resolved".into(),
+    )])
+    .expect("the conflict's status");
+    // Still nothing else: the review opened no other field.
+    refused(
+        "another field after the review",
+        raw.write(vec![op(EntityKind::Visit, nord_visit, "place", "x".into())]),
+    );
+}
