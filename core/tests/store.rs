@@ -923,3 +923,53 @@ fn a_mutation_the_server_refuses_for_good_is_set_aside_and_erasure_still_works()
     assert_eq!(store.erase_citizen(c.id).unwrap(), 2);
     assert!(store.set_aside().unwrap().is_empty());
 }
+
+#[test]
+fn a_draft_is_sealed_offered_back_and_erased_with_its_citizen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, mut store) = new_store(dir.path());
+    let jens = Citizen::with_alias("Jens");
+    store.save(&jens).unwrap();
+    let about_jens = br#"{"note":"UTKAST-MARKOR om Jens"}"#;
+    let general = br#"{"note":"ANDEN-MARKOR uden borger"}"#;
+    store
+        .save_draft("visit:new:jens", Some(jens.id), about_jens)
+        .unwrap();
+    store.save_draft("quick-contact", None, general).unwrap();
+    // A second save of the same form replaces the first.
+    store.save_draft("quick-contact", None, general).unwrap();
+    drop(store);
+    let mut store = reopen(&path);
+    assert_eq!(
+        store.draft("visit:new:jens").unwrap().unwrap().content,
+        about_jens.to_vec()
+    );
+    assert_eq!(
+        store.draft("quick-contact").unwrap().unwrap().content,
+        general.to_vec()
+    );
+    store.lock();
+    assert!(
+        store.draft("quick-contact").is_err(),
+        "no draft while locked"
+    );
+    store.unlock(&pass("korrekt hest")).unwrap();
+    for (name, bytes) in all_bytes(dir.path()) {
+        assert!(
+            !contains(&bytes, b"UTKAST-MARKOR"),
+            "{name} holds a draft in clear"
+        );
+        assert!(
+            !contains(&bytes, b"ANDEN-MARKOR"),
+            "{name} holds a draft in clear"
+        );
+    }
+    // Erasing the citizen takes their draft with them; the other stays.
+    store.erase_citizen(jens.id).unwrap();
+    assert_eq!(store.draft("visit:new:jens").unwrap(), None);
+    assert!(store.draft("quick-contact").unwrap().is_some());
+    store.discard_draft("quick-contact").unwrap();
+    assert_eq!(store.draft("quick-contact").unwrap(), None);
+    let too_big = vec![b'x'; feltbog_core::store::MAX_DRAFT_BYTES + 1];
+    assert!(store.save_draft("big", None, &too_big).is_err());
+}

@@ -11,8 +11,8 @@ use feltbog_core::app::forms::{
     TaskInput, VisitEdit, VisitInput,
 };
 use feltbog_core::app::views::{
-    CitizenDetail, CitizenSummary, Colleague, ConflictView, SetAsideView, SiteLogView, SiteView,
-    TaskView, Today,
+    CitizenDetail, CitizenSummary, Colleague, ConflictView, DraftView, SetAsideView, SiteLogView,
+    SiteView, TaskView, Today,
 };
 use feltbog_core::app::{App, AppError, AppState, ErrorCode, Settings, SyncBar};
 use feltbog_core::domain::TaskStatus;
@@ -195,6 +195,26 @@ pub async fn copy_set_aside(app: Shared<'_>, seq: u64, citizen_id: Option<Uuid>)
 #[tauri::command(rename_all = "snake_case")]
 pub async fn discard_set_aside(app: Shared<'_>, seq: u64) -> Answer<()> {
     blocking(&app, move |a| a.discard_set_aside(seq)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn save_draft(
+    app: Shared<'_>,
+    form: String,
+    citizen_id: Option<Uuid>,
+    content: serde_json::Value,
+) -> Answer<()> {
+    blocking(&app, move |a| a.save_draft(&form, citizen_id, &content)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn draft(app: Shared<'_>, form: String) -> Answer<Option<DraftView>> {
+    blocking(&app, move |a| a.draft(&form)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn discard_draft(app: Shared<'_>, form: String) -> Answer<()> {
+    blocking(&app, move |a| a.discard_draft(&form)).await
 }
 
 #[tauri::command(rename_all = "snake_case")]

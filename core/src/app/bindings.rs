@@ -63,6 +63,7 @@ pub fn typescript() -> String {
         views::FieldText,
         views::SetAsideView,
         views::Colleague,
+        views::DraftView,
         // What screens send.
         forms::FirstRunInput,
         forms::ConsentInput,

@@ -850,6 +850,46 @@ impl App {
         self.with_unlocked(|s, _| Ok(s.discard_set_aside(seq)?))
     }
 
+    /// Keeps a half-typed form (`form` names it, e.g. `visit:new:<citizen>`), sealed under the
+    /// citizen's key when it is about one. Not a save: nothing is sent.
+    pub fn save_draft(
+        &self,
+        form: &str,
+        citizen: Option<Uuid>,
+        content: &serde_json::Value,
+    ) -> Result<(), AppError> {
+        let bytes = serde_json::to_vec(content).map_err(internal)?;
+        if bytes.len() > crate::store::MAX_DRAFT_BYTES {
+            return Err(AppError::invalid("draft", "the draft is too large to keep"));
+        }
+        self.with_unlocked(|s, _| {
+            let citizen = match citizen {
+                Some(c) if s.get::<Citizen>(c)?.is_some() => Some(crate::domain::CitizenId(c)),
+                Some(_) => return Err(AppError::new(ErrorCode::NotFound, "citizen not found")),
+                None => None,
+            };
+            Ok(s.save_draft(form, citizen, &bytes)?)
+        })
+    }
+
+    /// The kept draft of `form`, if any: its content and when it was written.
+    pub fn draft(&self, form: &str) -> Result<Option<views::DraftView>, AppError> {
+        self.with_unlocked(|s, _| {
+            Ok(match s.draft(form)? {
+                None => None,
+                Some(d) => Some(views::DraftView {
+                    content: serde_json::from_slice(&d.content).map_err(internal)?,
+                    at_ms: d.at_ms as i64,
+                }),
+            })
+        })
+    }
+
+    /// Forgets the draft of `form` (saved, or discarded by the worker).
+    pub fn discard_draft(&self, form: &str) -> Result<(), AppError> {
+        self.with_unlocked(|s, _| Ok(s.discard_draft(form)?))
+    }
+
     /// The current settings.
     pub fn settings(&self) -> Settings {
         *lock(&self.settings)

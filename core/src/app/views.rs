@@ -322,6 +322,17 @@ pub struct ConflictView {
     pub created_at_ms: i64,
 }
 
+/// A kept half-typed form, as the screen offers it again.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct DraftView {
+    /// The form's fields, as the screen kept them.
+    #[cfg_attr(feature = "ts", ts(type = "unknown"))]
+    pub content: serde_json::Value,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub at_ms: i64,
+}
+
 /// Why the server refused an edit, as the screen says it.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[cfg_attr(feature = "ts", derive(TS))]

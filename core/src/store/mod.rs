@@ -15,6 +15,7 @@
 //!   that uses them; otherwise a crash could reuse a sequence number.
 //! - The plain columns of `records` hold only what [`crate::domain::Projection`] allows.
 
+mod drafts;
 mod guard;
 mod keys;
 mod outbox;
@@ -24,6 +25,7 @@ pub mod schema;
 mod set_aside;
 mod sync_state;
 
+pub use drafts::{Draft, MAX_DRAFT_BYTES};
 pub use set_aside::SetAsideEdit;
 pub use sync_state::{Applied, Enrolment, Resolution, SyncStatus};
 
@@ -859,7 +861,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(
             "UPDATE header SET master_wrapped = NULL;
-             DELETE FROM records; DELETE FROM outbox; DELETE FROM set_aside;
+             DELETE FROM records; DELETE FROM outbox; DELETE FROM set_aside; DELETE FROM drafts;
              UPDATE sync_state SET token_key_id = NULL, token_sealed = NULL;
              DELETE FROM data_keys;",
         )?;
@@ -1042,6 +1044,7 @@ pub(crate) fn erase_citizen_in(
     )?;
     if let Some(key_id) = keys::citizen_key_id(tx, citizen)? {
         tx.execute("DELETE FROM outbox WHERE key_id = ?1", [&key_id.0[..]])?;
+        tx.execute("DELETE FROM drafts WHERE key_id = ?1", [&key_id.0[..]])?;
         let refused: i64 = tx.query_row(
             "SELECT count(*) FROM set_aside WHERE key_id = ?1",
             [&key_id.0[..]],

@@ -118,6 +118,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE sync_state ADD COLUMN profile_key_id BLOB;
     ALTER TABLE sync_state ADD COLUMN profile_sealed BLOB;
     "#,
+    // 6: half-typed forms (store/drafts.rs), sealed under the citizen's key or the general key.
+    r#"
+    CREATE TABLE drafts (
+        form   TEXT PRIMARY KEY,
+        key_id BLOB NOT NULL REFERENCES data_keys (key_id),
+        sealed BLOB NOT NULL,
+        at_ms  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

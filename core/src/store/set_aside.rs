@@ -235,7 +235,8 @@ impl Store {
                 "SELECT key_id FROM data_keys k WHERE scope LIKE 'citizen:%'
                    AND NOT EXISTS (SELECT 1 FROM records r WHERE r.key_id = k.key_id)
                    AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.key_id = k.key_id)
-                   AND NOT EXISTS (SELECT 1 FROM set_aside s WHERE s.key_id = k.key_id)",
+                   AND NOT EXISTS (SELECT 1 FROM set_aside s WHERE s.key_id = k.key_id)
+                   AND NOT EXISTS (SELECT 1 FROM drafts d WHERE d.key_id = k.key_id)",
             )?;
             stmt.query_map([], |r| r.get(0))?
                 .collect::<Result<_, _>>()?

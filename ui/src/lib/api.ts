@@ -11,6 +11,7 @@ import type {
   Colleague,
   ConflictChoice,
   ConflictView,
+  DraftView,
   FirstRunInput,
   HandoverInput,
   Settings,
@@ -79,6 +80,11 @@ export const api = {
     invoke<string>('copy_set_aside', { seq, citizen_id: citizenId }),
   /** Deletes a refused edit for good (after the worker confirmed). */
   discardSetAside: (seq: number) => invoke<void>('discard_set_aside', { seq }),
+  /** Keeps a half-typed form, sealed in the store (under the citizen's key when it names one). */
+  saveDraft: (form: string, citizenId: string | null, content: unknown) =>
+    invoke<void>('save_draft', { form, citizen_id: citizenId, content }),
+  draft: (form: string) => invoke<DraftView | null>('draft', { form }),
+  discardDraft: (form: string) => invoke<void>('discard_draft', { form }),
   syncBar: () => invoke<SyncBar>('sync_bar'),
   /** Asks the background sync to run now; progress arrives as `sync` events. */
   syncNow: () => invoke<SyncBar>('sync_now'),

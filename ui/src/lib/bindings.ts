@@ -280,6 +280,12 @@ can_copy: boolean, };
 
 export type Colleague = { id: string, name: string, role: Role, };
 
+export type DraftView = { 
+/**
+ * The form's fields, as the screen kept them.
+ */
+content: unknown, at_ms: number, };
+
 export type FirstRunInput = { server_url: string, code: string, pin: string, };
 
 export type ConsentInput = { status: ConsentStatus, date: string, scope: string, method: ConsentMethod, };

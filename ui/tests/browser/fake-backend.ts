@@ -11,6 +11,7 @@ import type {
   CitizenInput,
   CitizenSummary,
   Colleague,
+  DraftView,
   HandoverInput,
   TaskEdit,
   VisitEdit,
@@ -68,6 +69,8 @@ type Db = {
   /** Records saved here and not yet sent (cleared by a sync), as core's outbox. */
   pending: string[];
   setAside: SetAsideView[];
+  /** Half-typed forms, as Rust keeps them (sealed there; plain in this fake). */
+  drafts: Record<string, DraftView>;
   bar: SyncBar;
   calls: string[];
 };
@@ -218,6 +221,7 @@ function fresh(seed: Seed): Db {
     conflicts: [],
     pending: [],
     setAside: [],
+    drafts: {},
     bar: { state: 'unknown', unsynced: 0, set_aside: 0, only_here: 0, last_success_ms: null, progress: null, open_conflicts: 0, changes: 0 },
     calls: [],
   };
@@ -572,6 +576,19 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
       else changed(1, made ?? e.record_id);
       return made;
     }
+    case 'save_draft':
+      unlocked();
+      db.drafts[a.form as string] = { content: a.content, at_ms: Date.now() };
+      save();
+      return null;
+    case 'draft':
+      unlocked();
+      return db.drafts[a.form as string] ?? null;
+    case 'discard_draft':
+      unlocked();
+      delete db.drafts[a.form as string];
+      save();
+      return null;
     case 'sync_bar':
       return bar();
     case 'sync_now': {

@@ -489,6 +489,44 @@ const flows = [
     const colleagues = page.locator('.card.visit', { hasText: 'Mette savner nogen' });
     assert((await colleagues.locator('.visit-edit-open').count()) === 0, 'no correction of a colleague\'s visit');
   }],
+  ['drafts survive another menu item and the idle lock, and are offered again', { phase: 'unlocked', demo: true }, async (page, vp) => {
+    await page.click('#open-quick-contact');
+    await screen(page, 'quick-contact');
+    await page.fill('#qc-note', 'Halvskrevet: mand med hund ved kirken');
+    await page.waitForFunction(() => Object.keys(window.__fake.db().drafts).length === 1);
+    await page.click('#nav-caseload');
+    await screen(page, 'caseload');
+    await page.click('#nav-today');
+    await page.click('#open-quick-contact');
+    await screen(page, 'quick-contact');
+    await page.locator('#draft-resume').waitFor();
+    await audit(page, 'quick-contact', vp, { shoot: false });
+    await page.click('#draft-resume');
+    assert((await page.inputValue('#qc-note')) === 'Halvskrevet: mand med hund ved kirken', 'the draft is back in the form');
+    await page.click('#qc-save');
+    await page.locator('[data-testid="saved-toast"]').waitFor();
+    assert(Object.keys(await page.evaluate(() => window.__fake.db().drafts)).length === 0, 'a saved form leaves no draft');
+
+    // The idle lock drops the page; the visit note typed before it is offered after unlocking.
+    await page.click('#nav-caseload');
+    await page.locator('.citizen-card', { hasText: 'Ravnen' }).click();
+    await page.click('#citizen-new-visit');
+    await screen(page, 'visit');
+    await page.fill('#v-note', 'Notat skrevet lige før låsen');
+    await page.waitForFunction(() => Object.keys(window.__fake.db().drafts).length === 1);
+    await page.evaluate(() => window.__fake.idleLock());
+    await screen(page, 'lock');
+    await page.fill('#unlock-pin', '246810');
+    await page.click('#unlock-submit');
+    await screen(page, 'today');
+    await page.click('#nav-caseload');
+    await page.locator('.citizen-card', { hasText: 'Ravnen' }).click();
+    await page.click('#citizen-new-visit');
+    await screen(page, 'visit');
+    await page.click('#draft-resume');
+    assert((await page.inputValue('#v-note')) === 'Notat skrevet lige før låsen', 'the note typed before the lock is back');
+    await page.click('#draft-discard').catch(() => {});
+  }],
   ['settings: English, wipe confirmation', { phase: 'unlocked', demo: true }, async (page, vp) => {
     await page.click('#nav-settings');
     await audit(page, 'settings', vp);
