@@ -228,6 +228,14 @@ impl Offer {
             EntityKind::Conflict => self.resolve_conflicts || self.review_conflicts,
         }
     }
+
+    /// Whether the worker may settle a conflict of `kind` (keep one version, or a merged text;
+    /// a notice is dismissed): whoever writes the records settles any, a reviewer only an open
+    /// free-text one, and a reviewer never dismisses (the server's `is_conflict_review`).
+    pub fn can_settle(&self, kind: crate::merge::ConflictKind) -> bool {
+        self.resolve_conflicts
+            || (self.review_conflicts && kind == crate::merge::ConflictKind::Open)
+    }
 }
 
 #[cfg(test)]

@@ -635,15 +635,7 @@ impl App {
         started_from: &forms::VisitEdit,
     ) -> Result<(), AppError> {
         self.saved(self.with_unlocked(|s, a| {
-            let current: crate::domain::Visit = s
-                .get(id)?
-                .ok_or_else(|| AppError::new(ErrorCode::NotFound, "visit not found"))?;
-            if !offer_of(s).log_visits || current.author != a.worker {
-                return Err(AppError::new(
-                    ErrorCode::NotAllowed,
-                    "only the visit's author corrects it",
-                ));
-            }
+            let current = own_visit(s, a, id)?;
             let visit = forms::apply_visit_edit(current, started_from, edited, Utc::now())?;
             s.save(&visit)?;
             Ok(())
@@ -654,15 +646,7 @@ impl App {
     /// [`forms::link_visit`]); returns the new visit's id.
     pub fn link_visit(&self, id: Uuid, citizen: Uuid) -> Result<Uuid, AppError> {
         self.saved(self.with_unlocked(|s, a| {
-            let current: crate::domain::Visit = s
-                .get(id)?
-                .ok_or_else(|| AppError::new(ErrorCode::NotFound, "visit not found"))?;
-            if !offer_of(s).log_visits || current.author != a.worker {
-                return Err(AppError::new(
-                    ErrorCode::NotAllowed,
-                    "only the visit's author links it",
-                ));
-            }
+            let current = own_visit(s, a, id)?;
             if s.get::<Citizen>(citizen)?.is_none() {
                 return Err(AppError::new(ErrorCode::NotFound, "citizen not found"));
             }
@@ -758,7 +742,8 @@ impl App {
     /// The conflict inbox.
     pub fn conflicts(&self) -> Result<Vec<views::ConflictView>, AppError> {
         self.with_unlocked(|s, _| {
-            let conflicts = views::conflicts(s)?;
+            let offer = offer_of(s);
+            let conflicts = views::conflicts(s, &offer)?;
             s.record_access(conflicts.iter().map(|c| (EntityKind::Conflict, c.id)))?;
             Ok(conflicts)
         })
@@ -772,18 +757,15 @@ impl App {
     ) -> Result<(), AppError> {
         self.saved(self.with_unlocked(|s, _| {
             let offer = offer_of(s);
-            if !offer.resolve_conflicts {
-                // A supervisor's review: open free-text conflicts only, kept or written together.
-                let conflict: Option<crate::domain::ConflictRecord> = s.get(id)?;
-                let reviewable = conflict
-                    .is_some_and(|c| c.kind == crate::merge::ConflictKind::Open)
-                    && !matches!(choice, forms::ConflictChoice::Dismiss);
-                if !offer.review_conflicts || !reviewable {
-                    return Err(AppError::new(
-                        ErrorCode::NotAllowed,
-                        "this worker's role does not settle this conflict",
-                    ));
-                }
+            let conflict: Option<crate::domain::ConflictRecord> = s.get(id)?;
+            // A reviewer keeps a version or writes them together; dismissing is the writers'.
+            let allowed = conflict.is_some_and(|c| offer.can_settle(c.kind))
+                && (offer.resolve_conflicts || !matches!(choice, forms::ConflictChoice::Dismiss));
+            if !allowed {
+                return Err(AppError::new(
+                    ErrorCode::NotAllowed,
+                    "this worker's role does not settle this conflict",
+                ));
             }
             Ok(forms::settle_conflict(s, id, choice)?)
         }))
@@ -1113,6 +1095,25 @@ impl SyncRuntime {
             SyncState::Offline
         }
     }
+}
+
+/// A visit the signed-in worker wrote and may still change (correct it, link it): a worker who
+/// logs visits, and its author.
+fn own_visit(
+    store: &mut Store,
+    author: Author,
+    id: Uuid,
+) -> Result<crate::domain::Visit, AppError> {
+    let visit: crate::domain::Visit = store
+        .get(id)?
+        .ok_or_else(|| AppError::new(ErrorCode::NotFound, "visit not found"))?;
+    if !offer_of(store).log_visits || visit.author != author.worker {
+        return Err(AppError::new(
+            ErrorCode::NotAllowed,
+            "only the visit's author changes it",
+        ));
+    }
+    Ok(visit)
 }
 
 /// What the app offers the worker the store serves: by their role, once the server has said

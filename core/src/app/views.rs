@@ -317,6 +317,8 @@ pub struct ConflictView {
     pub theirs: String,
     /// Whether "mine" is the value the record holds now.
     pub mine_is_current: bool,
+    /// The worker may settle it from this tablet ([`crate::access::Offer::can_settle`]).
+    pub can_settle: bool,
     pub status: ConflictStatus,
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub created_at_ms: i64,
@@ -776,14 +778,19 @@ fn as_text(v: &serde_json::Value) -> String {
 }
 
 /// Open conflicts, oldest first: the inbox.
-pub fn conflicts(store: &mut Store) -> Result<Vec<ConflictView>, StoreError> {
+pub fn conflicts(
+    store: &mut Store,
+    offer: &crate::access::Offer,
+) -> Result<Vec<ConflictView>, StoreError> {
     let device = store.device_id();
     let mut list = store.conflicts(false)?;
     list.sort_by_key(|c| c.created_at);
     let mut labels = Labels::new(store);
     let mut out = Vec::with_capacity(list.len());
     for c in &list {
-        out.push(conflict_view(c, device, &mut labels)?);
+        let mut view = conflict_view(c, device, &mut labels)?;
+        view.can_settle = offer.can_settle(c.kind);
+        out.push(view);
     }
     Ok(out)
 }
@@ -815,6 +822,7 @@ fn conflict_view(
         mine: as_text(mine),
         theirs: as_text(theirs),
         mine_is_current: !mine_is_loser,
+        can_settle: false,
         status: c.status,
         created_at_ms: ms(c.created_at),
     })

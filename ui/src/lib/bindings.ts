@@ -242,7 +242,11 @@ mine: string, theirs: string,
 /**
  * Whether "mine" is the value the record holds now.
  */
-mine_is_current: boolean, status: ConflictStatus, created_at_ms: number, };
+mine_is_current: boolean, 
+/**
+ * The worker may settle it from this tablet ([`crate::access::Offer::can_settle`]).
+ */
+can_settle: boolean, status: ConflictStatus, created_at_ms: number, };
 
 export type SaveMark = "pending" | "refused";
 

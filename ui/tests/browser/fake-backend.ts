@@ -162,9 +162,9 @@ function demo(db: Db) {
     { id: uuid(), site_id: site1.id, at_ms: now - 28 * 3600_000, kind: 'resident_contact', note: 'Kaffe med Mette på bænken.', residents: [mette.id], mine: false },
   ];
   db.conflicts = [
-    { id: uuid(), entity: 'visit', record_id: db.visits[0].id, record_label: 'Ravnen', field: 'note', kind: 'open', mine: 'Talte om boligansøgningen. Ravnen vil gerne have hjælp til at ringe.', theirs: 'Talte om boligansøgning og gæld. Aftalt møde på fredag.', mine_is_current: true, status: 'open', created_at_ms: now - 3600_000 },
-    { id: uuid(), entity: 'citizen', record_id: mette.id, record_label: 'Lille Mette', field: 'goals', kind: 'open', mine: 'Komme ud at gå hver dag.', theirs: 'Gå en tur hver dag med en fra frivilligcentret.', mine_is_current: false, status: 'open', created_at_ms: now - 2 * 3600_000 },
-    { id: uuid(), entity: 'citizen', record_id: kaj.id, record_label: 'Kaj fra broen', field: 'phone', kind: 'notice', mine: '+45 30 00 00 00', theirs: '+45 31 00 00 00', mine_is_current: false, status: 'open', created_at_ms: now - 4 * 3600_000 },
+    { id: uuid(), entity: 'visit', record_id: db.visits[0].id, record_label: 'Ravnen', field: 'note', kind: 'open', mine: 'Talte om boligansøgningen. Ravnen vil gerne have hjælp til at ringe.', theirs: 'Talte om boligansøgning og gæld. Aftalt møde på fredag.', mine_is_current: true, can_settle: true, status: 'open', created_at_ms: now - 3600_000 },
+    { id: uuid(), entity: 'citizen', record_id: mette.id, record_label: 'Lille Mette', field: 'goals', kind: 'open', mine: 'Komme ud at gå hver dag.', theirs: 'Gå en tur hver dag med en fra frivilligcentret.', mine_is_current: false, can_settle: true, status: 'open', created_at_ms: now - 2 * 3600_000 },
+    { id: uuid(), entity: 'citizen', record_id: kaj.id, record_label: 'Kaj fra broen', field: 'phone', kind: 'notice', mine: '+45 30 00 00 00', theirs: '+45 31 00 00 00', mine_is_current: false, can_settle: true, status: 'open', created_at_ms: now - 4 * 3600_000 },
   ];
   db.pending = [db.visits[0].id, db.tasks[0].id];
   db.setAside = [
@@ -536,9 +536,14 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
       changed(1, e.id);
       return e.id;
     }
-    case 'conflicts':
+    case 'conflicts': {
       unlocked();
-      return db.conflicts.filter((c) => c.status === 'open');
+      // As core's `Offer::can_settle`.
+      const offer = OFFERS[db.me?.role ?? 'outreach'];
+      return db.conflicts
+        .filter((c) => c.status === 'open')
+        .map((c) => ({ ...c, can_settle: offer.resolve_conflicts || (offer.review_conflicts && c.kind === 'open') }));
+    }
     case 'resolve_conflict': {
       unlocked();
       const c = db.conflicts.find((x) => x.id === a.id);
