@@ -4,37 +4,7 @@
 mod common;
 
 use common::*;
-use feltbog_core::app::forms::{HandoverInput, TaskEdit, TaskInput, VisitInput};
-use feltbog_core::domain::VisitKind;
-
-fn worker(server: &Server, team: &str, name: &str, role: &str) -> String {
-    server.admin(&[
-        "create-worker",
-        "--team",
-        team,
-        "--name",
-        name,
-        "--role",
-        role,
-    ])
-}
-
-fn visit(citizen: uuid::Uuid, note: &str) -> VisitInput {
-    VisitInput {
-        citizen_id: Some(citizen),
-        anonymous_count: None,
-        anonymous_description: String::new(),
-        kind: VisitKind::StreetContact,
-        started_at_ms: None,
-        duration_minutes: 20,
-        place: String::new(),
-        themes: vec![],
-        referrals: vec![],
-        note: note.into(),
-        wellbeing: None,
-        follow_up: None,
-    }
-}
+use feltbog_core::app::forms::{HandoverInput, TaskEdit, TaskInput};
 
 #[test]
 fn a_citizen_handed_over_reaches_the_new_workers_today_with_the_note_and_keeps_their_history() {
@@ -49,7 +19,8 @@ fn a_citizen_handed_over_reaches_the_new_workers_today_with_the_note_and_keeps_t
     let jens = a
         .save_citizen(&citizen_form(serde_json::json!({"alias": "Jens"})), None)
         .unwrap();
-    a.save_visit(&visit(jens, "Mødt ved banegården")).unwrap();
+    a.save_visit(&visit_form(Some(jens), "Mødt ved banegården"))
+        .unwrap();
     a.sync_once(&|_| {}).unwrap();
 
     // Only workers who carry cases can take one over: Bo, not the caretaker, not Anne herself.
@@ -209,30 +180,15 @@ fn a_visit_corrected_on_two_tablets_offline_merges_field_by_field_with_a_conflic
     let jens = a1
         .save_citizen(&citizen_form(serde_json::json!({"alias": "Jens"})), None)
         .unwrap();
-    let id = a1.save_visit(&visit(jens, "Mødt ved banegården")).unwrap();
+    let id = a1
+        .save_visit(&visit_form(Some(jens), "Mødt ved banegården"))
+        .unwrap();
     a1.sync_once(&|_| {}).unwrap();
     a2.sync_once(&|_| {}).unwrap();
 
     let opened = |app: &feltbog_core::app::App| {
-        let v = app
-            .citizen(jens)
-            .unwrap()
-            .visits
-            .into_iter()
-            .find(|v| v.id == id)
-            .unwrap();
-        VisitEdit {
-            kind: v.kind,
-            started_at_ms: v.started_at_ms,
-            duration_minutes: v.duration_minutes,
-            place: v.place.unwrap_or_default(),
-            themes: v.themes,
-            referrals: v.referrals,
-            note: v.note,
-            wellbeing: v.wellbeing,
-            anonymous_count: v.anonymous_count,
-            anonymous_description: v.anonymous_description.unwrap_or_default(),
-        }
+        let shown = app.citizen(jens).unwrap().visits;
+        visit_edit_of(shown.iter().find(|v| v.id == id).unwrap())
     };
     use feltbog_core::domain::Theme;
     let from1 = opened(&a1);
@@ -300,9 +256,7 @@ fn an_anonymous_contact_is_linked_to_a_citizen_later_and_a_colleagues_visit_is_n
     let jens = a
         .save_citizen(&citizen_form(serde_json::json!({"alias": "Jens"})), None)
         .unwrap();
-    let mut anon = visit(jens, "En mand ved kirken, ville ikke sige navn");
-    anon.citizen_id = None;
-    anon.anonymous_count = Some(1);
+    let anon = visit_form(None, "En mand ved kirken, ville ikke sige navn");
     let contact = a.save_visit(&anon).unwrap();
     a.sync_once(&|_| {}).unwrap();
 
@@ -323,19 +277,7 @@ fn an_anonymous_contact_is_linked_to_a_citizen_later_and_a_colleagues_visit_is_n
     );
 
     // Bo cannot correct Anne's visit from the app.
-    let v = &page.visits[0];
-    let from = VisitEdit {
-        kind: v.kind,
-        started_at_ms: v.started_at_ms,
-        duration_minutes: v.duration_minutes,
-        place: String::new(),
-        themes: vec![],
-        referrals: vec![],
-        note: v.note.clone(),
-        wellbeing: None,
-        anonymous_count: None,
-        anonymous_description: String::new(),
-    };
+    let from = visit_edit_of(&page.visits[0]);
     let err = b
         .edit_visit(
             linked,

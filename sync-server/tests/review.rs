@@ -4,39 +4,10 @@
 mod common;
 
 use common::*;
-use feltbog_core::app::forms::{ConflictChoice, VisitEdit, VisitInput};
-use feltbog_core::domain::{EntityKind, VisitKind};
+use feltbog_core::app::forms::{ConflictChoice, VisitEdit};
+use feltbog_core::domain::EntityKind;
 use feltbog_core::hlc::Hlc;
 use feltbog_core::protocol::{FieldChange, FieldOp, RejectReason};
-
-fn worker(server: &Server, team: &str, name: &str, role: &str) -> String {
-    server.admin(&[
-        "create-worker",
-        "--team",
-        team,
-        "--name",
-        name,
-        "--role",
-        role,
-    ])
-}
-
-fn visit(citizen: uuid::Uuid, note: &str) -> VisitInput {
-    VisitInput {
-        citizen_id: Some(citizen),
-        anonymous_count: None,
-        anonymous_description: String::new(),
-        kind: VisitKind::HomeVisit,
-        started_at_ms: None,
-        duration_minutes: 30,
-        place: String::new(),
-        themes: vec![],
-        referrals: vec![],
-        note: note.into(),
-        wellbeing: None,
-        follow_up: None,
-    }
-}
 
 /// A worker of `team` corrects the same visit's note on two tablets offline: one open conflict
 /// on the server.
@@ -57,23 +28,13 @@ fn conflict_in(
     let citizen = a
         .save_citizen(&citizen_form(serde_json::json!({"alias": "Jens"})), None)
         .unwrap();
-    let id = a.save_visit(&visit(citizen, "Første udkast")).unwrap();
+    let id = a
+        .save_visit(&visit_form(Some(citizen), "Første udkast"))
+        .unwrap();
     a.sync_once(&|_| {}).unwrap();
     b.sync_once(&|_| {}).unwrap();
     for (app, note) in [(&a, "Talte om bolig"), (&b, "Talte om gæld")] {
-        let v = app.citizen(citizen).unwrap().visits.remove(0);
-        let from = VisitEdit {
-            kind: v.kind,
-            started_at_ms: v.started_at_ms,
-            duration_minutes: v.duration_minutes,
-            place: String::new(),
-            themes: vec![],
-            referrals: vec![],
-            note: v.note.clone(),
-            wellbeing: None,
-            anonymous_count: None,
-            anonymous_description: String::new(),
-        };
+        let from = visit_edit_of(&app.citizen(citizen).unwrap().visits[0]);
         app.edit_visit(
             id,
             &VisitEdit {

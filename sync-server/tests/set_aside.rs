@@ -25,18 +25,6 @@ fn visit_form(citizen: Option<uuid::Uuid>, note: &str) -> VisitInput {
     }
 }
 
-fn worker(server: &Server, team: &str, name: &str, role: &str) -> String {
-    server.admin(&[
-        "create-worker",
-        "--team",
-        team,
-        "--name",
-        name,
-        "--role",
-        role,
-    ])
-}
-
 #[test]
 fn a_visit_refused_after_its_citizen_moved_team_is_shown_with_its_reason_and_sent_again_as_a_new_contact()
  {

@@ -256,3 +256,52 @@ impl Raw {
         }
     }
 }
+
+/// A worker of `team` with `role`, made with the admin CLI; returns their id.
+pub fn worker(server: &Server, team: &str, name: &str, role: &str) -> String {
+    server.admin(&[
+        "create-worker",
+        "--team",
+        team,
+        "--name",
+        name,
+        "--role",
+        role,
+    ])
+}
+
+/// The visit form for a home visit about `citizen` (anonymous, one person, when `None`).
+pub fn visit_form(citizen: Option<uuid::Uuid>, note: &str) -> feltbog_core::app::forms::VisitInput {
+    feltbog_core::app::forms::VisitInput {
+        citizen_id: citizen,
+        anonymous_count: citizen.is_none().then_some(1),
+        anonymous_description: String::new(),
+        kind: feltbog_core::domain::VisitKind::HomeVisit,
+        started_at_ms: None,
+        duration_minutes: 30,
+        place: String::new(),
+        themes: vec![],
+        referrals: vec![],
+        note: note.into(),
+        wellbeing: None,
+        follow_up: None,
+    }
+}
+
+/// The correction form as it opens on a visit the app shows.
+pub fn visit_edit_of(
+    v: &feltbog_core::app::views::VisitView,
+) -> feltbog_core::app::forms::VisitEdit {
+    feltbog_core::app::forms::VisitEdit {
+        kind: v.kind,
+        started_at_ms: v.started_at_ms,
+        duration_minutes: v.duration_minutes,
+        place: v.place.clone().unwrap_or_default(),
+        themes: v.themes.clone(),
+        referrals: v.referrals.clone(),
+        note: v.note.clone(),
+        wellbeing: v.wellbeing,
+        anonymous_count: v.anonymous_count,
+        anonymous_description: v.anonymous_description.clone().unwrap_or_default(),
+    }
+}
