@@ -259,6 +259,8 @@ mod tests {
             "consent",
             "tags",
             "primary_worker",
+            // One goal, as goals travel.
+            &crate::domain::schema::item_field("goals", uuid::Uuid::now_v7()),
         ] {
             assert!(
                 !served_field(Role::Caretaker, EntityKind::Citizen, field),

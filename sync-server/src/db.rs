@@ -211,6 +211,18 @@ const MIGRATIONS: &[&str] = &[
         JOIN records r ON r.entity = 'site' AND r.team_id = w.team_id
         WHERE w.role = 'caretaker';
     "#,
+    // 5: a citizen's goals merge goal by goal (core's `schema::item_fields`): each goal stored
+    // as its own field `goals__<id as 32 hex>`, under the stamp of the list it came from.
+    r#"
+    INSERT OR IGNORE INTO fields (entity, record_id, field, value, hlc, device, set_state)
+        SELECT f.entity, f.record_id,
+               'goals__' || lower(replace(json_extract(g.value, '$.id'), '-', '')),
+               g.value, f.hlc, f.device, NULL
+        FROM fields f, json_each(f.value) g
+        WHERE f.entity = 'citizen' AND f.field = 'goals' AND json_valid(f.value)
+          AND json_type(f.value) = 'array';
+    DELETE FROM fields WHERE entity = 'citizen' AND field = 'goals';
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -458,5 +470,58 @@ mod tests {
             vec![false, true],
             "the caretaker's device re-enrols"
         );
+    }
+
+    #[test]
+    fn a_version_4_database_migrates_with_each_goal_in_its_own_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let citizen = [6u8; 16];
+        let (a, b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        let goal = |id: uuid::Uuid, text: &str| serde_json::json!({"id": id, "text": text, "status": "active", "created": "2026-12-01"});
+        {
+            let mut conn = Connection::open(dir.path().join("feltbog-server.sqlite")).unwrap();
+            for (v, sql) in MIGRATIONS[..4].iter().enumerate() {
+                let tx = conn.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", v as u32 + 1)
+                    .unwrap();
+                tx.commit().unwrap();
+            }
+            let list = serde_json::json!([goal(a, "bolig"), goal(b, "job")]).to_string();
+            conn.execute(
+                "INSERT INTO fields (entity, record_id, field, value, hlc, device)
+                 VALUES ('citizen', ?1, 'goals', ?2, 77, ?3)",
+                params![&citizen[..], list, &[9u8; 16][..]],
+            )
+            .unwrap();
+        }
+        let conn = open(dir.path()).unwrap();
+        let mut rows: Vec<(String, String, i64)> = conn
+            .prepare("SELECT field, value, hlc FROM fields WHERE record_id = ?1 ORDER BY field")
+            .unwrap()
+            .query_map([&citizen[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        rows.sort();
+        let mut expected = vec![
+            (format!("goals__{}", a.simple()), goal(a, "bolig"), 77),
+            (format!("goals__{}", b.simple()), goal(b, "job"), 77),
+        ];
+        expected.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            rows.len(),
+            2,
+            "the whole list is gone, each goal has its field"
+        );
+        for ((field, value, hlc), (want_field, want_value, want_hlc)) in rows.iter().zip(&expected)
+        {
+            assert_eq!(field, want_field);
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(value).unwrap(),
+                *want_value
+            );
+            assert_eq!(hlc, want_hlc, "each goal keeps the list's stamp");
+        }
     }
 }

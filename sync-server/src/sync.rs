@@ -20,7 +20,7 @@ use crate::scope::{self, Class};
 use feltbog_core::domain::schema::{self, SchemaError};
 use feltbog_core::domain::{
     Citizen, CitizenId, ConflictId, ConflictRecord, ConflictStatus, EntityKind, Record, Site,
-    SiteLogEntry, Task, Visit,
+    SiteLogEntry, Task, Visit, WorkerId,
 };
 use feltbog_core::hlc::{DeviceId, Hlc, HlcClock, Stamp};
 use feltbog_core::merge::{self, ConflictKind, OrSet, Register, RegisterOutcome};
@@ -922,7 +922,8 @@ impl Ctx<'_> {
             .transpose()?;
         let (state, set_state, conflict) = match &op.change {
             FieldChange::Assign { value } => {
-                let kind = if op.entity.text_fields().contains(&op.field.as_str()) {
+                let rules = schema::rule_field(op.entity, &op.field);
+                let kind = if op.entity.text_fields().contains(&rules) {
                     ConflictKind::Open
                 } else {
                     ConflictKind::Notice
@@ -977,6 +978,21 @@ impl Ctx<'_> {
         Ok(conflict)
     }
 
+    /// The worker a device was enrolled for (`None` for the server's own writes).
+    fn worker_of(&self, device: DeviceId) -> Result<Option<WorkerId>, SyncError> {
+        let id: Option<Vec<u8>> = self
+            .tx
+            .prepare_cached("SELECT worker_id FROM devices WHERE id = ?1")?
+            .query_row([&device.0.as_bytes()[..]], |r| r.get(0))
+            .optional()?;
+        id.map(|b| {
+            Uuid::from_slice(&b)
+                .map(WorkerId)
+                .map_err(|_| SyncError::Corrupt("worker id"))
+        })
+        .transpose()
+    }
+
     /// Writes a conflict record as a server mutation (merged, logged and pulled like any other).
     fn raise_conflict(
         &mut self,
@@ -1007,6 +1023,8 @@ impl Ctx<'_> {
             winner_stamp: c.winner.stamp,
             loser: c.loser.value,
             loser_stamp: c.loser.stamp,
+            winner_author: self.worker_of(c.winner.stamp.device)?,
+            loser_author: self.worker_of(c.loser.stamp.device)?,
             status: ConflictStatus::Open,
             created_at: chrono::DateTime::from_timestamp_millis(self.now_ms as i64)
                 .unwrap_or_default(),
@@ -1542,7 +1560,7 @@ fn validate_creation(caller: &Caller, m: &Mutation) -> Check {
     }
     let result = match entity {
         EntityKind::Conflict => Err("conflicts are created by the server".to_owned()),
-        _ => check_record(entity, serde_json::Value::Object(record)),
+        _ => check_record(entity, record),
     };
     result.map_err(|why| {
         (
@@ -1557,14 +1575,12 @@ fn validate_creation(caller: &Caller, m: &Mutation) -> Check {
 /// past its length, a citizen left with neither alias nor name) would break their lists.
 fn validate_stored(tx: &Transaction, entity: EntityKind, id: Uuid) -> Result<Check, SyncError> {
     let record = stored_record(tx, entity, id)?;
-    Ok(
-        check_record(entity, serde_json::Value::Object(record)).map_err(|why| {
-            (
-                RejectReason::Invalid,
-                format!("the {entity} would not be valid: {why}"),
-            )
-        }),
-    )
+    Ok(check_record(entity, record).map_err(|why| {
+        (
+            RejectReason::Invalid,
+            format!("the {entity} would not be valid: {why}"),
+        )
+    }))
 }
 
 /// Whether every value an edit writes is one a valid record could hold: the stored record with
@@ -1575,14 +1591,12 @@ fn validate_written(tx: &Transaction, m: &Mutation) -> Result<Check, SyncError> 
     let (entity, id) = (m.ops[0].entity, m.ops[0].id);
     let mut record = stored_record(tx, entity, id)?;
     write_into(&mut record, m);
-    Ok(
-        check_record(entity, serde_json::Value::Object(record)).map_err(|why| {
-            (
-                RejectReason::Invalid,
-                format!("a value written to the {entity} is not valid: {why}"),
-            )
-        }),
-    )
+    Ok(check_record(entity, record).map_err(|why| {
+        (
+            RejectReason::Invalid,
+            format!("a value written to the {entity} is not valid: {why}"),
+        )
+    }))
 }
 
 /// Puts what a mutation writes into a record's fields: assigned values in place, added set
@@ -1644,14 +1658,14 @@ pub fn invalid_records(conn: &Connection) -> Result<Vec<(EntityKind, Uuid, Strin
         let id = Uuid::from_slice(&id).map_err(|_| SyncError::Corrupt("record id"))?;
         let record = stored_record(conn, entity, id)?;
         for field in record.keys() {
-            if !entity.fields().contains(&field.as_str()) {
+            if !schema::is_stored_field(entity, field) {
                 out.push((entity, id, format!("unknown field {field}")));
             }
         }
         if record.is_empty() {
             continue;
         }
-        if let Err(why) = check_record(entity, serde_json::Value::Object(record)) {
+        if let Err(why) = check_record(entity, record) {
             out.push((entity, id, why));
         }
     }
@@ -1659,7 +1673,12 @@ pub fn invalid_records(conn: &Connection) -> Result<Vec<(EntityKind, Uuid, Strin
 }
 
 /// Parses a record's fields as its domain type and applies the domain's rules.
-fn check_record(entity: EntityKind, json: serde_json::Value) -> Result<(), String> {
+fn check_record(
+    entity: EntityKind,
+    mut record: serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
+    schema::join_items(entity, &mut record).map_err(|e| e.to_string())?;
+    let json = serde_json::Value::Object(record);
     fn check<R: Record>(json: serde_json::Value) -> Result<(), String> {
         let r: R = serde_json::from_value(json)
             .map_err(|_| "fields are missing or malformed".to_owned())?;

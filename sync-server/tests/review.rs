@@ -189,3 +189,132 @@ fn a_supervisor_writes_nothing_but_the_review_and_nothing_in_a_team_they_do_not_
         raw.write(vec![op(EntityKind::Visit, nord_visit, "place", "x".into())]),
     );
 }
+
+/// The citizen form of `app`'s copy of `citizen` with each goal's text replaced by `texts`
+/// (same order), and the form it started from.
+fn goal_edit(
+    app: &feltbog_core::app::App,
+    citizen: uuid::Uuid,
+    texts: &[&str],
+) -> (
+    feltbog_core::app::forms::CitizenInput,
+    feltbog_core::app::forms::CitizenInput,
+) {
+    let goals: Vec<serde_json::Value> = app
+        .citizen(citizen)
+        .unwrap()
+        .goals
+        .iter()
+        .map(|g| serde_json::json!({"id": g.id, "text": g.text, "status": g.status}))
+        .collect();
+    let form = |goals: Vec<serde_json::Value>| {
+        let mut f = citizen_form(serde_json::json!({"alias": "Jens", "goals": goals}));
+        f.id = Some(citizen);
+        f
+    };
+    let edited = goals
+        .iter()
+        .zip(texts)
+        .map(|(g, t)| {
+            let mut g = g.clone();
+            g["text"] = (*t).into();
+            g
+        })
+        .collect();
+    (form(edited), form(goals))
+}
+
+#[test]
+fn two_workers_editing_different_goals_offline_both_keep_theirs_and_the_same_goal_is_a_conflict_in_words()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let nord = server.admin(&["create-team", "Team Nord"]);
+    let anna = worker(&server, &nord, "Anna", "outreach");
+    let bo = worker(&server, &nord, "Bo", "home_support");
+    let (a, _) = app_device(dir.path(), "anna", &server, &anna);
+    let (b, _) = app_device(dir.path(), "bo", &server, &bo);
+    let goal = |text: &str| serde_json::json!({"id": null, "text": text, "status": "active"});
+    let citizen = a
+        .save_citizen(
+            &citizen_form(serde_json::json!({"alias": "Jens",
+                "goals": [goal("Egen bolig"), goal("Et job")]})),
+            None,
+        )
+        .unwrap();
+    a.sync_once(&|_| {}).unwrap();
+    b.sync_once(&|_| {}).unwrap();
+
+    // Offline, Anna rewrites the first goal and Bo the second.
+    let (edit, from) = goal_edit(&a, citizen, &["Egen lejlighed i Nordvest", "Et job"]);
+    a.save_citizen(&edit, Some(&from)).unwrap();
+    let (edit, from) = goal_edit(&b, citizen, &["Egen bolig", "Et fleksjob"]);
+    b.save_citizen(&edit, Some(&from)).unwrap();
+    for app in [&a, &b, &a] {
+        app.sync_once(&|_| {}).unwrap();
+    }
+    for app in [&a, &b] {
+        assert!(
+            app.conflicts().unwrap().is_empty(),
+            "different goals: no conflict"
+        );
+        let texts: Vec<String> = app
+            .citizen(citizen)
+            .unwrap()
+            .goals
+            .into_iter()
+            .map(|g| g.text)
+            .collect();
+        assert_eq!(
+            texts,
+            ["Egen lejlighed i Nordvest", "Et fleksjob"],
+            "both kept"
+        );
+    }
+
+    // Offline, both rewrite the first goal: one conflict about that goal, in words.
+    let (edit, from) = goal_edit(&a, citizen, &["Bolig tæt på datteren", "Et fleksjob"]);
+    a.save_citizen(&edit, Some(&from)).unwrap();
+    let (edit, from) = goal_edit(&b, citizen, &["Bolig med have", "Et fleksjob"]);
+    b.save_citizen(&edit, Some(&from)).unwrap();
+    for app in [&a, &b, &a] {
+        app.sync_once(&|_| {}).unwrap();
+    }
+    let open = a.conflicts().unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    let c = &open[0];
+    assert_eq!(c.field, "goals");
+    assert_eq!(c.mine, "Bolig tæt på datteren");
+    assert_eq!(c.theirs, "Bolig med have");
+    assert_eq!(
+        c.theirs_author.as_deref(),
+        Some("Bo"),
+        "the other version names its author"
+    );
+    assert_eq!(c.mine_author.as_deref(), Some("Anna"));
+    assert_eq!(c.mine_details[0].field, "goal_status");
+    assert_eq!(c.mine_details[0].values, ["active"]);
+    assert!(!c.mine.contains('{') && !c.theirs.contains('{'), "no JSON");
+
+    // Written together as typed text: every device keeps the merged goal, the other intact.
+    a.resolve_conflict(
+        c.id,
+        &ConflictChoice::Merged {
+            text: "Bolig med have tæt på datteren".into(),
+        },
+    )
+    .unwrap();
+    for app in [&a, &b, &a] {
+        app.sync_once(&|_| {}).unwrap();
+    }
+    for app in [&a, &b] {
+        assert!(app.conflicts().unwrap().is_empty(), "settled everywhere");
+        assert!(
+            app.set_aside().unwrap().is_empty(),
+            "the server took the merged goal"
+        );
+        let goals = app.citizen(citizen).unwrap().goals;
+        let texts: Vec<&str> = goals.iter().map(|g| g.text.as_str()).collect();
+        assert_eq!(texts, ["Bolig med have tæt på datteren", "Et fleksjob"]);
+    }
+}

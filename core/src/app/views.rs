@@ -310,11 +310,23 @@ pub struct ConflictView {
     pub record_id: Uuid,
     /// The citizen (or "anonymous contact", as `None`) the record is about.
     pub record_label: Option<String>,
+    /// The field, as the screen names it: one goal's conflict is about `goals`.
     pub field: String,
     pub kind: ConflictKind,
-    /// This device's version (or the losing one, if neither came from here), as text.
+    /// This device's version (or the losing one, if neither came from here), as text: for a
+    /// structured field (a goal, a consent) its words, the rest in `mine_details`.
     pub mine: String,
     pub theirs: String,
+    /// The other parts of a structured version (a goal's status, a consent's date), each as
+    /// its translation group and raw value for the screen to put in words.
+    pub mine_details: Vec<FieldText>,
+    pub theirs_details: Vec<FieldText>,
+    /// The version removes the item (a goal deleted on one tablet, edited on the other).
+    pub mine_removed: bool,
+    pub theirs_removed: bool,
+    /// Who wrote each version, from the worker directory (`None`: not known on this device).
+    pub mine_author: Option<String>,
+    pub theirs_author: Option<String>,
     /// Whether "mine" is the value the record holds now.
     pub mine_is_current: bool,
     /// The worker may settle it from this tablet ([`crate::access::Offer::can_settle`]).
@@ -433,9 +445,13 @@ pub fn set_aside(
                 .iter()
                 .filter(|(k, _)| !NOT_SHOWN.contains(&k.as_str()))
                 .map(|(k, v)| FieldText {
-                    field: k.clone(),
+                    // One goal shows as a goal, in its words.
+                    field: crate::domain::schema::rule_field(e.entity, k).to_owned(),
                     values: match v {
                         serde_json::Value::Array(items) => items.iter().map(as_text).collect(),
+                        _ if crate::domain::schema::text_part(e.entity, k).is_some() => {
+                            vec![version_words(e.entity, k, v).0]
+                        }
                         other => vec![as_text(other)],
                     },
                 })
@@ -785,29 +801,72 @@ pub fn conflicts(
     let device = store.device_id();
     let mut list = store.conflicts(false)?;
     list.sort_by_key(|c| c.created_at);
+    let names = Names::of(store.profile()?.as_ref());
     let mut labels = Labels::new(store);
     let mut out = Vec::with_capacity(list.len());
     for c in &list {
-        let mut view = conflict_view(c, device, &mut labels)?;
+        let mut view = conflict_view(c, device, &mut labels, &names)?;
         view.can_settle = offer.can_settle(c.kind);
         out.push(view);
     }
     Ok(out)
 }
 
+/// One version of a conflict in words: the text a person wrote, the other parts of a
+/// structured value (group, raw value) and whether it removes the item.
+fn version_words(
+    entity: EntityKind,
+    field: &str,
+    value: &serde_json::Value,
+) -> (String, Vec<FieldText>, bool) {
+    let Some(part) = crate::domain::schema::text_part(entity, field) else {
+        return (as_text(value), Vec::new(), false);
+    };
+    let serde_json::Value::Object(parts) = value else {
+        return (String::new(), Vec::new(), value.is_null());
+    };
+    // Each part, named by the translation group its values are worded by.
+    let groups: &[(&str, &str)] = match part {
+        "text" => &[("status", "goal_status"), ("created", "date")],
+        "scope" => &[
+            ("status", "consent"),
+            ("method", "consent_method"),
+            ("date", "date"),
+        ],
+        _ => &[("count", "count")],
+    };
+    let details = groups
+        .iter()
+        .filter_map(|(key, group)| {
+            parts.get(*key).filter(|v| !v.is_null()).map(|v| FieldText {
+                field: (*group).to_owned(),
+                values: vec![as_text(v)],
+            })
+        })
+        .collect();
+    (
+        parts.get(part).map(as_text).unwrap_or_default(),
+        details,
+        false,
+    )
+}
+
 fn conflict_view(
     c: &ConflictRecord,
     device: crate::hlc::DeviceId,
     labels: &mut Labels<'_>,
+    names: &Names,
 ) -> Result<ConflictView, StoreError> {
     // The same rule as `Store::resolve_conflict`: "mine" is the loser unless the winner alone
     // came from this device.
     let mine_is_loser = c.loser_stamp.device == device || c.winner_stamp.device != device;
-    let (mine, theirs) = if mine_is_loser {
-        (&c.loser, &c.winner)
+    let ((mine, mine_by), (theirs, theirs_by)) = if mine_is_loser {
+        ((&c.loser, c.loser_author), (&c.winner, c.winner_author))
     } else {
-        (&c.winner, &c.loser)
+        ((&c.winner, c.winner_author), (&c.loser, c.loser_author))
     };
+    let (mine_text, mine_details, mine_removed) = version_words(c.entity, &c.field, mine);
+    let (theirs_text, theirs_details, theirs_removed) = version_words(c.entity, &c.field, theirs);
     let record_label = match c.citizen_id {
         Some(id) => labels.citizen(id.0)?,
         None => None,
@@ -817,10 +876,16 @@ fn conflict_view(
         entity: c.entity,
         record_id: c.record_id,
         record_label,
-        field: c.field.clone(),
+        field: crate::domain::schema::rule_field(c.entity, &c.field).to_owned(),
         kind: c.kind,
-        mine: as_text(mine),
-        theirs: as_text(theirs),
+        mine: mine_text,
+        theirs: theirs_text,
+        mine_details,
+        theirs_details,
+        mine_removed,
+        theirs_removed,
+        mine_author: names.name(mine_by),
+        theirs_author: names.name(theirs_by),
         mine_is_current: !mine_is_loser,
         can_settle: false,
         status: c.status,

@@ -6,7 +6,8 @@
 //! notices a worker can dismiss.
 
 use super::{
-    CitizenId, EntityKind, KeyScope, Projection, Record, Validate, ValidationError, millis,
+    CitizenId, EntityKind, KeyScope, Projection, Record, Validate, ValidationError, WorkerId,
+    millis,
 };
 use crate::hlc::Stamp;
 use crate::merge::ConflictKind;
@@ -45,6 +46,13 @@ pub struct ConflictRecord {
     /// The value that lost, kept so nothing is lost.
     pub loser: serde_json::Value,
     pub loser_stamp: Stamp,
+    /// Who wrote each version (the worker of the writing device, as the server knew it), so
+    /// the inbox can name the other version's author. `None` for a version the server wrote,
+    /// and on conflicts raised before authors were recorded.
+    #[serde(default)]
+    pub winner_author: Option<WorkerId>,
+    #[serde(default)]
+    pub loser_author: Option<WorkerId>,
     pub status: ConflictStatus,
     pub created_at: DateTime<Utc>,
 }
@@ -71,6 +79,8 @@ impl Record for ConflictRecord {
         "winner_stamp",
         "loser",
         "loser_stamp",
+        "winner_author",
+        "loser_author",
         "status",
         "created_at",
     ];

@@ -17,6 +17,12 @@
 //! Nested values (consent, goals, an anonymous contact) refuse unknown keys in their serde form
 //! (`deny_unknown_fields`), so parsing a record as its domain type is the nested half of the
 //! field check.
+//!
+//! **Item lists** ([`EntityKind::item_fields`]: a citizen's goals) do not travel as one value.
+//! Each item is its own register named [`item_field`] (`goals__<id>`), so two workers editing
+//! different goals offline both keep their edit, and the same goal edited twice is a conflict
+//! about that one goal. A removed item is the value `null`. [`split_items`] turns a record's
+//! JSON form into these fields and [`join_items`] back, on the device and the server alike.
 
 use super::{Citizen, ConflictRecord, EntityKind, Record, Site, SiteLogEntry, Task, Visit};
 use serde_json::Value;
@@ -49,6 +55,10 @@ pub enum SchemaError {
     NotAnId { field: String },
     #[error("{field} holds the nil id")]
     NilId { field: String },
+    #[error("{field} is written item by item, never as a whole list")]
+    WholeList { field: String },
+    #[error("an item of {field} is not stored under its own id")]
+    ItemMisplaced { field: String },
 }
 
 impl EntityKind {
@@ -77,6 +87,15 @@ impl EntityKind {
         }
     }
 
+    /// Fields holding a list of items with their own `id` that merge item by item (see the
+    /// module comment): two workers' edits of different goals never conflict.
+    pub fn item_fields(self) -> &'static [&'static str] {
+        match self {
+            EntityKind::Citizen => &["goals"],
+            _ => &[],
+        }
+    }
+
     /// Whether a device may write `field` of an existing or new record of this kind. Conflicts
     /// are the server's records: a device only resolves or dismisses one (its status).
     pub fn device_writable(self, field: &str) -> bool {
@@ -90,6 +109,12 @@ impl EntityKind {
 /// Checks that a device may write `field` of `entity` at all (it exists and is not the
 /// server's own), before any value is looked at.
 pub fn check_field(entity: EntityKind, field: &str) -> Result<(), SchemaError> {
+    if entity.item_fields().contains(&field) {
+        return Err(SchemaError::WholeList {
+            field: field.to_owned(),
+        });
+    }
+    let field = rule_field(entity, field);
     if !entity.fields().contains(&field) {
         return Err(SchemaError::UnknownField {
             entity,
@@ -141,6 +166,116 @@ pub fn references(
         },
         _ => Ok(Vec::new()),
     }
+}
+
+/// The field name one item of the list `list` travels and is stored under: `goals__<32 hex>`.
+pub fn item_field(list: &str, id: Uuid) -> String {
+    format!("{list}__{}", id.simple())
+}
+
+/// The list field and item id that a field name stands for, if it names one item.
+pub fn item_of(entity: EntityKind, name: &str) -> Option<(&'static str, Uuid)> {
+    let (list, hex) = name.split_once("__")?;
+    let list = entity.item_fields().iter().find(|f| **f == list)?;
+    if hex.len() != 32 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    Some((list, Uuid::try_parse(hex).ok()?))
+}
+
+/// The field whose rules (merge kind, who may read it, references) a stored field follows: its
+/// list for an item, else itself.
+pub fn rule_field(entity: EntityKind, name: &str) -> &str {
+    item_of(entity, name).map_or(name, |(list, _)| list)
+}
+
+/// Whether `name` is a field records of `entity` may hold in storage and on the wire: one of
+/// its fields, or one item of an item list.
+pub fn is_stored_field(entity: EntityKind, name: &str) -> bool {
+    item_of(entity, name).is_some() || entity.fields().contains(&name)
+}
+
+/// The words a person writes inside a structured free-text field: a goal's text, a consent's
+/// scope, an anonymous contact's description. A conflict on such a field is written together
+/// in this part; the rest of the value (a status, a date) is kept from the current version.
+pub fn text_part(entity: EntityKind, field: &str) -> Option<&'static str> {
+    match (entity, rule_field(entity, field)) {
+        (EntityKind::Citizen, "goals") => Some("text"),
+        (EntityKind::Citizen, "consent") => Some("scope"),
+        (EntityKind::Visit, "anonymous") => Some("description"),
+        _ => None,
+    }
+}
+
+/// A record's JSON form → its stored form: every item of an item list becomes its own field
+/// (see the module comment). An item without a well-formed id is an error.
+pub fn split_items(
+    entity: EntityKind,
+    record: &mut serde_json::Map<String, Value>,
+) -> Result<(), SchemaError> {
+    for list in entity.item_fields() {
+        let Some(value) = record.remove(*list) else {
+            continue;
+        };
+        let misplaced = || SchemaError::ItemMisplaced {
+            field: (*list).to_owned(),
+        };
+        let Value::Array(items) = value else {
+            return Err(misplaced());
+        };
+        for item in items {
+            let id = item
+                .get("id")
+                .and_then(|v| id_of(list, v).ok().flatten())
+                .ok_or_else(misplaced)?;
+            record.insert(item_field(list, id), item);
+        }
+    }
+    Ok(())
+}
+
+/// A record's stored form → its JSON form: the items of each item list gathered back in id
+/// order (UUIDv7, so the order they were made in); removed items (`null`) are left out. An item
+/// whose `id` is not the one its field is named by is an error. A whole list stored before
+/// lists travelled item by item is read as items under the items written since.
+pub fn join_items(
+    entity: EntityKind,
+    record: &mut serde_json::Map<String, Value>,
+) -> Result<(), SchemaError> {
+    for list in entity.item_fields() {
+        let mut items: std::collections::BTreeMap<Uuid, Value> = Default::default();
+        if let Some(Value::Array(whole)) = record.remove(*list) {
+            for item in whole {
+                if let Some(id) = item.get("id").and_then(|v| id_of(list, v).ok().flatten()) {
+                    items.insert(id, item);
+                }
+            }
+        }
+        let names: Vec<String> = record
+            .keys()
+            .filter(|name| item_of(entity, name).is_some_and(|(l, _)| l == *list))
+            .cloned()
+            .collect();
+        for name in names {
+            let (_, id) = item_of(entity, &name).expect("filtered on item_of");
+            let item = record.remove(&name).unwrap_or_default();
+            if item.is_null() {
+                items.remove(&id);
+                continue;
+            }
+            if item.get("id").and_then(|v| id_of(list, v).ok().flatten()) != Some(id) {
+                return Err(SchemaError::ItemMisplaced {
+                    field: (*list).to_owned(),
+                });
+            }
+            items.insert(id, item);
+        }
+        record.insert(
+            (*list).to_owned(),
+            Value::Array(items.into_values().collect()),
+        );
+    }
+    Ok(())
 }
 
 /// The id a reference value holds: `None` for `null`, an error for anything else that is not a
@@ -253,6 +388,8 @@ mod tests {
             winner_stamp: stamp,
             loser: "b".into(),
             loser_stamp: stamp,
+            winner_author: None,
+            loser_author: Some(WorkerId::new()),
             status: crate::domain::ConflictStatus::Open,
             created_at: now,
         };
@@ -336,5 +473,50 @@ mod tests {
         for other_spelling in [braced, upper, Value::String(id.simple().to_string())] {
             assert!(references(EntityKind::SiteLogEntry, "residents", &other_spelling).is_err());
         }
+    }
+
+    #[test]
+    fn goals_travel_one_by_one_and_join_back_in_the_order_they_were_made() {
+        let (first, second) = (GoalId::new(), GoalId::new());
+        let goal = |id: GoalId, text: &str| serde_json::json!({"id": id, "text": text, "status": "active", "created": "2026-12-06"});
+        let mut record = serde_json::Map::new();
+        record.insert(
+            "goals".into(),
+            serde_json::json!([goal(second, "job"), goal(first, "bolig")]),
+        );
+        split_items(EntityKind::Citizen, &mut record).unwrap();
+        let (a, b) = (item_field("goals", first.0), item_field("goals", second.0));
+        assert_eq!(
+            record.keys().collect::<Vec<_>>(),
+            [&a, &b].map(|s| s as &String)
+        );
+        for name in [&a, &b] {
+            assert!(check_field(EntityKind::Citizen, name).is_ok());
+            assert_eq!(rule_field(EntityKind::Citizen, name), "goals");
+            assert!(is_stored_field(EntityKind::Citizen, name));
+        }
+        assert!(matches!(
+            check_field(EntityKind::Citizen, "goals"),
+            Err(SchemaError::WholeList { .. })
+        ));
+        assert!(check_field(EntityKind::Visit, &item_field("goals", first.0)).is_err());
+        assert!(check_field(EntityKind::Citizen, "goals__set").is_err());
+
+        let mut joined = record.clone();
+        join_items(EntityKind::Citizen, &mut joined).unwrap();
+        assert_eq!(
+            joined["goals"],
+            serde_json::json!([goal(first, "bolig"), goal(second, "job")])
+        );
+        // A removed goal is null and left out; a goal under another's name is refused.
+        record.insert(a.clone(), Value::Null);
+        let mut removed = record.clone();
+        join_items(EntityKind::Citizen, &mut removed).unwrap();
+        assert_eq!(removed["goals"], serde_json::json!([goal(second, "job")]));
+        record.insert(a, goal(second, "flyttet"));
+        assert!(matches!(
+            join_items(EntityKind::Citizen, &mut record),
+            Err(SchemaError::ItemMisplaced { .. })
+        ));
     }
 }

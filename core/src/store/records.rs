@@ -10,7 +10,7 @@
 
 use super::StoreError;
 use crate::crypto::{Binding, KeyId, NoncePool, SecretKey};
-use crate::domain::{EntityKind, Projection, Record};
+use crate::domain::{EntityKind, Projection, Record, schema};
 use crate::hlc::{DeviceId, Hlc, Stamp};
 use crate::merge::OrSet;
 use crate::protocol::{FieldChange, FieldOp};
@@ -121,6 +121,9 @@ fn splice_and_parse<R: Record>(
     json.clear();
     json.push(b'{');
     let mut first = true;
+    if !R::KIND.item_fields().is_empty() {
+        return parse_with_items(key, key_id, id, cells);
+    }
     for cell in cells.iter().filter(|c| !is_set_state(c.field)) {
         if !first {
             json.push(b',');
@@ -141,6 +144,29 @@ fn splice_and_parse<R: Record>(
     }
     json.push(b'}');
     serde_json::from_slice(json).map_err(|_| StoreError::Corrupt("record fields"))
+}
+
+/// Parses a record of a kind with item lists: its fields opened into one JSON object, the
+/// items joined back into their lists ([`schema::join_items`]). Slower than splicing, but only
+/// citizens have item lists, and they are listed in the hundreds, not the thousands.
+fn parse_with_items<R: Record>(
+    key: &SecretKey,
+    key_id: KeyId,
+    id: &Uuid,
+    cells: &[CellRef<'_>],
+) -> Result<R, StoreError> {
+    let mut record = serde_json::Map::new();
+    for cell in cells.iter().filter(|c| !is_set_state(c.field)) {
+        let text = zeroize::Zeroizing::new(
+            key.open(&binding(key_id, R::KIND, id, cell.field), cell.sealed)?,
+        );
+        let value =
+            serde_json::from_slice(&text).map_err(|_| StoreError::Corrupt("stored field"))?;
+        record.insert(cell.field.to_owned(), value);
+    }
+    schema::join_items(R::KIND, &mut record).map_err(|_| StoreError::Corrupt("item list"))?;
+    serde_json::from_value(serde_json::Value::Object(record))
+        .map_err(|_| StoreError::Corrupt("record fields"))
 }
 
 /// Writes a save must send even where the value did not change: sending a set-aside edit
@@ -177,12 +203,13 @@ pub(crate) fn stage<R: Record>(
     stamp: Stamp,
 ) -> Result<Staged, StoreError> {
     let id = record.record_id();
-    let serde_json::Value::Object(fields) =
+    let serde_json::Value::Object(mut fields) =
         serde_json::to_value(record).map_err(|_| StoreError::Corrupt("record form"))?
     else {
         return Err(StoreError::Corrupt("record is not an object"));
     };
-    let open_old = |name: &str| -> Result<Option<(Stamp, serde_json::Value)>, StoreError> {
+    schema::split_items(R::KIND, &mut fields).map_err(|_| StoreError::Corrupt("item list"))?;
+    let open_cell = |name: &str| -> Result<Option<(Stamp, serde_json::Value)>, StoreError> {
         let Some((old_key, old_key_id, old_cells)) = old else {
             return Ok(None);
         };
@@ -195,6 +222,36 @@ pub(crate) fn stage<R: Record>(
         let value =
             serde_json::from_slice(&text).map_err(|_| StoreError::Corrupt("stored field"))?;
         Ok(Some((cell.stamp(), value)))
+    };
+    // The items held now, each with the stamp of its write: item cells, and the items of a
+    // whole list stored before lists travelled item by item (under that list's stamp).
+    let mut old_items: std::collections::BTreeMap<String, (Stamp, serde_json::Value)> =
+        Default::default();
+    for list in R::KIND.item_fields() {
+        if let Some((stamp, serde_json::Value::Array(whole))) = open_cell(list)? {
+            let mut one = serde_json::Map::new();
+            one.insert((*list).to_owned(), serde_json::Value::Array(whole));
+            schema::split_items(R::KIND, &mut one).map_err(|_| StoreError::Corrupt("item list"))?;
+            old_items.extend(one.into_iter().map(|(name, item)| (name, (stamp, item))));
+        }
+    }
+    for cell in old.map(|(_, _, cells)| cells).unwrap_or_default() {
+        if schema::item_of(R::KIND, cell.field).is_some() {
+            let held = open_cell(cell.field)?.expect("the cell is there");
+            old_items.insert(cell.field.to_owned(), held);
+        }
+    }
+    // An item the record no longer has is removed: written as `null`, merged like any edit.
+    for (name, (_, held)) in &old_items {
+        if !held.is_null() && !fields.contains_key(name) {
+            fields.insert(name.clone(), serde_json::Value::Null);
+        }
+    }
+    let open_old = |name: &str| -> Result<Option<(Stamp, serde_json::Value)>, StoreError> {
+        match old_items.get(name) {
+            Some(held) => Ok(Some(held.clone())),
+            None => open_cell(name),
+        }
     };
     let mut seal =
         |name: &str, cell_stamp: Stamp, value: &serde_json::Value| -> Result<Cell, StoreError> {
@@ -324,8 +381,11 @@ pub(crate) fn stage<R: Record>(
     // Fields this build does not know (written by a newer app, or arrived by sync) are kept
     // as they are, re-sealed only if the record moved to another key.
     if let Some((old_key, old_key_id, old_cells)) = old {
+        // A whole item list is replaced by its items (read into `old_items` above).
         let known = |name: &str| {
-            fields.contains_key(name) || R::SET_FIELDS.iter().any(|f| set_state_name(f) == name)
+            fields.contains_key(name)
+                || R::SET_FIELDS.iter().any(|f| set_state_name(f) == name)
+                || R::KIND.item_fields().contains(&name)
         };
         for cell in old_cells.iter().filter(|c| !known(c.field)) {
             let sealed = if old_key_id == key_id {

@@ -14,7 +14,7 @@ use super::{StoreError, outbox};
 use crate::crypto::NoncePool;
 use crate::domain::{
     Citizen, CitizenId, ConflictRecord, EntityKind, KeyScope, Projection, Record, Site, SiteId,
-    SiteLogEntry, Task, Visit,
+    SiteLogEntry, Task, Visit, schema,
 };
 use crate::hlc::Stamp;
 use crate::merge::{self, OrSet};
@@ -94,11 +94,17 @@ pub(crate) fn apply(
         }
     }
 
-    let visible: serde_json::Map<String, serde_json::Value> = fields
+    let mut visible: serde_json::Map<String, serde_json::Value> = fields
         .iter()
         .filter(|(name, _)| !records::is_set_state(name))
         .map(|(name, (_, v))| (name.clone(), v.clone()))
         .collect();
+    // Only the listing columns are read from it: an item that does not fit leaves the list out.
+    if schema::join_items(entity, &mut visible).is_err() {
+        for list in entity.item_fields() {
+            visible.remove(*list);
+        }
+    }
     let projection = projection(entity, &visible);
     let scope = match entity {
         EntityKind::Citizen => KeyScope::Citizen(CitizenId(id)),

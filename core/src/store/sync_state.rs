@@ -10,7 +10,7 @@ use super::{Saved, Store, StoreError, outbox, remote};
 use crate::crypto::Binding;
 use crate::domain::{
     Citizen, ConflictId, ConflictRecord, ConflictStatus, EntityKind, KeyScope, Record, Sensitive,
-    Site, SiteLogEntry, Task, Visit,
+    Site, SiteLogEntry, Task, Visit, schema,
 };
 use crate::hlc::{Hlc, HlcClock, Stamp};
 use crate::protocol::{EnrolResponse, FieldChange, Mutation, Profile, RejectReason, SyncResponse};
@@ -424,7 +424,25 @@ impl Store {
         let value = match resolution {
             Resolution::KeepMine => mine,
             Resolution::KeepTheirs => theirs,
-            Resolution::Merged(v) => v,
+            // Text written together into a structured field (a goal, a consent) replaces its
+            // words; its status and dates stay as the current version has them.
+            Resolution::Merged(v) => match schema::text_part(conflict.entity, &conflict.field) {
+                Some(part) if v.is_string() => {
+                    let mut base = if conflict.winner.is_object() {
+                        conflict.winner.clone()
+                    } else {
+                        conflict.loser.clone()
+                    };
+                    match &mut base {
+                        serde_json::Value::Object(m) => {
+                            m.insert(part.to_owned(), v);
+                            base
+                        }
+                        _ => v,
+                    }
+                }
+                _ => v,
+            },
         };
         self.edit_field(conflict.entity, conflict.record_id, &conflict.field, value)?;
         self.edit_typed::<ConflictRecord>(
@@ -472,12 +490,20 @@ impl Store {
         let record: R = self
             .get(id)?
             .ok_or(StoreError::RecordNotFound { entity: R::KIND })?;
-        let mut json =
-            serde_json::to_value(&record).map_err(|_| StoreError::Corrupt("record form"))?;
-        json[field] = value;
-        let updated: R = serde_json::from_value(json).map_err(|_| StoreError::InvalidValue {
-            field: field.to_owned(),
-        })?;
+        let serde_json::Value::Object(mut json) =
+            serde_json::to_value(&record).map_err(|_| StoreError::Corrupt("record form"))?
+        else {
+            return Err(StoreError::Corrupt("record form"));
+        };
+        // One item of an item list (a goal) is set within its list; `null` removes it.
+        let invalid = || StoreError::InvalidValue {
+            field: schema::rule_field(R::KIND, field).to_owned(),
+        };
+        schema::split_items(R::KIND, &mut json).map_err(|_| invalid())?;
+        json.insert(field.to_owned(), value);
+        schema::join_items(R::KIND, &mut json).map_err(|_| invalid())?;
+        let updated: R =
+            serde_json::from_value(serde_json::Value::Object(json)).map_err(|_| invalid())?;
         self.save(&updated)
     }
 }

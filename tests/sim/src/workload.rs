@@ -147,13 +147,23 @@ pub(crate) fn edit(world: &mut World, device: usize) -> Result<(), Broken> {
         }
         77..85 => {
             let mut citizen = citizens[pick_hot(world, citizens.len())].clone();
-            citizen.goals = vec![Goal {
-                id: GoalId(id),
-                text: Sensitive(text.clone()),
-                status: GoalStatus::Active,
-                created: now.date_naive(),
-            }];
-            what = format!("rewrites the goals of citizen {}", citizen.id.0);
+            // Goals merge one by one: edit a goal the citizen has (two devices editing the
+            // same goal conflict over it), or replace them all with a new one.
+            match citizen.goals.first_mut() {
+                Some(goal) if id.as_bytes()[15].is_multiple_of(2) => {
+                    goal.text = Sensitive(text.clone());
+                    what = format!("edits a goal of citizen {}", citizen.id.0);
+                }
+                _ => {
+                    citizen.goals = vec![Goal {
+                        id: GoalId(id),
+                        text: Sensitive(text.clone()),
+                        status: GoalStatus::Active,
+                        created: now.date_naive(),
+                    }];
+                    what = format!("rewrites the goals of citizen {}", citizen.id.0);
+                }
+            }
             store_of(world, device).save(&citizen)
         }
         _ => return resolve_one(world, device, &text),
@@ -208,7 +218,16 @@ fn resolve_one(world: &mut World, device: usize, text: &str) -> Result<(), Broke
             let resolution = match choice {
                 0 => Resolution::KeepMine,
                 1 => Resolution::KeepTheirs,
-                _ if conflict.winner.is_string() => Resolution::Merged(text.into()),
+                // Free text, or the words of a goal or consent, written together.
+                _ if conflict.winner.is_string()
+                    || feltbog_core::domain::schema::text_part(
+                        conflict.entity,
+                        &conflict.field,
+                    )
+                    .is_some() =>
+                {
+                    Resolution::Merged(text.into())
+                }
                 _ => Resolution::KeepTheirs,
             };
             store.resolve_conflict(conflict.id, resolution)
