@@ -685,6 +685,9 @@ impl Ctx<'_> {
         let first = &m.ops[0];
         let existing = scope::record_scope(self.tx, first.entity, first.id)?;
         let created = existing.is_none();
+        // The change is the record's team's: a supervisor's review of a team they supervise
+        // reaches that team's devices, not their own team's.
+        let team = existing.as_ref().map_or(caller.team_id, |e| e.team);
         let (class, citizen, site) = match existing {
             Some(existing) => (existing.class, existing.citizen, existing.site),
             None => {
@@ -779,7 +782,7 @@ impl Ctx<'_> {
                 self.raise_conflict(caller, op, conflict)?;
             }
         }
-        let change_seq = self.log(caller.team_id, &applied, altered, (class, citizen, site))?;
+        let change_seq = self.log(team, &applied, altered, (class, citizen, site))?;
         if first.entity == EntityKind::Citizen {
             self.citizen_changed(first.id)?;
         }

@@ -22,6 +22,23 @@ fn conflict_in(
     uuid::Uuid,
     uuid::Uuid,
 ) {
+    conflict_about(dir, server, team, tag, true)
+}
+
+/// As [`conflict_in`]; `about_citizen` false: the visit is an anonymous contact (filed under
+/// the team, not a citizen).
+fn conflict_about(
+    dir: &std::path::Path,
+    server: &Server,
+    team: &str,
+    tag: &str,
+    about_citizen: bool,
+) -> (
+    feltbog_core::app::App,
+    feltbog_core::app::App,
+    uuid::Uuid,
+    uuid::Uuid,
+) {
     let w = worker(server, team, &format!("{tag}-worker"), "outreach");
     let (a, _) = app_device(dir, &format!("{tag}-a"), server, &w);
     let (b, _) = app_device(dir, &format!("{tag}-b"), server, &w);
@@ -29,12 +46,16 @@ fn conflict_in(
         .save_citizen(&citizen_form(serde_json::json!({"alias": "Jens"})), None)
         .unwrap();
     let id = a
-        .save_visit(&visit_form(Some(citizen), "Første udkast"))
+        .save_visit(&visit_form(
+            Some(citizen).filter(|_| about_citizen),
+            "Første udkast",
+        ))
         .unwrap();
     a.sync_once(&|_| {}).unwrap();
     b.sync_once(&|_| {}).unwrap();
     for (app, note) in [(&a, "Talte om bolig"), (&b, "Talte om gæld")] {
-        let from = visit_edit_of(&app.citizen(citizen).unwrap().visits[0]);
+        let recent = app.today().unwrap().recent;
+        let from = visit_edit_of(recent.iter().find(|v| v.id == id).unwrap());
         app.edit_visit(
             id,
             &VisitEdit {
@@ -104,6 +125,43 @@ fn a_supervisor_settles_a_conflict_in_a_team_they_supervise_and_every_device_of_
             .find(|v| v.id == visit)
             .unwrap();
         assert_eq!(v.note, "Talte om bolig og gæld");
+    }
+}
+
+#[test]
+fn a_supervisors_review_of_an_anonymous_contact_reaches_the_team_it_belongs_to() {
+    // Filed under the team, not a citizen: the change must be logged under the record's team
+    // (Team Nord), not the supervisor's own (a bug the real-app walk found).
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let ledelse = server.admin(&["create-team", "Ledelse"]);
+    let nord = server.admin(&["create-team", "Team Nord"]);
+    let (a, b, _, visit) = conflict_about(dir.path(), &server, &nord, "anon", false);
+    let sofie = worker(&server, &ledelse, "Sofie", "supervisor");
+    server.admin(&["supervise", "--worker", &sofie, "--team", &nord]);
+    let (sup, _) = app_device(dir.path(), "sofie", &server, &sofie);
+    sup.sync_once(&|_| {}).unwrap();
+    let open = sup.conflicts().unwrap();
+    assert_eq!(open.len(), 1);
+    sup.resolve_conflict(open[0].id, &ConflictChoice::KeepMine)
+        .unwrap();
+    sup.sync_once(&|_| {}).unwrap();
+    assert!(sup.set_aside().unwrap().is_empty());
+    let kept = open[0].mine.clone();
+    for app in [&a, &b] {
+        app.sync_once(&|_| {}).unwrap();
+        assert!(
+            app.conflicts().unwrap().is_empty(),
+            "settled on the team's devices"
+        );
+        let v = app
+            .today()
+            .unwrap()
+            .recent
+            .into_iter()
+            .find(|v| v.id == visit)
+            .unwrap();
+        assert_eq!(v.note, kept);
     }
 }
 
