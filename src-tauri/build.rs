@@ -6,6 +6,7 @@ fn main() {
         tauri_build::AppManifest::new().commands(&[
             "app_state",
             "first_run",
+            "enrolment_link",
             "unlock",
             "lock",
             "touch",

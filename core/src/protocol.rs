@@ -373,6 +373,66 @@ pub enum ErrorCode {
     Unavailable,
 }
 
+/// The scheme of an enrolment link: the QR code an administrator prints, and a link that opens
+/// the app at first run.
+pub const ENROLMENT_SCHEME: &str = "feltbog-enrol";
+
+/// What an enrolment QR code or a `feltbog-enrol:` link holds: the server's address and the
+/// one-time code, so the tablet fills in both fields (`feltbog-enrol:<server>#<code>`). Not a
+/// web link: nothing a browser would fetch or log. One definition for the server that prints it
+/// and the app that reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct EnrolmentLink {
+    pub server_url: String,
+    pub code: String,
+}
+
+/// Why a scanned code or an opened link is not an enrolment. Never quotes what was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EnrolmentLinkError {
+    /// Some other QR code or link (a web address, a ticket).
+    #[error("this is not a Feltbog enrolment code")]
+    Foreign,
+    /// A Feltbog enrolment, but its server address or code is damaged.
+    #[error("the enrolment code is damaged")]
+    Damaged,
+}
+
+impl EnrolmentLink {
+    /// The text the QR code holds and the link opens.
+    pub fn to_text(&self) -> String {
+        format!(
+            "{ENROLMENT_SCHEME}:{}#{}",
+            self.server_url.trim_end_matches('/'),
+            self.code
+        )
+    }
+
+    /// Reads a scanned code or an opened link. The server address must be a web address
+    /// (the app checks https further at first run); the code is what an administrator's
+    /// `enrolment-code` prints: letters, digits and dashes.
+    pub fn parse(text: &str) -> Result<EnrolmentLink, EnrolmentLinkError> {
+        let text = text.trim();
+        let rest = text
+            .split_once(':')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(ENROLMENT_SCHEME))
+            .map(|(_, rest)| rest)
+            .ok_or(EnrolmentLinkError::Foreign)?;
+        let (server, code) = rest.rsplit_once('#').ok_or(EnrolmentLinkError::Damaged)?;
+        let web = server.starts_with("https://") || server.starts_with("http://");
+        let code_ok = (1..=64).contains(&code.len())
+            && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !web || server.len() > 2048 || server.contains(char::is_whitespace) || !code_ok {
+            return Err(EnrolmentLinkError::Damaged);
+        }
+        Ok(EnrolmentLink {
+            server_url: server.trim_end_matches('/').to_owned(),
+            code: code.to_owned(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,5 +463,44 @@ mod tests {
         let back: Mutation = serde_json::from_value(json).unwrap();
         assert_eq!(back, m);
         assert!(!format!("{m:?}").contains("housing"), "Debug leaks a value");
+    }
+
+    #[test]
+    fn an_enrolment_link_reads_back_and_foreign_or_damaged_ones_are_named() {
+        let link = EnrolmentLink {
+            server_url: "https://feltbog.kommune.dk/".into(),
+            code: "K7QP-2MXW".into(),
+        };
+        let text = link.to_text();
+        assert_eq!(text, "feltbog-enrol:https://feltbog.kommune.dk#K7QP-2MXW");
+        let read = EnrolmentLink::parse(&format!("  {text}\n")).unwrap();
+        assert_eq!(read.server_url, "https://feltbog.kommune.dk");
+        assert_eq!(read.code, "K7QP-2MXW");
+        assert_eq!(
+            EnrolmentLink::parse("FELTBOG-ENROL:http://127.0.0.1:8080#ABC")
+                .unwrap()
+                .server_url,
+            "http://127.0.0.1:8080"
+        );
+        for foreign in ["https://example.com/#x", "WIFI:S:net;;", "", "feltbog:x#y"] {
+            assert_eq!(
+                EnrolmentLink::parse(foreign),
+                Err(EnrolmentLinkError::Foreign),
+                "{foreign}"
+            );
+        }
+        for damaged in [
+            "feltbog-enrol:https://x",
+            "feltbog-enrol:ftp://x#ABC",
+            "feltbog-enrol:https://x#",
+            "feltbog-enrol:https://x#AB C",
+            "feltbog-enrol:https://x y#ABC",
+        ] {
+            assert_eq!(
+                EnrolmentLink::parse(damaged),
+                Err(EnrolmentLinkError::Damaged),
+                "{damaged}"
+            );
+        }
     }
 }

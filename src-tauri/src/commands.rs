@@ -16,6 +16,7 @@ use feltbog_core::app::views::{
 };
 use feltbog_core::app::{App, AppError, AppState, ErrorCode, Settings, SyncBar};
 use feltbog_core::domain::TaskStatus;
+use feltbog_core::protocol::EnrolmentLink;
 use std::sync::Arc;
 use tauri::State;
 use uuid::Uuid;
@@ -43,6 +44,16 @@ pub async fn app_state(app: Shared<'_>) -> Answer<AppState> {
 #[tauri::command(rename_all = "snake_case")]
 pub async fn first_run(app: Shared<'_>, input: FirstRunInput) -> Answer<AppState> {
     blocking(&app, move |a| a.first_run(&input)).await
+}
+
+/// Reads an enrolment QR code's text, or (`text` = `None`) the `feltbog-enrol:` link the app
+/// was opened with, for the first-run screen's fields.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn enrolment_link(
+    app: Shared<'_>,
+    text: Option<String>,
+) -> Answer<Option<EnrolmentLink>> {
+    blocking(&app, move |a| a.enrolment_link(text.as_deref())).await
 }
 
 #[tauri::command(rename_all = "snake_case")]

@@ -25,6 +25,7 @@ pub fn with_commands<R: tauri::Runtime>(builder: tauri::Builder<R>) -> tauri::Bu
     builder.invoke_handler(tauri::generate_handler![
         commands::app_state,
         commands::first_run,
+        commands::enrolment_link,
         commands::unlock,
         commands::lock,
         commands::touch,
@@ -105,14 +106,66 @@ pub fn start_loops<R: tauri::Runtime>(app: &Arc<App>, handle: &tauri::AppHandle<
         .expect("spawn the idle-lock thread");
 }
 
+/// Lets the first-run screen use the camera to read an enrolment QR code: WebKitGTK keeps
+/// media streams off and refuses their permission requests unless the embedder says otherwise.
+/// Only the app's own page is ever loaded (the CSP allows nothing else), and it asks for video
+/// only; any other permission request (audio, location, notifications) stays refused.
+#[cfg(target_os = "linux")]
+fn allow_camera<R: tauri::Runtime>(window: &tauri::WebviewWindow<R>) {
+    let _ = window.with_webview(|webview| {
+        use webkit2gtk::glib::prelude::Cast;
+        use webkit2gtk::{
+            PermissionRequestExt, SettingsExt, UserMediaPermissionRequest,
+            UserMediaPermissionRequestExt, WebViewExt,
+        };
+        let view = webview.inner();
+        if let Some(settings) = WebViewExt::settings(&view) {
+            settings.set_enable_media_stream(true);
+        }
+        view.connect_permission_request(|_, request| {
+            match request.downcast_ref::<UserMediaPermissionRequest>() {
+                Some(media) if media.is_for_video_device() && !media.is_for_audio_device() => {
+                    request.allow();
+                }
+                _ => request.deny(),
+            }
+            true
+        });
+    });
+}
+
 /// Runs the app.
 #[cfg_attr(mobile, tauri::mobile_entry_point)]
 pub fn run() {
     with_commands(tauri::Builder::default())
+        .plugin(tauri_plugin_deep_link::init())
         .setup(|tauri_app| {
             let dir = tauri_app.path().app_data_dir()?;
             let app = Arc::new(App::new(config(dir)));
+            // Opened by a `feltbog-enrol:` link (an enrolment QR code read by another app, a
+            // link in a mail): first run fills its fields from it. On Linux the link is the
+            // only command-line argument.
+            use tauri_plugin_deep_link::DeepLinkExt;
+            let deep_link = tauri_app.deep_link();
+            if let Some(url) = deep_link
+                .get_current()
+                .ok()
+                .flatten()
+                .and_then(|u| u.into_iter().next())
+            {
+                app.opened_with(url.as_str());
+            }
+            let opened = Arc::clone(&app);
+            deep_link.on_open_url(move |event| {
+                if let Some(url) = event.urls().first() {
+                    opened.opened_with(url.as_str());
+                }
+            });
             start_loops(&app, tauri_app.handle());
+            #[cfg(target_os = "linux")]
+            for window in tauri_app.webview_windows().values() {
+                allow_camera(window);
+            }
             tauri_app.manage(app);
             Ok(())
         })

@@ -461,14 +461,14 @@ pub fn issue_enrolment_code_for(
     Ok(code)
 }
 
-/// What the enrolment QR code holds: the server's address and the code, so a tablet's camera
-/// fills in both fields. Not a web link: nothing a browser would fetch or log.
+/// What the enrolment QR code holds ([`feltbog_core::protocol::EnrolmentLink`], the one
+/// definition the app reads back): the server's address and the code.
 pub fn enrolment_qr_payload(server_url: &str, code: &str) -> String {
-    format!(
-        "feltbog-enrol:{}#{}",
-        server_url.trim_end_matches('/'),
-        code
-    )
+    feltbog_core::protocol::EnrolmentLink {
+        server_url: server_url.to_owned(),
+        code: code.to_owned(),
+    }
+    .to_text()
 }
 
 /// Codes are typed by people: ignore case, spaces and dashes.

@@ -64,6 +64,7 @@ pub fn typescript() -> String {
         views::SetAsideView,
         views::Colleague,
         views::DraftView,
+        crate::protocol::EnrolmentLink,
         // What screens send.
         forms::FirstRunInput,
         forms::ConsentInput,

@@ -32,6 +32,10 @@ pub enum ErrorCode {
     /// The worker's role does not allow this action.
     NotAllowed,
     BadServerAddress,
+    /// A scanned QR code or an opened link is not a Feltbog enrolment.
+    ForeignCode,
+    /// A Feltbog enrolment whose address or code is damaged.
+    DamagedCode,
     /// The server refused the enrolment code (unknown, used or expired).
     EnrolmentRefused,
     /// The server could not be reached.

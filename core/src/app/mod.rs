@@ -224,6 +224,9 @@ pub struct App {
     sync: Mutex<SyncRuntime>,
     wake: Condvar,
     stopping: AtomicBool,
+    /// The `feltbog-enrol:` link the app was opened with (the platform's deep link), until
+    /// first run reads it.
+    opened_link: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -280,7 +283,46 @@ impl App {
             sync: Mutex::new(SyncRuntime::default()),
             wake: Condvar::new(),
             stopping: AtomicBool::new(false),
+            opened_link: Mutex::new(None),
         }
+    }
+
+    /// The platform opened the app with a link (the shell's deep-link handler): kept for the
+    /// first-run screen, which fills its fields from it. Any text may arrive here; it is read
+    /// only by [`App::enrolment_link`].
+    pub fn opened_with(&self, link: &str) {
+        *lock(&self.opened_link) = Some(link.to_owned());
+    }
+
+    /// Reads an enrolment: `text` as scanned from a QR code, or, without text, the link the app
+    /// was opened with (`None` when there is none, or the tablet is enrolled already: a link
+    /// cannot re-enrol a tablet). A foreign or damaged code is an error that says which.
+    pub fn enrolment_link(
+        &self,
+        text: Option<&str>,
+    ) -> Result<Option<crate::protocol::EnrolmentLink>, AppError> {
+        let opened;
+        let text = match text {
+            Some(t) => t,
+            None if self.state().phase != Phase::FirstRun => return Ok(None),
+            None => match lock(&self.opened_link).clone() {
+                Some(t) => {
+                    opened = t;
+                    &opened
+                }
+                None => return Ok(None),
+            },
+        };
+        crate::protocol::EnrolmentLink::parse(text)
+            .map(Some)
+            .map_err(|e| match e {
+                crate::protocol::EnrolmentLinkError::Foreign => {
+                    AppError::new(ErrorCode::ForeignCode, e.to_string())
+                }
+                crate::protocol::EnrolmentLinkError::Damaged => {
+                    AppError::new(ErrorCode::DamagedCode, e.to_string())
+                }
+            })
     }
 
     /// [`App::state`], or the reason the app could not start.
@@ -1247,6 +1289,31 @@ mod tests {
                 lock_timeout_secs: 0
             })
             .is_err()
+        );
+    }
+
+    #[test]
+    fn first_run_reads_the_link_the_app_was_opened_with_and_names_a_foreign_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = App::new(AppConfig::new(dir.path().to_path_buf()));
+        assert_eq!(
+            app.enrolment_link(None).unwrap(),
+            None,
+            "opened without a link"
+        );
+        app.opened_with("feltbog-enrol:https://feltbog.kommune.dk/#K7QP-2MXW");
+        let link = app.enrolment_link(None).unwrap().unwrap();
+        assert_eq!(
+            (link.server_url.as_str(), link.code.as_str()),
+            ("https://feltbog.kommune.dk", "K7QP-2MXW")
+        );
+        let code = |text: &str| app.enrolment_link(Some(text)).unwrap_err().code;
+        assert_eq!(code("https://example.com/menu"), ErrorCode::ForeignCode);
+        assert_eq!(code("feltbog-enrol:https://x#"), ErrorCode::DamagedCode);
+        app.opened_with("WIFI:S:kantine;;");
+        assert_eq!(
+            app.enrolment_link(None).unwrap_err().code,
+            ErrorCode::ForeignCode
         );
     }
 }

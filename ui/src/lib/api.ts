@@ -12,6 +12,7 @@ import type {
   ConflictChoice,
   ConflictView,
   DraftView,
+  EnrolmentLink,
   FirstRunInput,
   HandoverInput,
   Settings,
@@ -38,6 +39,9 @@ export function isAppError(e: unknown): e is AppError {
 export const api = {
   appState: () => invoke<AppState>('app_state'),
   firstRun: (input: FirstRunInput) => invoke<AppState>('first_run', { input }),
+  /** Reads a scanned enrolment QR code (`text`), or with `null` the `feltbog-enrol:` link the
+   *  app was opened with. Rust decides what is an enrolment (foreign_code, damaged_code). */
+  enrolmentLink: (text: string | null) => invoke<EnrolmentLink | null>('enrolment_link', { text }),
   unlock: (pin: string) => invoke<AppState>('unlock', { pin }),
   lock: () => invoke<void>('lock'),
   /** User activity: postpones the idle lock. */

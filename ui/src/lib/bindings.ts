@@ -126,7 +126,7 @@ me: Me | null,
  */
 offer: Offer, };
 
-export type ErrorCode = "locked" | "not_set_up" | "already_set_up" | "wrong_pin" | "back_off" | "destroyed" | "weak_pin" | "invalid" | "not_found" | "not_allowed" | "bad_server_address" | "enrolment_refused" | "offline" | "revoked" | "update_required" | "internal";
+export type ErrorCode = "locked" | "not_set_up" | "already_set_up" | "wrong_pin" | "back_off" | "destroyed" | "weak_pin" | "invalid" | "not_found" | "not_allowed" | "bad_server_address" | "foreign_code" | "damaged_code" | "enrolment_refused" | "offline" | "revoked" | "update_required" | "internal";
 
 export type AppError = { code: ErrorCode, 
 /**
@@ -234,11 +234,29 @@ export type ConflictView = { id: string, entity: EntityKind, record_id: string,
 /**
  * The citizen (or "anonymous contact", as `None`) the record is about.
  */
-record_label: string | null, field: string, kind: ConflictKind, 
+record_label: string | null, 
 /**
- * This device's version (or the losing one, if neither came from here), as text.
+ * The field, as the screen names it: one goal's conflict is about `goals`.
+ */
+field: string, kind: ConflictKind, 
+/**
+ * This device's version (or the losing one, if neither came from here), as text: for a
+ * structured field (a goal, a consent) its words, the rest in `mine_details`.
  */
 mine: string, theirs: string, 
+/**
+ * The other parts of a structured version (a goal's status, a consent's date), each as
+ * its translation group and raw value for the screen to put in words.
+ */
+mine_details: Array<FieldText>, theirs_details: Array<FieldText>, 
+/**
+ * The version removes the item (a goal deleted on one tablet, edited on the other).
+ */
+mine_removed: boolean, theirs_removed: boolean, 
+/**
+ * Who wrote each version, from the worker directory (`None`: not known on this device).
+ */
+mine_author: string | null, theirs_author: string | null, 
 /**
  * Whether "mine" is the value the record holds now.
  */
@@ -289,6 +307,8 @@ export type DraftView = {
  * The form's fields, as the screen kept them.
  */
 content: unknown, at_ms: number, };
+
+export type EnrolmentLink = { server_url: string, code: string, };
 
 export type FirstRunInput = { server_url: string, code: string, pin: string, };
 

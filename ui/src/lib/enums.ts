@@ -128,6 +128,8 @@ export const ERROR_CODES = all<ErrorCode>()([
   'not_found',
   'not_allowed',
   'bad_server_address',
+  'foreign_code',
+  'damaged_code',
   'enrolment_refused',
   'offline',
   'revoked',

@@ -37,7 +37,7 @@ import type {
   VisitView,
 } from '../../src/lib/bindings';
 
-export type Seed = { phase: Phase; demo: boolean; pin?: string; role?: Role };
+export type Seed = { phase: Phase; demo: boolean; pin?: string; role?: Role; openedWith?: string };
 
 type Citizen = Omit<CitizenDetail, 'label' | 'visits' | 'tasks' | 'mark' | 'primary_worker_name' | 'site_log'>;
 type Task = { id: string; citizen_id: string; title: string; due: string; status: TaskStatus; assignee: string | null };
@@ -162,9 +162,9 @@ function demo(db: Db) {
     { id: uuid(), site_id: site1.id, at_ms: now - 28 * 3600_000, kind: 'resident_contact', note: 'Kaffe med Mette på bænken.', residents: [mette.id], mine: false },
   ];
   db.conflicts = [
-    { id: uuid(), entity: 'visit', record_id: db.visits[0].id, record_label: 'Ravnen', field: 'note', kind: 'open', mine: 'Talte om boligansøgningen. Ravnen vil gerne have hjælp til at ringe.', theirs: 'Talte om boligansøgning og gæld. Aftalt møde på fredag.', mine_is_current: true, can_settle: true, status: 'open', created_at_ms: now - 3600_000 },
-    { id: uuid(), entity: 'citizen', record_id: mette.id, record_label: 'Lille Mette', field: 'goals', kind: 'open', mine: 'Komme ud at gå hver dag.', theirs: 'Gå en tur hver dag med en fra frivilligcentret.', mine_is_current: false, can_settle: true, status: 'open', created_at_ms: now - 2 * 3600_000 },
-    { id: uuid(), entity: 'citizen', record_id: kaj.id, record_label: 'Kaj fra broen', field: 'phone', kind: 'notice', mine: '+45 30 00 00 00', theirs: '+45 31 00 00 00', mine_is_current: false, can_settle: true, status: 'open', created_at_ms: now - 4 * 3600_000 },
+    { id: uuid(), entity: 'visit', record_id: db.visits[0].id, record_label: 'Ravnen', field: 'note', kind: 'open', mine: 'Talte om boligansøgningen. Ravnen vil gerne have hjælp til at ringe.', theirs: 'Talte om boligansøgning og gæld. Aftalt møde på fredag.', mine_details: [], theirs_details: [], mine_removed: false, theirs_removed: false, mine_author: 'Demo Medarbejder', theirs_author: 'Bo Demo', mine_is_current: true, can_settle: true, status: 'open', created_at_ms: now - 3600_000 },
+    { id: uuid(), entity: 'citizen', record_id: mette.id, record_label: 'Lille Mette', field: 'goals', kind: 'open', mine: 'Komme ud at gå hver dag.', theirs: 'Gå en tur hver dag med en fra frivilligcentret.', mine_details: [{ field: 'goal_status', values: ['active'] }, { field: 'date', values: ['2026-11-02'] }], theirs_details: [{ field: 'goal_status', values: ['paused'] }, { field: 'date', values: ['2026-11-02'] }], mine_removed: false, theirs_removed: false, mine_author: 'Demo Medarbejder', theirs_author: 'Bo Demo', mine_is_current: false, can_settle: true, status: 'open', created_at_ms: now - 2 * 3600_000 },
+    { id: uuid(), entity: 'citizen', record_id: kaj.id, record_label: 'Kaj fra broen', field: 'phone', kind: 'notice', mine: '+45 30 00 00 00', theirs: '+45 31 00 00 00', mine_details: [], theirs_details: [], mine_removed: false, theirs_removed: false, mine_author: 'Demo Medarbejder', theirs_author: null, mine_is_current: false, can_settle: true, status: 'open', created_at_ms: now - 4 * 3600_000 },
   ];
   db.pending = [db.visits[0].id, db.tasks[0].id];
   db.setAside = [
@@ -289,6 +289,15 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
   switch (cmd) {
     case 'app_state':
       return state();
+    case 'enrolment_link': {
+      // A test double of core's `EnrolmentLink::parse` (the Rust rule is tested in core).
+      const text = (a.text as string | null) ?? (db.phase === 'first_run' ? (window.__FELTBOG_SEED__?.openedWith ?? null) : null);
+      if (text === null) return null;
+      const m = /^feltbog-enrol:(.*)#([A-Za-z0-9-]{1,64})$/i.exec(text.trim());
+      if (!/^feltbog-enrol:/i.test(text.trim())) throw err('foreign_code', 'not an enrolment');
+      if (!m || !/^https?:\/\/\S+$/.test(m[1])) throw err('damaged_code', 'damaged');
+      return { server_url: m[1].replace(/\/+$/, ''), code: m[2] };
+    }
     case 'first_run': {
       const input = a.input as { server_url: string; code: string; pin: string };
       if (db.phase !== 'first_run') throw err('already_set_up', 'already set up');

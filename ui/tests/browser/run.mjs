@@ -5,10 +5,12 @@
 // or CSP violations, screenshots into docs/screenshots. Exits non-zero naming the failed steps.
 import AxeBuilder from '@axe-core/playwright';
 import { createServer } from 'node:http';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { extname, join, normalize, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import QRCode from 'qrcode';
 import { build } from 'vite';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -191,6 +193,20 @@ const flows = [
     await notice.waitFor({ state: 'visible', timeout: 2000 });
     assert((await notice.innerText()).includes('slettet'), 'the notice says (in Danish) that the data was erased');
   }],
+  ['first run opened by a feltbog-enrol: link: the fields come filled', { phase: 'first_run', demo: false, openedWith: 'feltbog-enrol:http://127.0.0.1:8080/#ABC-123' }, async (page) => {
+    await screen(page, 'first-run');
+    await page.locator('#filled-from').waitFor({ state: 'visible', timeout: 2000 });
+    assert((await page.inputValue('#server-url')) === 'http://127.0.0.1:8080', 'server address from the link');
+    assert((await page.inputValue('#enrol-code')) === 'ABC-123', 'code from the link');
+    await page.fill('#enrol-code', 'XYZ-999');
+    assert((await page.inputValue('#enrol-code')) === 'XYZ-999', 'typing stays possible');
+  }],
+  ['first run opened by a damaged link: said, and the fields stay empty', { phase: 'first_run', demo: false, openedWith: 'feltbog-enrol:ftp://x#ABC' }, async (page) => {
+    await screen(page, 'first-run');
+    await page.locator('.error-banner').waitFor({ state: 'visible', timeout: 2000 });
+    assert((await page.locator('.error-banner').innerText()).includes('beskadiget'), 'a damaged link is named');
+    assert((await page.inputValue('#server-url')) === '', 'nothing filled in');
+  }],
   ['lock → wrong PIN → unlock → lock now', { phase: 'locked', demo: true }, async (page, vp) => {
     await audit(page, 'lock', vp);
     const bar = page.locator('[data-testid="sync-bar"]');
@@ -329,6 +345,12 @@ const flows = [
     assert((await count()) === 3, 'three conflicts');
     const t = await text(page);
     assert(t.includes('Min version') && t.includes('Deres version'), 'two versions side by side');
+    assert(t.includes('skrevet af Bo Demo'), 'the other version names its author');
+    // A goal's versions in words: its text, its status and date translated, no JSON.
+    const goal = page.locator('[data-conflict]').nth(1);
+    const goalText = await goal.innerText();
+    assert(goalText.includes('På pause') && goalText.includes('Aktivt') && goalText.includes('02.11.2026'), 'goal status and date in words');
+    assert(!goalText.includes('{') && !goalText.includes('"status"'), 'no raw JSON');
     await page.locator('[data-conflict]').nth(0).locator('.conflict-keep-mine').click();
     await page.waitForFunction(() => document.querySelectorAll('[data-conflict]').length === 2);
     const first = page.locator('[data-conflict]').nth(0);
@@ -526,6 +548,22 @@ const flows = [
     await page.click('#draft-resume');
     assert((await page.inputValue('#v-note')) === 'Notat skrevet lige før låsen', 'the note typed before the lock is back');
     await page.click('#draft-discard').catch(() => {});
+
+    // The citizen form: a half-typed phone number survives a tap on another menu item.
+    await page.click('#nav-caseload');
+    await page.locator('.citizen-card', { hasText: 'Ravnen' }).click();
+    await page.click('#edit-citizen');
+    await screen(page, 'citizen-edit');
+    assert((await page.locator('#draft-resume').count()) === 0, 'an edit form just opened offers no draft');
+    await page.fill('#c-phone', '+45 20 30 40 50');
+    await page.waitForFunction(() => Object.keys(window.__fake.db().drafts).some((k) => k.startsWith('citizen:')));
+    await page.click('#nav-today');
+    await page.click('#nav-caseload');
+    await page.locator('.citizen-card', { hasText: 'Ravnen' }).click();
+    await page.click('#edit-citizen');
+    await screen(page, 'citizen-edit');
+    await page.click('#draft-resume');
+    assert((await page.inputValue('#c-phone')) === '+45 20 30 40 50', 'the phone typed before leaving is back');
   }],
   ['settings: English, wipe confirmation', { phase: 'unlocked', demo: true }, async (page, vp) => {
     await page.click('#nav-settings');
@@ -598,7 +636,72 @@ const flows = [
   }],
 ];
 
+// ---------- QR enrolment through Chromium's fake camera ----------
+/** Writes a Y4M video (640×480, one frame: Chromium loops it) showing `text` as a QR code. */
+async function qrVideo(text, path) {
+  const qr = QRCode.create(text, { errorCorrectionLevel: 'M' });
+  const n = qr.modules.size;
+  const [W, H, scale] = [640, 480, Math.floor(400 / (n + 8))];
+  const x0 = Math.floor((W - n * scale) / 2);
+  const y0 = Math.floor((H - n * scale) / 2);
+  const y = Buffer.alloc(W * H, 235); // white
+  for (let r = 0; r < n; r++)
+    for (let c = 0; c < n; c++)
+      if (qr.modules.get(r, c))
+        for (let dy = 0; dy < scale; dy++) y.fill(16, (y0 + r * scale + dy) * W + x0 + c * scale, (y0 + r * scale + dy) * W + x0 + (c + 1) * scale);
+  const chroma = Buffer.alloc((W / 2) * (H / 2) * 2, 128); // no colour
+  await writeFile(path, Buffer.concat([Buffer.from(`YUV4MPEG2 W${W} H${H} F10:1 Ip A1:1 C420jpeg\nFRAME\n`), y, chroma]));
+}
+
+const CAMERA_FLOWS = [
+  ['first run: the enrolment QR code from the camera fills the fields', 'feltbog-enrol:https://feltbog.example.dk#K7QP-2MXW', async (page, vp) => {
+    await screen(page, 'first-run');
+    await page.click('#scan-qr');
+    await page.locator('.qr-video').waitFor({ state: 'visible', timeout: 2000 });
+    await page.locator('#filled-from').waitFor({ state: 'visible', timeout: 10_000 });
+    assert((await page.inputValue('#server-url')) === 'https://feltbog.example.dk', 'server address from the QR code');
+    assert((await page.inputValue('#enrol-code')) === 'K7QP-2MXW', 'code from the QR code');
+    assert((await page.locator('.qr-video').count()) === 0, 'the camera closes once the code is read');
+    await audit(page, 'first-run', vp, { shoot: false });
+  }],
+  ['first run: a foreign QR code is named, nothing filled', 'https://example.com/kantine/menu', async (page, vp) => {
+    await screen(page, 'first-run');
+    await page.click('#scan-qr');
+    await page.locator('#qr-message').waitFor({ state: 'visible', timeout: 10_000 });
+    assert((await page.locator('#qr-message').innerText()).includes('ikke en Feltbog-tilmelding'), 'says the code is not an enrolment');
+    assert((await page.inputValue('#server-url')) === '' && (await page.inputValue('#enrol-code')) === '', 'nothing filled in');
+    await audit(page, 'first-run', vp, { shoot: false });
+    await page.click('#qr-close');
+    assert((await page.locator('.qr-video').count()) === 0, 'the camera can be closed');
+  }],
+  ['first run: a damaged enrolment QR code is named', 'feltbog-enrol:https://feltbog.example.dk#', async (page) => {
+    await screen(page, 'first-run');
+    await page.click('#scan-qr');
+    await page.locator('#qr-message').waitFor({ state: 'visible', timeout: 10_000 });
+    assert((await page.locator('#qr-message').innerText()).includes('beskadiget'), 'says the code is damaged');
+  }],
+];
+
+/** Each camera flow in its own Chromium, whose fake camera shows that flow's QR code. */
+async function cameraFlows(base, vp) {
+  for (const [name, text, fn] of CAMERA_FLOWS) {
+    if (process.env.FLOWS && !name.includes(process.env.FLOWS)) continue;
+    const video = join(tmpdir(), `feltbog-qr-${process.pid}.y4m`);
+    await qrVideo(text, video);
+    const camera = await chromium.launch({
+      executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+      args: [...CHROMIUM_ARGS, '--use-fake-device-for-media-stream', `--use-file-for-fake-video-capture=${video}`, '--use-fake-ui-for-media-stream'],
+    });
+    try {
+      await flow(camera, base, vp, name, { phase: 'first_run', demo: false }, fn);
+    } finally {
+      await camera.close();
+    }
+  }
+}
+
 // ---------- main ----------
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 const t0 = Date.now();
 await mkdir(shots, { recursive: true });
 await mkdir(join(ui, 'test-results'), { recursive: true });
@@ -607,12 +710,17 @@ const server = await serve();
 const base = `http://127.0.0.1:${server.address().port}/`;
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  args: CHROMIUM_ARGS,
 });
 try {
   for (const vp of VIEWPORTS) {
     console.log(`\n# ${vp.name} ${vp.width}×${vp.height}`);
-    for (const [name, seed, fn] of flows) await flow(browser, base, vp, name, seed, fn);
+    // FLOWS=text runs only the flows whose name holds it (while working on one screen).
+    for (const [name, seed, fn] of flows) {
+      if (process.env.FLOWS && !name.includes(process.env.FLOWS)) continue;
+      await flow(browser, base, vp, name, seed, fn);
+    }
+    await cameraFlows(base, vp);
   }
 } finally {
   await browser.close();

@@ -21,6 +21,12 @@ export class DraftKeeper<T> {
     this.pristine = JSON.stringify(initial);
   }
 
+  /** The form as it opened, once loaded (an edit form loads the record after it is built):
+   *  that is never kept as a draft. */
+  baseline(initial: T) {
+    this.pristine = JSON.stringify(initial);
+  }
+
   /** Looks for a kept draft to offer. */
   async check() {
     try {
