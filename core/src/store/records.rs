@@ -118,13 +118,19 @@ fn splice_and_parse<R: Record>(
     cells: &[CellRef<'_>],
     json: &mut Vec<u8>,
 ) -> Result<R, StoreError> {
+    let lists = R::KIND.item_fields();
+    // A whole item list stored before lists travelled item by item: read the slow way.
+    if cells.iter().any(|c| lists.contains(&c.field)) {
+        return parse_with_items(key, key_id, id, cells);
+    }
     json.clear();
     json.push(b'{');
     let mut first = true;
-    if !R::KIND.item_fields().is_empty() {
-        return parse_with_items(key, key_id, id, cells);
-    }
-    for cell in cells.iter().filter(|c| !is_set_state(c.field)) {
+    let is_item = |c: &&CellRef<'_>| schema::item_of(R::KIND, c.field).is_some();
+    for cell in cells
+        .iter()
+        .filter(|c| !is_set_state(c.field) && !is_item(c))
+    {
         if !first {
             json.push(b',');
         }
@@ -142,13 +148,44 @@ fn splice_and_parse<R: Record>(
         json.extend_from_slice(b"\":");
         key.open_append(&binding(key_id, R::KIND, id, cell.field), cell.sealed, json)?;
     }
+    // Each item list from its items, in id order (the order they were made in); a removed
+    // item (`null`) is left out.
+    for list in lists {
+        let mut items: Vec<&CellRef<'_>> = cells
+            .iter()
+            .filter(|c| schema::item_of(R::KIND, c.field).is_some_and(|(l, _)| l == *list))
+            .collect();
+        items.sort_by_key(|c| c.field);
+        if !first {
+            json.push(b',');
+        }
+        first = false;
+        json.push(b'"');
+        json.extend_from_slice(list.as_bytes());
+        json.extend_from_slice(b"\":[");
+        let mut empty = true;
+        for cell in items {
+            let mark = json.len();
+            if !empty {
+                json.push(b',');
+            }
+            let start = json.len();
+            key.open_append(&binding(key_id, R::KIND, id, cell.field), cell.sealed, json)?;
+            if &json[start..] == b"null" {
+                json.truncate(mark);
+            } else {
+                empty = false;
+            }
+        }
+        json.push(b']');
+    }
     json.push(b'}');
     serde_json::from_slice(json).map_err(|_| StoreError::Corrupt("record fields"))
 }
 
-/// Parses a record of a kind with item lists: its fields opened into one JSON object, the
-/// items joined back into their lists ([`schema::join_items`]). Slower than splicing, but only
-/// citizens have item lists, and they are listed in the hundreds, not the thousands.
+/// Parses a record that still holds a whole item list from before lists travelled item by
+/// item: its fields opened into one JSON object, the items joined back into their lists
+/// ([`schema::join_items`]). Slower than splicing, and only until the record is next saved.
 fn parse_with_items<R: Record>(
     key: &SecretKey,
     key_id: KeyId,
