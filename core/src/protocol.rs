@@ -420,7 +420,14 @@ impl EnrolmentLink {
             .map(|(_, rest)| rest)
             .ok_or(EnrolmentLinkError::Foreign)?;
         let (server, code) = rest.rsplit_once('#').ok_or(EnrolmentLinkError::Damaged)?;
-        let web = server.starts_with("https://") || server.starts_with("http://");
+        // A plain address only: no `user@` part (`https://kommune.dk@elsewhere` goes to
+        // elsewhere), no query or second fragment a link could hide another address in.
+        let web = ["https://", "http://"].iter().any(|p| {
+            server.strip_prefix(p).is_some_and(|rest| {
+                let authority = rest.split('/').next().unwrap_or("");
+                !authority.is_empty() && !authority.contains('@')
+            })
+        }) && !server.contains(['?', '#']);
         let code_ok = (1..=64).contains(&code.len())
             && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !web || server.len() > 2048 || server.contains(char::is_whitespace) || !code_ok {
@@ -495,6 +502,9 @@ mod tests {
             "feltbog-enrol:https://x#",
             "feltbog-enrol:https://x#AB C",
             "feltbog-enrol:https://x y#ABC",
+            "feltbog-enrol:https://feltbog.kommune.dk@evil.example#ABC",
+            "feltbog-enrol:https://evil.example?https://feltbog.kommune.dk#ABC",
+            "feltbog-enrol:https://#ABC",
         ] {
             assert_eq!(
                 EnrolmentLink::parse(damaged),

@@ -108,11 +108,13 @@ pub fn start_loops<R: tauri::Runtime>(app: &Arc<App>, handle: &tauri::AppHandle<
 
 /// Lets the first-run screen use the camera to read an enrolment QR code: WebKitGTK keeps
 /// media streams off and refuses their permission requests unless the embedder says otherwise.
-/// Only the app's own page is ever loaded (the CSP allows nothing else), and it asks for video
-/// only; any other permission request (audio, location, notifications) stays refused.
+/// Only the app's own page is ever loaded (the CSP allows nothing else); a video-only request
+/// is granted only while the app is at first run. Any other permission request (audio,
+/// location, notifications) is refused.
 #[cfg(target_os = "linux")]
-fn allow_camera<R: tauri::Runtime>(window: &tauri::WebviewWindow<R>) {
-    let _ = window.with_webview(|webview| {
+fn allow_camera<R: tauri::Runtime>(window: &tauri::WebviewWindow<R>, app: &Arc<App>) {
+    let app = Arc::clone(app);
+    let _ = window.with_webview(move |webview| {
         use webkit2gtk::glib::prelude::Cast;
         use webkit2gtk::{
             PermissionRequestExt, SettingsExt, UserMediaPermissionRequest,
@@ -122,9 +124,13 @@ fn allow_camera<R: tauri::Runtime>(window: &tauri::WebviewWindow<R>) {
         if let Some(settings) = WebViewExt::settings(&view) {
             settings.set_enable_media_stream(true);
         }
-        view.connect_permission_request(|_, request| {
+        view.connect_permission_request(move |_, request| {
             match request.downcast_ref::<UserMediaPermissionRequest>() {
-                Some(media) if media.is_for_video_device() && !media.is_for_audio_device() => {
+                Some(media)
+                    if media.is_for_video_device()
+                        && !media.is_for_audio_device()
+                        && app.state().phase == Phase::FirstRun =>
+                {
                     request.allow();
                 }
                 _ => request.deny(),
@@ -164,7 +170,7 @@ pub fn run() {
             start_loops(&app, tauri_app.handle());
             #[cfg(target_os = "linux")]
             for window in tauri_app.webview_windows().values() {
-                allow_camera(window);
+                allow_camera(window, &app);
             }
             tauri_app.manage(app);
             Ok(())

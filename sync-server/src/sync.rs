@@ -116,7 +116,7 @@ pub fn sync(
                 && digest != received
                 && !ctx.echoed(change_seq)?
             {
-                ctx.echo_again(caller.team_id, change_seq)?;
+                ctx.echo_again(caller.device_id, change_seq)?;
                 // Remember this version: more copies of it need no second echo.
                 ctx.tx
                     .prepare_cached(
@@ -1136,11 +1136,13 @@ impl Ctx<'_> {
 
     /// Appends the change-log row `change_seq` once more, echoed to its own device too.
     /// Pulling a mutation again is harmless for every other device (merging is idempotent).
-    fn echo_again(&self, team: Uuid, change_seq: i64) -> Result<(), SyncError> {
+    /// Only a row `device` wrote (its row is logged under the record's team, which for a
+    /// supervisor's review is not the device's own).
+    fn echo_again(&self, device: DeviceId, change_seq: i64) -> Result<(), SyncError> {
         self.tx.prepare_cached("INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id, site_id)
              SELECT team_id, device_id, 1, mutation, seq, class, citizen_id, site_id FROM changes
-             WHERE seq = ?1 AND team_id = ?2")?.execute(
-            params![change_seq, &team.as_bytes()[..]],
+             WHERE seq = ?1 AND device_id = ?2")?.execute(
+            params![change_seq, &device.0.as_bytes()[..]],
         )?;
         Ok(())
     }

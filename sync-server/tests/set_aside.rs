@@ -209,3 +209,76 @@ fn a_refused_edit_sent_again_carries_every_value_it_wrote_and_the_team_receives_
         Some("99 88 77 66".into())
     );
 }
+
+#[test]
+fn a_refused_goal_edit_and_removal_sent_again_reach_the_team_goal_by_goal() {
+    use feltbog_core::domain::{Citizen, Goal, GoalId, GoalStatus};
+    use feltbog_core::protocol::{PullPage, RejectReason, Rejection, SyncResponse};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (team, anne) = team_and_worker(&server);
+    let mut store = device(dir.path(), "anne", &server, &anne);
+    let goal = |text: &str| Goal {
+        id: GoalId::new(),
+        text: text.into(),
+        status: GoalStatus::Active,
+        created: chrono::Utc::now().date_naive(),
+    };
+    let mut jens = Citizen::with_alias("Jens");
+    jens.goals = vec![goal("bolig"), goal("job")];
+    store.save(&jens).unwrap();
+    sync(&mut store);
+    // One goal reworded, the other removed, in one save the server refuses.
+    jens.goals[0].text = "egen bolig".into();
+    jens.goals.pop();
+    store.save(&jens).unwrap();
+    let seq = store.last_device_seq().unwrap();
+    store
+        .apply_sync_response(&SyncResponse {
+            acked: vec![],
+            rejected: vec![Rejection {
+                device_seq: seq,
+                reason: RejectReason::OutOfScope,
+                detail: "out of scope".into(),
+            }],
+            pull: PullPage {
+                changes: vec![],
+                next_cursor: 0,
+                more: false,
+                erase: vec![],
+            },
+            server_hlc: feltbog_core::hlc::Hlc::from_u64(0),
+            server_time_ms: chrono::Utc::now().timestamp_millis() as u64,
+            access_acked: 0,
+            profile: None,
+        })
+        .unwrap();
+    store.resend_set_aside(seq).unwrap();
+    assert_eq!(store.set_aside_edits().unwrap().len(), 0);
+    assert_eq!(
+        store.outbox_len().unwrap(),
+        1,
+        "the goal edit and removal are sent again"
+    );
+    sync(&mut store);
+    let bo = server.admin(&["create-worker", "--team", &team, "--name", "Bo"]);
+    let mut colleague = device(dir.path(), "bo", &server, &bo);
+    sync(&mut colleague);
+    let texts = |s: &mut feltbog_core::store::Store| -> Vec<String> {
+        let c: Citizen = s.get(jens.id.0).unwrap().unwrap();
+        c.goals.iter().map(|g| g.text.expose().clone()).collect()
+    };
+    assert_eq!(
+        texts(&mut colleague),
+        ["egen bolig"],
+        "reworded and removed on the server"
+    );
+    assert_eq!(texts(&mut store), ["egen bolig"]);
+    // Device and server agree goal by goal: a later edit is no conflict.
+    jens.goals[0].text = "egen bolig tæt på datteren".into();
+    store.save(&jens).unwrap();
+    sync(&mut store);
+    sync(&mut colleague);
+    assert!(colleague.conflicts(true).unwrap().is_empty());
+    assert_eq!(texts(&mut colleague), ["egen bolig tæt på datteren"]);
+}

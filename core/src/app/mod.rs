@@ -407,6 +407,8 @@ impl App {
             return Err(e.into());
         }
         *guard = Some(store);
+        // The link's code is spent: a later first run (after a wipe) does not offer it again.
+        lock(&self.opened_link).take();
         self.touch();
         drop(guard);
         self.kick_sync();
@@ -1195,6 +1197,10 @@ fn server_address_ok(url: &str) -> bool {
     if url.contains(char::is_whitespace) {
         return false;
     }
+    // No `user@` part: `https://kommune.dk@elsewhere` goes to elsewhere.
+    if url.contains(['@', '?', '#']) {
+        return false;
+    }
     if url.starts_with("https://") && url.len() > "https://".len() {
         return true;
     }
@@ -1267,6 +1273,8 @@ mod tests {
             "https://",
             "ftp://x",
             "https://a b",
+            "https://feltbog.kommune.dk@evil.example",
+            "http://127.0.0.1@evil.example",
         ] {
             assert!(!server_address_ok(bad), "{bad}");
         }

@@ -329,6 +329,9 @@ pub struct ConflictView {
     pub theirs_author: Option<String>,
     /// Whether "mine" is the value the record holds now.
     pub mine_is_current: bool,
+    /// The versions can be written together as one text (free text, or the words of a goal
+    /// or consent; not a whole goal list from before goals merged one by one).
+    pub can_merge: bool,
     /// The worker may settle it from this tablet ([`crate::access::Offer::can_settle`]).
     pub can_settle: bool,
     pub status: ConflictStatus,
@@ -822,8 +825,15 @@ fn version_words(
     let Some(part) = crate::domain::schema::text_part(entity, field) else {
         return (as_text(value), Vec::new(), false);
     };
-    let serde_json::Value::Object(parts) = value else {
-        return (String::new(), Vec::new(), value.is_null());
+    let parts = match value {
+        serde_json::Value::Object(parts) => parts,
+        // A whole goal list (a conflict raised before goals travelled one by one): the goals'
+        // words, one per line.
+        serde_json::Value::Array(items) => {
+            let words = items.iter().filter_map(|i| i.get(part)).map(as_text);
+            return (words.collect::<Vec<_>>().join("\n"), Vec::new(), false);
+        }
+        _ => return (String::new(), Vec::new(), value.is_null()),
     };
     // Each part, named by the translation group its values are worded by.
     let groups: &[(&str, &str)] = match part {
@@ -887,6 +897,8 @@ fn conflict_view(
         mine_author: names.name(mine_by),
         theirs_author: names.name(theirs_by),
         mine_is_current: !mine_is_loser,
+        can_merge: c.kind == ConflictKind::Open
+            && !c.entity.item_fields().contains(&c.field.as_str()),
         can_settle: false,
         status: c.status,
         created_at_ms: ms(c.created_at),

@@ -284,6 +284,12 @@ pub(crate) fn stage<R: Record>(
             fields.insert(name.clone(), serde_json::Value::Null);
         }
     }
+    // A removed item sent again (a refused removal): its field is written, as `null`.
+    for (name, _, _) in &forced.assign {
+        if schema::item_of(R::KIND, name).is_some() && !fields.contains_key(name) {
+            fields.insert(name.clone(), serde_json::Value::Null);
+        }
+    }
     let open_old = |name: &str| -> Result<Option<(Stamp, serde_json::Value)>, StoreError> {
         match old_items.get(name) {
             Some(held) => Ok(Some(held.clone())),

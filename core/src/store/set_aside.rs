@@ -5,7 +5,9 @@
 
 use super::records::Forced;
 use super::{Saved, Store, StoreError, outbox};
-use crate::domain::{Citizen, ConflictRecord, EntityKind, Record, Site, SiteLogEntry, Task, Visit};
+use crate::domain::{
+    Citizen, ConflictRecord, EntityKind, Record, Site, SiteLogEntry, Task, Visit, schema,
+};
 use crate::protocol::{FieldChange, Mutation, RejectReason};
 use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
@@ -152,8 +154,17 @@ impl Store {
         let current: R = self
             .get(edit.record_id)?
             .ok_or(StoreError::RecordNotFound { entity: R::KIND })?;
-        let mut json =
-            serde_json::to_value(&current).map_err(|_| StoreError::Corrupt("record form"))?;
+        let serde_json::Value::Object(mut json) =
+            serde_json::to_value(&current).map_err(|_| StoreError::Corrupt("record form"))?
+        else {
+            return Err(StoreError::Corrupt("record form"));
+        };
+        let invalid = || StoreError::InvalidValue {
+            field: "set_aside".into(),
+        };
+        // Item lists (goals) as their items, as they travel: a refused edit of one goal is
+        // written back into its own field.
+        schema::split_items(R::KIND, &mut json).map_err(|_| invalid())?;
         let mut forced = Forced::default();
         for op in edit
             .mutation
@@ -162,14 +173,37 @@ impl Store {
             .filter(|op| op.id == edit.record_id)
         {
             let field = op.field.clone();
+            let stamp = edit.mutation.stamp_of(op);
             match &op.change {
+                // A whole list, refused because it was written before lists travelled item by
+                // item: each of its items is written again, and the items it no longer had are
+                // removed, all on top of the version the refused write had seen.
+                FieldChange::Assign { value }
+                    if R::KIND.item_fields().contains(&field.as_str()) =>
+                {
+                    let mut items = serde_json::Map::new();
+                    items.insert(field.clone(), value.clone());
+                    schema::split_items(R::KIND, &mut items).map_err(|_| invalid())?;
+                    let held: Vec<String> = json
+                        .keys()
+                        .filter(|k| schema::item_of(R::KIND, k).is_some_and(|(l, _)| l == field))
+                        .cloned()
+                        .collect();
+                    for name in held.into_iter().filter(|n| !items.contains_key(n)) {
+                        json.insert(name.clone(), serde_json::Value::Null);
+                        forced.assign.push((name, stamp, op.base));
+                    }
+                    for (name, item) in items {
+                        json.insert(name.clone(), item);
+                        forced.assign.push((name, stamp, op.base));
+                    }
+                }
                 FieldChange::Assign { value } => {
-                    json[&field] = value.clone();
-                    let stamp = edit.mutation.stamp_of(op);
+                    json.insert(field.clone(), value.clone());
                     forced.assign.push((field, stamp, op.base));
                 }
                 FieldChange::Add { value } => {
-                    if let serde_json::Value::Array(items) = &mut json[&field]
+                    if let Some(serde_json::Value::Array(items)) = json.get_mut(&field)
                         && !items.contains(value)
                     {
                         items.push(value.clone());
@@ -177,7 +211,7 @@ impl Store {
                     forced.adds.push((field, value.clone()));
                 }
                 FieldChange::Remove { value, observed } => {
-                    if let serde_json::Value::Array(items) = &mut json[&field] {
+                    if let Some(serde_json::Value::Array(items)) = json.get_mut(&field) {
                         items.retain(|v| v != value);
                     }
                     forced
@@ -186,9 +220,9 @@ impl Store {
                 }
             }
         }
-        let updated: R = serde_json::from_value(json).map_err(|_| StoreError::InvalidValue {
-            field: "set_aside".into(),
-        })?;
+        schema::join_items(R::KIND, &mut json).map_err(|_| invalid())?;
+        let updated: R =
+            serde_json::from_value(serde_json::Value::Object(json)).map_err(|_| invalid())?;
         updated.validate()?;
         let seq = edit.device_seq;
         self.in_save_tx(|save, keys, nonces| {

@@ -414,6 +414,17 @@ impl Store {
         let conflict: ConflictRecord = self.get(id.0)?.ok_or(StoreError::RecordNotFound {
             entity: EntityKind::Conflict,
         })?;
+        // A whole goal list has no one text to write together: keep one version.
+        if conflict
+            .entity
+            .item_fields()
+            .contains(&conflict.field.as_str())
+            && matches!(resolution, Resolution::Merged(_))
+        {
+            return Err(StoreError::InvalidValue {
+                field: conflict.field.clone(),
+            });
+        }
         let mine_is_loser = conflict.loser_stamp.device == self.device_id
             || conflict.winner_stamp.device != self.device_id;
         let (mine, theirs) = if mine_is_loser {
@@ -500,6 +511,11 @@ impl Store {
             field: schema::rule_field(R::KIND, field).to_owned(),
         };
         schema::split_items(R::KIND, &mut json).map_err(|_| invalid())?;
+        if R::KIND.item_fields().contains(&field) {
+            // A whole list (a conflict raised before lists travelled item by item): it replaces
+            // the items, and the items it does not hold are removed.
+            json.retain(|k, _| schema::item_of(R::KIND, k).is_none_or(|(l, _)| l != field));
+        }
         json.insert(field.to_owned(), value);
         schema::join_items(R::KIND, &mut json).map_err(|_| invalid())?;
         let updated: R =

@@ -262,6 +262,11 @@ mine_author: string | null, theirs_author: string | null,
  */
 mine_is_current: boolean, 
 /**
+ * The versions can be written together as one text (free text, or the words of a goal
+ * or consent; not a whole goal list from before goals merged one by one).
+ */
+can_merge: boolean, 
+/**
  * The worker may settle it from this tablet ([`crate::access::Offer::can_settle`]).
  */
 can_settle: boolean, status: ConflictStatus, created_at_ms: number, };
