@@ -530,6 +530,14 @@ impl Ctx<'_> {
             {
                 return invalid("a record's id field must be its own id");
             }
+            // Removing a goal leaves `null` in its field; only a goal the record has can be
+            // removed (no tombstones for ids nobody made: storage stays bounded by the goals).
+            if op.change.value().is_null()
+                && schema::item_of(op.entity, &op.field).is_some()
+                && field_value(self.tx, op.entity, op.id, &op.field)?.is_none()
+            {
+                return invalid("a removal names an item the record does not have");
+            }
             let is_set = op.entity.set_fields().contains(&op.field.as_str());
             if is_set == matches!(op.change, FieldChange::Assign { .. }) {
                 return invalid("set fields take add/remove, other fields take assign");

@@ -235,13 +235,56 @@ fn unknown_fields_top_level_or_nested_are_refused_and_never_reach_the_team() {
             "the record has no such field".to_owned()
         ))
     );
-    // Nested: a goal with a key a goal does not have.
-    let goal = json!([{"id": Uuid::now_v7(), "text": "Egen bolig", "status": "active",
-        "created": "2026-12-06", "hidden_payload": "x"}]);
+    // Nested: a goal with a key a goal does not have (goals travel one by one).
+    let goal_id = Uuid::now_v7();
+    let goal_field = feltbog_core::domain::schema::item_field("goals", goal_id);
+    let goal = json!({"id": goal_id, "text": "Egen bolig", "status": "active",
+        "created": "2026-12-06", "hidden_payload": "x"});
     let (reason, _) = raw
-        .write(vec![edit(EntityKind::Citizen, t.citizen, "goals", goal)])
+        .write(vec![edit(
+            EntityKind::Citizen,
+            t.citizen,
+            &goal_field,
+            goal,
+        )])
         .unwrap_err();
     assert_eq!(reason, RejectReason::Invalid);
+    // A whole list, a goal under another goal's id, a goal of the nil id, and the removal of a
+    // goal the citizen never had (a tombstone for nothing) are refused too.
+    let valid = json!({"id": goal_id, "text": "Egen bolig", "status": "active",
+        "created": "2026-12-06"});
+    let other_field = feltbog_core::domain::schema::item_field("goals", Uuid::now_v7());
+    let nil_field = format!("goals__{}", Uuid::nil().simple());
+    for (what, field, value) in [
+        ("a whole list", "goals", json!([valid.clone()])),
+        (
+            "a goal under another id",
+            other_field.as_str(),
+            valid.clone(),
+        ),
+        ("the nil id", nil_field.as_str(), valid.clone()),
+        ("a removal of nothing", other_field.as_str(), Value::Null),
+    ] {
+        let (reason, _) = raw
+            .write(vec![edit(EntityKind::Citizen, t.citizen, field, value)])
+            .unwrap_err();
+        assert_eq!(reason, RejectReason::Invalid, "{what}");
+    }
+    // The goal under its own id is taken, and then removed.
+    raw.write(vec![edit(
+        EntityKind::Citizen,
+        t.citizen,
+        &goal_field,
+        valid,
+    )])
+    .expect("a valid goal");
+    raw.write(vec![edit(
+        EntityKind::Citizen,
+        t.citizen,
+        &goal_field,
+        Value::Null,
+    )])
+    .expect("removing the goal");
     // A new visit with an anonymous contact carrying an extra key.
     let mut fields = visit_fields(t.citizen, &t.me, &[]);
     fields["citizen_id"] = Value::Null;

@@ -180,7 +180,7 @@ pub fn item_of(entity: EntityKind, name: &str) -> Option<(&'static str, Uuid)> {
     if hex.len() != 32 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
-    Some((list, Uuid::try_parse(hex).ok()?))
+    Some((list, Uuid::try_parse(hex).ok().filter(|id| !id.is_nil())?))
 }
 
 /// The field whose rules (merge kind, who may read it, references) a stored field follows: its
@@ -501,6 +501,7 @@ mod tests {
         ));
         assert!(check_field(EntityKind::Visit, &item_field("goals", first.0)).is_err());
         assert!(check_field(EntityKind::Citizen, "goals__set").is_err());
+        assert!(check_field(EntityKind::Citizen, &item_field("goals", Uuid::nil())).is_err());
 
         let mut joined = record.clone();
         join_items(EntityKind::Citizen, &mut joined).unwrap();
