@@ -530,14 +530,6 @@ impl Ctx<'_> {
             {
                 return invalid("a record's id field must be its own id");
             }
-            // Removing a goal leaves `null` in its field; only a goal the record has can be
-            // removed (no tombstones for ids nobody made: storage stays bounded by the goals).
-            if op.change.value().is_null()
-                && schema::item_of(op.entity, &op.field).is_some()
-                && field_value(self.tx, op.entity, op.id, &op.field)?.is_none()
-            {
-                return invalid("a removal names an item the record does not have");
-            }
             let is_set = op.entity.set_fields().contains(&op.field.as_str());
             if is_set == matches!(op.change, FieldChange::Assign { .. }) {
                 return invalid("set fields take add/remove, other fields take assign");
@@ -1690,6 +1682,15 @@ fn check_record(
     entity: EntityKind,
     mut record: serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), String> {
+    // Removed goals stay as `null` marks (a removal may arrive before the goal it removes,
+    // when that goal's push was sent back for a clock re-stamp): bound them with the goals.
+    let items = record
+        .keys()
+        .filter(|k| schema::item_of(entity, k).is_some())
+        .count();
+    if items > feltbog_core::domain::limits::GOALS_EVER {
+        return Err("too many goals, removed ones included".to_owned());
+    }
     schema::join_items(entity, &mut record).map_err(|e| e.to_string())?;
     let json = serde_json::Value::Object(record);
     fn check<R: Record>(json: serde_json::Value) -> Result<(), String> {

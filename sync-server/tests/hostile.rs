@@ -249,8 +249,7 @@ fn unknown_fields_top_level_or_nested_are_refused_and_never_reach_the_team() {
         )])
         .unwrap_err();
     assert_eq!(reason, RejectReason::Invalid);
-    // A whole list, a goal under another goal's id, a goal of the nil id, and the removal of a
-    // goal the citizen never had (a tombstone for nothing) are refused too.
+    // A whole list, a goal under another goal's id and a goal of the nil id are refused too.
     let valid = json!({"id": goal_id, "text": "Egen bolig", "status": "active",
         "created": "2026-12-06"});
     let other_field = feltbog_core::domain::schema::item_field("goals", Uuid::now_v7());
@@ -263,7 +262,6 @@ fn unknown_fields_top_level_or_nested_are_refused_and_never_reach_the_team() {
             valid.clone(),
         ),
         ("the nil id", nil_field.as_str(), valid.clone()),
-        ("a removal of nothing", other_field.as_str(), Value::Null),
     ] {
         let (reason, _) = raw
             .write(vec![edit(EntityKind::Citizen, t.citizen, field, value)])
@@ -285,6 +283,26 @@ fn unknown_fields_top_level_or_nested_are_refused_and_never_reach_the_team() {
         Value::Null,
     )])
     .expect("removing the goal");
+    // Removal marks for goals nobody made are kept (a removal may overtake its goal), but a
+    // record holds at most GOALS_EVER goals, removed ones included.
+    let ever = feltbog_core::domain::limits::GOALS_EVER;
+    let marks = |n: usize| -> Vec<FieldOp> {
+        (0..n)
+            .map(|_| {
+                let field = feltbog_core::domain::schema::item_field("goals", Uuid::now_v7());
+                edit(EntityKind::Citizen, t.citizen, &field, Value::Null)
+            })
+            .collect()
+    };
+    // The goal just removed is one; fill up to the bound.
+    for _ in 0..(ever - 1) / 100 {
+        raw.write(marks(100))
+            .expect("removal marks up to the bound");
+    }
+    raw.write(marks((ever - 1) % 100))
+        .expect("removal marks up to the bound");
+    let (reason, detail) = raw.write(marks(1)).unwrap_err();
+    assert_eq!(reason, RejectReason::Invalid, "{detail}");
     // A new visit with an anonymous contact carrying an extra key.
     let mut fields = visit_fields(t.citizen, &t.me, &[]);
     fields["citizen_id"] = Value::Null;

@@ -312,6 +312,9 @@ pub mod limits {
     pub const SHORT_TEXT: usize = 500;
     pub const NOTE: usize = 20_000;
     pub const GOALS: usize = 50;
+    /// Goals a citizen's record may hold on the server, removed ones (their `null` marks)
+    /// included: bounds what one record can grow to, far above what the work produces.
+    pub const GOALS_EVER: usize = 10 * GOALS;
     pub const TAGS: usize = 50;
     pub const TAG: usize = 60;
     pub const RESIDENTS: usize = 200;

@@ -294,7 +294,12 @@ impl Transport for Port<'_> {
                 response.rejected.len(),
                 response.pull.changes.len(),
                 response.pull.next_cursor
-            )
+            ) + &response
+                .rejected
+                .iter()
+                .filter(|r| r.reason.is_permanent())
+                .map(|r| format!("; seq {} refused: {}", r.device_seq, r.detail))
+                .collect::<String>()
         });
         if self.faulty {
             match env.rng.below(100) {
