@@ -130,6 +130,11 @@ pub struct SyncBar {
     /// Counts the syncs that changed what screens show (records pulled or erased, edits
     /// acknowledged or set aside, a new profile): an open page reloads when it moves.
     pub changes: u32,
+    /// Moves with every change of `state` or `progress`: a bar read before the latest event
+    /// (a refresh after a save, answered late) is older and must not overwrite it, or the bar
+    /// would say "syncing" after the sync ended.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub version: u64,
 }
 
 /// Everything the UI needs to pick a screen.
@@ -210,6 +215,8 @@ struct SyncRuntime {
     kicked: bool,
     failures: u32,
     changes: u32,
+    /// [`SyncBar::version`]: never goes back, not even when the runtime is reset.
+    version: u64,
 }
 
 /// The app: one per process.
@@ -961,20 +968,26 @@ impl App {
         remove_store_files(&self.store_path())?;
         drop(guard);
         destroyed?;
-        *lock(&self.sync) = SyncRuntime::default();
+        let mut rt = lock(&self.sync);
+        *rt = SyncRuntime {
+            version: rt.version + 1,
+            ..SyncRuntime::default()
+        };
+        drop(rt);
         Ok(self.state())
     }
 
     /// The sync bar now.
     pub fn sync_bar(&self) -> SyncBar {
-        let (state, progress, changes) = {
+        let (state, progress, changes, version) = {
             let rt = lock(&self.sync);
-            (rt.state, rt.progress, rt.changes)
+            (rt.state, rt.progress, rt.changes, rt.version)
         };
         let mut bar = SyncBar {
             state,
             progress,
             changes,
+            version,
             ..SyncBar::default()
         };
         let mut guard = lock(&self.store);
@@ -1018,6 +1031,7 @@ impl App {
             let mut rt = lock(&self.sync);
             rt.state = SyncState::Syncing;
             rt.progress = None;
+            rt.version += 1;
         }
         notify(&self.sync_bar());
         let transport = HttpTransport::new(&url).map_err(SyncError::from);
@@ -1027,11 +1041,14 @@ impl App {
         };
         let result = transport.and_then(|t| {
             sync::sync_with(&mut Shared(&self.store), &t, retry, &mut |p: Progress| {
-                lock(&self.sync).progress = Some(SyncProgress {
+                let mut rt = lock(&self.sync);
+                rt.progress = Some(SyncProgress {
                     pulled: clamp(p.pulled as u64),
                     pending: clamp(p.pending),
                     more: p.more,
                 });
+                rt.version += 1;
+                drop(rt);
                 notify(&self.sync_bar());
             })
         });
@@ -1042,10 +1059,13 @@ impl App {
             let destroyed = guard.take().map_or(Ok(()), Store::destroy);
             let removed = remove_store_files(&self.store_path());
             drop(guard);
-            *lock(&self.sync) = SyncRuntime {
+            let mut rt = lock(&self.sync);
+            *rt = SyncRuntime {
                 state: SyncState::Revoked,
+                version: rt.version + 1,
                 ..SyncRuntime::default()
             };
+            drop(rt);
             notify(&self.sync_bar());
             removed?;
             destroyed?;
@@ -1054,6 +1074,7 @@ impl App {
         {
             let mut rt = lock(&self.sync);
             rt.progress = None;
+            rt.version += 1;
             rt.state = match &result {
                 Ok(_) => SyncState::Online,
                 // Unreachable, or something in between answered instead (a captive portal).

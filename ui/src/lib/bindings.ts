@@ -108,7 +108,13 @@ open_conflicts: number,
  * Counts the syncs that changed what screens show (records pulled or erased, edits
  * acknowledged or set aside, a new profile): an open page reloads when it moves.
  */
-changes: number, };
+changes: number, 
+/**
+ * Moves with every change of `state` or `progress`: a bar read before the latest event
+ * (a refresh after a save, answered late) is older and must not overwrite it, or the bar
+ * would say "syncing" after the sync ended.
+ */
+version: number, };
 
 export type AppState = { phase: Phase, settings: Settings, sync: SyncBar, 
 /**

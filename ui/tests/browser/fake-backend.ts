@@ -179,7 +179,7 @@ function demo(db: Db) {
       can_resend: false, can_copy: true,
     },
   ];
-  db.bar = { state: 'online', unsynced: 2, set_aside: 1, only_here: 3, last_success_ms: now - 12 * 60_000, progress: null, open_conflicts: 3, changes: 0 };
+  db.bar = { state: 'online', unsynced: 2, set_aside: 1, only_here: 3, last_success_ms: now - 12 * 60_000, progress: null, open_conflicts: 3, changes: 0, version: 0 };
 }
 
 /** The signed-in worker the fake server names. */
@@ -222,7 +222,7 @@ function fresh(seed: Seed): Db {
     pending: [],
     setAside: [],
     drafts: {},
-    bar: { state: 'unknown', unsynced: 0, set_aside: 0, only_here: 0, last_success_ms: null, progress: null, open_conflicts: 0, changes: 0 },
+    bar: { state: 'unknown', unsynced: 0, set_aside: 0, only_here: 0, last_success_ms: null, progress: null, open_conflicts: 0, changes: 0, version: 0 },
     calls: [],
   };
   if (seed.demo) demo(db);
@@ -277,7 +277,8 @@ function unlocked() {
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const emitSync = async (b: Partial<SyncBar>) => {
-  Object.assign(db.bar, b);
+  // As core: every event is a newer bar.
+  Object.assign(db.bar, b, { version: db.bar.version + 1 });
   save();
   await emit('sync', bar());
 };
@@ -609,6 +610,7 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
       unlocked();
       db.bar.state = 'syncing';
       db.bar.progress = { pulled: 0, pending: 40, more: true };
+      db.bar.version += 1;
       save();
       void (async () => {
         for (const pulled of [10, 25, 40]) {

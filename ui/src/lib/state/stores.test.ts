@@ -115,6 +115,22 @@ describe('SyncStore', () => {
     unlisten();
   });
 
+  it('a bar read before the latest event does not put "syncing" back after the sync ended', async () => {
+    mockIPC(() => undefined, { shouldMockEvents: true });
+    const s = new SyncStore();
+    const unlisten = await s.listen();
+    await emit('sync', bar({ state: 'syncing', version: 5 }));
+    await emit('sync', bar({ state: 'online', unsynced: 0, version: 6 }));
+    // A refresh after a save, read while the sync ran, answered after it ended.
+    s.update(bar({ state: 'syncing', unsynced: 1, version: 5 }));
+    expect(s.bar.state).toBe('online');
+    expect(s.bar.unsynced).toBe(0);
+    // A read as new as the last event (a save since) is taken.
+    s.update(bar({ state: 'online', unsynced: 1, version: 6 }));
+    expect(s.bar.unsynced).toBe(1);
+    unlisten();
+  });
+
   it('refreshes from sync_bar and keeps the old bar when that fails', async () => {
     let fail = false;
     mockIPC((cmd) => {

@@ -11,6 +11,7 @@ export const emptyBar: SyncBar = {
   progress: null,
   open_conflicts: 0,
   changes: 0,
+  version: 0,
 };
 
 export class SyncStore {
@@ -23,6 +24,8 @@ export class SyncStore {
   changes = $state(0);
 
   update(bar: SyncBar) {
+    // A bar read before the latest event (a refresh answered late) is older: keep the newer.
+    if (bar.version < this.bar.version) return;
     this.bar = bar;
     if (bar.changes !== this.changes) this.changes = bar.changes;
   }
