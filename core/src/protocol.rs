@@ -15,8 +15,10 @@ use crate::hlc::{DeviceId, Hlc, Stamp};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Protocol version carried by every request; bumped on incompatible changes.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Protocol version carried by every request; bumped on incompatible changes. 2: a citizen's
+/// goals travel goal by goal (`goals__<id>`), not as one list; an app that still writes the
+/// whole list is told to update instead of having its edits refused one by one.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// How a field changes. `Debug` names the kind of change only: values are personal data.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

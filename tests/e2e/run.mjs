@@ -6,7 +6,8 @@
 // Steps: enrol and set a PIN; log a quick contact with the server stopped (the sync bar shows
 // it unsynced and offline); start the server, see it synced and present in the server's
 // database; lock after idle and unlock; restart the app and unlock from cold. Then a caretaker's
-// tablet (adds a site, logs at it; nothing refused; the entries reach Anne's tablet) and a
+// tablet (adds a site, logs at it; nothing refused; the entries reach Anne's tablet), each of
+// the outreach worker's actions on Anne's tablet (nothing refused, no mark left), and a
 // supervisor's (settles a conflict two command-line devices made; both converge on it). It
 // prints the timings the issue asks for and saves screenshots of the real app into
 // docs/screenshots/.
@@ -219,6 +220,21 @@ async function syncedWithNothingRefused(browser, what) {
   if (refused.length) throw new Error(`${what}: the server refused an edit (${await refused[0].getText()})`);
 }
 
+/** The first card matching `selector` whose text holds `text`. */
+async function cardWith(browser, selector, text) {
+  let found;
+  await until(`a ${selector} holding "${text}"`, async () => {
+    for (const card of await browser.$$(selector)) {
+      if ((await card.getText()).includes(text)) {
+        found = card;
+        return true;
+      }
+    }
+    return false;
+  });
+  return found;
+}
+
 async function absent(browser, selectors, what) {
   for (const sel of selectors) {
     if ((await browser.$$(sel)).length) throw new Error(`${what}: ${sel} is offered`);
@@ -422,6 +438,9 @@ async function main() {
   await browser.deleteSession();
   await stop(caretakerTablet.driver);
 
+  // Bo: the colleague Anne hands a citizen to, and later the author of a conflict.
+  const bo = serverAdmin(serverData, 'create-worker', '--team', team, '--name', 'Bo');
+
   step = "the caretaker's entries reach a colleague's tablet (Anne's, unlocked from cold)";
   // Anne's tablet is the first one: its data directory, through a fresh driver.
   const anneDriver = start('tauri-driver', ['--port', String(driverPort), '--native-port', String(nativePort)], {
@@ -444,12 +463,72 @@ async function main() {
   await until("the caretaker's entries on Anne's tablet", async () =>
     (await (await browser.$('[data-screen="site-log"]')).getText()).includes(`${SITE_NOTE} Kaffe med naboerne`),
   );
+
+  step = "outreach: each action of the worker's app against the real server; nothing refused";
+  await (await browser.$('#nav-caseload')).click();
+  await screen(browser, 'caseload');
+  await (await browser.$('#add-citizen')).click();
+  await screen(browser, 'citizen-edit');
+  await (await browser.$('#c-alias')).setValue('Birdie');
+  await (await browser.$('#add-goal')).click();
+  await (await browser.$('#goal-0')).setValue('Egen bolig med plads til en hund');
+  await (await browser.$('#c-has-consent')).click();
+  await (await browser.$('#c-consent-scope')).setValue('Samarbejde med bostøtten');
+  await (await browser.$('#citizen-save')).click();
+  await screen(browser, 'citizen');
+  await (await browser.$('#citizen-new-visit')).click();
+  await screen(browser, 'visit');
+  await (await browser.$('#v-note')).setValue('Talte om hunden og boligen');
+  await (await browser.$('#v-follow-up')).click();
+  await (await browser.$('#v-fu-title')).setValue('Ring til boligselskabet');
+  await (await browser.$('#visit-save')).click();
+  await screen(browser, 'citizen');
+  await (await browser.$('#task-title')).setValue('Følg op om hunden');
+  await (await browser.$('#task-add')).click();
+  await until('the new task on the citizen page', async () =>
+    (await (await browser.$('[data-screen="citizen"]')).getText()).includes('Følg op om hunden'),
+  );
+  await (await browser.$('#edit-citizen')).click();
+  await screen(browser, 'citizen-edit');
+  await (await browser.$('#c-phone')).setValue('20304050');
+  await (await browser.$('#goal-0')).setValue('Egen bolig med have og plads til en hund');
+  await (await browser.$('#citizen-save')).click();
+  await screen(browser, 'citizen');
+  await (await browser.$('#hand-over')).click();
+  await (await browser.$('#handover-to')).selectByVisibleText('Bo (Opsøgende medarbejder)');
+  await (await browser.$('#handover-note')).setValue('Birdie foretrækker sms');
+  await (await browser.$('#handover-save')).click();
+  await until('Bo as the primary worker', async () => (await (await browser.$('#primary-worker')).getText()).includes('Bo'));
+  await (await browser.$('#nav-tasks')).click();
+  await screen(browser, 'tasks');
+  const edited = await cardWith(browser, '.card.task', 'Følg op om hunden');
+  await (await edited.$('.task-edit-open')).click();
+  await (await edited.$('input[id^="te-title-"]')).setValue('Følg op om hunden og haven');
+  await (await edited.$('.task-edit-save')).click();
+  await until('the edited task', async () =>
+    (await (await browser.$('[data-screen="tasks"]')).getText()).includes('Følg op om hunden og haven'),
+  );
+  const done = await cardWith(browser, '.card.task', 'Ring til boligselskabet');
+  await (await done.$('.card-actions button.primary')).click();
+  await until('the follow-up marked done', async () =>
+    !(await (await browser.$('[data-screen="tasks"]')).getText()).includes('Ring til boligselskabet'),
+  );
+  await (await browser.$('#nav-today')).click();
+  await screen(browser, 'today');
+  const visitCard = await cardWith(browser, '.card.visit', 'Talte om hunden og boligen');
+  await (await visitCard.$('.visit-edit-open')).click();
+  await screen(browser, 'visit');
+  await (await browser.$('#v-note')).setValue('Talte om hunden, haven og boligen');
+  await (await browser.$('#visit-save')).click();
+  await screen(browser, 'today');
+  await syncedWithNothingRefused(browser, 'outreach');
+  await until("the outreach worker's edits to lose their marks", async () => (await browser.$$('[data-mark]')).length === 0);
+  log('outreach: citizen, goal, consent, visit with follow-up, task, citizen edit, hand-over, task edit, task done, visit correction: all accepted');
   await browser.deleteSession();
   await stop(anneDriver);
 
   step = 'supervisor: settles a conflict of a team she supervises; every device converges';
   // Bo edits one visit's note on two devices offline (the command-line device): a conflict.
-  const bo = serverAdmin(serverData, 'create-worker', '--team', team, '--name', 'Bo');
   const [boX, boY] = [join(work, 'bo-x.feltbog'), join(work, 'bo-y.feltbog')];
   for (const store of [boX, boY]) {
     device(store, ['init', '--kdf-memory-kib', '19456', '--kdf-iterations', '2']);
