@@ -436,7 +436,8 @@ fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
     })
     .unwrap();
 
-    let (status, body) = send(vec![b' '; 3 * 1024 * 1024], false, &token, "1");
+    let current = feltbog_core::protocol::PROTOCOL_VERSION.to_string();
+    let (status, body) = send(vec![b' '; 3 * 1024 * 1024], false, &token, &current);
     assert_eq!(
         (status, body.code),
         (413, ErrorCode::TooLarge),
@@ -448,7 +449,7 @@ fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
     bomb.write_all(&vec![b' '; 40 * 1024 * 1024]).unwrap();
     let bomb = bomb.finish().unwrap();
     assert!(bomb.len() < 1024 * 1024, "the bomb itself is small");
-    let (status, body) = send(bomb, true, &token, "1");
+    let (status, body) = send(bomb, true, &token, &current);
     assert_eq!((status, body.code), (413, ErrorCode::TooLarge));
     assert!(
         body.message.contains("after decompression"),
@@ -456,14 +457,14 @@ fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
         body.message
     );
 
-    let (status, body) = send(valid.clone(), false, "0".repeat(64).as_str(), "1");
+    let (status, body) = send(valid.clone(), false, "0".repeat(64).as_str(), &current);
     assert_eq!((status, body.code), (401, ErrorCode::Unauthorized));
 
     let (status, body) = send(valid.clone(), false, &token, "0");
     assert_eq!((status, body.code), (426, ErrorCode::UpdateRequired));
     assert!(body.message.contains("update the app"));
 
-    let (status, body) = send(b"{not json".to_vec(), false, &token, "1");
+    let (status, body) = send(b"{not json".to_vec(), false, &token, &current);
     assert_eq!((status, body.code), (400, ErrorCode::BadRequest));
 
     let health = http.get(format!("{}/healthz", server.url)).send().unwrap();
