@@ -150,14 +150,9 @@ async function shot(browser, name) {
   if (!shots) return;
   const dir = join(root, 'docs/screenshots');
   mkdirSync(dir, { recursive: true });
-  // Without a "saved" toast left over from the step before.
-  await browser.execute(() => {
-    for (const el of document.querySelectorAll('.toast-region')) el.hidden = true;
-  });
+  // Without a "saved" toast left over from the step before: it goes by itself.
+  await until('the toast to go before a screenshot', async () => (await browser.$$('[data-testid="saved-toast"]')).length === 0);
   await browser.saveScreenshot(join(dir, `app-${name}.png`));
-  await browser.execute(() => {
-    for (const el of document.querySelectorAll('.toast-region')) el.hidden = false;
-  });
 }
 
 async function screen(browser, name, timeoutMs = 30_000) {
