@@ -277,6 +277,19 @@ mod tests {
     use super::*;
     use rusqlite::params;
 
+    /// A database in `dir` migrated to `version` only, as an older server left it.
+    fn at_version(dir: &std::path::Path, version: usize) -> Connection {
+        let mut conn = Connection::open(dir.join("feltbog-server.sqlite")).unwrap();
+        for (v, sql) in MIGRATIONS[..version].iter().enumerate() {
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(sql).unwrap();
+            tx.pragma_update(None, "user_version", v as u32 + 1)
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        conn
+    }
+
     #[test]
     fn a_version_3_database_migrates_with_sites_filled_in_and_caretakers_keeping_their_sites() {
         let dir = tempfile::tempdir().unwrap();
@@ -289,14 +302,7 @@ mod tests {
             [7u8; 16],
         );
         {
-            let mut conn = Connection::open(dir.path().join("feltbog-server.sqlite")).unwrap();
-            for (v, sql) in MIGRATIONS[..3].iter().enumerate() {
-                let tx = conn.transaction().unwrap();
-                tx.execute_batch(sql).unwrap();
-                tx.pragma_update(None, "user_version", v as u32 + 1)
-                    .unwrap();
-                tx.commit().unwrap();
-            }
+            let conn = at_version(dir.path(), 3);
             let uuid = |b: [u8; 16]| format!("\"{}\"", uuid::Uuid::from_bytes(b));
             conn.execute("INSERT INTO teams VALUES (?1, 'Nord', 0)", [&team[..]])
                 .unwrap();
@@ -385,14 +391,7 @@ mod tests {
     fn a_version_2_database_migrates_with_scopes_filled_in_and_overbroad_devices_revoked() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut conn = Connection::open(dir.path().join("feltbog-server.sqlite")).unwrap();
-            for (v, sql) in MIGRATIONS[..2].iter().enumerate() {
-                let tx = conn.transaction().unwrap();
-                tx.execute_batch(sql).unwrap();
-                tx.pragma_update(None, "user_version", v as u32 + 1)
-                    .unwrap();
-                tx.commit().unwrap();
-            }
+            let conn = at_version(dir.path(), 2);
             let (team, citizen, visit) = ([1u8; 16], [2u8; 16], [3u8; 16]);
             let uuid = |b: [u8; 16]| format!("\"{}\"", uuid::Uuid::from_bytes(b));
             conn.execute_batch(&format!(
@@ -479,14 +478,7 @@ mod tests {
         let (a, b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
         let goal = |id: uuid::Uuid, text: &str| serde_json::json!({"id": id, "text": text, "status": "active", "created": "2026-12-01"});
         {
-            let mut conn = Connection::open(dir.path().join("feltbog-server.sqlite")).unwrap();
-            for (v, sql) in MIGRATIONS[..4].iter().enumerate() {
-                let tx = conn.transaction().unwrap();
-                tx.execute_batch(sql).unwrap();
-                tx.pragma_update(None, "user_version", v as u32 + 1)
-                    .unwrap();
-                tx.commit().unwrap();
-            }
+            let conn = at_version(dir.path(), 4);
             let list = serde_json::json!([goal(a, "bolig"), goal(b, "job")]).to_string();
             conn.execute(
                 "INSERT INTO fields (entity, record_id, field, value, hlc, device)

@@ -25,6 +25,31 @@ fn visit_form(citizen: Option<uuid::Uuid>, note: &str) -> VisitInput {
     }
 }
 
+/// What the server answers to a push it refuses for good (as for a record out of scope).
+fn refuse(store: &mut feltbog_core::store::Store, seq: u64) {
+    use feltbog_core::protocol::{PullPage, RejectReason, Rejection, SyncResponse};
+    store
+        .apply_sync_response(&SyncResponse {
+            acked: vec![],
+            rejected: vec![Rejection {
+                device_seq: seq,
+                reason: RejectReason::OutOfScope,
+                detail: "out of scope".into(),
+            }],
+            pull: PullPage {
+                changes: vec![],
+                next_cursor: 0,
+                more: false,
+                erase: vec![],
+            },
+            server_hlc: feltbog_core::hlc::Hlc::from_u64(0),
+            server_time_ms: chrono::Utc::now().timestamp_millis() as u64,
+            access_acked: 0,
+            profile: None,
+        })
+        .unwrap();
+}
+
 #[test]
 fn a_visit_refused_after_its_citizen_moved_team_is_shown_with_its_reason_and_sent_again_as_a_new_contact()
  {
@@ -140,7 +165,6 @@ fn a_refusal_the_role_cannot_mend_offers_only_a_discard_which_forgets_it() {
 #[test]
 fn a_refused_edit_sent_again_carries_every_value_it_wrote_and_the_team_receives_them() {
     use feltbog_core::domain::Citizen;
-    use feltbog_core::protocol::{PullPage, RejectReason, Rejection, SyncResponse};
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("server"));
     let (_team, anne) = team_and_worker(&server);
@@ -153,26 +177,7 @@ fn a_refused_edit_sent_again_carries_every_value_it_wrote_and_the_team_receives_
     store.save(&jens).unwrap();
     let seq = store.last_device_seq().unwrap();
     // The server's answer refusing that edit (as it would for a record out of scope).
-    store
-        .apply_sync_response(&SyncResponse {
-            acked: vec![],
-            rejected: vec![Rejection {
-                device_seq: seq,
-                reason: RejectReason::OutOfScope,
-                detail: "out of scope".into(),
-            }],
-            pull: PullPage {
-                changes: vec![],
-                next_cursor: 0,
-                more: false,
-                erase: vec![],
-            },
-            server_hlc: feltbog_core::hlc::Hlc::from_u64(0),
-            server_time_ms: chrono::Utc::now().timestamp_millis() as u64,
-            access_acked: 0,
-            profile: None,
-        })
-        .unwrap();
+    refuse(&mut store, seq);
     assert_eq!(store.outbox_len().unwrap(), 0);
     // The device shows the values already: a plain save would send nothing.
     let shown: Citizen = store.get(jens.id.0).unwrap().unwrap();
@@ -213,7 +218,6 @@ fn a_refused_edit_sent_again_carries_every_value_it_wrote_and_the_team_receives_
 #[test]
 fn a_refused_goal_edit_and_removal_sent_again_reach_the_team_goal_by_goal() {
     use feltbog_core::domain::{Citizen, Goal, GoalId, GoalStatus};
-    use feltbog_core::protocol::{PullPage, RejectReason, Rejection, SyncResponse};
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("server"));
     let (team, anne) = team_and_worker(&server);
@@ -233,26 +237,7 @@ fn a_refused_goal_edit_and_removal_sent_again_reach_the_team_goal_by_goal() {
     jens.goals.pop();
     store.save(&jens).unwrap();
     let seq = store.last_device_seq().unwrap();
-    store
-        .apply_sync_response(&SyncResponse {
-            acked: vec![],
-            rejected: vec![Rejection {
-                device_seq: seq,
-                reason: RejectReason::OutOfScope,
-                detail: "out of scope".into(),
-            }],
-            pull: PullPage {
-                changes: vec![],
-                next_cursor: 0,
-                more: false,
-                erase: vec![],
-            },
-            server_hlc: feltbog_core::hlc::Hlc::from_u64(0),
-            server_time_ms: chrono::Utc::now().timestamp_millis() as u64,
-            access_acked: 0,
-            profile: None,
-        })
-        .unwrap();
+    refuse(&mut store, seq);
     store.resend_set_aside(seq).unwrap();
     assert_eq!(store.set_aside_edits().unwrap().len(), 0);
     assert_eq!(
