@@ -93,9 +93,37 @@ pub fn typescript() -> String {
     out
 }
 
+/// What each role is offered ([`crate::access::Offer::of`]), as JSON for the UI's browser-test
+/// backend: the test double reads the role table from Rust instead of keeping a copy.
+pub fn offers_json() -> String {
+    let offers: std::collections::BTreeMap<_, _> = crate::access::Role::ALL
+        .iter()
+        .map(|r| (*r, crate::access::Offer::of(*r)))
+        .collect();
+    let mut text = serde_json::to_string_pretty(&offers).expect("offers serialise");
+    text.push('\n');
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+
+    #[test]
+    fn the_browser_tests_role_table_is_cores() {
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ui/tests/browser/offers.json");
+        let fresh = super::offers_json();
+        if std::env::var_os("FELTBOG_UPDATE_BINDINGS").is_some() {
+            std::fs::write(&path, &fresh).unwrap();
+        }
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            current == fresh,
+            "ui/tests/browser/offers.json is stale: run \
+             `FELTBOG_UPDATE_BINDINGS=1 cargo test -p feltbog-core --features http,ts bindings`"
+        );
+    }
 
     #[test]
     fn checked_in_bindings_are_current() {

@@ -4,6 +4,7 @@
 // Bundled to an IIFE by run.mjs and injected with `page.addInitScript` before the app runs.
 import { mockIPC } from '@tauri-apps/api/mocks';
 import { emit } from '@tauri-apps/api/event';
+import offers from './offers.json';
 import type {
   AppError,
   AppState,
@@ -185,24 +186,10 @@ function demo(db: Db) {
 /** The signed-in worker the fake server names. */
 const demoMe: Me = { name: 'Anne Demo', role: 'outreach', team: 'Team Nord', other_teams: [], sites: 0 };
 
-// What Rust's `access::Offer::of` answers for each role (its unit test holds the same table).
-const everything: Offer = {
-  app: true, cases: true, citizens: true, edit_citizens: true, log_visits: true,
-  sites: true, edit_sites: true, log_sites: true, resolve_conflicts: true, review_conflicts: false,
-};
-const OFFERS: Record<Role, Offer> = {
-  outreach: everything,
-  home_support: everything,
-  caretaker: { ...everything, cases: false, edit_citizens: false, log_visits: false },
-  supervisor: {
-    ...everything, edit_citizens: false, log_visits: false, edit_sites: false, log_sites: false, resolve_conflicts: false,
-    review_conflicts: true,
-  },
-  admin: {
-    app: false, cases: false, citizens: false, edit_citizens: false, log_visits: false,
-    sites: false, edit_sites: false, log_sites: false, resolve_conflicts: false, review_conflicts: false,
-  },
-};
+// What Rust's `access::Offer::of` answers for each role: written by core's bindings test
+// (`FELTBOG_UPDATE_BINDINGS=1 cargo test -p feltbog-core --features http,ts bindings`), which
+// fails when it is stale. No copy of the role table here.
+const OFFERS: Record<Role, Offer> = offers;
 
 function fresh(seed: Seed): Db {
   const db: Db = {
