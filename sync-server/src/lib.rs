@@ -16,6 +16,7 @@ pub mod http;
 pub mod identity;
 pub mod listen;
 pub mod rate;
+pub mod reports;
 pub mod scope;
 pub mod sync;
 
