@@ -7,7 +7,7 @@
 //! and no ids. A count of people under [`MIN_PEOPLE`] is shown as `"<5"` (the discretion rule
 //! Danish statistics use), and the row's contact count with it. Where a breakdown hides exactly
 //! one row, the smallest other row is hidden too, so its total cannot reveal the hidden one by
-//! subtraction ([`suppress`]). Totals under the rule are hidden themselves.
+//! subtraction (`suppress`). Totals under the rule are hidden themselves.
 
 use crate::sync::SyncError;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
