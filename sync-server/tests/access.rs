@@ -74,19 +74,6 @@ fn expect_write(role: &str, class: Class) -> bool {
     }
 }
 
-/// A worker of `team` with `role`, made with the admin CLI; returns their id.
-fn worker_in(server: &Server, team: &str, name: &str, role: &str) -> String {
-    server.admin(&[
-        "create-worker",
-        "--team",
-        team,
-        "--name",
-        name,
-        "--role",
-        role,
-    ])
-}
-
 /// A repair noted in a site's log now, naming no resident.
 fn log_entry(site: SiteId, note: &str) -> SiteLogEntry {
     SiteLogEntry {
@@ -579,7 +566,7 @@ fn a_citizen_moved_to_another_team_leaves_the_old_teams_devices_and_reaches_the_
     let server = Server::start(&dir.path().join("server"));
     let nord = server.admin(&["create-team", "Team Nord"]);
     let syd = server.admin(&["create-team", "Team Syd"]);
-    let worker = |team: &str, name: &str, role: &str| worker_in(&server, team, name, role);
+    let worker = |team: &str, name: &str, role: &str| common::worker(&server, team, name, role);
     let mut n1 = device(dir.path(), "n1", &server, &worker(&nord, "N1", "outreach"));
     let mut n2 = device(
         dir.path(),
@@ -1208,7 +1195,7 @@ fn site_scope_is_per_caretaker() {
     let server = Server::start(&dir.path().join("server"));
     let nord = server.admin(&["create-team", "Team Nord"]);
     let syd = server.admin(&["create-team", "Team Syd"]);
-    let worker = |team: &str, name: &str, role: &str| worker_in(&server, team, name, role);
+    let worker = |team: &str, name: &str, role: &str| common::worker(&server, team, name, role);
     let outreach = worker(&nord, "O", "outreach");
     let (k1, k2) = (
         worker(&nord, "K1", "caretaker"),
@@ -1438,18 +1425,18 @@ fn supervisors_read_the_teams_they_supervise() {
     let server = Server::start(&dir.path().join("server"));
     let [nord, syd, ost] =
         ["Team Nord", "Team Syd", "Team Øst"].map(|t| server.admin(&["create-team", t]));
-    let boss = worker_in(&server, &nord, "Leder", "supervisor");
+    let boss = common::worker(&server, &nord, "Leder", "supervisor");
     let mut n = device(
         dir.path(),
         "n",
         &server,
-        &worker_in(&server, &nord, "N", "outreach"),
+        &common::worker(&server, &nord, "N", "outreach"),
     );
     let mut s = device(
         dir.path(),
         "s",
         &server,
-        &worker_in(&server, &syd, "S", "outreach"),
+        &common::worker(&server, &syd, "S", "outreach"),
     );
     let ours = bundle(&mut n, "nord");
     let theirs = bundle(&mut s, "syd");
@@ -1476,7 +1463,7 @@ fn supervisors_read_the_teams_they_supervise() {
     // Only supervisors, and never their own team.
     let err = admin_fails(&server, &["supervise", "--worker", &boss, "--team", &nord]);
     assert!(err.contains("own team"), "{err}");
-    let outreach = worker_in(&server, &nord, "M", "outreach");
+    let outreach = common::worker(&server, &nord, "M", "outreach");
     let err = admin_fails(
         &server,
         &["supervise", "--worker", &outreach, "--team", &syd],

@@ -109,35 +109,29 @@ pub fn offers_json() -> String {
 mod tests {
     use std::path::PathBuf;
 
-    #[test]
-    fn the_browser_tests_role_table_is_cores() {
-        let path =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ui/tests/browser/offers.json");
-        let fresh = super::offers_json();
+    /// Fails when the checked-in `relative` file differs from `fresh`; with
+    /// `FELTBOG_UPDATE_BINDINGS` set it writes it first.
+    fn generated_file_is_current(relative: &str, fresh: &str) {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative);
         if std::env::var_os("FELTBOG_UPDATE_BINDINGS").is_some() {
-            std::fs::write(&path, &fresh).unwrap();
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, fresh).unwrap();
         }
         let current = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             current == fresh,
-            "ui/tests/browser/offers.json is stale: run \
+            "{relative} is stale: run \
              `FELTBOG_UPDATE_BINDINGS=1 cargo test -p feltbog-core --features http,ts bindings`"
         );
     }
 
     #[test]
+    fn the_browser_tests_role_table_is_cores() {
+        generated_file_is_current("../ui/tests/browser/offers.json", &super::offers_json());
+    }
+
+    #[test]
     fn checked_in_bindings_are_current() {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ui/src/lib/bindings.ts");
-        let fresh = super::typescript();
-        if std::env::var_os("FELTBOG_UPDATE_BINDINGS").is_some() {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &fresh).unwrap();
-        }
-        let current = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            current == fresh,
-            "ui/src/lib/bindings.ts is stale: run \
-             `FELTBOG_UPDATE_BINDINGS=1 cargo test -p feltbog-core --features http,ts bindings`"
-        );
+        generated_file_is_current("../ui/src/lib/bindings.ts", &super::typescript());
     }
 }
