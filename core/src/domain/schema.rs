@@ -234,6 +234,36 @@ pub fn split_items(
     Ok(())
 }
 
+/// Writes a whole list into a record's stored form (see [`split_items`]): each of its items
+/// into its own field, and `null` into the field of every item held now that the list no
+/// longer has. Returns the fields written. For a whole list from before lists travelled item
+/// by item: a conflict's version kept, or a refused write sent again.
+pub fn replace_list(
+    entity: EntityKind,
+    record: &mut serde_json::Map<String, Value>,
+    list: &str,
+    value: Value,
+) -> Result<Vec<String>, SchemaError> {
+    let mut items = serde_json::Map::new();
+    items.insert(list.to_owned(), value);
+    split_items(entity, &mut items)?;
+    let removed: Vec<String> = record
+        .keys()
+        .filter(|k| item_of(entity, k).is_some_and(|(l, _)| l == list) && !items.contains_key(*k))
+        .cloned()
+        .collect();
+    let mut written = Vec::with_capacity(removed.len() + items.len());
+    for name in removed {
+        record.insert(name.clone(), Value::Null);
+        written.push(name);
+    }
+    for (name, item) in items {
+        record.insert(name.clone(), item);
+        written.push(name);
+    }
+    Ok(written)
+}
+
 /// A record's stored form → its JSON form: the items of each item list gathered back in id
 /// order (UUIDv7, so the order they were made in); removed items (`null`) are left out. An item
 /// whose `id` is not the one its field is named by is an error. A whole list stored before
@@ -519,5 +549,35 @@ mod tests {
             join_items(EntityKind::Citizen, &mut record),
             Err(SchemaError::ItemMisplaced { .. })
         ));
+    }
+
+    #[test]
+    fn a_whole_list_replaces_the_items_and_removes_those_it_does_not_hold() {
+        let (kept, dropped, added) = (GoalId::new(), GoalId::new(), GoalId::new());
+        let goal = |id: GoalId| serde_json::json!({"id": id, "text": "x", "status": "active", "created": "2026-12-06"});
+        let mut record = serde_json::Map::new();
+        record.insert(
+            "goals".into(),
+            serde_json::json!([goal(kept), goal(dropped)]),
+        );
+        split_items(EntityKind::Citizen, &mut record).unwrap();
+        let written = replace_list(
+            EntityKind::Citizen,
+            &mut record,
+            "goals",
+            serde_json::json!([goal(kept), goal(added)]),
+        )
+        .unwrap();
+        assert_eq!(
+            written.len(),
+            3,
+            "the dropped goal's removal and both goals of the list"
+        );
+        assert_eq!(record[&item_field("goals", dropped.0)], Value::Null);
+        join_items(EntityKind::Citizen, &mut record).unwrap();
+        assert_eq!(
+            record["goals"],
+            serde_json::json!([goal(kept), goal(added)])
+        );
     }
 }

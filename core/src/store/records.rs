@@ -192,15 +192,12 @@ fn parse_with_items<R: Record>(
     id: &Uuid,
     cells: &[CellRef<'_>],
 ) -> Result<R, StoreError> {
-    let mut record = serde_json::Map::new();
-    for cell in cells.iter().filter(|c| !is_set_state(c.field)) {
-        let text = zeroize::Zeroizing::new(
-            key.open(&binding(key_id, R::KIND, id, cell.field), cell.sealed)?,
-        );
-        let value =
-            serde_json::from_slice(&text).map_err(|_| StoreError::Corrupt("stored field"))?;
-        record.insert(cell.field.to_owned(), value);
-    }
+    let mut record: serde_json::Map<String, serde_json::Value> =
+        open_all(key, key_id, R::KIND, id, cells)?
+            .into_iter()
+            .filter(|(name, _)| !is_set_state(name))
+            .map(|(name, (_, value))| (name, value))
+            .collect();
     schema::join_items(R::KIND, &mut record).map_err(|_| StoreError::Corrupt("item list"))?;
     serde_json::from_value(serde_json::Value::Object(record))
         .map_err(|_| StoreError::Corrupt("record fields"))

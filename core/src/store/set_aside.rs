@@ -181,20 +181,9 @@ impl Store {
                 FieldChange::Assign { value }
                     if R::KIND.item_fields().contains(&field.as_str()) =>
                 {
-                    let mut items = serde_json::Map::new();
-                    items.insert(field.clone(), value.clone());
-                    schema::split_items(R::KIND, &mut items).map_err(|_| invalid())?;
-                    let held: Vec<String> = json
-                        .keys()
-                        .filter(|k| schema::item_of(R::KIND, k).is_some_and(|(l, _)| l == field))
-                        .cloned()
-                        .collect();
-                    for name in held.into_iter().filter(|n| !items.contains_key(n)) {
-                        json.insert(name.clone(), serde_json::Value::Null);
-                        forced.assign.push((name, stamp, op.base));
-                    }
-                    for (name, item) in items {
-                        json.insert(name.clone(), item);
+                    let written = schema::replace_list(R::KIND, &mut json, &field, value.clone())
+                        .map_err(|_| invalid())?;
+                    for name in written {
                         forced.assign.push((name, stamp, op.base));
                     }
                 }

@@ -514,9 +514,10 @@ impl Store {
         if R::KIND.item_fields().contains(&field) {
             // A whole list (a conflict raised before lists travelled item by item): it replaces
             // the items, and the items it does not hold are removed.
-            json.retain(|k, _| schema::item_of(R::KIND, k).is_none_or(|(l, _)| l != field));
+            schema::replace_list(R::KIND, &mut json, field, value).map_err(|_| invalid())?;
+        } else {
+            json.insert(field.to_owned(), value);
         }
-        json.insert(field.to_owned(), value);
         schema::join_items(R::KIND, &mut json).map_err(|_| invalid())?;
         let updated: R =
             serde_json::from_value(serde_json::Value::Object(json)).map_err(|_| invalid())?;
