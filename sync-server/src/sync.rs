@@ -430,8 +430,8 @@ impl Ctx<'_> {
     /// Whether `m` is a conflict review `caller` may make ([`scope::can_review_conflicts`]):
     /// the record is in a team the caller reads, and either it is an open free-text conflict
     /// whose status alone is written, or every op writes the field of an open free-text
-    /// conflict about this record. No reference can be written this way (conflict statuses and
-    /// free text hold none).
+    /// conflict about this record. No new reference can be written this way: a structured
+    /// value (a consent) may only name a worker one of the conflict's versions named.
     fn is_conflict_review(
         &self,
         caller: &Caller,
@@ -474,8 +474,52 @@ impl Ctx<'_> {
             if !under_review || !matches!(op.change, FieldChange::Assign { .. }) {
                 return Ok(false);
             }
+            // A structured value (a consent) may name a worker: a review keeps a version's,
+            // it names no one new.
+            let Ok(references) = schema::references(op.entity, &op.field, op.change.value()) else {
+                return Ok(false);
+            };
+            if !references.is_empty() {
+                let mut known = self.held_references(op)?;
+                known.extend(self.versions_references(op)?);
+                if references.iter().any(|r| !known.contains(r)) {
+                    return Ok(false);
+                }
+            }
         }
         Ok(true)
+    }
+
+    /// The references the two versions of the open conflicts about `op`'s field hold.
+    fn versions_references(&self, op: &FieldOp) -> Result<Vec<schema::Reference>, SyncError> {
+        let json = |v: serde_json::Value| v.to_string();
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT w.value, l.value FROM fields r
+             JOIN fields f ON f.entity = 'conflict' AND f.record_id = r.record_id AND f.field = 'field'
+             JOIN fields s ON s.entity = 'conflict' AND s.record_id = r.record_id AND s.field = 'status'
+             JOIN fields w ON w.entity = 'conflict' AND w.record_id = r.record_id AND w.field = 'winner'
+             JOIN fields l ON l.entity = 'conflict' AND l.record_id = r.record_id AND l.field = 'loser'
+             WHERE r.entity = 'conflict' AND r.field = 'record_id' AND r.value = ?1
+               AND f.value = ?2 AND s.value = ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                json(serde_json::json!(op.id)),
+                json(serde_json::json!(op.field)),
+                json(serde_json::json!("open")),
+            ],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (winner, loser) = row?;
+            for text in [winner, loser] {
+                let value: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|_| SyncError::Corrupt("conflict"))?;
+                out.extend(schema::references(op.entity, &op.field, &value).unwrap_or_default());
+            }
+        }
+        Ok(out)
     }
 
     /// Every rule a mutation must meet before anything of it is applied.

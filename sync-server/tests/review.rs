@@ -376,3 +376,57 @@ fn two_workers_editing_different_goals_offline_both_keep_theirs_and_the_same_goa
         assert_eq!(texts, ["Bolig med have tæt på datteren", "Et fleksjob"]);
     }
 }
+
+#[test]
+fn a_supervisors_review_of_a_consent_names_no_worker_the_versions_did_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let ledelse = server.admin(&["create-team", "Ledelse"]);
+    let nord = server.admin(&["create-team", "Team Nord"]);
+    let (a, b, citizen, _) = conflict_in(dir.path(), &server, &nord, "consent");
+    // Both tablets record the consent's scope offline: an open conflict on `consent`.
+    for (app, scope) in [(&a, "Bolig og økonomi"), (&b, "Kun bolig")] {
+        let mut form = citizen_form(serde_json::json!({"alias": "Jens", "consent":
+            {"status": "given", "date": "2026-12-01", "scope": scope, "method": "verbal"}}));
+        form.id = Some(citizen);
+        app.save_citizen(&form, None).unwrap();
+    }
+    for app in [&a, &b, &a] {
+        app.sync_once(&|_| {}).unwrap();
+    }
+    assert!(a.conflicts().unwrap().iter().any(|c| c.field == "consent"));
+    let sofie = worker(&server, &ledelse, "Sofie", "supervisor");
+    server.admin(&["supervise", "--worker", &sofie, "--team", &nord]);
+    let mut store = device(dir.path(), "sofie", &server, &sofie);
+    sync(&mut store);
+    let held = feltbog_server::sync::field_value(
+        &rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap(),
+        EntityKind::Citizen,
+        citizen,
+        "consent",
+    )
+    .unwrap()
+    .unwrap();
+    let mut raw = Raw::of(&mut store);
+    let at = Hlc::new(chrono::Utc::now().timestamp_millis() as u64, 0).unwrap();
+    let write = |value: serde_json::Value| FieldOp {
+        entity: EntityKind::Citizen,
+        id: citizen,
+        field: "consent".into(),
+        change: FieldChange::Assign { value },
+        hlc: at,
+        base: None,
+    };
+    let mut forged = held.clone();
+    forged["recorded_by"] = serde_json::json!(uuid::Uuid::now_v7());
+    forged["scope"] = "Samlet".into();
+    assert_eq!(
+        raw.write(vec![write(forged)]).map_err(|e| e.0),
+        Err(RejectReason::OutOfScope),
+        "a recorder neither version named"
+    );
+    let mut merged = held;
+    merged["scope"] = "Bolig, og økonomi når han er klar".into();
+    raw.write(vec![write(merged)])
+        .expect("the words written together, the recorder kept");
+}
