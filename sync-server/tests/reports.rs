@@ -1,6 +1,6 @@
-//! Supervisors' reports (issue 15, first slice): the contacts report's figures against a
-//! generated dataset synced through the real server, with the expected values computed here
-//! from the dataset itself, not by the report's code.
+//! Supervisors' reports (issue 15): each report's figures against a generated dataset synced
+//! through the real server, with the expected values computed here from the dataset itself,
+//! not by the report's code; the housing report from a scripted history of moves.
 
 mod common;
 
@@ -8,7 +8,7 @@ use chrono::{Datelike, Duration, Utc};
 use common::*;
 use feltbog_core::app::forms::VisitInput;
 use feltbog_core::domain::{Referral, Theme, VisitKind};
-use feltbog_server::reports::{self, Count, Period};
+use feltbog_server::reports::{self, Count, Filter, Period};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One generated visit, as the test knows it.
@@ -19,6 +19,7 @@ struct Made {
     kind: VisitKind,
     themes: Vec<Theme>,
     referrals: Vec<Referral>,
+    wellbeing: Option<u8>,
 }
 
 /// A small deterministic generator (the dataset must be the same on every run).
@@ -97,6 +98,7 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
                 .filter(|_| rng.below(6) == 0)
                 .copied()
                 .collect(),
+            wellbeing: (rng.below(2) == 0).then(|| rng.below(10) as u8 + 1),
         };
         let at = visit.day.and_hms_opt(10, 0, 0).unwrap().and_utc();
         a.save_visit(&VisitInput {
@@ -106,6 +108,7 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
             started_at_ms: Some(at.timestamp_millis()),
             themes: visit.themes.clone(),
             referrals: visit.referrals.clone(),
+            wellbeing: visit.wellbeing,
             ..visit_form(visit.citizen, "Notat med CPR 010190-1234 og navn")
         })
         .unwrap();
@@ -116,13 +119,14 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
     a.sync_once(&|_| {}).unwrap();
     b.sync_once(&|_| {}).unwrap();
 
-    let period = Period {
-        from: first + Duration::days(7),
-        to: today,
-    };
+    let period = Period::new(first + Duration::days(7), today).unwrap();
     let conn = rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
     let team = nord.parse().unwrap();
-    let report = reports::contacts(&conn, &[team], period).unwrap();
+    let filter = Filter {
+        period,
+        teams: vec![team],
+    };
+    let report = reports::contacts(&conn, &filter).unwrap();
 
     // The expected figures, from the dataset.
     let inside: Vec<&Made> = made
@@ -142,6 +146,8 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
     assert_eq!(report.people, Count::Shown(total_people));
     let citizens_met: BTreeSet<_> = inside.iter().filter_map(|m| m.citizen).collect();
     assert_eq!(report.citizens, Count::Shown(citizens_met.len() as u64));
+    // Every citizen was registered today, inside the period.
+    assert_eq!(report.new_citizens, Count::Shown(citizens.len() as u64));
     let anonymous: u64 = inside.iter().map(|m| m.anonymous).sum();
     assert_eq!(
         report.anonymous_people,
@@ -166,10 +172,10 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
             match row.people {
                 Count::Shown(p) => {
                     assert!(people >= 5, "{} shows {p} people", row.key);
-                    assert_eq!((row.contacts, p), (Count::Shown(contacts), people));
+                    assert_eq!((row.count, p), (Count::Shown(contacts), people));
                 }
                 Count::Hidden => {
-                    assert_eq!(row.contacts, Count::Hidden);
+                    assert_eq!(row.count, Count::Hidden);
                     assert!(people < 5 || small == 1, "{} hidden with {people}", row.key);
                 }
             }
@@ -180,17 +186,10 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
         rows.iter()
             .map(|r| reports::Row {
                 key: name(&r.key),
-                contacts: r.contacts,
+                count: r.count,
                 people: r.people,
             })
             .collect()
-    }
-    fn name<K: serde::Serialize>(k: &K) -> String {
-        serde_json::to_value(k)
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_owned()
     }
     let tally = |key: &dyn Fn(&Made) -> Vec<String>| -> BTreeMap<String, (u64, u64)> {
         let mut groups: BTreeMap<String, Vec<&Made>> = BTreeMap::new();
@@ -211,18 +210,96 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
             vec![format!("{}-W{:02}", w.year(), w.week())]
         }),
     );
+    check(
+        named(&report.by_month),
+        tally(&|m| vec![format!("{}-{:02}", m.day.year(), m.day.month())]),
+    );
     check(named(&report.by_kind), tally(&|m| vec![name(&m.kind)]));
+    // One worker logged every contact; no citizen has a site.
+    let by_worker: Vec<_> = report
+        .by_worker
+        .iter()
+        .map(|r| (r.key.clone(), r.count))
+        .collect();
+    assert_eq!(
+        by_worker,
+        [(Some("Anna".to_owned()), Count::Shown(inside.len() as u64))]
+    );
+    let by_site: Vec<_> = report
+        .by_site
+        .iter()
+        .map(|r| (r.key.clone(), r.count))
+        .collect();
+    assert_eq!(by_site, [(None, Count::Shown(inside.len() as u64))]);
     check(
         named(&report.by_theme),
         tally(&|m| m.themes.iter().map(name).collect()),
     );
+    let referred = reports::referrals(&conn, &filter).unwrap();
     check(
-        named(&report.by_referral),
+        named(&referred.by_target),
         tally(&|m| m.referrals.iter().map(name).collect()),
     );
+    let with_referral: Vec<&Made> = inside
+        .iter()
+        .copied()
+        .filter(|m| !m.referrals.is_empty())
+        .collect();
+    let referral_count: usize = with_referral.iter().map(|m| m.referrals.len()).sum();
+    assert_eq!(
+        (referred.referrals, referred.people),
+        (
+            Count::Shown(referral_count as u64),
+            Count::Shown(people(&with_referral))
+        )
+    );
+
+    // Wellbeing: the mean of the scores by month, where five or more people are behind it.
+    let wellbeing = reports::wellbeing(&conn, &filter).unwrap();
+    let scored: Vec<&Made> = inside
+        .iter()
+        .copied()
+        .filter(|m| m.wellbeing.is_some())
+        .collect();
+    let mean = |ms: &[&Made]| {
+        let sum: u64 = ms.iter().map(|m| u64::from(m.wellbeing.unwrap())).sum();
+        (sum as f64 / ms.len() as f64 * 10.0).round() / 10.0
+    };
+    assert_eq!(wellbeing.scores, Count::Shown(scored.len() as u64));
+    assert_eq!(wellbeing.mean, Some(mean(&scored)));
+    let mut months: BTreeMap<String, Vec<&Made>> = BTreeMap::new();
+    for m in &scored {
+        months
+            .entry(format!("{}-{:02}", m.day.year(), m.day.month()))
+            .or_default()
+            .push(m);
+    }
+    assert_eq!(
+        wellbeing
+            .by_month
+            .iter()
+            .map(|r| r.month.clone())
+            .collect::<Vec<_>>(),
+        months.keys().cloned().collect::<Vec<_>>()
+    );
+    for row in &wellbeing.by_month {
+        let ms = &months[&row.month];
+        match row.people {
+            Count::Shown(p) => {
+                assert_eq!(p, people(ms));
+                assert_eq!(row.scores, Count::Shown(ms.len() as u64));
+                assert_eq!(row.mean, Some(mean(ms)), "{}", row.month);
+            }
+            Count::Hidden => assert_eq!(row.mean, None, "a hidden month shows no mean"),
+        }
+    }
 
     // A team that met one citizen: every figure is hidden, totals included.
-    let small = reports::contacts(&conn, &[syd.parse().unwrap()], period).unwrap();
+    let small_team = Filter {
+        period,
+        teams: vec![syd.parse().unwrap()],
+    };
+    let small = reports::contacts(&conn, &small_team).unwrap();
     assert_eq!(
         (small.contacts, small.people, small.citizens),
         (Count::Hidden, Count::Hidden, Count::Hidden)
@@ -231,11 +308,15 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
         small
             .by_kind
             .iter()
-            .all(|r| r.people == Count::Hidden && r.contacts == Count::Hidden)
+            .all(|r| r.people == Count::Hidden && r.count == Count::Hidden)
     );
 
     // Counts only: nothing personal in the report.
-    let text = serde_json::to_string(&report).unwrap();
+    let mut text = serde_json::to_string(&report).unwrap();
+    for kind in reports::ReportKind::ALL {
+        text += &serde_json::to_string(&reports::run(&conn, kind, &filter, Utc::now()).unwrap())
+            .unwrap();
+    }
     for marker in ["Borger", "010190", "CPR", "Notat", "Syd"] {
         assert!(!text.contains(marker), "the report holds {marker}");
     }
@@ -245,4 +326,180 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
             "the report names a citizen's id"
         );
     }
+}
+
+/// Housing transitions come from the history of the field, not its current value: six
+/// citizens move street → shelter, five of them on to alternative housing and one of those on
+/// to an own rental, all today; yesterday nothing happened. Follow-ups and open conflicts are
+/// counted from the same team.
+#[test]
+fn housing_moves_follow_ups_and_open_conflicts_are_counted_from_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let nord = server.admin(&["create-team", "Team Nord"]);
+    let anna = worker(&server, &nord, "Anna", "outreach");
+    let (a, _) = app_device(dir.path(), "anna", &server, &anna);
+    let (a2, _) = app_device(dir.path(), "anna2", &server, &anna);
+    let form = |i: usize, housing: &str, id: Option<uuid::Uuid>| {
+        citizen_form(
+            serde_json::json!({"id": id, "alias": format!("Borger {i}"), "housing": housing}),
+        )
+    };
+    let script: [&[&str]; 6] = [
+        &["street", "shelter", "alternative_housing", "own_rental"],
+        &["street", "shelter", "alternative_housing"],
+        &["street", "shelter", "alternative_housing"],
+        &["street", "shelter", "alternative_housing"],
+        &["street", "shelter", "alternative_housing"],
+        &["street", "shelter"],
+    ];
+    let mut ids = Vec::new();
+    for (i, moves) in script.iter().enumerate() {
+        let id = a.save_citizen(&form(i, moves[0], None), None).unwrap();
+        for pair in moves.windows(2) {
+            a.save_citizen(
+                &form(i, pair[1], Some(id)),
+                Some(&form(i, pair[0], Some(id))),
+            )
+            .unwrap();
+        }
+        ids.push(id);
+    }
+    // Follow-ups: each citizen has one due in a week; the first three are done now.
+    let today = Utc::now().date_naive();
+    let due = today + Duration::days(7);
+    let tasks: Vec<uuid::Uuid> = ids
+        .iter()
+        .map(|c| {
+            a.save_task(&feltbog_core::app::forms::TaskInput {
+                citizen_id: *c,
+                title: "Ring til udlejer".into(),
+                due: due.to_string(),
+            })
+            .unwrap()
+        })
+        .collect();
+    for t in &tasks[..3] {
+        a.set_task_status(*t, feltbog_core::domain::TaskStatus::Done)
+            .unwrap();
+    }
+    // One open free-text conflict: the same note edited on two tablets.
+    let visit = a.save_visit(&visit_form(Some(ids[0]), "Første")).unwrap();
+    a.sync_once(&|_| {}).unwrap();
+    a2.sync_once(&|_| {}).unwrap();
+    for (app, note) in [(&a, "Version A"), (&a2, "Version B")] {
+        let shown = app.citizen(ids[0]).unwrap().visits;
+        let mut edit = visit_edit_of(shown.iter().find(|v| v.id == visit).unwrap());
+        let before = edit.clone();
+        edit.note = note.into();
+        app.edit_visit(visit, &edit, &before).unwrap();
+    }
+    a.sync_once(&|_| {}).unwrap();
+    a2.sync_once(&|_| {}).unwrap();
+
+    let conn = rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
+    let team = vec![nord.parse().unwrap()];
+    let on = |from, to| Filter {
+        period: Period::new(from, to).unwrap(),
+        teams: team.clone(),
+    };
+    let housing = reports::housing(&conn, &on(today, today)).unwrap();
+    // The expected moves, from the script.
+    let mut moves: BTreeMap<(String, String), (u64, BTreeSet<usize>)> = BTreeMap::new();
+    for (i, m) in script.iter().enumerate() {
+        for pair in m.windows(2) {
+            let e = moves.entry((pair[0].into(), pair[1].into())).or_default();
+            e.0 += 1;
+            e.1.insert(i);
+        }
+    }
+    let shown: BTreeMap<(String, String), (Count, Count)> = housing
+        .moves
+        .iter()
+        .map(|r| ((name(&r.key.from), name(&r.key.to)), (r.count, r.people)))
+        .collect();
+    assert_eq!(
+        shown.keys().collect::<Vec<_>>(),
+        moves.keys().collect::<Vec<_>>()
+    );
+    // One move is made by a single citizen, so the next smallest (shelter → alternative
+    // housing, five citizens) is hidden with it; street → shelter (six) shows.
+    let smallest_other = moves
+        .iter()
+        .filter(|(_, (_, p))| p.len() >= 5)
+        .min_by_key(|(_, (_, p))| p.len())
+        .map(|(k, _)| k.clone());
+    for (k, (count, people)) in &moves {
+        let hidden = people.len() < 5 || Some(k) == smallest_other.as_ref();
+        let expected = if hidden {
+            (Count::Hidden, Count::Hidden)
+        } else {
+            (Count::Shown(*count), Count::Shown(people.len() as u64))
+        };
+        assert_eq!(shown[k], expected, "{k:?}");
+    }
+    assert_eq!(
+        shown[&("street".into(), "shelter".into())],
+        (Count::Shown(6), Count::Shown(6)),
+        "a move read from the history: nobody is in a shelter now"
+    );
+    assert_eq!(housing.people_moved, Count::Shown(6));
+    assert!(
+        housing.at_start.is_empty(),
+        "nobody was recorded before today"
+    );
+    let at_end: BTreeMap<String, Count> = housing
+        .at_end
+        .iter()
+        .map(|r| (name(&r.key), r.people))
+        .collect();
+    assert_eq!(
+        at_end["alternative_housing"],
+        Count::Hidden,
+        "four, and one own rental beside"
+    );
+    assert_eq!(at_end.len(), 3);
+    // Yesterday: no history yet.
+    let yesterday = today - Duration::days(1);
+    let before = reports::housing(&conn, &on(yesterday, yesterday)).unwrap();
+    assert!(before.moves.is_empty() && before.at_end.is_empty());
+    assert_eq!(before.people_moved, Count::Hidden);
+
+    // Follow-ups due in the period: three done on time, three still open; a week on, those
+    // three are overdue.
+    let follow = |as_of| {
+        let r = reports::follow_ups(&conn, &on(today, due), as_of).unwrap();
+        r.by_outcome
+            .iter()
+            .map(|r| (r.key.clone(), r.count))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        follow(today),
+        [
+            ("done_on_time".to_owned(), Count::Hidden),
+            ("open".to_owned(), Count::Hidden)
+        ],
+        "three citizens each: hidden"
+    );
+    let r = reports::follow_ups(&conn, &on(today, due), today).unwrap();
+    assert_eq!((r.due, r.people), (Count::Shown(6), Count::Shown(6)));
+    let late = due + Duration::days(1);
+    let keys: Vec<String> = follow(late).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["done_on_time", "overdue"]);
+
+    // The conflict: open, waiting for a person, under a day old.
+    let conflicts = reports::conflicts(&conn, &on(today, today), Utc::now()).unwrap();
+    assert_eq!((conflicts.open, conflicts.awaiting_decision), (1, 1));
+    assert_eq!(conflicts.by_age[0].age, "under_1_day");
+    assert_eq!(conflicts.by_age[0].open, 1);
+}
+
+/// A value's wire name (`street`).
+fn name<K: serde::Serialize>(k: &K) -> String {
+    serde_json::to_value(k)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
