@@ -25,11 +25,11 @@ const TAG: &[u8] = b"feltbog/audit/v1\0";
 const GENESIS: [u8; 32] = [0; 32];
 
 const INSERT: &str = "INSERT INTO audit (seq, at_ms, actor, worker_id, device_id, action, entity, \
-     record_id, citizen_id, device_at_ms, operator, prev_hash, hash) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+     record_id, citizen_id, device_at_ms, operator, detail, prev_hash, hash) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 
 const COLUMNS: &str = "seq, at_ms, actor, worker_id, device_id, action, entity, record_id, \
-     citizen_id, device_at_ms, operator";
+     citizen_id, device_at_ms, operator, detail";
 
 /// The person at the admin command line, for the rows this process appends as the
 /// administrator (set once, at start: one process, one operator).
@@ -56,6 +56,8 @@ pub enum Actor {
     Device { worker: Uuid, device: Uuid },
     /// The administrator's command line on the server.
     Admin,
+    /// A supervisor signed in to the reports dashboard (no device).
+    Web { worker: Uuid },
     /// The server on its own (retention, purges).
     Server,
 }
@@ -67,12 +69,13 @@ impl Actor {
             Actor::Device { .. } => "device",
             Actor::Admin => "admin",
             Actor::Server => "server",
+            Actor::Web { .. } => "web",
         }
     }
 
     fn worker(&self) -> Option<&Uuid> {
         match self {
-            Actor::Device { worker, .. } => Some(worker),
+            Actor::Device { worker, .. } | Actor::Web { worker } => Some(worker),
             _ => None,
         }
     }
@@ -128,6 +131,16 @@ pub enum Action {
     /// worker, the team; their devices were revoked).
     Supervise,
     Unsupervise,
+    /// A supervisor was given (or given again) a one-time code to set a dashboard password.
+    WebAccess,
+    /// A dashboard sign-in succeeded, failed (`worker_id` set when the login name is known),
+    /// or a session ended.
+    SignIn,
+    SignInRefused,
+    SignOut,
+    /// A report was viewed or exported (`detail`: the report, its filter and format).
+    ReportView,
+    ReportExport,
 }
 
 impl Action {
@@ -154,6 +167,12 @@ impl Action {
             Action::UnassignSite => "unassign_site",
             Action::Supervise => "supervise",
             Action::Unsupervise => "unsupervise",
+            Action::WebAccess => "web_access",
+            Action::SignIn => "sign_in",
+            Action::SignInRefused => "sign_in_refused",
+            Action::SignOut => "sign_out",
+            Action::ReportView => "report_view",
+            Action::ReportExport => "report_export",
         }
     }
 }
@@ -184,6 +203,11 @@ impl Entry {
     /// Done by the server on its own.
     pub fn server(action: Action) -> Entry {
         Entry::by(Actor::Server, action)
+    }
+
+    /// Done by a supervisor signed in to the dashboard.
+    pub fn by_web(worker: Uuid, action: Action) -> Entry {
+        Entry::by(Actor::Web { worker }, action)
     }
 
     fn by(actor: Actor, action: Action) -> Entry {
@@ -265,7 +289,20 @@ pub enum AuditError {
 /// A failure leaves neither the row nor the head behind.
 pub fn append(conn: &Connection, at_ms: u64, entry: &Entry) -> Result<u64, AuditError> {
     in_savepoint(conn, "audit_append", true, || {
-        append_rows(conn, at_ms, std::slice::from_ref(entry))
+        append_rows(conn, at_ms, std::slice::from_ref(entry), None)
+    })
+}
+
+/// [`append`] with a detail: what a report view covered, as JSON (report, period, team ids,
+/// format). Never personal data: the caller builds it from a report's filter only.
+pub fn append_detailed(
+    conn: &Connection,
+    at_ms: u64,
+    entry: &Entry,
+    detail: &str,
+) -> Result<u64, AuditError> {
+    in_savepoint(conn, "audit_append", true, || {
+        append_rows(conn, at_ms, std::slice::from_ref(entry), Some(detail))
     })
 }
 
@@ -277,12 +314,17 @@ pub fn append_many(conn: &Connection, at_ms: u64, entries: &[Entry]) -> Result<(
         return Ok(());
     }
     in_savepoint(conn, "audit_append", true, || {
-        append_rows(conn, at_ms, entries)
+        append_rows(conn, at_ms, entries, None)
     })?;
     Ok(())
 }
 
-fn append_rows(conn: &Connection, at_ms: u64, entries: &[Entry]) -> Result<u64, AuditError> {
+fn append_rows(
+    conn: &Connection,
+    at_ms: u64,
+    entries: &[Entry],
+    detail: Option<&str>,
+) -> Result<u64, AuditError> {
     let at = to_i64(at_ms)?;
     let (head, mut seq): (Option<Vec<u8>>, i64) = conn.query_row(
         "SELECT audit_head, audit_seq FROM server_state WHERE id = 1",
@@ -313,6 +355,7 @@ fn append_rows(conn: &Connection, at_ms: u64, entries: &[Entry]) -> Result<u64, 
                 Actor::Admin => OPERATOR.get().map(String::as_str),
                 _ => None,
             },
+            detail,
         };
         let hash = chain_hash(&prev, &row);
         insert.execute(rusqlite::params![
@@ -327,6 +370,7 @@ fn append_rows(conn: &Connection, at_ms: u64, entries: &[Entry]) -> Result<u64, 
             row.citizen,
             row.device_at_ms,
             row.operator,
+            row.detail,
             &prev[..],
             &hash[..],
         ])?;
@@ -507,6 +551,8 @@ struct Line<'a> {
     device_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     operator: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
 }
 
 fn export_line<'r>(r: &'r rusqlite::Row<'_>) -> Result<Line<'r>, &'static str> {
@@ -527,6 +573,7 @@ fn export_line<'r>(r: &'r rusqlite::Row<'_>) -> Result<Line<'r>, &'static str> {
         citizen_id: id(row.citizen)?,
         device_at: row.device_at_ms.map(rfc3339).transpose()?,
         operator: row.operator,
+        detail: row.detail,
     })
 }
 
@@ -550,6 +597,8 @@ struct Row<'a> {
     device_at_ms: Option<i64>,
     /// Added in schema 4: hashed only when present, so earlier rows keep their hashes.
     operator: Option<&'a str>,
+    /// Added in schema 6, the same way.
+    detail: Option<&'a str>,
 }
 
 /// SHA-256(tag, prev, each column in order). Each column is a presence byte (0: NULL) and, if
@@ -583,8 +632,15 @@ fn chain_hash(prev: &[u8; 32], row: &Row) -> [u8; 32] {
         .map(|b| &b[..]));
     // Every field before is self-delimiting and their number fixed, so a row with an operator
     // never encodes like one without.
-    if let Some(operator) = row.operator {
-        put(Some(operator.as_bytes()));
+    // A detail brings the operator slot with it (present or not), so a row with a detail
+    // never encodes like one with an operator only.
+    match (row.operator, row.detail) {
+        (operator, Some(detail)) => {
+            put(operator.map(str::as_bytes));
+            put(Some(detail.as_bytes()));
+        }
+        (Some(operator), None) => put(Some(operator.as_bytes())),
+        (None, None) => {}
     }
     let mut out = [0; 32];
     out.copy_from_slice(ctx.finish().as_ref());
@@ -621,9 +677,10 @@ fn read_columns<'r>(r: &'r rusqlite::Row<'_>, hashes: bool) -> Result<Columns<'r
         citizen: blob_or_null(get(8)?)?,
         device_at_ms: int_or_null(get(9)?)?,
         operator: text_or_null(get(10)?)?,
+        detail: text_or_null(get(11)?)?,
     };
     let (prev, this) = if hashes {
-        (hash(get(11)?)?, hash(get(12)?)?)
+        (hash(get(12)?)?, hash(get(13)?)?)
     } else {
         (GENESIS, GENESIS)
     };
@@ -832,6 +889,7 @@ mod tests {
             citizen: None,
             device_at_ms: None,
             operator: None,
+            detail: None,
         };
         assert_ne!(
             chain_hash(&GENESIS, &row(None)),
@@ -896,6 +954,7 @@ mod tests {
             citizen: None,
             device_at_ms: None,
             operator: None,
+            detail: None,
         };
         let hash = chain_hash(&prev.try_into().unwrap(), &forged);
         conn.execute(
@@ -960,12 +1019,26 @@ mod tests {
             citizen: Some(citizen.as_bytes()),
             device_at_ms: None,
             operator,
+            detail: None,
         };
         let hex = |h: [u8; 32]| h.iter().map(|b| format!("{b:02x}")).collect::<String>();
         assert_eq!(hex(chain_hash(&GENESIS, &row(None))), KNOWN_ANSWER);
         let named = chain_hash(&GENESIS, &row(Some("Anne")));
         assert_ne!(hex(named), KNOWN_ANSWER);
         assert_ne!(named, chain_hash(&GENESIS, &row(Some("Bo"))));
+        // A detail (schema 6) is covered, and never encodes like an operator of the same text.
+        let detailed = |operator, detail| {
+            chain_hash(
+                &GENESIS,
+                &Row {
+                    detail,
+                    ..row(operator)
+                },
+            )
+        };
+        assert_ne!(detailed(None, Some("Anne")), named);
+        assert_ne!(detailed(None, Some("x")), detailed(None, Some("y")));
+        assert_ne!(detailed(Some("Anne"), Some("x")), detailed(None, Some("x")));
     }
 
     /// Row 7 above as schema 3 hashed it.
@@ -994,6 +1067,7 @@ mod tests {
             citizen: None,
             device_at_ms: None,
             operator: Some("Anne"),
+            detail: None,
         };
         let hash = chain_hash(&prev.clone().try_into().unwrap(), &row);
         conn.execute(
@@ -1039,6 +1113,7 @@ mod tests {
             citizen: None,
             device_at_ms: None,
             operator: None,
+            detail: None,
         };
         let hash = chain_hash(&prev.clone().try_into().unwrap(), &forged);
         conn.execute("DELETE FROM audit WHERE seq = 4", []).unwrap();
@@ -1121,6 +1196,7 @@ mod tests {
             citizen: None,
             device_at_ms: None,
             operator: None,
+            detail: None,
         };
         let hash = chain_hash(&head, &forged);
         conn.execute(

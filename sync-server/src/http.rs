@@ -114,7 +114,8 @@ impl From<sync::SyncError> for ApiError {
     }
 }
 
-/// The router: `/healthz`, `/readyz`, `/v1/enrol`, `/v1/sync`, `/v1/token/rotate`.
+/// The router: `/healthz`, `/readyz`, `/v1/enrol`, `/v1/sync`, `/v1/token/rotate`, and the
+/// supervisors' dashboard ([`crate::web`]).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -122,6 +123,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/enrol", post(enrol))
         .route("/v1/sync", post(sync_handler))
         .route("/v1/token/rotate", post(rotate))
+        .merge(crate::web::routes())
         .with_state(state)
 }
 

@@ -91,11 +91,11 @@ pub struct WorkerInfo {
     pub active: bool,
 }
 
-fn hash(secret: &str) -> Vec<u8> {
+pub(crate) fn hash(secret: &str) -> Vec<u8> {
     digest(&SHA256, secret.as_bytes()).as_ref().to_vec()
 }
 
-fn random_bytes<const N: usize>() -> Result<[u8; N], IdentityError> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], IdentityError> {
     let mut buf = [0u8; N];
     SystemRandom::new()
         .fill(&mut buf)
@@ -438,18 +438,7 @@ pub fn issue_enrolment_code_for(
     if !exists {
         return Err(IdentityError::NotFound("active worker"));
     }
-    let raw = random_bytes::<16>()?;
-    let chars: String = raw
-        .iter()
-        .map(|b| CODE_ALPHABET[(*b & 31) as usize] as char)
-        .collect();
-    let code = format!(
-        "{}-{}-{}-{}",
-        &chars[0..4],
-        &chars[4..8],
-        &chars[8..12],
-        &chars[12..16]
-    );
+    let code = new_code()?;
     conn.execute(
         "INSERT INTO enrolment_codes (code_hash, worker_id, expires_ms) VALUES (?1, ?2, ?3)",
         params![
@@ -459,6 +448,22 @@ pub fn issue_enrolment_code_for(
         ],
     )?;
     Ok(code)
+}
+
+/// A one-time code, `XXXX-XXXX-XXXX-XXXX` (80 bits of Crockford base32): read aloud or typed.
+pub(crate) fn new_code() -> Result<String, IdentityError> {
+    let raw = random_bytes::<16>()?;
+    let chars: String = raw
+        .iter()
+        .map(|b| CODE_ALPHABET[(*b & 31) as usize] as char)
+        .collect();
+    Ok(format!(
+        "{}-{}-{}-{}",
+        &chars[0..4],
+        &chars[4..8],
+        &chars[8..12],
+        &chars[12..16]
+    ))
 }
 
 /// What the enrolment QR code holds ([`feltbog_core::protocol::EnrolmentLink`], the one
@@ -472,7 +477,7 @@ pub fn enrolment_qr_payload(server_url: &str, code: &str) -> String {
 }
 
 /// Codes are typed by people: ignore case, spaces and dashes.
-fn normalise_code(code: &str) -> String {
+pub(crate) fn normalise_code(code: &str) -> String {
     code.chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_uppercase())
@@ -583,7 +588,7 @@ pub fn check_token(
     }))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

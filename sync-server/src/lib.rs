@@ -19,6 +19,7 @@ pub mod rate;
 pub mod reports;
 pub mod scope;
 pub mod sync;
+pub mod web;
 
 pub use http::router;
 
@@ -37,6 +38,8 @@ pub struct Config {
     pub write_budget: WriteBudget,
     /// Connections: the cap and the deadlines ([`listen`]).
     pub connections: listen::ConnectionLimits,
+    /// Marks the dashboard's session cookie `Secure`: set it when a TLS proxy is in front.
+    pub secure_cookies: bool,
 }
 
 /// What one device may make the server write, per minute: field operations (each is work in
@@ -126,6 +129,7 @@ impl Default for Config {
             },
             write_budget: WriteBudget::default(),
             connections: listen::ConnectionLimits::default(),
+            secure_cookies: false,
         }
     }
 }

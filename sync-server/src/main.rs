@@ -46,6 +46,9 @@ enum Command {
         /// once). Behind a reverse proxy every client shares its address: raise this there.
         #[arg(long, env = "FELTBOG_ENROL_RATE_PER_MINUTE", default_value_t = 10)]
         enrol_rate_per_minute: u32,
+        /// Mark the dashboard's session cookie Secure: set this behind a TLS proxy.
+        #[arg(long, env = "FELTBOG_SECURE_COOKIES")]
+        secure_cookies: bool,
         #[command(flatten)]
         limits: LimitArgs,
         #[command(flatten)]
@@ -255,6 +258,16 @@ enum Admin {
         #[arg(long)]
         citizen: Uuid,
     },
+    /// Let a supervisor sign in to the reports dashboard: gives them a login name and prints a
+    /// one-time code (valid 72 hours) to set their password with at the server's address.
+    /// Issuing a new code ends their password and sessions (and lifts a lock-out).
+    WebAccess {
+        #[arg(long)]
+        worker: Uuid,
+        /// 3–64 of a–z, 0–9, '.', '_', '-'.
+        #[arg(long)]
+        login: String,
+    },
 }
 
 fn main() -> Result<()> {
@@ -266,6 +279,7 @@ fn main() -> Result<()> {
             device_rate_per_minute,
             device_burst,
             enrol_rate_per_minute,
+            secure_cookies,
             limits,
             retention,
         } => {
@@ -282,6 +296,7 @@ fn main() -> Result<()> {
                     per_minute: enrol_rate_per_minute,
                     burst: enrol_rate_per_minute,
                 },
+                secure_cookies,
             };
             serve(&cli.data_dir, listen, config, retention.into())
         }
@@ -488,6 +503,15 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
                 })
                 .unwrap_or_else(|| "none".into());
             println!("audit chain intact: {} rows, head {head}", verified.rows);
+        }
+        Admin::WebAccess { worker, login } => {
+            let code = feltbog_server::web::auth::issue_setup(&conn, worker, &login, now)?;
+            println!("{code}");
+            eprintln!(
+                "give the supervisor this one-time code; at the server's address they choose \
+                 \"Første gang\" (first time), type login name and code, and set a password \
+                 of at least 12 characters; valid 72 hours"
+            );
         }
         Admin::AuditExport { citizen } => {
             let tx = conn.transaction()?;
