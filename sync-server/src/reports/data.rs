@@ -328,13 +328,16 @@ pub(super) fn worker_names(conn: &Connection) -> Result<HashMap<Uuid, String>, R
     Ok(out)
 }
 
+/// One citizen's recorded housing situations, oldest first, with when each was set.
+pub(super) type HousingHistory = Vec<(DateTime<Utc>, HousingSituation)>;
+
 /// Every recorded housing situation of each citizen now in `teams` (not purged), oldest
 /// first: the values of every write the change log holds, concurrent ones included, ordered
 /// by their stamps.
 pub(super) fn housing_histories(
     conn: &Connection,
     teams: &[Uuid],
-) -> Result<Vec<Vec<(DateTime<Utc>, HousingSituation)>>, ReportError> {
+) -> Result<Vec<HousingHistory>, ReportError> {
     let mut stmt = conn.prepare_cached(
         "SELECT ch.citizen_id, ch.mutation FROM citizens c
          JOIN changes ch ON ch.citizen_id = c.citizen_id
