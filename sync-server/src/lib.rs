@@ -17,6 +17,7 @@ pub mod identity;
 pub mod listen;
 pub mod rate;
 pub mod reports;
+pub mod review;
 pub mod scope;
 pub mod sync;
 pub mod web;

@@ -418,3 +418,128 @@ fn failed_sign_ins_back_off_and_a_new_code_lifts_the_wait() {
         .unwrap();
     assert_eq!(refused, 4, "each refusal is audited");
 }
+
+/// Point 5: a supervisor settles a conflict in the dashboard by the same server rule as from
+/// her tablet; every device of the team converges on the text she wrote. A supervisor of
+/// another team cannot, and a settled conflict cannot be settled again.
+#[test]
+fn a_conflict_settled_in_the_dashboard_reaches_every_device_of_the_team() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let nord = server.admin(&["create-team", "Team Nord"]);
+    let syd = server.admin(&["create-team", "Team Syd"]);
+    let anna = worker(&server, &nord, "Anna", "outreach");
+    let sara = worker(&server, &nord, "Sara", "supervisor");
+    let sofus = worker(&server, &syd, "Sofus", "supervisor");
+    let (a1, _) = app_device(dir.path(), "a1", &server, &anna);
+    let (a2, _) = app_device(dir.path(), "a2", &server, &anna);
+    let jens = a1
+        .save_citizen(&citizen_form(serde_json::json!({"alias": "Jens"})), None)
+        .unwrap();
+    let visit = a1
+        .save_visit(&visit_form(Some(jens), "Første udkast"))
+        .unwrap();
+    a1.sync_once(&|_| {}).unwrap();
+    a2.sync_once(&|_| {}).unwrap();
+    for (app, note) in [(&a1, "Talte om huslejen"), (&a2, "Talte om lægen")] {
+        let shown = app.citizen(jens).unwrap().visits;
+        let from = visit_edit_of(shown.iter().find(|v| v.id == visit).unwrap());
+        let edit = feltbog_core::app::forms::VisitEdit {
+            note: note.into(),
+            ..from.clone()
+        };
+        app.edit_visit(visit, &edit, &from).unwrap();
+    }
+    for app in [&a1, &a2, &a1] {
+        app.sync_once(&|_| {}).unwrap();
+    }
+
+    supervisor_with_password(&server, &sofus, "sofus");
+    let mut other = Browser::new(&server);
+    assert_eq!(other.sign_in("sofus", PASSWORD).status(), StatusCode::OK);
+    assert_eq!(
+        json(other.get("/dashboard/api/conflicts")),
+        serde_json::json!([])
+    );
+
+    supervisor_with_password(&server, &sara, "sara");
+    let mut web = Browser::new(&server);
+    let session = json(web.sign_in("sara", PASSWORD));
+    let csrf = session["csrf"].as_str().unwrap().to_owned();
+    let list = json(web.get("/dashboard/api/conflicts?lang=da"));
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let c = &list[0];
+    assert_eq!(c["what"], "Besøg – Notat");
+    let mut versions = [c["current"].as_str().unwrap(), c["other"].as_str().unwrap()];
+    versions.sort();
+    assert_eq!(versions, ["Talte om huslejen", "Talte om lægen"]);
+    assert_eq!(
+        (&c["current_author"], &c["other_author"]),
+        (&"Anna".into(), &"Anna".into())
+    );
+    assert_eq!(c["can_merge"], true);
+    let id = c["id"].as_str().unwrap().to_owned();
+    let path = format!("/dashboard/api/conflicts/{id}");
+    let merged = serde_json::json!({"keep": "merged", "text": "Talte om huslejen og lægen"});
+
+    // Another team's supervisor, and a request without the token, change nothing.
+    let other_csrf = json(other.get("/dashboard/api/session"))["csrf"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        other
+            .post(&path, merged.clone(), &[("X-CSRF-Token", &other_csrf)])
+            .status(),
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        web.post(&path, merged.clone(), &[]).status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        web.post(&path, merged.clone(), &[("X-CSRF-Token", &csrf)])
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        web.post(
+            &path,
+            serde_json::json!({"keep": "other"}),
+            &[("X-CSRF-Token", &csrf)]
+        )
+        .status(),
+        StatusCode::CONFLICT,
+        "settled already"
+    );
+    assert_eq!(
+        json(web.get("/dashboard/api/conflicts")),
+        serde_json::json!([])
+    );
+
+    for app in [&a1, &a2] {
+        app.sync_once(&|_| {}).unwrap();
+        let shown = app.citizen(jens).unwrap().visits;
+        let v = shown.iter().find(|v| v.id == visit).unwrap();
+        assert_eq!(v.note, "Talte om huslejen og lægen");
+        assert!(
+            app.conflicts()
+                .unwrap()
+                .iter()
+                .all(|c| c.record_id != visit),
+            "the conflict is settled on every device"
+        );
+    }
+    // Audited as her write, with nothing refused.
+    let conn = rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
+    let writes: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit WHERE actor = 'web' AND action = 'write' AND worker_id = ?1",
+            [&sara.parse::<uuid::Uuid>().unwrap().as_bytes()[..]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(writes, 2, "the field and the conflict's status");
+    server.admin(&["audit-verify"]);
+}

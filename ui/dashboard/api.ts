@@ -98,3 +98,26 @@ export function reportUrl(name: ReportName, filter: Filter, format: string, lang
 export async function reportTables(name: ReportName, filter: Filter, lang: Lang): Promise<Table[]> {
   return (await (await call(reportUrl(name, filter, 'tables', lang))).json()) as Table[];
 }
+
+/** An open free-text conflict in the supervisor's teams (the server's `review::OpenConflict`). */
+export interface OpenConflict {
+  id: string;
+  what: string;
+  current: string;
+  other: string;
+  current_author: string | null;
+  other_author: string | null;
+  created_at: string;
+  can_merge: boolean;
+}
+
+/** A supervisor's decision (the server's `sync::Decision`). */
+export type Decision = { keep: 'current' } | { keep: 'other' } | { keep: 'merged'; text: string };
+
+export async function openConflicts(lang: Lang): Promise<OpenConflict[]> {
+  return (await (await call(`/dashboard/api/conflicts?lang=${lang}`)).json()) as OpenConflict[];
+}
+
+export async function settleConflict(id: string, decision: Decision, csrf: string): Promise<void> {
+  await post(`/dashboard/api/conflicts/${encodeURIComponent(id)}`, decision, csrf);
+}

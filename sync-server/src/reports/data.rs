@@ -315,7 +315,7 @@ pub(super) fn site_names(conn: &Connection) -> Result<HashMap<Uuid, String>, Rep
 }
 
 /// Worker names by id (staff, shown in "contacts by worker").
-pub(super) fn worker_names(conn: &Connection) -> Result<HashMap<Uuid, String>, ReportError> {
+pub(crate) fn worker_names(conn: &Connection) -> Result<HashMap<Uuid, String>, ReportError> {
     let mut stmt = conn.prepare_cached("SELECT id, name FROM workers")?;
     let rows = stmt.query_map([], |r| {
         Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))

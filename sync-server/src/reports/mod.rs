@@ -12,6 +12,8 @@
 mod data;
 pub mod export;
 
+pub(crate) use data::worker_names;
+
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use feltbog_core::domain::{HousingSituation, TaskStatus};
 use serde::{Serialize, Serializer};

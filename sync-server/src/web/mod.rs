@@ -40,6 +40,8 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/api/sign-in", post(sign_in))
         .route("/dashboard/api/sign-out", post(sign_out))
         .route("/dashboard/api/reports/{kind}", get(report))
+        .route("/dashboard/api/conflicts", get(conflicts))
+        .route("/dashboard/api/conflicts/{id}", post(settle))
 }
 
 /// What the dashboard API fails with: a status, a stable code and a message for the person.
@@ -55,6 +57,9 @@ pub enum WebError {
     BadRequest(String),
     #[error("too many requests: wait {} seconds", .0.div_ceil(1000))]
     RateLimited(u64),
+    /// A conflict review the server's rule refuses (not her team's, settled meanwhile).
+    #[error("{0}")]
+    Refused(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -84,6 +89,7 @@ impl IntoResponse for WebError {
                 (StatusCode::BAD_REQUEST, "bad_request", None)
             }
             WebError::RateLimited(ms) => (StatusCode::TOO_MANY_REQUESTS, "wait", Some(*ms)),
+            WebError::Refused(_) => (StatusCode::CONFLICT, "refused_review", None),
             WebError::Auth(other) => {
                 tracing::error!(error = %other, "dashboard request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", None)
@@ -501,4 +507,58 @@ async fn report(
         );
     }
     Ok(response)
+}
+
+#[derive(Deserialize)]
+struct LangQuery {
+    #[serde(default)]
+    lang: export::Lang,
+}
+
+/// The open free-text conflicts of the supervisor's teams.
+async fn conflicts(
+    State(state): State<AppState>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<crate::review::OpenConflict>>, WebError> {
+    let (_, session) = signed_in(&state, &headers).await?;
+    let list = with_db(&state, move |conn| {
+        crate::review::open_conflicts(
+            conn,
+            session.worker_id,
+            &session.teams,
+            q.lang,
+            system_time_ms(),
+        )
+        .map_err(internal)
+    })
+    .await?;
+    Ok(Json(list))
+}
+
+/// Settles one conflict by the same rule as a review from the supervisor's tablet.
+async fn settle(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    request: Request,
+) -> Result<StatusCode, WebError> {
+    let (_, session) = signed_in(&state, request.headers()).await?;
+    check_csrf(request.headers(), &session)?;
+    let decision: crate::sync::Decision = json_body(request).await?;
+    if let crate::sync::Decision::Merged(text) = &decision
+        && (text.trim().is_empty()
+            || text.len() > feltbog_core::protocol::limits::MAX_VALUE_BYTES / 2)
+    {
+        return Err(WebError::BadRequest("write the text to keep".into()));
+    }
+    let max_drift = state.config.max_drift_ms;
+    let worker = session.worker_id;
+    with_db(&state, move |conn| {
+        crate::sync::review_from_dashboard(conn, worker, id, &decision, system_time_ms(), max_drift)
+            .map_err(internal)?
+            .map_err(|(_, why)| WebError::Refused(why))
+    })
+    .await?;
+    tracing::info!(worker = %worker, "conflict settled from the dashboard");
+    Ok(StatusCode::NO_CONTENT)
 }

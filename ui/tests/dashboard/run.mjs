@@ -81,8 +81,8 @@ const base = `http://127.0.0.1:${port}`;
 await until('the server', async () => (await fetch(`${base}/healthz`).catch(() => null))?.ok);
 
 const store = join(data, 'anna.store');
-const device = (args, input = '') =>
-  execFileSync(deviceBin, ['--store', store, ...args], { input, encoding: 'utf8', env: { ...process.env, FELTBOG_PASSPHRASE: 'dashboard-test-passphrase' } }).trim();
+const device = (args, input = '', at = store) =>
+  execFileSync(deviceBin, ['--store', at, ...args], { input, encoding: 'utf8', env: { ...process.env, FELTBOG_PASSPHRASE: 'dashboard-test-passphrase' } }).trim();
 device(['init', '--kdf-memory-kib', '19456', '--kdf-iterations', '2']);
 device(['enrol', '--server', base, '--code', admin('enrolment-code', '--worker', anna)]);
 const kinds = ['home_visit', 'street_contact', 'phone', 'contact_centre'];
@@ -105,6 +105,17 @@ for (let i = 0; i < 48; i++) {
 }
 device(['import'], `${lines.join('\n')}\n`);
 device(['sync']);
+// A conflict for the review: Anna's second tablet and her first edit one note offline.
+const second = join(data, 'anna2.store');
+device(['init', '--kdf-memory-kib', '19456', '--kdf-iterations', '2'], '', second);
+device(['enrol', '--server', base, '--code', admin('enrolment-code', '--worker', anna)], '', second);
+device(['sync'], '', second);
+const disputed = JSON.parse(lines[0]).record.id;
+for (const [at, note] of [[store, 'Talte om huslejen'], [second, 'Talte om lægen']]) {
+  const record = JSON.parse(device(['--json', 'visit', 'show', disputed], '', at));
+  device(['import'], `${JSON.stringify({ kind: 'visit', record: { ...record, note } })}\n`, at);
+}
+for (const at of [store, second, store]) device(['sync'], '', at);
 const PASSWORD = 'rapporter om fredagen 7';
 
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: ['--no-sandbox'] });
@@ -199,6 +210,28 @@ try {
     await axe(page, 'reports-en');
     await page.getByRole('button', { name: 'Dansk' }).click();
     await page.getByRole('heading', { name: 'Kontakter', exact: true }).waitFor();
+  });
+
+  await step('a conflict settled in the dashboard reaches the tablets', async () => {
+    await page.getByRole('button', { name: 'Konflikter' }).click();
+    const item = page.getByRole('article', { name: 'Besøg – Notat' });
+    await item.waitFor();
+    const text = await item.innerText();
+    assert(text.includes('Talte om huslejen') && text.includes('Talte om lægen'), text);
+    assert(text.includes('skrevet af Anna'), 'the authors are named');
+    await axe(page, 'conflicts');
+    await page.screenshot({ path: join(shots, 'dashboard-conflicts.png') });
+    await item.getByLabel('Skriv sammen').fill('Talte om huslejen og lægen');
+    await item.getByRole('button', { name: 'Gem den samlede tekst' }).click();
+    await page.getByRole('status').filter({ hasText: 'Konflikten er afgjort' }).waitFor();
+    await page.getByText('Ingen åbne konflikter').waitFor();
+    for (const at of [second, store]) {
+      device(['sync'], '', at);
+      const note = JSON.parse(device(['--json', 'visit', 'show', disputed], '', at)).note;
+      assert(note === 'Talte om huslejen og lægen', `a tablet holds ${note}`);
+    }
+    await page.getByRole('button', { name: 'Rapporter' }).click();
+    await page.locator('[data-report="contacts"] table').first().waitFor();
   });
 
   await step('a change without the CSRF token is refused', async () => {
