@@ -245,6 +245,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX web_sessions_by_worker ON web_sessions (worker_id);
     ALTER TABLE audit ADD COLUMN detail TEXT;  -- a report view: which report and filter (JSON)
     "#,
+    // 7: reports read one team's records of a kind; without this each read scanned the fields
+    // of every record of that kind (`cargo bench -p feltbog-server --bench reports`).
+    r#"
+    CREATE INDEX records_by_team ON records (entity, team_id);
+    "#,
 ];
 
 /// The schema version this build writes.

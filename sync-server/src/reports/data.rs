@@ -42,7 +42,9 @@ pub(super) struct Conflict {
 }
 
 /// The rows of `entity` records first written in `team`, field by field, in record order:
-/// `(record_id, field, value JSON, hlc)`. `fields` limits what is read.
+/// `(record_id, field, value JSON, hlc)`. `fields` limits what is read. `CROSS JOIN` keeps
+/// SQLite on the team's records first (`records_by_team`), then each one's fields by key:
+/// left to itself it scanned every field of every record of the kind, once per team.
 fn each_record(
     conn: &Connection,
     entity: &str,
@@ -53,9 +55,9 @@ fn each_record(
     let marks = vec!["?"; fields.len()].join(", ");
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT f.record_id, f.field, f.value, f.hlc FROM records r
-         JOIN fields f ON f.entity = r.entity AND f.record_id = r.record_id
+         CROSS JOIN fields f ON f.entity = r.entity AND f.record_id = r.record_id
          WHERE r.entity = ?1 AND r.team_id = ?2 AND f.field IN ({marks})
-         ORDER BY f.record_id"
+         ORDER BY r.record_id"
     ))?;
     let team = &team.as_bytes()[..];
     let mut args: Vec<&dyn rusqlite::ToSql> = vec![&entity, &team];

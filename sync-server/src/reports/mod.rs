@@ -397,13 +397,7 @@ pub fn follow_ups(
         .iter()
         .filter(|t| filter.period.holds_day(t.due))
     {
-        let outcome = match t.status {
-            TaskStatus::Done if t.status_at.date_naive() <= t.due => "done_on_time",
-            TaskStatus::Done => "done_late",
-            TaskStatus::Cancelled => "cancelled",
-            TaskStatus::Open if t.due < today => "overdue",
-            TaskStatus::Open => "open",
-        };
+        let outcome = outcome(t.status, t.status_at, t.due, today);
         all.add(Some(t.citizen), 0);
         by_outcome
             .entry(outcome.to_owned())
@@ -416,6 +410,23 @@ pub fn follow_ups(
         people: shown_if(people, people),
         by_outcome: suppress(by_outcome, people),
     })
+}
+
+/// Where one follow-up stands: done on or before its due day (by the clock of the device that
+/// marked it) is on time; open past its due day is overdue.
+fn outcome(
+    status: TaskStatus,
+    status_at: DateTime<Utc>,
+    due: NaiveDate,
+    today: NaiveDate,
+) -> &'static str {
+    match status {
+        TaskStatus::Done if status_at.date_naive() <= due => "done_on_time",
+        TaskStatus::Done => "done_late",
+        TaskStatus::Cancelled => "cancelled",
+        TaskStatus::Open if due < today => "overdue",
+        TaskStatus::Open => "open",
+    }
 }
 
 /// Housing over the period from each citizen's history of the field: where they stood at its
@@ -671,6 +682,34 @@ mod tests {
         let people: Vec<Count> = suppress(rows, 14).iter().map(|r| r.people).collect();
         assert_eq!(people, [Count::Hidden, Count::Hidden, Count::Shown(9)]);
         assert_eq!(serde_json::to_string(&Count::Hidden).unwrap(), "\"<5\"");
+    }
+
+    #[test]
+    fn a_follow_up_is_on_time_late_overdue_or_open_by_its_due_day() {
+        let day = |s: &str| s.parse::<NaiveDate>().unwrap();
+        let at = |s: &str| day(s).and_hms_opt(23, 59, 0).unwrap().and_utc();
+        let due = day("2026-12-10");
+        let today = day("2026-12-12");
+        assert_eq!(
+            outcome(TaskStatus::Done, at("2026-12-10"), due, today),
+            "done_on_time"
+        );
+        assert_eq!(
+            outcome(TaskStatus::Done, at("2026-12-11"), due, today),
+            "done_late"
+        );
+        assert_eq!(
+            outcome(TaskStatus::Open, at("2026-12-01"), due, today),
+            "overdue"
+        );
+        assert_eq!(
+            outcome(TaskStatus::Open, at("2026-12-01"), due, day("2026-12-10")),
+            "open"
+        );
+        assert_eq!(
+            outcome(TaskStatus::Cancelled, at("2026-12-01"), due, today),
+            "cancelled"
+        );
     }
 
     #[test]
