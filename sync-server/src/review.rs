@@ -17,6 +17,9 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+/// A conflict record as stored: the citizen it is about, and its fields by name.
+type Stored = (Option<Vec<u8>>, serde_json::Map<String, serde_json::Value>);
+
 /// One conflict waiting for a person.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OpenConflict {
@@ -56,10 +59,7 @@ pub fn open_conflicts(
     let mut out = Vec::new();
     let mut trail = Vec::new();
     for team in teams {
-        let mut records: BTreeMap<
-            Vec<u8>,
-            (Option<Vec<u8>>, serde_json::Map<String, serde_json::Value>),
-        > = BTreeMap::new();
+        let mut records: BTreeMap<Vec<u8>, Stored> = BTreeMap::new();
         let rows = stmt.query_map(params![&team.as_bytes()[..]], |r| {
             Ok((
                 r.get::<_, Vec<u8>>(0)?,

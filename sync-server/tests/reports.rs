@@ -121,6 +121,7 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
 
     let period = Period::new(first + Duration::days(7), today).unwrap();
     let conn = rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
+    reports::refresh(&conn).unwrap();
     let team = nord.parse().unwrap();
     let filter = Filter {
         period,
@@ -294,6 +295,30 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
         }
     }
 
+    // The report rows follow the change log: a contact logged since the last report, then
+    // corrected to a day before the period (the incremental path of `refresh`).
+    let extra = a
+        .save_visit(&visit_form(Some(citizens[0]), "Senere"))
+        .unwrap();
+    a.sync_once(&|_| {}).unwrap();
+    reports::refresh(&conn).unwrap();
+    let later = reports::contacts(&conn, &filter).unwrap();
+    assert_eq!(later.contacts, Count::Shown(inside.len() as u64 + 1));
+    let shown = a.citizen(citizens[0]).unwrap().visits;
+    let from = visit_edit_of(shown.iter().find(|v| v.id == extra).unwrap());
+    let before_period = (period.from - Duration::days(1))
+        .and_hms_opt(9, 0, 0)
+        .unwrap();
+    let moved = feltbog_core::app::forms::VisitEdit {
+        started_at_ms: before_period.and_utc().timestamp_millis(),
+        ..from.clone()
+    };
+    a.edit_visit(extra, &moved, &from).unwrap();
+    a.sync_once(&|_| {}).unwrap();
+    reports::refresh(&conn).unwrap();
+    let corrected = reports::contacts(&conn, &filter).unwrap();
+    assert_eq!(corrected.contacts, Count::Shown(inside.len() as u64));
+
     // A team that met one citizen: every figure is hidden, totals included.
     let small_team = Filter {
         period,
@@ -398,6 +423,7 @@ fn housing_moves_follow_ups_and_open_conflicts_are_counted_from_what_happened() 
     a2.sync_once(&|_| {}).unwrap();
 
     let conn = rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
+    reports::refresh(&conn).unwrap();
     let team = vec![nord.parse().unwrap()];
     let on = |from, to| Filter {
         period: Period::new(from, to).unwrap(),

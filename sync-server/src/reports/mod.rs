@@ -12,6 +12,7 @@
 mod data;
 pub mod export;
 
+pub use data::refresh;
 pub(crate) use data::worker_names;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
@@ -302,7 +303,7 @@ pub fn contacts(
     conn: &rusqlite::Connection,
     filter: &Filter,
 ) -> Result<ContactsReport, ReportError> {
-    let visits = data::visits(conn, &filter.teams)?;
+    let visits = data::visits(conn, &filter.teams, &filter.period)?;
     let sites = data::citizen_sites(conn)?;
     let site_names = data::site_names(conn)?;
     let workers = data::worker_names(conn)?;
@@ -364,7 +365,7 @@ pub fn referrals(
 ) -> Result<ReferralsReport, ReportError> {
     let mut all = Tally::default();
     let mut by_target: BTreeMap<String, Tally> = BTreeMap::new();
-    for v in data::visits(conn, &filter.teams)?
+    for v in data::visits(conn, &filter.teams, &filter.period)?
         .iter()
         .filter(|v| filter.period.holds(v.started_at))
     {
@@ -486,7 +487,7 @@ pub fn wellbeing(
     }
     let mut all = Scores::default();
     let mut by_month: BTreeMap<String, Scores> = BTreeMap::new();
-    for v in data::visits(conn, &filter.teams)?
+    for v in data::visits(conn, &filter.teams, &filter.period)?
         .iter()
         .filter(|v| filter.period.holds(v.started_at))
     {

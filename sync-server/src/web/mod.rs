@@ -423,6 +423,9 @@ async fn report(
     let period =
         Period::new(query.from, query.to).map_err(|e| WebError::BadRequest(e.to_string()))?;
     let filter = Filter { period, teams };
+    // The visits' report rows catch up with the change log under the write lock (short but
+    // for the first time); the report itself then runs on the reading connection.
+    with_db(&state, |conn| reports::refresh(conn).map_err(internal)).await?;
     let reader = state.reader.clone();
     let run_filter = filter.clone();
     let now = chrono::Utc::now();
