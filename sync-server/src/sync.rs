@@ -1860,8 +1860,8 @@ pub enum Decision {
 }
 
 /// Settles an open free-text conflict for a supervisor signed in to the dashboard, by the same
-/// rule and write path as a review from their tablet ([`Ctx::is_conflict_review`],
-/// [`Ctx::judge`]): the field gets the chosen value, then the conflict is marked resolved, as
+/// rule and write path as a review from their tablet (`Ctx::is_conflict_review`,
+/// `Ctx::judge`): the field gets the chosen value, then the conflict is marked resolved, as
 /// two mutations the server writes in her name (no device of hers exists), logged for every
 /// device of the team and audited as her writes. A refusal (not her team's, no longer open,
 /// a value the record cannot hold) changes nothing.
