@@ -6,7 +6,8 @@ import { defineConfig } from 'vite';
 export default defineConfig({
   root: 'dashboard',
   base: '/dashboard/',
-  plugins: [svelte()],
+  // The root is dashboard/, so the shared svelte.config.js (runes) is named here.
+  plugins: [svelte({ configFile: '../svelte.config.js' })],
   clearScreen: false,
   build: {
     outDir: '../dist-dashboard',

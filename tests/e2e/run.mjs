@@ -22,9 +22,11 @@ import { fileURLToPath } from 'node:url';
 import { remote } from 'webdriverio';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const appBin = resolve(process.env.FELTBOG_APP ?? join(root, 'target/debug/feltbog-app'));
-const serverBin = resolve(process.env.FELTBOG_SERVER ?? join(root, 'target/debug/feltbog-server'));
-const deviceBin = resolve(process.env.FELTBOG_DEVICE ?? join(root, 'target/debug/feltbog-device'));
+// Where cargo put them: CARGO_TARGET_DIR when set, else the workspace's target/.
+const built = join(process.env.CARGO_TARGET_DIR ? resolve(root, process.env.CARGO_TARGET_DIR) : join(root, 'target'), 'debug');
+const appBin = resolve(process.env.FELTBOG_APP ?? join(built, 'feltbog-app'));
+const serverBin = resolve(process.env.FELTBOG_SERVER ?? join(built, 'feltbog-server'));
+const deviceBin = resolve(process.env.FELTBOG_DEVICE ?? join(built, 'feltbog-device'));
 const shots = process.env.FELTBOG_E2E_SCREENSHOTS !== '0';
 const PIN = '582047';
 const MARKER = `e2e-note-${process.pid}-${Date.now()}`;

@@ -15,8 +15,10 @@ import { chromium } from 'playwright-core';
 
 const ui = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const root = resolve(ui, '..');
-const serverBin = resolve(process.env.FELTBOG_SERVER ?? join(root, 'target/debug/feltbog-server'));
-const deviceBin = resolve(process.env.FELTBOG_DEVICE ?? join(root, 'target/debug/feltbog-device'));
+// Where cargo put them: CARGO_TARGET_DIR when set, else the workspace's target/.
+const built = join(process.env.CARGO_TARGET_DIR ? resolve(root, process.env.CARGO_TARGET_DIR) : join(root, 'target'), 'debug');
+const serverBin = resolve(process.env.FELTBOG_SERVER ?? join(built, 'feltbog-server'));
+const deviceBin = resolve(process.env.FELTBOG_DEVICE ?? join(built, 'feltbog-device'));
 const shots = join(root, 'docs/screenshots');
 const t0 = Date.now();
 const passed = [];
