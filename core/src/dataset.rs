@@ -134,14 +134,7 @@ const HOUSING: &[HousingSituation] = &[
     HousingSituation::HospitalOrPrison,
     HousingSituation::Other,
 ];
-const KINDS: &[VisitKind] = &[
-    VisitKind::HomeVisit,
-    VisitKind::StreetContact,
-    VisitKind::ContactCentre,
-    VisitKind::Site,
-    VisitKind::Phone,
-    VisitKind::EscortToAppointment,
-];
+const KINDS: &[VisitKind] = &VisitKind::ALL;
 const THEMES: &[Theme] = &[
     Theme::Housing,
     Theme::EconomyAndDebt,

@@ -1909,6 +1909,14 @@ pub fn review_from_dashboard(
     ) else {
         return Err(SyncError::Corrupt("conflict"));
     };
+    if let Decision::Merged(text) = decision
+        && text.trim().is_empty()
+    {
+        return Ok(Err((
+            RejectReason::Invalid,
+            "write the text to keep".into(),
+        )));
+    }
     let chosen = match decision {
         Decision::Current => current,
         Decision::Other => other,

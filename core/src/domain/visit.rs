@@ -22,6 +22,18 @@ pub enum VisitKind {
     EscortToAppointment,
 }
 
+impl VisitKind {
+    /// Every kind, in declaration order (reports and generated datasets list them).
+    pub const ALL: [VisitKind; 6] = [
+        VisitKind::HomeVisit,
+        VisitKind::StreetContact,
+        VisitKind::ContactCentre,
+        VisitKind::Site,
+        VisitKind::Phone,
+        VisitKind::EscortToAppointment,
+    ];
+}
+
 /// What the contact was about.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -300,17 +300,10 @@ pub(super) fn visits(
         period.start().timestamp_millis(),
         period.end().timestamp_millis(),
     );
-    let kinds: HashMap<String, VisitKind> = [
-        VisitKind::HomeVisit,
-        VisitKind::StreetContact,
-        VisitKind::ContactCentre,
-        VisitKind::Site,
-        VisitKind::Phone,
-        VisitKind::EscortToAppointment,
-    ]
-    .into_iter()
-    .map(|k| (super::wire(&k), k))
-    .collect();
+    let kinds: HashMap<String, VisitKind> = VisitKind::ALL
+        .into_iter()
+        .map(|k| (super::wire(&k), k))
+        .collect();
     let mut out = Vec::new();
     for team in teams {
         let mut rows = stmt.query(params![&team.as_bytes()[..], from, to])?;

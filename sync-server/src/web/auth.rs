@@ -67,6 +67,17 @@ pub struct Session {
     pub teams: Vec<Uuid>,
 }
 
+impl Session {
+    /// The teams a report covers: `team` if they read it, or every team they read. `None`
+    /// for a team they do not read (the request is refused, not narrowed).
+    pub fn report_teams(&self, team: Option<Uuid>) -> Option<Vec<Uuid>> {
+        match team {
+            Some(team) => self.teams.contains(&team).then(|| vec![team]),
+            None => Some(self.teams.clone()),
+        }
+    }
+}
+
 /// Gives an active supervisor a login name and a one-time code to set their password with
 /// (again). An existing password and every session end: this is also how an administrator
 /// unlocks a locked-out login.

@@ -415,11 +415,9 @@ async fn report(
     let Query(query) = query.map_err(|_| {
         WebError::BadRequest("give from and to as YYYY-MM-DD, and a team you read".into())
     })?;
-    let teams = match query.team {
-        Some(team) if session.teams.contains(&team) => vec![team],
-        Some(_) => return Err(WebError::Forbidden),
-        None => session.teams.clone(),
-    };
+    let teams = session
+        .report_teams(query.team)
+        .ok_or(WebError::Forbidden)?;
     let period =
         Period::new(query.from, query.to).map_err(|e| WebError::BadRequest(e.to_string()))?;
     let filter = Filter { period, teams };
@@ -548,12 +546,6 @@ async fn settle(
     let (_, session) = signed_in(&state, request.headers()).await?;
     check_csrf(request.headers(), &session)?;
     let decision: crate::sync::Decision = json_body(request).await?;
-    if let crate::sync::Decision::Merged(text) = &decision
-        && (text.trim().is_empty()
-            || text.len() > feltbog_core::protocol::limits::MAX_VALUE_BYTES / 2)
-    {
-        return Err(WebError::BadRequest("write the text to keep".into()));
-    }
     let max_drift = state.config.max_drift_ms;
     let worker = session.worker_id;
     with_db(&state, move |conn| {
