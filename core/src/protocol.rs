@@ -161,6 +161,11 @@ pub struct Profile {
     pub sites: Vec<Uuid>,
     /// The workers of those teams, by name.
     pub directory: Vec<DirectoryEntry>,
+    /// Counts the changes of this worker's scope (role, team, sites, supervised teams). A device
+    /// that sees it move pushes what it had pending, then erases what it holds and pulls its
+    /// new scope afresh (`resync`), so nothing outside the new scope stays behind.
+    #[serde(default)]
+    pub scope_epoch: u64,
 }
 
 impl Profile {
@@ -216,7 +221,7 @@ impl std::fmt::Debug for EnrolResponse {
 }
 
 /// One round trip: push the outbox (possibly empty) and get the first pull page back.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct SyncRequest {
     pub mutations: Vec<Mutation>,
     /// The device's pull cursor: the server sequence it has applied up to.
@@ -229,6 +234,15 @@ pub struct SyncRequest {
     /// only when the server's differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile_digest: Option<String>,
+    /// The newest `device_seq` this device has used. Sent so that, on the first request after a
+    /// scope change, the server knows which edits were made before the device learned of it
+    /// (those are judged under the old scope) without trusting the device's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_device_seq: Option<u64>,
+    /// A pull from the start after a scope change: the device has erased what it held, so the
+    /// server serves its own earlier mutations too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resync: bool,
 }
 
 /// One read of citizen data on a device: which record, when. Never a value.

@@ -110,6 +110,7 @@ fn main() {
                 cursor: u64::MAX / 2,
                 access_log: vec![],
                 profile_digest: None,
+                ..Default::default()
             };
             let t = Instant::now();
             let answer =

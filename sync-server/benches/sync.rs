@@ -180,6 +180,7 @@ fn main() {
                         cursor: u64::MAX / 2,
                         access_log: vec![],
                         profile_digest: None,
+                        ..Default::default()
                     };
                     sync::Transport::sync(&transport, &token, &request).unwrap();
                 }

@@ -269,6 +269,27 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ALTER TABLE server_state ADD COLUMN report_seq INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 9: a change of a worker's scope (role, team, sites, supervised teams) no longer revokes
+    // their devices (issue 16; `epochs.rs`). It ends a scope epoch, whose scope is kept so the
+    // edits a device made before it learned of the change are judged under it; each device
+    // remembers the epoch it knows and, after learning, for which of its edits the old one holds.
+    r#"
+    ALTER TABLE workers ADD COLUMN scope_epoch INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE scope_epochs (
+        worker_id BLOB NOT NULL REFERENCES workers (id),
+        epoch     INTEGER NOT NULL,
+        role      TEXT NOT NULL,
+        team_id   BLOB NOT NULL,
+        sites     TEXT NOT NULL,   -- JSON list of a caretaker's site ids
+        teams     TEXT NOT NULL,   -- JSON list of the teams a supervisor supervised
+        ended_ms  INTEGER NOT NULL,
+        PRIMARY KEY (worker_id, epoch)
+    ) WITHOUT ROWID;
+    ALTER TABLE devices ADD COLUMN scope_epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE devices ADD COLUMN grace_epoch INTEGER;      -- the old epoch, once learned
+    ALTER TABLE devices ADD COLUMN grace_until_seq INTEGER;  -- its edits up to this device_seq
+    ALTER TABLE devices ADD COLUMN grace_until_ms INTEGER;   -- pushed before this server time
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -6,8 +6,9 @@
 //!
 //! Revocation is immediate because every request authenticates against these tables: a revoked
 //! device, or any device of a disabled worker, gets 401 with a wipe instruction on its very next
-//! request. Changing a worker's role or team revokes their devices too: what a device holds was
-//! chosen by the old scope, so it starts over with a new enrolment.
+//! request. Changing a worker's role, team, sites or supervised teams does not revoke: it ends a
+//! scope epoch ([`crate::epochs`]), and their devices push what they had pending, erase what
+//! left their scope and pull what entered it on their next sync.
 
 use crate::db::DbError;
 use feltbog_core::hlc::DeviceId;
@@ -174,17 +175,16 @@ fn forget_sites(conn: &Connection, worker: Uuid) -> Result<(), IdentityError> {
     Ok(())
 }
 
-/// Gives a supervisor another team to read, or (`supervise = false`) takes it away. Their
-/// devices are revoked either way and enrol again: a new device pulls its whole new scope from
-/// the start, and one that may see less cannot keep what it had. Returns the devices revoked,
-/// or `None` if nothing changed.
+/// Gives a supervisor another team to read, or (`supervise = false`) takes it away: a scope
+/// change ([`crate::epochs`]), which their devices follow on their next sync. Returns whether
+/// anything changed.
 pub fn set_supervised(
     conn: &Connection,
     worker: Uuid,
     team: Uuid,
     supervise: bool,
     now_ms: u64,
-) -> Result<Option<usize>, IdentityError> {
+) -> Result<bool, IdentityError> {
     let (role, own) = role_and_team(conn, worker)?;
     if role != Role::Supervisor {
         return Err(IdentityError::Invalid(
@@ -197,21 +197,27 @@ pub fn set_supervised(
             "team: a supervisor reads their own team already",
         ));
     }
-    let changed = if supervise {
+    let has: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM supervised_teams WHERE worker_id = ?1 AND team_id = ?2",
+        params![&worker.as_bytes()[..], &team.as_bytes()[..]],
+        |r| r.get(0),
+    )?;
+    if has == supervise {
+        return Ok(false);
+    }
+    crate::epochs::end_epoch(conn, worker, now_ms)?;
+    if supervise {
         conn.execute(
-            "INSERT OR IGNORE INTO supervised_teams (worker_id, team_id) VALUES (?1, ?2)",
+            "INSERT INTO supervised_teams (worker_id, team_id) VALUES (?1, ?2)",
             params![&worker.as_bytes()[..], &team.as_bytes()[..]],
-        )?
+        )?;
     } else {
         conn.execute(
             "DELETE FROM supervised_teams WHERE worker_id = ?1 AND team_id = ?2",
             params![&worker.as_bytes()[..], &team.as_bytes()[..]],
-        )?
-    };
-    if changed == 0 {
-        return Ok(None);
+        )?;
     }
-    revoke_workers_devices(conn, worker, now_ms).map(Some)
+    Ok(true)
 }
 
 /// A worker's role and team now.
@@ -240,14 +246,14 @@ pub(crate) fn revoke_workers_devices(
     )?)
 }
 
-/// Changes a worker's role and revokes their devices (they re-enrol into the new scope).
-/// Returns the number of devices revoked.
+/// Changes a worker's role: a scope change ([`crate::epochs`]), which their devices follow on
+/// their next sync. Returns whether the role changed.
 pub fn set_role(
     conn: &Connection,
     worker: Uuid,
     role: &str,
     now_ms: u64,
-) -> Result<usize, IdentityError> {
+) -> Result<bool, IdentityError> {
     let role = parse_role(role)?;
     let now: Option<String> = conn
         .query_row(
@@ -259,25 +265,32 @@ pub fn set_role(
     match now {
         None => return Err(IdentityError::NotFound("worker")),
         // The same role again changes nothing: no devices revoked, no sites lost.
-        Some(now) if now == role.as_str() => return Ok(0),
+        Some(now) if now == role.as_str() => return Ok(false),
         Some(_) => {}
     }
+    crate::epochs::end_epoch(conn, worker, now_ms)?;
     conn.execute(
         "UPDATE workers SET role = ?2 WHERE id = ?1",
         params![&worker.as_bytes()[..], role.as_str()],
     )?;
     forget_sites(conn, worker)?;
-    revoke_workers_devices(conn, worker, now_ms)
+    Ok(true)
 }
 
-/// Moves a worker to another team and revokes their devices. Returns the devices revoked.
+/// Moves a worker to another team: a scope change ([`crate::epochs`]), which their devices
+/// follow on their next sync. Returns whether the team changed.
 pub fn move_worker(
     conn: &Connection,
     worker: Uuid,
     team: Uuid,
     now_ms: u64,
-) -> Result<usize, IdentityError> {
+) -> Result<bool, IdentityError> {
     team_exists(conn, team)?;
+    let (_, own) = role_and_team(conn, worker)?;
+    if own == team {
+        return Ok(false);
+    }
+    crate::epochs::end_epoch(conn, worker, now_ms)?;
     let n = conn.execute(
         "UPDATE workers SET team_id = ?2 WHERE id = ?1",
         params![&worker.as_bytes()[..], &team.as_bytes()[..]],
@@ -286,7 +299,7 @@ pub fn move_worker(
         return Err(IdentityError::NotFound("worker"));
     }
     forget_sites(conn, worker)?;
-    revoke_workers_devices(conn, worker, now_ms)
+    Ok(true)
 }
 
 /// Disables a worker (left the job, lost trust): every device of theirs is refused and told to
@@ -406,7 +419,7 @@ pub fn list_devices(conn: &Connection) -> Result<Vec<DeviceInfo>, IdentityError>
     Ok(out)
 }
 
-fn stored_uuid(b: &[u8]) -> Result<Uuid, IdentityError> {
+pub(crate) fn stored_uuid(b: &[u8]) -> Result<Uuid, IdentityError> {
     Uuid::from_slice(b).map_err(|_| IdentityError::Invalid("stored id"))
 }
 
@@ -519,7 +532,8 @@ pub fn enrol(
         params![now_ms as i64, hash(&normalise_code(code))],
     )?;
     tx.execute(
-        "INSERT INTO devices (id, worker_id, token_hash, enrolled_ms) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO devices (id, worker_id, token_hash, enrolled_ms, scope_epoch)
+         SELECT ?1, ?2, ?3, ?4, scope_epoch FROM workers WHERE id = ?2",
         params![
             &device.0.as_bytes()[..],
             worker,
@@ -660,7 +674,7 @@ mod revocation_tests {
     use super::*;
 
     #[test]
-    fn revoking_disabling_and_role_changes_refuse_the_token_with_a_wipe() {
+    fn revoking_and_disabling_refuse_the_token_with_a_wipe_and_scope_changes_do_not() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = crate::db::open(dir.path()).unwrap();
         let team = create_team(&conn, "Team Nord", 0).unwrap();
@@ -687,31 +701,28 @@ mod revocation_tests {
         assert_eq!(check_token(&conn, &t3b).unwrap().unwrap().device_id, d3);
         assert_eq!(check_token(&conn, &t3).unwrap(), Err(Denied::Unknown));
         assert_eq!(check_token(&conn, &t3b).unwrap().unwrap().device_id, d3);
-        // A role change or a team move revokes the worker's devices.
+        // A role change or a team move does not revoke: the token stays good and answers
+        // with the worker's new role and team (the device follows on its next sync).
+        assert!(!set_role(&conn, worker, "outreach", 6).unwrap(), "no change");
+        assert!(set_role(&conn, worker, "caretaker", 6).unwrap());
         assert_eq!(
-            set_role(&conn, worker, "outreach", 6).unwrap(),
-            0,
-            "no change"
-        );
-        assert!(check_token(&conn, &t2).unwrap().is_ok());
-        assert_eq!(set_role(&conn, worker, "caretaker", 6).unwrap(), 2);
-        assert_eq!(check_token(&conn, &t2).unwrap(), Err(Denied::Revoked));
-        let (_, t4) = enrol_one(&mut conn);
-        assert_eq!(
-            check_token(&conn, &t4).unwrap().unwrap().role,
+            check_token(&conn, &t2).unwrap().unwrap().role,
             Role::Caretaker
         );
-        assert_eq!(move_worker(&conn, worker, other, 7).unwrap(), 1);
+        assert!(move_worker(&conn, worker, other, 7).unwrap());
+        assert!(!move_worker(&conn, worker, other, 7).unwrap(), "no change");
+        assert_eq!(check_token(&conn, &t2).unwrap().unwrap().team_id, other);
         let (_, t5) = enrol_one(&mut conn);
         assert_eq!(check_token(&conn, &t5).unwrap().unwrap().team_id, other);
         // Disabling refuses every device and every new enrolment.
-        assert_eq!(disable_worker(&conn, worker, 8).unwrap(), 1);
+        assert_eq!(disable_worker(&conn, worker, 8).unwrap(), 3);
         assert_eq!(check_token(&conn, &t5).unwrap(), Err(Denied::Revoked));
+        assert_eq!(check_token(&conn, &t2).unwrap(), Err(Denied::Revoked));
         let code = issue_enrolment_code(&conn, worker, 9);
         assert!(matches!(code, Err(IdentityError::NotFound(_))));
         enable_worker(&conn, worker).unwrap();
         assert_eq!(check_token(&conn, &t5).unwrap(), Err(Denied::Revoked));
-        assert_eq!(list_devices(&conn).unwrap().len(), 5);
+        assert_eq!(list_devices(&conn).unwrap().len(), 4);
         assert!(list_workers(&conn).unwrap().iter().all(|w| w.active));
     }
 }
@@ -769,5 +780,6 @@ pub fn profile(
         teams,
         sites: reach.sites.iter().copied().collect(),
         directory,
+        scope_epoch: crate::epochs::current_epoch(conn, caller.worker_id)?,
     })
 }

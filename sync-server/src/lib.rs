@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod db;
+pub mod epochs;
 pub mod http;
 pub mod identity;
 pub mod listen;

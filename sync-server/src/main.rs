@@ -155,14 +155,16 @@ enum Admin {
     },
     /// List workers: id, team, role, active, name.
     Workers,
-    /// Change a worker's role. Their devices are revoked and must enrol again.
+    /// Change a worker's role. Their devices take the new scope on their next sync, after pushing
+    /// what they had pending.
     SetRole {
         #[arg(long)]
         worker: Uuid,
         #[arg(long)]
         role: String,
     },
-    /// Move a worker to another team. Their devices are revoked and must enrol again.
+    /// Move a worker to another team. Their devices take the new scope on their next sync, after
+    /// pushing what they had pending.
     MoveWorker {
         #[arg(long)]
         worker: Uuid,
@@ -211,22 +213,23 @@ enum Admin {
         #[arg(long)]
         site: Uuid,
     },
-    /// Take a site from a caretaker. Their devices are revoked and must enrol again.
+    /// Take a site from a caretaker. Their devices erase the site, its log and its residents on
+    /// their next sync, after pushing what they had pending.
     UnassignSite {
         #[arg(long)]
         worker: Uuid,
         #[arg(long)]
         site: Uuid,
     },
-    /// Let a supervisor read another team too (reviews across teams). Their devices are
-    /// revoked and enrol again into the wider scope.
+    /// Let a supervisor read another team too (reviews across teams). Their devices pull it on
+    /// their next sync.
     Supervise {
         #[arg(long)]
         worker: Uuid,
         #[arg(long)]
         team: Uuid,
     },
-    /// Stop a supervisor reading another team. Their devices are revoked.
+    /// Stop a supervisor reading another team. Their devices erase it on their next sync.
     Unsupervise {
         #[arg(long)]
         worker: Uuid,
@@ -341,17 +344,23 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
         }
         Admin::SetRole { worker, role } => {
             let tx = conn.transaction()?;
-            let n = identity::set_role(&tx, worker, &role, now)?;
-            audited(&tx, audit::Action::RoleChange, Some((worker, worker)))?;
-            tx.commit()?;
-            println!("role changed; {n} device(s) revoked: enrol them again{UNSYNCED}");
+            if identity::set_role(&tx, worker, &role, now)? {
+                audited(&tx, audit::Action::RoleChange, Some((worker, worker)))?;
+                tx.commit()?;
+                println!("role changed{RESCOPED}");
+            } else {
+                println!("the worker has this role already");
+            }
         }
         Admin::MoveWorker { worker, team } => {
             let tx = conn.transaction()?;
-            let n = identity::move_worker(&tx, worker, team, now)?;
-            audited(&tx, audit::Action::TeamChange, Some((worker, worker)))?;
-            tx.commit()?;
-            println!("worker moved; {n} device(s) revoked: enrol them again{UNSYNCED}");
+            if identity::move_worker(&tx, worker, team, now)? {
+                audited(&tx, audit::Action::TeamChange, Some((worker, worker)))?;
+                tx.commit()?;
+                println!("worker moved{RESCOPED}");
+            } else {
+                println!("the worker is in this team already");
+            }
         }
         Admin::DisableWorker { worker } => {
             let tx = conn.transaction()?;
@@ -444,11 +453,10 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
             );
         }
         Admin::UnassignSite { worker, site } => {
-            match sync::unassign_site(&mut conn, worker, site, now)? {
-                Some(n) => println!(
-                    "site taken from the caretaker; {n} device(s) revoked: enrol them again{UNSYNCED}"
-                ),
-                None => println!("the caretaker did not have this site"),
+            if sync::unassign_site(&mut conn, worker, site, now)? {
+                println!("site taken from the caretaker{RESCOPED}");
+            } else {
+                println!("the caretaker did not have this site");
             }
         }
         Admin::Supervise { worker, team } | Admin::Unsupervise { worker, team } => {
@@ -457,15 +465,14 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
                 _ => (false, audit::Action::Unsupervise),
             };
             let tx = conn.transaction()?;
-            let revoked = identity::set_supervised(&tx, worker, team, on, now)?;
-            if let Some(n) = revoked {
+            if identity::set_supervised(&tx, worker, team, on, now)? {
                 audit::append_many(
                     &tx,
                     now,
                     &audit::Entry::admin_decision(action, worker, ("team", team)),
                 )?;
                 tx.commit()?;
-                println!("done; {n} device(s) revoked: enrol them again{UNSYNCED}");
+                println!("done{RESCOPED}");
             } else {
                 println!("nothing to change");
             }
@@ -534,10 +541,9 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
     Ok(())
 }
 
-/// Said after a scope change revokes devices: a revoked device wipes itself, edits it had not
-/// yet synced included.
-const UNSYNCED: &str = " (edits a device had not synced are lost with it: have the worker \
-     sync before a change of role, team, sites or supervised teams)";
+/// Said after a scope change (`epochs.rs`): nothing is revoked and nothing unsynced is lost.
+const RESCOPED: &str = "; on their next sync the worker's devices push what they had pending \
+     (judged under the old scope), erase what left their scope and pull what entered it";
 
 fn iso(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms as i64)

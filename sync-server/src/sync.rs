@@ -68,7 +68,8 @@ pub fn sync(
 ) -> Result<SyncResponse, SyncError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Authentication ran before this transaction; a revocation committed since must still stop
-    // this request, so check once more under the write lock.
+    // this request, so check once more under the write lock. A scope change committed since is
+    // taken as it is now.
     let still: Option<(String, Vec<u8>)> = tx
         .prepare_cached(
             "SELECT w.role, w.team_id FROM devices d JOIN workers w ON w.id = d.worker_id
@@ -78,15 +79,24 @@ pub fn sync(
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
-    if still
-        != Some((
-            caller.role.as_str().to_owned(),
-            caller.team_id.as_bytes().to_vec(),
-        ))
-    {
+    let Some((role, team)) = still else {
         return Err(SyncError::Revoked);
-    }
+    };
+    let caller = &Caller {
+        role: Role::parse(&role).ok_or(SyncError::Corrupt("role"))?,
+        team_id: Uuid::from_slice(&team).map_err(|_| SyncError::Corrupt("team id"))?,
+        ..*caller
+    };
     let mut reach = scope::reach(&tx, caller)?;
+    // Edits made before the device learned of a change of its worker's scope are judged under
+    // the scope that held then (`epochs.rs`).
+    let mut grace = crate::epochs::on_sync(
+        &tx,
+        caller,
+        request.last_device_seq,
+        request.mutations.iter().map(|m| m.device_seq),
+        now_ms,
+    )?;
     let mut ctx = Ctx::new(&tx, max_drift_ms, now_ms)?;
     let who = |action| Entry::device(caller.worker_id, caller.device_id.0, action);
     let mut trail: Vec<Entry> = Vec::new();
@@ -134,11 +144,17 @@ pub fn sync(
         let first = mutation.ops.first();
         let (entity, record) =
             first.map_or(("none", Uuid::nil()), |op| (op.entity.as_str(), op.id));
-        let verdict = ctx.judge(caller, &reach, mutation)?;
-        if verdict.is_ok() && entity == EntityKind::Site.as_str() && caller.role == Role::Caretaker
+        let (as_caller, as_reach) = match grace.as_mut() {
+            Some(g) if g.covers(seq, now_ms) => (g.caller, &mut g.reach),
+            _ => (*caller, &mut reach),
+        };
+        let verdict = ctx.judge(&as_caller, as_reach, mutation)?;
+        if verdict.is_ok()
+            && entity == EntityKind::Site.as_str()
+            && as_caller.role == Role::Caretaker
         {
             // Theirs from now on, for the rest of this push too (its first log entry).
-            reach.sites.insert(record);
+            as_reach.sites.insert(record);
         }
         match verdict {
             Err((reason, detail)) => {
@@ -195,7 +211,7 @@ pub fn sync(
         access_acked = access_acked.max(event.seq);
     }
     let server_hlc = ctx.finish()?;
-    let pull = pull_page(&tx, caller, request.cursor)?;
+    let pull = pull_page(&tx, caller, request.cursor, request.resync)?;
     for (_, m) in &pull.changes {
         if let Some(op) = m.ops.first() {
             let citizen = scope::record_scope(&tx, op.entity, op.id)?.and_then(|s| s.citizen);
@@ -252,10 +268,15 @@ fn filed_under(
 }
 
 /// The next page of changes for `caller` after `cursor`: the mutations in its worker's scope
-/// ([`crate::scope`]), except the ones its own device sent (it has them), whole mutations only;
-/// and the erasures meant for it. A page ends at an erasure, which the device applies after the
-/// page's changes.
-pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<PullPage, SyncError> {
+/// ([`crate::scope`]), except the ones its own device sent (it has them) unless `resync` (it
+/// erased them to pull its new scope afresh), whole mutations only; and the erasures meant for
+/// it. A page ends at an erasure, which the device applies after the page's changes.
+pub fn pull_page(
+    conn: &Connection,
+    caller: &Caller,
+    cursor: u64,
+    resync: bool,
+) -> Result<PullPage, SyncError> {
     // An erasure is served only while the citizen is still out of the caller's scope: one who
     // came back before the device synced stays, with any edits the device has pending.
     let readable = format!(
@@ -321,7 +342,7 @@ pub fn pull_page(conn: &Connection, caller: &Caller, cursor: u64) -> Result<Pull
         }
         let device: Vec<u8> = row.get(1)?;
         let echo: bool = row.get(2)?;
-        if device == caller.device_id.0.as_bytes() && !echo {
+        if device == caller.device_id.0.as_bytes() && !echo && !resync {
             continue;
         }
         bytes += text.len();
@@ -1387,30 +1408,31 @@ pub fn assign_site(
     Ok(new)
 }
 
-/// Takes a site from a caretaker. What their devices hold was chosen by the old assignment,
-/// so they are revoked (wiped on their next request) and enrol again, as after a role change.
-/// Returns the devices revoked, or `None` if the caretaker did not have the site.
+/// Takes a site from a caretaker: a scope change ([`crate::epochs`]). Their devices push what
+/// they had pending (judged under the old scope), then erase the site, its log and its
+/// residents on their next sync. Returns whether the caretaker had the site.
 pub fn unassign_site(
     conn: &mut Connection,
     worker: Uuid,
     site: Uuid,
     now_ms: u64,
-) -> Result<Option<usize>, SyncError> {
+) -> Result<bool, SyncError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    crate::epochs::end_epoch(&tx, worker, now_ms)?;
     let removed = tx
         .prepare_cached("DELETE FROM caretaker_sites WHERE worker_id = ?1 AND site_id = ?2")?
         .execute(params![&worker.as_bytes()[..], &site.as_bytes()[..]])?;
     if removed == 0 {
-        return Ok(None);
+        // Dropping the transaction undoes the epoch ended above.
+        return Ok(false);
     }
-    let revoked = crate::identity::revoke_workers_devices(&tx, worker, now_ms)?;
     audit::append_many(
         &tx,
         now_ms,
         &Entry::admin_decision(Action::UnassignSite, worker, ("site", site)),
     )?;
     tx.commit()?;
-    Ok(Some(revoked))
+    Ok(true)
 }
 
 /// The team of an active caretaker; other workers are not assigned sites.

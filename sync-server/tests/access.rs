@@ -165,6 +165,7 @@ fn pulled_ids(raw: &Raw) -> BTreeSet<Uuid> {
                     cursor,
                     access_log: vec![],
                     profile_digest: None,
+                    ..Default::default()
                 },
             )
             .unwrap();
@@ -197,8 +198,8 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
     let mut refusals = BTreeSet::new();
     for role in ROLES {
         // The worker did case work first ("own" records: outreach, or home support before
-        // becoming an outreach worker), then took this role: a role change revokes their
-        // devices, so they enrol a new one in the new scope.
+        // becoming an outreach worker), then took this role: a role change does not revoke
+        // (issue 16); the old device follows the new scope on its next sync.
         let before = if role == "outreach" {
             "home_support"
         } else {
@@ -217,13 +218,8 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
         let own = bundle(&mut first, role);
         sync(&mut first);
         server.admin(&["set-role", "--worker", &worker, "--role", role]);
-        assert!(
-            matches!(
-                try_sync(&mut first),
-                Err(feltbog_core::sync::SyncError::Revoked)
-            ),
-            "{role}: the old device is revoked by the role change"
-        );
+        let followed = try_sync(&mut first).expect("not revoked by the role change");
+        assert!(followed.rescoped, "{role}: the old device follows the new scope");
         if role == "caretaker" {
             // A caretaker sees the sites an administrator assigns them: here the two sites of
             // the team (`site_scope_is_per_caretaker` covers a site of the team not assigned).
@@ -296,6 +292,7 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
                     cursor: u64::MAX / 2,
                     access_log: std::mem::take(&mut access),
                     profile_digest: None,
+                    ..Default::default()
                 },
             )
             .unwrap();
@@ -468,6 +465,7 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
             cursor: u64::MAX / 2,
             access_log: vec![],
             profile_digest: None,
+            ..Default::default()
         };
         // The old token works until the new one is first used, so a lost answer locks nobody out.
         assert!(raw.transport.sync(&old, &empty).is_ok());
@@ -902,6 +900,7 @@ fn request_rates_and_batch_sizes_have_clear_limits() {
         cursor: 0,
         access_log,
         profile_digest: None,
+        ..Default::default()
     };
     for _ in 0..3 {
         raw.transport.sync(&raw.token, &empty(vec![])).unwrap();
@@ -1368,7 +1367,7 @@ fn site_scope_is_per_caretaker() {
     assert!(c1.get::<Citizen>(r).unwrap().is_none(), "K1 erased them");
     assert!(c2.get::<Citizen>(r).unwrap().is_some(), "K2 received them");
 
-    // Taking a site away revokes the caretaker's devices: they enrol again into the new scope.
+    // Taking a site away: the caretaker's device erases it on its next sync (issue 16).
     let out = server.admin(&[
         "unassign-site",
         "--worker",
@@ -1376,16 +1375,11 @@ fn site_scope_is_per_caretaker() {
         "--site",
         &id(&one, Class::Site).to_string(),
     ]);
-    assert!(out.contains("1 device(s) revoked"), "{out}");
-    assert!(matches!(
-        try_sync(&mut c1),
-        Err(feltbog_core::sync::SyncError::Revoked)
-    ));
-    let mut again = device(dir.path(), "k1-again", &server, &k1);
-    sync(&mut again);
-    assert_eq!(seen(&mut again, &one), (false, false, false));
+    assert!(out.contains("site taken"), "{out}");
+    assert!(sync(&mut c1).rescoped);
+    assert_eq!(seen(&mut c1, &one), (false, false, false));
     assert!(
-        again.get::<Site>(own.id.0).unwrap().is_some(),
+        c1.get::<Site>(own.id.0).unwrap().is_some(),
         "still their own site"
     );
 }
@@ -1472,11 +1466,10 @@ fn supervisors_read_the_teams_they_supervise() {
 
     // Supervising Syd revokes the old device; the new one reads both teams from the start.
     let out = server.admin(&["supervise", "--worker", &boss, "--team", &syd]);
-    assert!(out.contains("1 device(s) revoked"), "{out}");
-    assert!(matches!(
-        try_sync(&mut first),
-        Err(feltbog_core::sync::SyncError::Revoked)
-    ));
+    assert!(out.contains("done"), "{out}");
+    // The device follows the wider scope on its next sync (issue 16), as a new one would.
+    assert!(sync(&mut first).rescoped);
+    assert_eq!(sees(&mut first, &theirs), (true, true, true));
     let mut wide = device(dir.path(), "boss-2", &server, &boss);
     sync(&mut wide);
     assert_eq!(sees(&mut wide, &ours), (true, true, true));
@@ -1517,12 +1510,12 @@ fn supervisors_read_the_teams_they_supervise() {
     assert!(wide.get::<Citizen>(moved).unwrap().is_none(), "erased");
     assert!(wide.get::<Site>(theirs[&Class::Site].1).unwrap().is_some());
 
-    // No longer supervising Syd: revoked again, and the next device reads Nord only.
+    // No longer supervising Syd: the device erases Syd on its next sync, and a new device
+    // reads Nord only.
     server.admin(&["unsupervise", "--worker", &boss, "--team", &syd]);
-    assert!(matches!(
-        try_sync(&mut wide),
-        Err(feltbog_core::sync::SyncError::Revoked)
-    ));
+    assert!(sync(&mut wide).rescoped);
+    assert_eq!(sees(&mut wide, &theirs), (false, false, false));
+    assert_eq!(sees(&mut wide, &ours), (true, true, true));
     let mut narrow = device(dir.path(), "boss-3", &server, &boss);
     sync(&mut narrow);
     assert_eq!(sees(&mut narrow, &ours), (true, true, true));

@@ -753,6 +753,7 @@ fn run(cases: u32) -> Result<Tally, String> {
                     cursor: 0,
                     access_log: vec![],
                     profile_digest: None,
+                    ..Default::default()
                 };
                 let answer = sync::sync(
                     &mut world.conn.borrow_mut(),

@@ -535,6 +535,7 @@ fn a_push_past_the_op_limit_or_the_write_budget_is_refused_with_a_clear_error() 
                 cursor: u64::MAX / 2,
                 access_log: vec![],
                 profile_digest: None,
+                ..Default::default()
             },
         )
     };

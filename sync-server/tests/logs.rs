@@ -207,6 +207,7 @@ fn no_marker_or_secret_reaches_any_log_with_trace_logging_on() {
             cursor: 0,
             access_log: vec![],
             profile_digest: None,
+            ..Default::default()
         },
     );
 

@@ -67,6 +67,7 @@ fn the_device_learns_its_worker_role_team_and_directory_and_hears_of_changes() {
                     cursor: u64::MAX / 2,
                     access_log: vec![],
                     profile_digest: digest,
+                    ..Default::default()
                 },
             )
             .unwrap()

@@ -311,6 +311,7 @@ fn the_same_push_sent_twice_changes_nothing() {
         cursor: 0,
         access_log: vec![],
         profile_digest: None,
+        ..Default::default()
     };
     let transport = HttpTransport::new(&server.url).unwrap();
     let (first, _) = transport.sync(&token, &request).unwrap();
@@ -433,6 +434,7 @@ fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
         cursor: 0,
         access_log: vec![],
         profile_digest: None,
+        ..Default::default()
     })
     .unwrap();
 
@@ -493,6 +495,7 @@ fn a_mutation_naming_another_device_is_rejected_and_never_stored() {
                 cursor: 0,
                 access_log: vec![],
                 profile_digest: None,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -593,6 +596,7 @@ fn a_record_whose_creation_is_incomplete_or_invalid_is_refused() {
                     cursor: 0,
                     access_log: vec![],
                     profile_digest: None,
+                    ..Default::default()
                 },
             )
             .unwrap();
@@ -717,6 +721,7 @@ fn an_old_copy_of_a_refused_edit_that_gets_through_later_still_converges() {
         cursor: a.sync_status().unwrap().cursor,
         access_log: vec![],
         profile_digest: None,
+        ..Default::default()
     };
     let seq = old_copy.mutations[0].device_seq;
 

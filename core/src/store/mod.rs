@@ -21,11 +21,13 @@ mod keys;
 mod outbox;
 mod records;
 mod remote;
+mod rescope;
 pub mod schema;
 mod set_aside;
 mod sync_state;
 
 pub use drafts::{Draft, MAX_DRAFT_BYTES};
+pub use rescope::Rescope;
 pub use set_aside::SetAsideEdit;
 pub use sync_state::{Applied, Enrolment, Resolution, SyncStatus};
 

@@ -127,6 +127,11 @@ const MIGRATIONS: &[&str] = &[
         at_ms  INTEGER NOT NULL
     );
     "#,
+    // 7: a change of the worker's scope (issue 16, `store/rescope.rs`): 1 while the device
+    //    pushes what it had pending, 2 while it pulls its new scope afresh; 0 otherwise.
+    r#"
+    ALTER TABLE sync_state ADD COLUMN rescope INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -19,7 +19,7 @@ pub mod http;
 use crate::protocol::{
     EnrolRequest, EnrolResponse, ErrorCode, RotateResponse, SyncRequest, SyncResponse, limits,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{Rescope, Store, StoreError};
 use std::time::Duration;
 
 /// Mutations pushed per round trip.
@@ -99,6 +99,9 @@ pub struct SyncReport {
     pub erased: usize,
     /// The server sent a new profile (role, team, sites or directory changed).
     pub profile_changed: bool,
+    /// The worker's scope changed and the device finished following it: what left the scope
+    /// is erased, what entered it pulled ([`crate::store::Rescope`]).
+    pub rescoped: bool,
     pub bytes: WireBytes,
 }
 
@@ -106,7 +109,9 @@ impl SyncReport {
     /// Whether what the screens show may have changed: records pulled or erased, save marks
     /// moved (acknowledged or set aside), or who the device serves.
     pub fn changed_screens(&self) -> bool {
-        self.acked + self.set_aside + self.pulled + self.erased > 0 || self.profile_changed
+        self.acked + self.set_aside + self.pulled + self.erased > 0
+            || self.profile_changed
+            || self.rescoped
     }
 }
 
@@ -225,6 +230,8 @@ pub fn sync_with<A: StoreAccess>(
                 cursor: store.sync_status()?.cursor,
                 access_log,
                 profile_digest: store.profile()?.map(|p| p.digest()),
+                last_device_seq: Some(store.last_device_seq()?),
+                resync: store.rescope_state()? == Rescope::Repulling,
             })
         })?;
         let (response, bytes) =
@@ -248,23 +255,34 @@ pub fn sync_with<A: StoreAccess>(
         report.pushed += request.mutations.len();
         report.bytes.sent += bytes.sent;
         report.bytes.received += bytes.received;
-        let (applied, restamped, pending_now) = access.with_store(|store| {
+        let (applied, restamped, pending_now, (repull, rescoped)) = access.with_store(|store| {
             let applied = store.apply_sync_response(&response)?;
             if let Some(profile) = &response.profile {
-                // A changed role, team, site or directory: the app's screens follow it.
-                store.set_profile(profile)?;
+                // A changed role, team, site or directory: the app's screens follow it. A
+                // changed scope is followed below (`store::rescope`).
+                store.take_profile(profile)?;
             }
             let mut restamped = 0;
             if !applied.clock_rejected.is_empty() {
                 restamped = store.restamp(&response)?;
             }
-            Ok((applied, restamped, store.outbox_len()?))
+            // Following a scope change: once what was pending is pushed, pull the new scope
+            // afresh; once that pull is complete, destroy the keys of what left.
+            let repull = store.start_repull()?;
+            let rescoped = request.resync
+                && !response.pull.more
+                && store.rescope_state()? == Rescope::Repulling;
+            if rescoped {
+                store.finish_rescope()?;
+            }
+            Ok((applied, restamped, store.outbox_len()?, (repull, rescoped)))
         })?;
         report.acked += applied.acked;
         report.set_aside += applied.set_aside;
         report.pulled += applied.pulled;
         report.erased += applied.erased.len();
         report.profile_changed |= response.profile.is_some();
+        report.rescoped |= rescoped;
         report.restamped += restamped;
         progress(Progress {
             pulled: report.pulled,
@@ -279,7 +297,7 @@ pub fn sync_with<A: StoreAccess>(
         // with no mutations) until it is drained, so reads never pile up on the device.
         let access_more = request.access_log.len() == limits::MAX_ACCESS_EVENTS_PER_PUSH
             && response.access_acked > 0;
-        if !response.pull.more && (pending_now == 0 || stuck) && !access_more {
+        if !response.pull.more && (pending_now == 0 || stuck) && !access_more && !repull {
             break;
         }
     }

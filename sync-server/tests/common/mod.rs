@@ -240,6 +240,7 @@ impl Raw {
             cursor: u64::MAX / 2,
             access_log: vec![],
             profile_digest: None,
+            ..Default::default()
         };
         self.transport.sync(&self.token, &request).map(|(r, _)| r)
     }
