@@ -125,10 +125,10 @@ pub enum Action {
     TeamChange,
     /// A caretaker was assigned a site (`record_id`: the site, `worker_id`: the caretaker).
     AssignSite,
-    /// A site was taken from a caretaker (their devices were revoked).
+    /// A site was taken from a caretaker (a scope change their devices follow).
     UnassignSite,
     /// A supervisor was given another team to read, or it was taken away (two rows: the
-    /// worker, the team; their devices were revoked).
+    /// worker, the team; a scope change their devices follow).
     Supervise,
     Unsupervise,
     /// A supervisor was given (or given again) a one-time code to set a dashboard password.
@@ -141,6 +141,8 @@ pub enum Action {
     /// A report was viewed or exported (`detail`: the report, its filter and format).
     ReportView,
     ReportExport,
+    /// A closed case taken off the devices was reopened: back on its team's devices.
+    Reopen,
 }
 
 impl Action {
@@ -173,6 +175,7 @@ impl Action {
             Action::SignOut => "sign_out",
             Action::ReportView => "report_view",
             Action::ReportExport => "report_export",
+            Action::Reopen => "reopen_case",
         }
     }
 }
@@ -1320,8 +1323,33 @@ mod tests {
     fn action_names_are_stable_and_distinct() {
         use Action::*;
         let all = [
-            Read, Write, Denied, DeviceRead, Enrol, Rotate, Revoke, Disable, Enable, RoleChange,
-            Move, Erase, Purge, Export, IssueCode, TeamChange,
+            Read,
+            Write,
+            Denied,
+            DeviceRead,
+            Enrol,
+            Rotate,
+            Revoke,
+            Disable,
+            Enable,
+            RoleChange,
+            Move,
+            Erase,
+            Purge,
+            Export,
+            IssueCode,
+            TeamChange,
+            AssignSite,
+            UnassignSite,
+            Supervise,
+            Unsupervise,
+            WebAccess,
+            SignIn,
+            SignInRefused,
+            SignOut,
+            ReportView,
+            ReportExport,
+            Reopen,
         ];
         let names: BTreeSet<&str> = all.iter().map(|a| a.as_str()).collect();
         assert_eq!(names.len(), all.len());

@@ -109,12 +109,16 @@ pub fn on_sync(
             "SELECT scope_epoch, grace_epoch, grace_until_seq, grace_until_ms
              FROM devices WHERE id = ?1",
         )?
-        .query_row([device], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        .query_row([device], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
     let epoch = current_epoch(conn, caller.worker_id)? as i64;
     if known < epoch {
         // Learning now. What the server has applied from this device bounds what it may declare.
         let applied: i64 = conn
-            .prepare_cached("SELECT coalesce(max(device_seq), 0) FROM applied WHERE device_id = ?1")?
+            .prepare_cached(
+                "SELECT coalesce(max(device_seq), 0) FROM applied WHERE device_id = ?1",
+            )?
             .query_row([device], |r| r.get(0))?;
         let declared = declared_seq.unwrap_or_else(|| pushed_seqs.max().unwrap_or(0));
         let bound = declared.min(applied as u64 + MAX_GRACE_EDITS);

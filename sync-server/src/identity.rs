@@ -703,7 +703,10 @@ mod revocation_tests {
         assert_eq!(check_token(&conn, &t3b).unwrap().unwrap().device_id, d3);
         // A role change or a team move does not revoke: the token stays good and answers
         // with the worker's new role and team (the device follows on its next sync).
-        assert!(!set_role(&conn, worker, "outreach", 6).unwrap(), "no change");
+        assert!(
+            !set_role(&conn, worker, "outreach", 6).unwrap(),
+            "no change"
+        );
         assert!(set_role(&conn, worker, "caretaker", 6).unwrap());
         assert_eq!(
             check_token(&conn, &t2).unwrap().unwrap().role,

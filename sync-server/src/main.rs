@@ -236,6 +236,12 @@ enum Admin {
         #[arg(long)]
         team: Uuid,
     },
+    /// Reopen a closed case that retention took off the devices: the citizen and their history
+    /// come back to their team's devices on their next sync.
+    ReopenCase {
+        #[arg(long)]
+        citizen: Uuid,
+    },
     /// Move a citizen and their history to another team. The old team's devices erase them.
     MoveCitizen {
         #[arg(long)]
@@ -476,6 +482,22 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
             } else {
                 println!("nothing to change");
             }
+        }
+        Admin::ReopenCase { citizen } => {
+            let done = sync::reopen_case(
+                &mut conn,
+                citizen,
+                now,
+                feltbog_core::hlc::DEFAULT_MAX_DRIFT_MS,
+            )?;
+            println!(
+                "{}",
+                match done {
+                    sync::Reopened::Reopened =>
+                        "case reopened; the team's devices receive the citizen and their history on their next sync",
+                    sync::Reopened::OnDevices => "the case is on the devices already",
+                }
+            );
         }
         Admin::MoveCitizen { citizen, team } => {
             sync::move_citizen(

@@ -1583,6 +1583,68 @@ pub fn apply_retention(
     Ok(report)
 }
 
+/// What [`reopen_case`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reopened {
+    /// The citizen is back on the devices of their team, with their history.
+    Reopened,
+    /// The case was not taken off the devices: nothing to do.
+    OnDevices,
+}
+
+/// Reopens a closed case that retention took off the devices (an administrator's decision: the
+/// citizen came back to the service). The citizen is no longer archived, and their whole
+/// history is delivered again to their team's devices, each role's read rules filtering it as
+/// always; the retention clock starts again when the case is next closed. A case purged from
+/// the server has no content left to bring back: refused. Audited as the administrator's.
+pub fn reopen_case(
+    conn: &mut Connection,
+    citizen: Uuid,
+    now_ms: u64,
+    max_drift_ms: u64,
+) -> Result<Reopened, SyncError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let row: Option<(Vec<u8>, bool, Option<i64>)> = tx
+        .prepare_cached(
+            "SELECT team_id, off_devices, purged_ms FROM citizens WHERE citizen_id = ?1",
+        )?
+        .query_row([&citizen.as_bytes()[..]], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let (team, off, purged) = row.ok_or(SyncError::NotFound("citizen"))?;
+    if purged.is_some() {
+        return Err(SyncError::Refused(
+            "the case was purged from the server: its content is gone and cannot be reopened",
+        ));
+    }
+    if !off {
+        return Ok(Reopened::OnDevices);
+    }
+    let team = Uuid::from_slice(&team).map_err(|_| SyncError::Corrupt("team id"))?;
+    tx.prepare_cached(
+        "UPDATE citizens SET off_devices = 0, closed_ms = NULL WHERE citizen_id = ?1",
+    )?
+    .execute([&citizen.as_bytes()[..]])?;
+    let mut ctx = Ctx::new(&tx, max_drift_ms, now_ms)?;
+    // The history first, then the change that reopens it: a device applies them in this order.
+    ctx.deliver_history(citizen, team, scope::all_roles())?;
+    ctx.server_assign(
+        team,
+        (EntityKind::Citizen, citizen, "archived"),
+        serde_json::Value::Bool(false),
+        (Class::Citizen, Some(citizen)),
+    )?;
+    ctx.finish()?;
+    audit::append(
+        &tx,
+        now_ms,
+        &Entry::admin(Action::Reopen).record("citizen", citizen, Some(citizen)),
+    )?;
+    tx.commit()?;
+    Ok(Reopened::Reopened)
+}
+
 /// SHA-256 of a mutation as received: tells an exact replay from a re-stamped one.
 fn mutation_digest(m: &Mutation) -> Vec<u8> {
     let text = serde_json::to_vec(m).unwrap_or_default();

@@ -219,7 +219,10 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
         sync(&mut first);
         server.admin(&["set-role", "--worker", &worker, "--role", role]);
         let followed = try_sync(&mut first).expect("not revoked by the role change");
-        assert!(followed.rescoped, "{role}: the old device follows the new scope");
+        assert!(
+            followed.rescoped,
+            "{role}: the old device follows the new scope"
+        );
         if role == "caretaker" {
             // A caretaker sees the sites an administrator assigns them: here the two sites of
             // the team (`site_scope_is_per_caretaker` covers a site of the team not assigned).
@@ -1049,6 +1052,94 @@ fn request_rates_and_batch_sizes_have_clear_limits() {
     };
     assert_eq!(stored("full_name"), "\"Fuldt Navn\"");
     assert_eq!(stored("alias"), "null");
+}
+
+#[test]
+fn a_reopened_case_comes_back_to_the_devices_in_scope_with_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = Server::start(&data);
+    let (team, worker) = team_and_worker(&server);
+    let other = server.admin(&["create-worker", "--team", &team, "--name", "B"]);
+    let syd = server.admin(&["create-team", "Team Syd"]);
+    let stranger = server.admin(&["create-worker", "--team", &syd, "--name", "C"]);
+    let mut a = device(dir.path(), "a", &server, &worker);
+    let mut b = device(dir.path(), "b", &server, &other);
+    let mut c = device(dir.path(), "c", &server, &stranger);
+    let person = Citizen::with_alias("Vendt tilbage");
+    a.save(&person).unwrap();
+    let visits: Vec<Visit> = (0..3)
+        .map(|i| {
+            let mut v = Visit::with_citizen(person.id, WorkerId::new(), VisitKind::HomeVisit);
+            v.note = format!("besøg {i}").into();
+            v
+        })
+        .collect();
+    a.save_all(&visits).unwrap();
+    sync(&mut a);
+    a.set_archived::<Citizen>(person.id.0, true).unwrap();
+    sync(&mut a);
+    sync(&mut b);
+    admin(&data, &["retention", "--device-days", "0"]);
+    for d in [&mut a, &mut b] {
+        sync(d);
+        assert!(
+            d.get::<Citizen>(person.id.0).unwrap().is_none(),
+            "off devices"
+        );
+    }
+    let id = person.id.0.to_string();
+    assert!(admin(&data, &["reopen-case", "--citizen", &id]).contains("case reopened"));
+    assert!(admin(&data, &["reopen-case", "--citizen", &id]).contains("already"));
+    // Both devices of the team, and one enrolled after, get the citizen with their history,
+    // no longer archived.
+    let mut late = device(dir.path(), "late", &server, &other);
+    for d in [&mut a, &mut b, &mut late] {
+        sync(d);
+        let back = d
+            .get::<Citizen>(person.id.0)
+            .unwrap()
+            .expect("citizen back");
+        assert!(!back.archived);
+        for v in &visits {
+            let got: Visit = d.get(v.id.0).unwrap().expect("history back");
+            assert_eq!(got.note, v.note);
+        }
+    }
+    // Another team's device gets nothing of it.
+    sync(&mut c);
+    assert!(c.get::<Citizen>(person.id.0).unwrap().is_none());
+    // Audited as the administrator's, filed under the citizen.
+    let db = rusqlite::Connection::open(data.join("feltbog-server.sqlite")).unwrap();
+    let rows: i64 = db
+        .query_row(
+            "SELECT count(*) FROM audit WHERE action = 'reopen_case' AND citizen_id = ?1
+             AND actor = 'admin'",
+            [&person.id.0.as_bytes()[..]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 1);
+    // A purged case has nothing left to bring back: a clear refusal.
+    a.set_archived::<Citizen>(person.id.0, true).unwrap();
+    sync(&mut a);
+    admin(
+        &data,
+        &["retention", "--device-days", "0", "--purge-days", "0"],
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_feltbog-server"))
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "admin",
+            "reopen-case",
+            "--citizen",
+            &id,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("purged"));
 }
 
 #[test]

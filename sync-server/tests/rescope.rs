@@ -78,7 +78,12 @@ fn sealed_tails(store: &Store, ids: &[Uuid]) -> Vec<Vec<u8>> {
 }
 
 fn in_store_files(store: &Store, needle: &[u8]) -> bool {
-    let name = store.path().file_name().unwrap().to_string_lossy().into_owned();
+    let name = store
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     std::fs::read_dir(store.path().parent().unwrap())
         .unwrap()
         .flatten()
@@ -163,7 +168,10 @@ fn colleague_sees(colleague: &mut Store, people: &[Citizen], visits: &[Uuid]) {
         assert_eq!(got.phone, c.phone, "the last phone edit reached the team");
     }
     for v in visits {
-        assert!(colleague.get::<Visit>(*v).unwrap().is_some(), "visit reached the team");
+        assert!(
+            colleague.get::<Visit>(*v).unwrap().is_some(),
+            "visit reached the team"
+        );
     }
 }
 
@@ -186,7 +194,10 @@ fn rescope_role_change_keeps_every_edit_and_leaves_no_citizen_behind() {
     let report = sync(&mut tablet);
     assert!(report.rescoped, "{report:?}");
     assert_eq!(every_edit_kept(dir.path(), &mut tablet, from, to), 0);
-    assert_eq!(tablet.profile().unwrap().unwrap().role.as_str(), "caretaker");
+    assert_eq!(
+        tablet.profile().unwrap().unwrap().role.as_str(),
+        "caretaker"
+    );
     nothing_left_of(&mut tablet, &tails, &ids(&people), &visits);
     colleague_sees(&mut colleague, &people, &visits);
 }
@@ -266,7 +277,13 @@ fn rescope_site_unassigned_keeps_every_log_entry_and_leaves_nothing_of_the_site(
     outreach.save(&r2).unwrap();
     sync(&mut outreach);
     for s in [&one, &two] {
-        server.admin(&["assign-site", "--worker", &kim, "--site", &s.id.0.to_string()]);
+        server.admin(&[
+            "assign-site",
+            "--worker",
+            &kim,
+            "--site",
+            &s.id.0.to_string(),
+        ]);
     }
     let mut tablet = device(dir.path(), "kim", &server, &kim);
     sync(&mut tablet);
@@ -288,7 +305,13 @@ fn rescope_site_unassigned_keeps_every_log_entry_and_leaves_nothing_of_the_site(
     left.extend(&at_one);
     let tails = sealed_tails(&tablet, &left);
 
-    let out = server.admin(&["unassign-site", "--worker", &kim, "--site", &one.id.0.to_string()]);
+    let out = server.admin(&[
+        "unassign-site",
+        "--worker",
+        &kim,
+        "--site",
+        &one.id.0.to_string(),
+    ]);
     assert!(out.contains("site taken"), "{out}");
     let report = sync(&mut tablet);
     assert!(report.rescoped, "{report:?}");
@@ -362,7 +385,10 @@ fn rescope_supervised_team_removed_keeps_every_review_and_leaves_nothing_of_the_
     assert_eq!(every_edit_kept(dir.path(), &mut tablet, from, to), 0);
     let visit_ids: Vec<Uuid> = visits.iter().map(|v| v.id.0).collect();
     nothing_left_of(&mut tablet, &tails, &[person.id.0], &visit_ids);
-    assert!(tablet.conflicts(true).unwrap().is_empty(), "no conflict of Nord's");
+    assert!(
+        tablet.conflicts(true).unwrap().is_empty(),
+        "no conflict of Nord's"
+    );
     // Nord's tablets carry every settled note.
     sync(&mut a);
     for v in &visits {

@@ -36,11 +36,11 @@ pub enum Rescope {
 impl Store {
     /// Where the device is in following a scope change.
     pub fn rescope_state(&self) -> Result<Rescope, StoreError> {
-        let phase: i64 = self
-            .conn
-            .query_row("SELECT rescope FROM sync_state WHERE id = 1", [], |r| {
-                r.get(0)
-            })?;
+        let phase: i64 =
+            self.conn
+                .query_row("SELECT rescope FROM sync_state WHERE id = 1", [], |r| {
+                    r.get(0)
+                })?;
         Ok(match phase {
             1 => Rescope::Draining,
             2 => Rescope::Repulling,
