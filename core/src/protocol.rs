@@ -209,6 +209,10 @@ pub struct EnrolResponse {
     /// Who the device serves (absent from a server that predates it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,
+    /// The lock-state credential: asks [`STANDING_PATH`] whether the device still stands, and
+    /// nothing else. Kept outside the encrypted store, so a locked tablet can use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing_token: Option<String>,
 }
 
 impl std::fmt::Debug for EnrolResponse {
@@ -243,6 +247,10 @@ pub struct SyncRequest {
     /// server serves its own earlier mutations too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resync: bool,
+    /// The device holds no lock-state credential (enrolled before there were any): the answer
+    /// carries a new one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub want_standing: bool,
 }
 
 /// One read of citizen data on a device: which record, when. Never a value.
@@ -328,6 +336,9 @@ pub struct SyncResponse {
     /// device holds (a role, team, site or directory change reaches the device this way).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,
+    /// A new lock-state credential, when the request asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing_token: Option<crate::domain::Sensitive<String>>,
 }
 
 impl SyncResponse {
@@ -352,6 +363,17 @@ pub struct ErrorBody {
     /// Set on a 429: how long to wait before the next request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+}
+
+/// Where a tablet asks, with its lock-state credential as the bearer token, whether it still
+/// stands. `200` with [`StandingAnswer`]: it does; `401` with `wipe`: revoked, erase now; `401`
+/// without: the credential is unknown.
+pub const STANDING_PATH: &str = "/v1/standing";
+
+/// The answer of [`STANDING_PATH`] for a device that stands. There is nothing else to learn.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct StandingAnswer {
+    pub active: bool,
 }
 
 /// The answer to a token rotation: the device's new bearer token (the old one stops working).

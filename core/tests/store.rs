@@ -904,6 +904,7 @@ fn a_mutation_the_server_refuses_for_good_is_set_aside_and_erasure_still_works()
         server_time_ms: feltbog_core::hlc::system_time_ms(),
         access_acked: 0,
         profile: None,
+        standing_token: None,
     };
     let applied = store.apply_sync_response(&response).unwrap();
     assert_eq!((applied.acked, applied.set_aside), (1, 1));

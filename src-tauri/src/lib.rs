@@ -16,6 +16,30 @@ use tauri::{Emitter, Manager};
 /// Environment variable: lock after this many seconds idle, whatever the settings say (kiosk
 /// set-ups and the end-to-end tests, which cannot wait minutes).
 pub const LOCK_AFTER_ENV: &str = "FELTBOG_LOCK_AFTER_SECS";
+/// Seconds between syncs while unlocked, and between standing checks while locked
+/// ([`App::check_standing`]); only ever shorter than the default minute (tests use a few).
+pub const SYNC_EVERY_ENV: &str = "FELTBOG_SYNC_EVERY_SECS";
+
+/// The sync schedule: the default, or every `FELTBOG_SYNC_EVERY_SECS` (1–60) and no longer
+/// after failures.
+fn schedule() -> SyncSchedule {
+    let default = SyncSchedule::default();
+    match std::env::var(SYNC_EVERY_ENV)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| (1..=default.every.as_secs()).contains(s))
+    {
+        Some(secs) => {
+            let every = Duration::from_secs(secs);
+            SyncSchedule {
+                every,
+                first_wait: default.first_wait.min(every),
+                max_wait: every,
+            }
+        }
+        None => default,
+    }
+}
 
 /// How often the idle lock looks at the clock.
 const LOCK_TICK: Duration = Duration::from_secs(1);
@@ -81,7 +105,7 @@ pub fn start_loops<R: tauri::Runtime>(app: &Arc<App>, handle: &tauri::AppHandle<
     std::thread::Builder::new()
         .name("feltbog-sync".into())
         .spawn(move || {
-            sync_app.run_sync_loop(SyncSchedule::default(), &|bar| {
+            sync_app.run_sync_loop(schedule(), &|bar| {
                 let _ = sync_handle.emit("sync", bar);
                 if bar.state == SyncState::Revoked && sync_app.state().phase == Phase::FirstRun {
                     // Revoked: the store is gone. Reload so nothing of it stays on screen.

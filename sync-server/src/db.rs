@@ -290,6 +290,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE devices ADD COLUMN grace_until_seq INTEGER;  -- its edits up to this device_seq
     ALTER TABLE devices ADD COLUMN grace_until_ms INTEGER;   -- pushed before this server time
     "#,
+    // 10: the lock-state credential (issue 16, `identity::check_standing`): a second secret per
+    // device that learns "revoked" and nothing else, so a locked tablet can wipe itself.
+    r#"
+    ALTER TABLE devices ADD COLUMN standing_hash BLOB;
+    CREATE UNIQUE INDEX devices_by_standing ON devices (standing_hash);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -123,6 +123,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/enrol", post(enrol))
         .route("/v1/sync", post(sync_handler))
         .route("/v1/token/rotate", post(rotate))
+        .route(feltbog_core::protocol::STANDING_PATH, post(standing))
         .merge(crate::web::routes())
         .with_state(state)
 }
@@ -168,6 +169,9 @@ async fn enrol(State(state): State<AppState>, request: Request) -> Result<Respon
         let now = system_time_ms();
         // Enrolled and audited in one transaction.
         let (caller, token) = identity::enrol(conn, &request.code, request.device_id, now)?;
+        // The enrolment is committed: a failure here leaves a device that asks again in its
+        // first sync (`want_standing`).
+        let standing_token = identity::issue_standing(conn, caller.device_id).ok();
         tracing::info!(device = %caller.device_id, worker = %caller.worker_id, "device enrolled");
         let reach =
             crate::scope::reach(conn, &caller).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -176,6 +180,7 @@ async fn enrol(State(state): State<AppState>, request: Request) -> Result<Respon
             team_id: caller.team_id,
             token,
             profile: Some(identity::profile(conn, &caller, &reach)?),
+            standing_token,
         })
     })
     .await?;
@@ -233,6 +238,41 @@ async fn sync_handler(
         "sync"
     );
     encode(&headers, &response)
+}
+
+/// A locked tablet asks whether it still stands, with its lock-state credential
+/// ([`identity::check_standing`]): it learns "yes" or "revoked: erase now", and nothing else.
+/// Unknown credentials count against the address's guessing allowance, as unknown tokens do.
+async fn standing(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let headers = request.headers().clone();
+    check_protocol(&headers)?;
+    let peer = peer_key(request.extensions());
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    let Some(token) = token else {
+        limit(&state.enrol_limiter, &peer)?;
+        return Err(ApiError::Unauthorized);
+    };
+    let guesses = state.enrol_limiter.clone();
+    let device = blocking(state.clone(), move |conn| {
+        match identity::check_standing(conn, &token)? {
+            Ok(device) => Ok(device),
+            Err(Denied::Unknown) => {
+                limit(&guesses, &peer)?;
+                Err(ApiError::Unauthorized)
+            }
+            Err(Denied::Revoked) => Err(ApiError::Revoked),
+        }
+    })
+    .await?;
+    limit(&state.device_limiter, device.0.as_bytes())?;
+    encode(
+        &headers,
+        &feltbog_core::protocol::StandingAnswer { active: true },
+    )
 }
 
 /// Gives the calling device a new token; the old one stops working at once.

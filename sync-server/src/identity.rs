@@ -602,6 +602,42 @@ pub fn check_token(
     }))
 }
 
+/// Issues `device` a new lock-state credential (replacing any earlier one): a random secret,
+/// stored hashed, that [`check_standing`] accepts and nothing else does. The tablet keeps it
+/// outside its encrypted store, so it can ask "am I revoked?" while locked.
+pub fn issue_standing(conn: &Connection, device: DeviceId) -> Result<String, IdentityError> {
+    let token = hex(&random_bytes::<32>()?);
+    let n = conn.execute(
+        "UPDATE devices SET standing_hash = ?2 WHERE id = ?1 AND active = 1",
+        params![&device.0.as_bytes()[..], hash(&token)],
+    )?;
+    if n == 0 {
+        return Err(IdentityError::NotFound("device"));
+    }
+    Ok(token)
+}
+
+/// What a lock-state credential learns: its device stands (`Ok`, with the device's id for
+/// rate limiting), was revoked or its worker disabled, or the credential is unknown. It opens
+/// nothing: no record is read or written, and a device token is not one.
+pub fn check_standing(
+    conn: &Connection,
+    token: &str,
+) -> Result<Result<DeviceId, Denied>, IdentityError> {
+    let row: Option<(Vec<u8>, bool)> = conn
+        .prepare_cached(
+            "SELECT d.id, d.active = 1 AND w.active = 1
+             FROM devices d JOIN workers w ON w.id = d.worker_id WHERE d.standing_hash = ?1",
+        )?
+        .query_row([hash(token)], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(match row {
+        None => Err(Denied::Unknown),
+        Some((_, false)) => Err(Denied::Revoked),
+        Some((device, true)) => Ok(DeviceId(stored_uuid(&device)?)),
+    })
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -227,6 +227,13 @@ pub fn sync(
     let profile = crate::identity::profile(&tx, caller, &reach)?;
     let profile =
         (request.profile_digest.as_deref() != Some(profile.digest().as_str())).then_some(profile);
+    let standing_token = if request.want_standing {
+        Some(feltbog_core::domain::Sensitive(
+            crate::identity::issue_standing(&tx, caller.device_id)?,
+        ))
+    } else {
+        None
+    };
     if fail_here(FailPoint::ServerSyncBeforeCommit) {
         // Dropping the transaction rolls it back, as a crash before the commit would.
         return Err(SyncError::Corrupt("simulated crash"));
@@ -240,6 +247,7 @@ pub fn sync(
         server_time_ms: now_ms,
         access_acked,
         profile,
+        standing_token,
     })
 }
 

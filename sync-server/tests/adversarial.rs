@@ -60,6 +60,7 @@ impl Transport for Local<'_> {
             team_id: caller.team_id,
             token,
             profile,
+            standing_token: None,
         })
     }
 

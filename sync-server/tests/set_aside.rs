@@ -46,6 +46,7 @@ fn refuse(store: &mut feltbog_core::store::Store, seq: u64) {
             server_time_ms: chrono::Utc::now().timestamp_millis() as u64,
             access_acked: 0,
             profile: None,
+            standing_token: None,
         })
         .unwrap();
 }

@@ -14,7 +14,7 @@
 // Environment: FELTBOG_APP, FELTBOG_SERVER, FELTBOG_DEVICE (binaries; default target/debug/...),
 // FELTBOG_E2E_SCREENSHOTS=0 to skip screenshots.
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -32,6 +32,8 @@ const PIN = '582047';
 const MARKER = `e2e-note-${process.pid}-${Date.now()}`;
 // The idle lock for this run (the app reads it at start instead of the 5-minute setting).
 const LOCK_AFTER_SECS = 20;
+// How often the lost tablet checks its standing while locked (the app's FELTBOG_SYNC_EVERY_SECS).
+const CHECK_SECS = 3;
 
 const work = mkdtempSync(join(tmpdir(), 'feltbog-e2e-'));
 const children = [];
@@ -172,7 +174,7 @@ async function syncBar(browser) {
 }
 
 /** Another tablet: its own tauri-driver (and so its own app data directory) on `display`. */
-async function tablet(name, display) {
+async function tablet(name, display, env = {}) {
   const data = join(work, `xdg-${name}`);
   mkdirSync(data, { recursive: true });
   const [port, nativePort] = [await freePort(), await freePort()];
@@ -180,6 +182,7 @@ async function tablet(name, display) {
     DISPLAY: display,
     XDG_DATA_HOME: data,
     RUST_LOG: 'warn',
+    ...env,
   });
   await waitForPort(port, `tauri-driver of the ${name} tablet to listen`);
   await waitForPort(nativePort, `WebKitWebDriver of the ${name} tablet to listen`);
@@ -588,6 +591,38 @@ async function main() {
     }
   }
   log("the supervisor's merged note reached both of Bo's devices");
+
+  step = 'a revoked tablet left locked wipes itself when it reaches the server again';
+  const lis = serverAdmin(serverData, 'create-worker', '--team', team, '--name', 'Lis');
+  const lostTablet = await tablet('lost', display, { FELTBOG_SYNC_EVERY_SECS: String(CHECK_SECS) });
+  browser = await session(lostTablet.port);
+  current = browser;
+  await enrol(browser, serverPort, serverAdmin(serverData, 'enrolment-code', '--worker', lis), 'today');
+  await (await browser.$('#nav-settings')).click();
+  await (await browser.$('#lock-now')).click();
+  await screen(browser, 'lock');
+  const lostData = join(work, 'xdg-lost', 'dk.feltbog.app');
+  const storeFiles = () => readdirSync(lostData).filter((f) => f.startsWith('feltbog.store'));
+  if (storeFiles().length === 0) throw new Error(`no store in ${lostData}: ${readdirSync(lostData)}`);
+  // Lost while locked and out of reach: the server is down when the tablet is revoked.
+  await stop(server);
+  const lisDevice = serverAdmin(serverData, 'devices')
+    .split('\n')
+    .map((l) => l.split('\t'))
+    .find((f) => f[1] === lis)[0];
+  serverAdmin(serverData, 'revoke-device', '--device', lisDevice);
+  if (storeFiles().length === 0) throw new Error('the store went before the tablet could learn');
+  server = startServer(serverData, serverPort);
+  await waitForPort(serverPort, 'the server to listen again');
+  t0 = Date.now();
+  // Nobody unlocks it: within one check interval (plus the reload) it erases itself.
+  await screen(browser, 'first-run', (CHECK_SECS + 10) * 1000);
+  figures.lockedWipeAfterReconnectMs = Date.now() - t0;
+  await until('the store files to be gone', () => storeFiles().length === 0, 5_000);
+  await (await browser.$('[data-testid="revoked-notice"]')).waitForDisplayed({ timeout: 5_000 });
+  log(`the locked, revoked tablet wiped itself ${figures.lockedWipeAfterReconnectMs} ms after the server came back (checks every ${CHECK_SECS} s)`);
+  await browser.deleteSession();
+  await stop(lostTablet.driver);
 
   await stop(server);
   await stop(xvfb);

@@ -1053,22 +1053,7 @@ impl App {
             })
         });
         if matches!(result, Err(SyncError::Revoked)) {
-            // The server revoked this tablet or its worker: erase every local copy now. What
-            // was unsynced is lost by design — the worker no longer has the right to send it.
-            let mut guard = lock(&self.store);
-            let destroyed = guard.take().map_or(Ok(()), Store::destroy);
-            let removed = remove_store_files(&self.store_path());
-            drop(guard);
-            let mut rt = lock(&self.sync);
-            *rt = SyncRuntime {
-                state: SyncState::Revoked,
-                version: rt.version + 1,
-                ..SyncRuntime::default()
-            };
-            drop(rt);
-            notify(&self.sync_bar());
-            removed?;
-            destroyed?;
+            self.erase_revoked(notify)?;
             return result.map_err(AppError::from);
         }
         {
@@ -1096,8 +1081,56 @@ impl App {
         result.map_err(AppError::from)
     }
 
+    /// The server revoked this tablet or its worker: erase every local copy now. What was
+    /// unsynced is lost by design — the worker no longer has the right to send it.
+    fn erase_revoked(&self, notify: &dyn Fn(&SyncBar)) -> Result<(), AppError> {
+        let mut guard = lock(&self.store);
+        let destroyed = guard.take().map_or(Ok(()), Store::destroy);
+        let removed = remove_store_files(&self.store_path());
+        drop(guard);
+        let mut rt = lock(&self.sync);
+        *rt = SyncRuntime {
+            state: SyncState::Revoked,
+            version: rt.version + 1,
+            ..SyncRuntime::default()
+        };
+        drop(rt);
+        notify(&self.sync_bar());
+        removed?;
+        destroyed?;
+        Ok(())
+    }
+
+    /// While locked: asks the server whether this tablet still stands, with its lock-state
+    /// credential (it can learn "revoked" and nothing else; it opens no data), and on a
+    /// revocation erases the store as the unlocked path does. So a lost tablet wipes itself
+    /// when it next reaches the server even if nobody unlocks it. Returns whether it wiped.
+    /// Does nothing while unlocked (the sync does it then) or without a credential.
+    pub fn check_standing(&self, notify: &dyn Fn(&SyncBar)) -> Result<bool, AppError> {
+        let standing = {
+            let guard = lock(&self.store);
+            match guard.as_ref() {
+                Some(store) if !store.is_unlocked() => store.standing()?,
+                _ => None,
+            }
+        };
+        let Some((url, token)) = standing else {
+            return Ok(false);
+        };
+        // The store is not held across the request: an unlock must not wait on the network.
+        let transport = HttpTransport::new(&url).map_err(SyncError::from)?;
+        match sync::check_standing(&token, &transport) {
+            Err(SyncError::Revoked) => {
+                self.erase_revoked(notify)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// The background sync: syncs when kicked or when the schedule says, while unlocked;
-    /// backs off while the server is unreachable. Returns after [`App::stop`].
+    /// backs off while the server is unreachable. While locked, it checks the tablet's
+    /// standing instead ([`App::check_standing`]). Returns after [`App::stop`].
     pub fn run_sync_loop(&self, schedule: SyncSchedule, notify: &dyn Fn(&SyncBar)) {
         while !self.stopping.load(Ordering::SeqCst) {
             let wait = schedule.wait_after(lock(&self.sync).failures);
@@ -1122,6 +1155,8 @@ impl App {
             }
             if self.can_sync() {
                 let _ = self.sync_once(notify);
+            } else {
+                let _ = self.check_standing(notify);
             }
         }
     }

@@ -132,6 +132,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE sync_state ADD COLUMN rescope INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 8: the lock-state credential (issue 16): asks the server "am I revoked?" and nothing
+    //    else, so it is kept in the clear, readable while the store is locked.
+    r#"
+    ALTER TABLE sync_state ADD COLUMN standing_token TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

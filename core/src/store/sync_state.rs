@@ -133,12 +133,35 @@ impl Store {
             token: Sensitive(response.token.clone()),
         })?;
         // A new enrolment pulls everything from the start.
-        self.conn
-            .execute("UPDATE sync_state SET cursor = 0 WHERE id = 1", [])?;
+        self.conn.execute(
+            "UPDATE sync_state SET cursor = 0, standing_token = ?1 WHERE id = 1",
+            [&response.standing_token],
+        )?;
         if let Some(profile) = &response.profile {
             self.set_profile(profile)?;
         }
         Ok(())
+    }
+
+    /// Keeps the lock-state credential the server issued (in the clear: it can learn
+    /// "revoked" and nothing else, and must be usable while the store is locked).
+    pub fn set_standing_token(&self, token: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE sync_state SET standing_token = ?1 WHERE id = 1",
+            [token],
+        )?;
+        Ok(())
+    }
+
+    /// The server address and the lock-state credential, if the device has one. Readable
+    /// while locked.
+    pub fn standing(&self) -> Result<Option<(String, Sensitive<String>)>, StoreError> {
+        let (url, token): (Option<String>, Option<String>) = self.conn.query_row(
+            "SELECT server_url, standing_token FROM sync_state WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(url.zip(token).map(|(u, t)| (u, Sensitive(t))))
     }
 
     /// Stores a rotated token (the cursor and everything else stay).

@@ -142,6 +142,21 @@ impl Transport for HttpTransport {
         self.post("/v1/sync", Some(token), request)
     }
 
+    fn standing(&self, standing_token: &str) -> Result<(), TransportError> {
+        let (answer, _): (crate::protocol::StandingAnswer, _) = self.post(
+            crate::protocol::STANDING_PATH,
+            Some(standing_token),
+            &serde_json::json!({}),
+        )?;
+        if answer.active {
+            Ok(())
+        } else {
+            Err(TransportError::Decode(
+                "a standing answer that is not active".into(),
+            ))
+        }
+    }
+
     fn rotate(&self, token: &str) -> Result<RotateResponse, TransportError> {
         self.post("/v1/token/rotate", Some(token), &serde_json::json!({}))
             .map(|(r, _)| r)

@@ -74,6 +74,17 @@ pub trait Transport {
         token: &str,
         request: &SyncRequest,
     ) -> Result<(SyncResponse, WireBytes), TransportError>;
+    /// Asks whether the device still stands, with its lock-state credential
+    /// ([`crate::protocol::STANDING_PATH`]). Transports without it refuse.
+    fn standing(&self, _standing_token: &str) -> Result<(), TransportError> {
+        Err(TransportError::Refused {
+            status: 404,
+            code: None,
+            message: "the standing check is not available".into(),
+            wipe: false,
+            retry_after_ms: None,
+        })
+    }
     /// Trades the device's token for a new one. Transports without it refuse.
     fn rotate(&self, _token: &str) -> Result<RotateResponse, TransportError> {
         Err(TransportError::Refused {
@@ -232,6 +243,7 @@ pub fn sync_with<A: StoreAccess>(
                 profile_digest: store.profile()?.map(|p| p.digest()),
                 last_device_seq: Some(store.last_device_seq()?),
                 resync: store.rescope_state()? == Rescope::Repulling,
+                want_standing: store.standing()?.is_none(),
             })
         })?;
         let (response, bytes) =
@@ -257,6 +269,9 @@ pub fn sync_with<A: StoreAccess>(
         report.bytes.received += bytes.received;
         let (applied, restamped, pending_now, (repull, rescoped)) = access.with_store(|store| {
             let applied = store.apply_sync_response(&response)?;
+            if let Some(token) = &response.standing_token {
+                store.set_standing_token(token.expose())?;
+            }
             if let Some(profile) = &response.profile {
                 // A changed role, team, site or directory: the app's screens follow it. A
                 // changed scope is followed below (`store::rescope`).
@@ -302,6 +317,18 @@ pub fn sync_with<A: StoreAccess>(
         }
     }
     Ok(report)
+}
+
+/// Asks the server whether this device still stands, with its lock-state credential
+/// ([`Store::standing`]; it can learn "revoked" and nothing else), which works while the store
+/// is locked. `Err(SyncError::Revoked)` means erase now, as after a sync.
+pub fn check_standing(
+    standing_token: &crate::domain::Sensitive<String>,
+    transport: &dyn Transport,
+) -> Result<(), SyncError> {
+    transport
+        .standing(standing_token.expose())
+        .map_err(|e| map_refusal(e).unwrap_or_else(SyncError::from))
 }
 
 /// Replaces this device's token with a fresh one (routine rotation). The new token is stored

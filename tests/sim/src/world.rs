@@ -434,6 +434,7 @@ impl World {
                 team_id: caller.team_id,
                 token: token.clone(),
                 profile: None,
+                standing_token: None,
             };
             store
                 .set_enrolment("sim://server", &enrolment)
