@@ -435,3 +435,140 @@ fn rescope_an_edit_backdated_into_the_old_scope_after_the_change_is_refused() {
     let refused = raw.write(vec![backdated]).unwrap_err();
     assert_eq!(refused.0, RejectReason::OutOfScope, "{refused:?}");
 }
+
+/// The key scopes the device holds, by name (`citizen:…`, `site:…`, `entry:…`, `general`).
+fn key_scopes(store: &Store) -> BTreeSet<String> {
+    let db = rusqlite::Connection::open(store.path()).unwrap();
+    let mut stmt = db.prepare("SELECT scope FROM data_keys").unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn site_keys_a_resident_moving_out_or_a_site_taken_away_leaves_no_readable_entry_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (team, anne) = team_and_worker(&server);
+    let kim = worker(&server, &team, "Kim", "caretaker");
+    let mut outreach = device(dir.path(), "anne", &server, &anne);
+    let home = site("Skæve hus");
+    let mut r1 = Citizen::with_alias("Beboer Ét");
+    r1.site_id = Some(home.id);
+    let mut r2 = Citizen::with_alias("Beboer To");
+    r2.site_id = Some(home.id);
+    outreach.save(&home).unwrap();
+    outreach.save(&r1).unwrap();
+    outreach.save(&r2).unwrap();
+    sync(&mut outreach);
+    server.admin(&[
+        "assign-site",
+        "--worker",
+        &kim,
+        "--site",
+        &home.id.0.to_string(),
+    ]);
+    let mut tablet = device(dir.path(), "kim", &server, &kim);
+    sync(&mut tablet);
+    let e1 = log_entry(home.id, "talte med beboer ét", BTreeSet::from([r1.id]));
+    let e2 = log_entry(home.id, "talte med beboer to", BTreeSet::from([r2.id]));
+    let e3 = log_entry(home.id, "dør repareret", BTreeSet::new());
+    for e in [&e1, &e2, &e3] {
+        tablet.save(e).unwrap();
+    }
+    sync(&mut tablet);
+    let scopes = key_scopes(&tablet);
+    for want in [
+        format!("site:{}", home.id),
+        format!("entry:{}", e1.id),
+        format!("citizen:{}", r1.id),
+    ] {
+        assert!(scopes.contains(&want), "{want} in {scopes:?}");
+    }
+    let tails = sealed_tails(&tablet, &[e1.id.0, r1.id.0]);
+
+    // Resident one moves out: the entry naming them goes with their key; the others stay.
+    let mut moved = outreach.get::<Citizen>(r1.id.0).unwrap().unwrap();
+    moved.site_id = None;
+    outreach.save(&moved).unwrap();
+    sync(&mut outreach);
+    let report = sync(&mut tablet);
+    assert_eq!(report.erased, 1, "{report:?}");
+    nothing_left_of(&mut tablet, &tails, &[r1.id.0], &[e1.id.0]);
+    assert!(!key_scopes(&tablet).contains(&format!("entry:{}", e1.id)));
+    for e in [&e2, &e3] {
+        assert!(
+            tablet.get::<SiteLogEntry>(e.id.0).unwrap().is_some(),
+            "kept"
+        );
+    }
+
+    // The site is taken away: its key goes, and with it every entry and the other resident.
+    let tails = sealed_tails(&tablet, &[home.id.0, e2.id.0, e3.id.0, r2.id.0]);
+    server.admin(&[
+        "unassign-site",
+        "--worker",
+        &kim,
+        "--site",
+        &home.id.0.to_string(),
+    ]);
+    assert!(sync(&mut tablet).rescoped);
+    nothing_left_of(
+        &mut tablet,
+        &tails,
+        &[r2.id.0],
+        &[home.id.0, e2.id.0, e3.id.0],
+    );
+    let left = key_scopes(&tablet);
+    assert!(
+        left.iter().all(|s| s == "general"),
+        "only the general key is left: {left:?}"
+    );
+}
+
+#[test]
+fn site_keys_an_upgraded_device_holding_sites_pulls_its_scope_afresh_under_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (_, anne) = team_and_worker(&server);
+    let mut tablet = device(dir.path(), "anne", &server, &anne);
+    let home = site("Skæve hus");
+    tablet.save(&home).unwrap();
+    let mut plain = Citizen::with_alias("Ingen site");
+    plain.phone = Some("+45 12 12 12 12".into());
+    tablet.save(&plain).unwrap();
+    sync(&mut tablet);
+    let path = tablet.path().to_owned();
+    drop(tablet);
+    // Back to schema 8, as a device of the previous build left it.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch("DROP TABLE key_links; PRAGMA user_version = 8;")
+        .unwrap();
+    drop(db);
+    let mut tablet = Store::open(
+        &path,
+        std::sync::Arc::new(feltbog_core::keystore::NoPlatformSecret),
+    )
+    .unwrap();
+    tablet.unlock(&pass()).unwrap();
+    assert_eq!(
+        tablet.rescope_state().unwrap(),
+        feltbog_core::store::Rescope::Draining,
+        "the upgrade asks for a fresh pull"
+    );
+    let report = sync(&mut tablet);
+    assert!(report.rescoped, "{report:?}");
+    assert!(key_scopes(&tablet).contains(&format!("site:{}", home.id)));
+    assert_eq!(tablet.get::<Site>(home.id.0).unwrap().unwrap(), home);
+    // As saved, with the team the server set (the fresh pull brings the server's value).
+    let got = tablet.get::<Citizen>(plain.id.0).unwrap().unwrap();
+    assert!(got.team_id.is_some());
+    assert_eq!(
+        got,
+        Citizen {
+            team_id: got.team_id,
+            ..plain
+        }
+    );
+}

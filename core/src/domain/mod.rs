@@ -222,7 +222,15 @@ id_type!(/// One of a citizen's own goals.
 pub enum KeyScope {
     /// The citizen's own key: destroying it erases every record about them.
     Citizen(CitizenId),
-    /// The device's general key, for data not about one citizen (sites, anonymous contacts).
+    /// A site's key: the site itself. Destroying it (the site left the device's scope) erases
+    /// the site and, through their links, its log entries.
+    Site(SiteId),
+    /// One site-log entry's own key, linked to its site's key and to the key of every resident
+    /// it names ([`Record::key_links`]): destroying any of those destroys it, so the entry
+    /// goes with the site or with a resident, whichever leaves first.
+    SiteEntry(SiteLogEntryId),
+    /// The device's general key, for data not about one citizen or site (anonymous contacts,
+    /// the device's own settings and token).
     General,
 }
 
@@ -256,6 +264,11 @@ pub trait Record: Serialize + DeserializeOwned + Validate + Clone {
     fn record_id(&self) -> Uuid;
     /// The data key that seals the record.
     fn key_scope(&self) -> KeyScope;
+    /// Keys whose destruction must destroy this record's key too (a site-log entry: its site
+    /// and the residents it names). Links are only ever added.
+    fn key_links(&self) -> Vec<KeyScope> {
+        Vec::new()
+    }
     /// Plain listing columns.
     fn projection(&self) -> Projection;
 }

@@ -86,7 +86,7 @@ impl Record for Site {
         self.id.0
     }
     fn key_scope(&self) -> KeyScope {
-        KeyScope::General
+        KeyScope::Site(self.id)
     }
     fn projection(&self) -> Projection {
         Projection {
@@ -117,7 +117,12 @@ impl Record for SiteLogEntry {
         self.id.0
     }
     fn key_scope(&self) -> KeyScope {
-        KeyScope::General
+        KeyScope::SiteEntry(self.id)
+    }
+    fn key_links(&self) -> Vec<KeyScope> {
+        std::iter::once(KeyScope::Site(self.site_id))
+            .chain(self.residents.iter().map(|r| KeyScope::Citizen(*r)))
+            .collect()
     }
     fn projection(&self) -> Projection {
         Projection {

@@ -26,6 +26,8 @@ pub(crate) fn scope_name(scope: KeyScope) -> String {
     match scope {
         KeyScope::General => "general".to_owned(),
         KeyScope::Citizen(id) => format!("citizen:{id}"),
+        KeyScope::Site(id) => format!("site:{id}"),
+        KeyScope::SiteEntry(id) => format!("entry:{id}"),
     }
 }
 
@@ -140,11 +142,11 @@ impl KeyRing {
         self.by_scope.retain(|_, id| *id != key_id);
     }
 
-    /// Forgets a citizen's key from the cache (its row is deleted by the caller).
-    pub(crate) fn forget_citizen(&mut self, citizen: CitizenId) {
-        if let Some(id) = self.by_scope.remove(&KeyScope::Citizen(citizen)) {
-            self.by_id.remove(&id);
-        }
+    /// Forgets every unwrapped data key (after an erasure that may have destroyed linked keys);
+    /// they are unwrapped again on next use.
+    pub(crate) fn forget_all(&mut self) {
+        self.by_id.clear();
+        self.by_scope.clear();
     }
 }
 
@@ -168,4 +170,75 @@ pub(crate) fn citizen_key_id(
         )
         .optional()?;
     row.map(|b| key_id_from(&b)).transpose()
+}
+
+/// Links `key_id` to `scopes`: destroying the key of any of them destroys `key_id` too
+/// ([`destroy_in`]). Links are only added, never removed while the key lives.
+pub(crate) fn link(
+    conn: &Connection,
+    key_id: KeyId,
+    scopes: &[KeyScope],
+) -> Result<(), StoreError> {
+    if scopes.is_empty() {
+        return Ok(());
+    }
+    let mut stmt =
+        conn.prepare_cached("INSERT OR IGNORE INTO key_links (key_id, scope) VALUES (?1, ?2)")?;
+    for scope in scopes {
+        stmt.execute(params![&key_id.0[..], scope_name(*scope)])?;
+    }
+    Ok(())
+}
+
+/// Destroys `roots` and every key linked to them, transitively, with everything sealed under
+/// each: records, pending edits, drafts and — unless `keep_refused` and the key seals some —
+/// refused edits (a key that still seals refused edits stays, opening only those, until the
+/// worker sends or discards them). Returns the keys destroyed or emptied; the caller drops
+/// them from the [`KeyRing`] ([`KeyRing::forget_all`]).
+pub(crate) fn destroy_in(
+    tx: &Connection,
+    roots: &[KeyId],
+    keep_refused: bool,
+) -> Result<Vec<KeyId>, StoreError> {
+    let mut queue: Vec<KeyId> = roots.to_vec();
+    let mut done: Vec<KeyId> = Vec::new();
+    while let Some(key_id) = queue.pop() {
+        if done.contains(&key_id) {
+            continue;
+        }
+        let scope: Option<String> = tx
+            .query_row(
+                "SELECT scope FROM data_keys WHERE key_id = ?1",
+                [&key_id.0[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(scope) = scope else { continue };
+        if scope == scope_name(KeyScope::General) {
+            continue;
+        }
+        let id = &key_id.0[..];
+        tx.execute("DELETE FROM records WHERE key_id = ?1", [id])?;
+        tx.execute("DELETE FROM outbox WHERE key_id = ?1", [id])?;
+        tx.execute("DELETE FROM drafts WHERE key_id = ?1", [id])?;
+        let refused: i64 = tx.query_row(
+            "SELECT count(*) FROM set_aside WHERE key_id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        if !keep_refused || refused == 0 {
+            tx.execute("DELETE FROM set_aside WHERE key_id = ?1", [id])?;
+            tx.execute("DELETE FROM key_links WHERE key_id = ?1", [id])?;
+            tx.execute("DELETE FROM data_keys WHERE key_id = ?1", [id])?;
+        }
+        let linked: Vec<Vec<u8>> = tx
+            .prepare_cached("SELECT key_id FROM key_links WHERE scope = ?1")?
+            .query_map([&scope], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for k in linked {
+            queue.push(key_id_from(&k)?);
+        }
+        done.push(key_id);
+    }
+    Ok(done)
 }

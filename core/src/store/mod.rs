@@ -693,7 +693,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let removed = erase_citizen_in(&tx, citizen, false)?;
         tx.commit()?;
-        keys.forget_citizen(citizen);
+        keys.forget_all();
         self.checkpoint()?;
         Ok(removed)
     }
@@ -705,9 +705,7 @@ impl Store {
             return Ok(());
         }
         if let Some(keys) = self.keys.as_mut() {
-            for c in erased {
-                keys.forget_citizen(*c);
-            }
+            keys.forget_all();
         }
         self.checkpoint()
     }
@@ -961,6 +959,7 @@ fn save_one<R: Record>(
 ) -> Result<Saved, StoreError> {
     let id = record.record_id();
     let (key_id, key) = keys.for_scope(tx, nonces, record.key_scope())?;
+    keys::link(tx, key_id, &record.key_links())?;
     let old = records::load_row(tx, R::KIND, &id)?;
     let old_key = match &old {
         Some(row) => Some(keys.by_id(tx, row.key_id)?),
@@ -1045,17 +1044,8 @@ pub(crate) fn erase_citizen_in(
         [&citizen.0.as_bytes()[..]],
     )?;
     if let Some(key_id) = keys::citizen_key_id(tx, citizen)? {
-        tx.execute("DELETE FROM outbox WHERE key_id = ?1", [&key_id.0[..]])?;
-        tx.execute("DELETE FROM drafts WHERE key_id = ?1", [&key_id.0[..]])?;
-        let refused: i64 = tx.query_row(
-            "SELECT count(*) FROM set_aside WHERE key_id = ?1",
-            [&key_id.0[..]],
-            |r| r.get(0),
-        )?;
-        if !keep_refused || refused == 0 {
-            tx.execute("DELETE FROM set_aside WHERE key_id = ?1", [&key_id.0[..]])?;
-            tx.execute("DELETE FROM data_keys WHERE key_id = ?1", [&key_id.0[..]])?;
-        }
+        // With it go the keys linked to it: site-log entries that name the citizen.
+        keys::destroy_in(tx, &[key_id], keep_refused)?;
     }
     Ok(removed)
 }

@@ -8,13 +8,13 @@
 //! The record is then re-sealed under the key its citizen implies — a visit moved to another
 //! citizen on another device moves to that citizen's key here too, pending mutations included.
 
-use super::keys::KeyRing;
+use super::keys::{self, KeyRing};
 use super::records::{self, Cell};
 use super::{StoreError, outbox};
 use crate::crypto::NoncePool;
 use crate::domain::{
     Citizen, CitizenId, ConflictRecord, EntityKind, KeyScope, Projection, Record, Site, SiteId,
-    SiteLogEntry, Task, Visit, schema,
+    SiteLogEntry, SiteLogEntryId, Task, Visit, schema,
 };
 use crate::hlc::Stamp;
 use crate::merge::{self, OrSet};
@@ -108,11 +108,27 @@ pub(crate) fn apply(
     let projection = projection(entity, &visible);
     let scope = match entity {
         EntityKind::Citizen => KeyScope::Citizen(CitizenId(id)),
+        EntityKind::Site => KeyScope::Site(SiteId(id)),
+        EntityKind::SiteLogEntry => KeyScope::SiteEntry(SiteLogEntryId(id)),
         _ => projection
             .citizen_id
             .map_or(KeyScope::General, KeyScope::Citizen),
     };
     let (key_id, key) = keys.for_scope(tx, nonces, scope)?;
+    if entity == EntityKind::SiteLogEntry {
+        // As `Record::key_links` of a site-log entry: its site and every resident it names.
+        let residents = visible
+            .get("residents")
+            .and_then(|v| serde_json::from_value::<Vec<CitizenId>>(v.clone()).ok())
+            .unwrap_or_default();
+        let links: Vec<KeyScope> = projection
+            .site_id
+            .map(KeyScope::Site)
+            .into_iter()
+            .chain(residents.into_iter().map(KeyScope::Citizen))
+            .collect();
+        keys::link(tx, key_id, &links)?;
+    }
     let cells: Vec<Cell> = fields
         .iter()
         .map(|(name, (stamp, value))| {

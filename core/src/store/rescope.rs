@@ -85,8 +85,8 @@ impl Store {
     }
 
     /// After the new scope's pull is complete: destroys every key that opens nothing the device
-    /// still holds (with the drafts sealed under it) and truncates the WAL. Returns how many
-    /// keys went.
+    /// still holds (with the drafts sealed under it, and the keys linked to it) and truncates the
+    /// WAL. Returns how many keys went.
     pub fn finish_rescope(&mut self) -> Result<usize, StoreError> {
         if self.rescope_state()? != Rescope::Repulling {
             return Ok(0);
@@ -103,18 +103,18 @@ impl Store {
             )?
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
-        for key in &unused {
-            tx.execute("DELETE FROM drafts WHERE key_id = ?1", [key])?;
-            tx.execute("DELETE FROM data_keys WHERE key_id = ?1", [key])?;
-        }
+        let unused = unused
+            .iter()
+            .map(|k| keys::key_id_from(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        // With them go the keys linked to them: a site-log entry naming a resident who left.
+        let destroyed = keys::destroy_in(&tx, &unused, true)?;
         tx.execute("UPDATE sync_state SET rescope = 0 WHERE id = 1", [])?;
         tx.commit()?;
         if let Some(ring) = self.keys.as_mut() {
-            for key in &unused {
-                ring.forget_id(keys::key_id_from(key)?);
-            }
+            ring.forget_all();
         }
         self.checkpoint()?;
-        Ok(unused.len())
+        Ok(destroyed.len())
     }
 }

@@ -137,6 +137,23 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE sync_state ADD COLUMN standing_token TEXT;
     "#,
+    // 9: keys per site (issue 16): a site-log entry's key is linked to its site's key and its
+    //    residents' keys (`keys::link`); destroying one of those destroys the entry's key.
+    //    Scopes are 'site:<uuid>' and 'entry:<uuid>' besides 'citizen:<uuid>' and 'general'.
+    r#"
+    CREATE TABLE key_links (
+        key_id BLOB NOT NULL REFERENCES data_keys (key_id),
+        scope  TEXT NOT NULL,            -- the scope whose key's destruction destroys key_id
+        PRIMARY KEY (scope, key_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX key_links_by_key ON key_links (key_id);
+    -- Sites and logs pulled before were sealed under the general key: an enrolled device
+    -- pulls its scope afresh on its next sync (store/rescope.rs), which seals them under
+    -- their own keys.
+    UPDATE sync_state SET rescope = 1
+     WHERE token_sealed IS NOT NULL
+       AND EXISTS (SELECT 1 FROM records WHERE entity IN ('site', 'site_log_entry'));
+    "#,
 ];
 
 /// The schema version this build writes.
