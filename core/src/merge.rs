@@ -153,6 +153,14 @@ impl OrSet {
     /// Removes the adds of `value` that the remover had observed.
     pub fn remove(&mut self, value: &serde_json::Value, observed: &[Stamp]) {
         let e = self.element(value);
+        if crate::sim::planted(crate::sim::PlantedBug::SetRemoveDropsConcurrentAdd) {
+            let all: Vec<Stamp> = e.live.iter().copied().collect();
+            for tag in all.into_iter().chain(observed.iter().copied()) {
+                e.live.remove(&tag);
+                e.removed.insert(tag);
+            }
+            return;
+        }
         for tag in observed {
             e.live.remove(tag);
             e.removed.insert(*tag);

@@ -313,6 +313,11 @@ pub struct PullPage {
     /// `changes`. A page ends at an erasure, so nothing later in the log is applied before it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub erase: Vec<CitizenId>,
+    /// The page belongs to a pull from the start after a scope change (the request's
+    /// `resync`): a device applies such pages only while it pulls afresh, and no other page
+    /// then, so a late copy of an old page cannot bring back what left its scope.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resync: bool,
 }
 
 /// The answer to a [`SyncRequest`].

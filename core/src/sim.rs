@@ -31,11 +31,19 @@ pub enum PlantedBug {
     /// The server stores references (residents, citizens, sites, tasks, workers) without
     /// resolving them against the writer's scope.
     ReferencesUnscoped,
+    /// A set remove drops every add of the element, also the concurrent ones it had not seen.
+    SetRemoveDropsConcurrentAdd,
+    /// A device that crashes while applying a pull page keeps the page's cursor (but not the
+    /// page): after the restart it pulls from past the page it never applied.
+    PullSkipsPageAfterCrash,
+    /// Erasing a citizen who left the device's scope also empties the pending edits of other
+    /// citizens, before they were pushed.
+    EraseDropsOthersPending,
 }
 
 impl PlantedBug {
     /// Every bug the simulation must catch.
-    pub const ALL: [PlantedBug; 7] = [
+    pub const ALL: [PlantedBug; 10] = [
         PlantedBug::CursorBeforeApply,
         PlantedBug::ConflictLoserDropped,
         PlantedBug::PushNotIdempotent,
@@ -43,6 +51,9 @@ impl PlantedBug {
         PlantedBug::SkewUnchecked,
         PlantedBug::CursorRewind,
         PlantedBug::ScopeLeak,
+        PlantedBug::SetRemoveDropsConcurrentAdd,
+        PlantedBug::PullSkipsPageAfterCrash,
+        PlantedBug::EraseDropsOthersPending,
     ];
 
     /// Bugs in the server's checks of what a device sends, which the adversarial push test
@@ -62,6 +73,11 @@ pub enum FailPoint {
     DeviceApplyBeforeCommit,
     /// The server has applied a push inside its transaction but not committed it.
     ServerSyncBeforeCommit,
+    /// The device has written a save (record, outbox) inside its transaction but not
+    /// committed it: the worker was never told "saved".
+    DeviceSaveBeforeCommit,
+    /// The device has re-stamped its pending edits inside its transaction but not committed it.
+    DeviceRestampBeforeCommit,
 }
 
 #[cfg(feature = "sim")]
@@ -74,6 +90,26 @@ mod switches {
     thread_local! {
         static PLANTED: Cell<Option<PlantedBug>> = const { Cell::new(None) };
         static FAIL: RefCell<Option<Decider>> = const { RefCell::new(None) };
+        static SEEDED: RefCell<Option<crate::dataset::SplitMix>> = const { RefCell::new(None) };
+    }
+
+    /// Makes the server's random ids and secrets on this thread come from `seed` (or, with
+    /// `None`, from the operating system again), so a simulation replays byte for byte.
+    pub fn seed_random(seed: Option<u64>) {
+        SEEDED.with(|s| *s.borrow_mut() = seed.map(crate::dataset::SplitMix));
+    }
+
+    pub(super) fn seeded_random(buf: &mut [u8]) -> bool {
+        SEEDED.with(|s| match s.borrow_mut().as_mut() {
+            Some(rng) => {
+                for chunk in buf.chunks_mut(8) {
+                    let word = rng.next_u64().to_le_bytes();
+                    chunk.copy_from_slice(&word[..chunk.len()]);
+                }
+                true
+            }
+            None => false,
+        })
     }
 
     /// Plants `bug` (or none) for the code running on this thread.
@@ -97,7 +133,20 @@ mod switches {
 }
 
 #[cfg(feature = "sim")]
-pub use switches::{plant, set_fail_points};
+pub use switches::{plant, seed_random, set_fail_points};
+
+/// Fills `buf` from the simulation's seeded generator, if one is set on this thread; returns
+/// whether it did (always `false` without the `sim` feature: product builds use the OS).
+#[inline]
+pub fn seeded_random(buf: &mut [u8]) -> bool {
+    #[cfg(feature = "sim")]
+    return switches::seeded_random(buf);
+    #[cfg(not(feature = "sim"))]
+    {
+        let _ = buf;
+        false
+    }
+}
 
 /// Whether `bug` is planted on this thread (always `false` without the `sim` feature).
 #[inline]

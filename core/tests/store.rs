@@ -899,6 +899,7 @@ fn a_mutation_the_server_refuses_for_good_is_set_aside_and_erasure_still_works()
             next_cursor: 7,
             more: false,
             erase: vec![],
+            resync: false,
         },
         server_hlc: Hlc::new(feltbog_core::hlc::system_time_ms(), 0).unwrap(),
         server_time_ms: feltbog_core::hlc::system_time_ms(),

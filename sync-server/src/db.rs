@@ -296,6 +296,18 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE devices ADD COLUMN standing_hash BLOB;
     CREATE UNIQUE INDEX devices_by_standing ON devices (standing_hash);
     "#,
+    // 11: a mutation refused for good stays refused (issue 16): since a record can leave a
+    // writer's scope and come back, a late copy of a refused push must get the same answer, not
+    // land after the device set the edit aside.
+    r#"
+    CREATE TABLE refused (
+        device_id  BLOB NOT NULL,
+        device_seq INTEGER NOT NULL,
+        reason     TEXT NOT NULL,   -- RejectReason, snake_case
+        detail     TEXT NOT NULL,   -- never a field value
+        PRIMARY KEY (device_id, device_seq)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

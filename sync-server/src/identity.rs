@@ -96,8 +96,21 @@ pub(crate) fn hash(secret: &str) -> Vec<u8> {
     digest(&SHA256, secret.as_bytes()).as_ref().to_vec()
 }
 
+/// A new id for a team or a worker: time-ordered (v7), or from the simulation's seed.
+fn new_id() -> Uuid {
+    let mut bytes = [0u8; 16];
+    if feltbog_core::sim::seeded_random(&mut bytes) {
+        return uuid::Builder::from_random_bytes(bytes).into_uuid();
+    }
+    Uuid::now_v7()
+}
+
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], IdentityError> {
     let mut buf = [0u8; N];
+    // The deterministic simulation draws from its seed instead (never in a product build).
+    if feltbog_core::sim::seeded_random(&mut buf) {
+        return Ok(buf);
+    }
     SystemRandom::new()
         .fill(&mut buf)
         .map_err(|_| IdentityError::Random)?;
@@ -110,7 +123,7 @@ pub fn create_team(conn: &Connection, name: &str, now_ms: u64) -> Result<Uuid, I
     if name.is_empty() || name.chars().count() > 200 {
         return Err(IdentityError::Invalid("team name (1–200 characters)"));
     }
-    let id = Uuid::now_v7();
+    let id = new_id();
     conn.execute(
         "INSERT INTO teams (id, name, created_ms) VALUES (?1, ?2, ?3)",
         params![&id.as_bytes()[..], name, now_ms as i64],
@@ -131,7 +144,7 @@ pub fn create_worker(
     }
     let role = parse_role(role)?;
     team_exists(conn, team)?;
-    let id = Uuid::now_v7();
+    let id = new_id();
     conn.execute(
         "INSERT INTO workers (id, team_id, name, role) VALUES (?1, ?2, ?3, ?4)",
         params![

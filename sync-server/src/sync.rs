@@ -141,6 +141,13 @@ pub fn sync(
             acked.push(seq);
             continue;
         }
+        if mutation.device_id == caller.device_id
+            && let Some(again) = ctx.refused_before(mutation.device_id, seq)?
+        {
+            // Refused for good before: the same answer, whatever changed since.
+            rejected.push(again);
+            continue;
+        }
         let first = mutation.ops.first();
         let (entity, record) =
             first.map_or(("none", Uuid::nil()), |op| (op.entity.as_str(), op.id));
@@ -169,6 +176,9 @@ pub fn sync(
                 };
                 for citizen in citizens {
                     trail.push(who(Action::Denied).record(entity, record, citizen));
+                }
+                if reason.is_permanent() && mutation.device_id == caller.device_id {
+                    ctx.remember_refusal(mutation.device_id, seq, reason, &detail)?;
                 }
                 rejected.push(Rejection {
                     device_seq: seq,
@@ -366,11 +376,23 @@ pub fn pull_page(
         }
         changes.push((seq, mutation));
     }
+    drop(rows);
+    let more = full || scanned == limits::PULL_PAGE_MUTATIONS;
+    if !more {
+        // Nothing further is the caller's: its cursor goes to the head of the log. (Otherwise a
+        // device that pulled a new scope afresh would stop at that scope's last change, below
+        // pages it had applied before the change — and could take a late copy of one again.)
+        let head: i64 = conn
+            .prepare_cached("SELECT coalesce(max(seq), 0) FROM changes")?
+            .query_row([], |r| r.get(0))?;
+        next_cursor = next_cursor.max(head as u64);
+    }
     Ok(PullPage {
         changes,
         next_cursor,
-        more: full || scanned == limits::PULL_PAGE_MUTATIONS,
+        more,
         erase,
+        resync,
     })
 }
 
@@ -956,6 +978,52 @@ impl Ctx<'_> {
                 self.deliver_history(citizen, team, caretakers)?;
             }
         }
+        Ok(())
+    }
+
+    /// The refusal a device's mutation got before, if it was refused for good.
+    fn refused_before(&self, device: DeviceId, seq: u64) -> Result<Option<Rejection>, SyncError> {
+        let row: Option<(String, String)> = self
+            .tx
+            .prepare_cached(
+                "SELECT reason, detail FROM refused WHERE device_id = ?1 AND device_seq = ?2",
+            )?
+            .query_row(params![&device.0.as_bytes()[..], seq as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        row.map(|(reason, detail)| {
+            let reason = serde_json::from_value(serde_json::Value::String(reason))
+                .map_err(|_| SyncError::Corrupt("refusal"))?;
+            Ok(Rejection {
+                device_seq: seq,
+                reason,
+                detail,
+            })
+        })
+        .transpose()
+    }
+
+    /// Keeps a refusal for good, so a late copy of the push gets it again.
+    fn remember_refusal(
+        &self,
+        device: DeviceId,
+        seq: u64,
+        reason: RejectReason,
+        detail: &str,
+    ) -> Result<(), SyncError> {
+        let reason = serde_json::to_value(reason).map_err(|_| SyncError::Corrupt("refusal"))?;
+        self.tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO refused (device_id, device_seq, reason, detail)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                &device.0.as_bytes()[..],
+                seq as i64,
+                reason.as_str().unwrap_or("invalid"),
+                detail
+            ])?;
         Ok(())
     }
 

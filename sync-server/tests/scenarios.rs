@@ -586,6 +586,10 @@ fn a_record_whose_creation_is_incomplete_or_invalid_is_refused() {
             };
         }
     }
+    // Sent under numbers of their own: a refusal for good is kept per (device, seq), so a
+    // late copy gets it again, and the device's own mutation must not share its number.
+    partial[0].device_seq = 1001;
+    invalid[0].device_seq = 1002;
     let transport = HttpTransport::new(&server.url).unwrap();
     for mutations in [partial, invalid] {
         let (response, _) = transport

@@ -41,6 +41,7 @@ fn refuse(store: &mut feltbog_core::store::Store, seq: u64) {
                 next_cursor: 0,
                 more: false,
                 erase: vec![],
+                resync: false,
             },
             server_hlc: feltbog_core::hlc::Hlc::from_u64(0),
             server_time_ms: chrono::Utc::now().timestamp_millis() as u64,

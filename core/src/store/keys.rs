@@ -190,15 +190,26 @@ pub(crate) fn link(
     Ok(())
 }
 
+/// How a key goes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Leaving {
+    /// The worker erased it: everything sealed under it goes.
+    Erased,
+    /// What it seals left the device's scope in a sync: the worker's own work under it stays,
+    /// with the key that opens it and nothing else — pending edits, still to be pushed (the
+    /// server judges them: refused for good and set aside, or accepted if the record came
+    /// back), and refused edits until the worker sends or discards them.
+    LeftScope,
+}
+
 /// Destroys `roots` and every key linked to them, transitively, with everything sealed under
-/// each: records, pending edits, drafts and — unless `keep_refused` and the key seals some —
-/// refused edits (a key that still seals refused edits stays, opening only those, until the
-/// worker sends or discards them). Returns the keys destroyed or emptied; the caller drops
-/// them from the [`KeyRing`] ([`KeyRing::forget_all`]).
+/// each: records and drafts; pending and refused edits as `leaving` says (a key that still
+/// seals set-aside edits stays, opening only those). Returns the keys destroyed or emptied;
+/// the caller drops them from the [`KeyRing`] ([`KeyRing::forget_all`]).
 pub(crate) fn destroy_in(
     tx: &Connection,
     roots: &[KeyId],
-    keep_refused: bool,
+    leaving: Leaving,
 ) -> Result<Vec<KeyId>, StoreError> {
     let mut queue: Vec<KeyId> = roots.to_vec();
     let mut done: Vec<KeyId> = Vec::new();
@@ -219,14 +230,15 @@ pub(crate) fn destroy_in(
         }
         let id = &key_id.0[..];
         tx.execute("DELETE FROM records WHERE key_id = ?1", [id])?;
-        tx.execute("DELETE FROM outbox WHERE key_id = ?1", [id])?;
         tx.execute("DELETE FROM drafts WHERE key_id = ?1", [id])?;
-        let refused: i64 = tx.query_row(
-            "SELECT count(*) FROM set_aside WHERE key_id = ?1",
+        let unsent: i64 = tx.query_row(
+            "SELECT (SELECT count(*) FROM set_aside WHERE key_id = ?1)
+                  + (SELECT count(*) FROM outbox WHERE key_id = ?1)",
             [id],
             |r| r.get(0),
         )?;
-        if !keep_refused || refused == 0 {
+        if matches!(leaving, Leaving::Erased) || unsent == 0 {
+            tx.execute("DELETE FROM outbox WHERE key_id = ?1", [id])?;
             tx.execute("DELETE FROM set_aside WHERE key_id = ?1", [id])?;
             tx.execute("DELETE FROM key_links WHERE key_id = ?1", [id])?;
             tx.execute("DELETE FROM data_keys WHERE key_id = ?1", [id])?;

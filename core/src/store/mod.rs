@@ -600,6 +600,9 @@ impl Store {
         };
         let key = keys.by_id(&self.conn, row.key_id)?;
         let cells = row.cells()?;
+        if !records::is_complete(&cells) {
+            return Ok(None);
+        }
         records::open_record(&key, row.key_id, &id, &cells, &mut Vec::new()).map(Some)
     }
 
@@ -631,6 +634,9 @@ impl Store {
             let id = Uuid::from_slice(blob(0)?).map_err(|_| StoreError::Corrupt("record id"))?;
             let key_id = keys::key_id_from(blob(1)?)?;
             let cells = records::decode_cell_refs(blob(2)?)?;
+            if !records::is_complete(&cells) {
+                continue;
+            }
             let key = keys.by_id(&self.conn, key_id)?;
             out.push(records::open_record(
                 &key,
@@ -691,7 +697,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let removed = erase_citizen_in(&tx, citizen, false)?;
+        let removed = erase_citizen_in(&tx, citizen, keys::Leaving::Erased)?;
         tx.commit()?;
         keys.forget_all();
         self.checkpoint()?;
@@ -943,6 +949,10 @@ impl<'c> SaveTx<'c> {
             "UPDATE header SET device_seq = ?1, hlc_last = max(hlc_last, ?2) WHERE id = 1",
             params![self.device_seq, self.clock.last().as_u64() as i64],
         )?;
+        if crate::sim::fail_here(crate::sim::FailPoint::DeviceSaveBeforeCommit) {
+            // Dropping the transaction rolls it back, as a crash before the commit would.
+            return Err(StoreError::Io(std::io::Error::other("simulated crash")));
+        }
         self.tx.commit()?;
         Ok(self.clock)
     }
@@ -1027,25 +1037,30 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Deletes a citizen's records, pending and set-aside mutations and data key inside `tx`.
-/// Without the key nothing sealed for the citizen can be opened again, wherever a copy lingers.
+/// Deletes a citizen's records and data key inside `tx` (and the keys linked to it: site-log
+/// entries naming them). Without the key nothing sealed for the citizen can be opened again,
+/// wherever a copy lingers.
 ///
-/// `keep_refused`: the citizen left this device's scope in a sync. Edits the server refused are
-/// the worker's own unsent work and stay (with the key that opens them, and nothing else) until
-/// the worker sends them elsewhere or discards them on the set-aside screen; the last one gone
-/// takes the key with it.
+/// [`keys::Leaving::LeftScope`]: the citizen left this device's scope in a sync. Edits still
+/// pending and edits the server refused are the worker's own unsent work: pending ones are
+/// still pushed (the server refuses them for good, or takes them if the citizen came back),
+/// refused ones stay set aside until the worker sends or discards them — each with the key
+/// that opens it, and nothing else; the last one gone takes the key with it. [`keys::Leaving::Erased`]: the worker erased the citizen; all goes.
 pub(crate) fn erase_citizen_in(
     tx: &rusqlite::Transaction,
     citizen: CitizenId,
-    keep_refused: bool,
+    leaving: keys::Leaving,
 ) -> Result<usize, StoreError> {
     let removed = tx.execute(
         "DELETE FROM records WHERE citizen_id = ?1",
         [&citizen.0.as_bytes()[..]],
     )?;
+    if crate::sim::planted(crate::sim::PlantedBug::EraseDropsOthersPending) {
+        tx.execute("DELETE FROM outbox", [])?;
+    }
     if let Some(key_id) = keys::citizen_key_id(tx, citizen)? {
         // With it go the keys linked to it: site-log entries that name the citizen.
-        keys::destroy_in(tx, &[key_id], keep_refused)?;
+        keys::destroy_in(tx, &[key_id], leaving)?;
     }
     Ok(removed)
 }

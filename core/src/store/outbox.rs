@@ -106,6 +106,28 @@ pub(crate) fn list(conn: &Connection, keys: &mut KeyRing) -> Result<Vec<Mutation
     list_limited(conn, keys, i64::MAX as usize)
 }
 
+/// The pending mutations about one record, oldest first.
+pub(crate) fn for_record(
+    conn: &Connection,
+    keys: &mut KeyRing,
+    entity: crate::domain::EntityKind,
+    id: &uuid::Uuid,
+) -> Result<Vec<Mutation>, StoreError> {
+    let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT device_seq, key_id, sealed FROM outbox WHERE entity = ?1 AND record_id = ?2
+             ORDER BY device_seq",
+        )?
+        .query_map(
+            rusqlite::params![entity.as_str(), &id.as_bytes()[..]],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?
+        .collect::<Result<_, _>>()?;
+    rows.iter()
+        .map(|(seq, key_id, sealed)| open_row(conn, keys, *seq as u64, key_id, sealed))
+        .collect()
+}
+
 pub(crate) fn list_limited(
     conn: &Connection,
     keys: &mut KeyRing,

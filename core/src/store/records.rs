@@ -97,6 +97,14 @@ pub(crate) fn load_row(
     .transpose()
 }
 
+/// Whether a record has arrived whole: its creation (which writes the `id` field) is here, not
+/// only later edits. A pull can bring an edit before the record's history — a citizen who
+/// left the device's scope and came back gets their history after the edit that brought them
+/// back — and until then the record is not shown.
+pub(crate) fn is_complete(cells: &[CellRef<'_>]) -> bool {
+    cells.iter().any(|c| c.field == "id")
+}
+
 /// Opens every cell and parses the record. `json` is scratch space reused across records; it
 /// is zeroized before returning, on success and on error alike, since it held plaintext.
 pub(crate) fn open_record<R: Record>(

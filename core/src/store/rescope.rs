@@ -108,7 +108,7 @@ impl Store {
             .map(|k| keys::key_id_from(k))
             .collect::<Result<Vec<_>, _>>()?;
         // With them go the keys linked to them: a site-log entry naming a resident who left.
-        let destroyed = keys::destroy_in(&tx, &unused, true)?;
+        let destroyed = keys::destroy_in(&tx, &unused, keys::Leaving::LeftScope)?;
         tx.execute("UPDATE sync_state SET rescope = 0 WHERE id = 1", [])?;
         tx.commit()?;
         if let Some(ring) = self.keys.as_mut() {

@@ -282,6 +282,14 @@ impl Store {
             }
             Err(e) => {
                 keys.discard_new_keys();
+                if crate::sim::planted(crate::sim::PlantedBug::PullSkipsPageAfterCrash)
+                    && matches!(&e, StoreError::Io(io) if io.to_string() == "simulated crash")
+                {
+                    self.conn.execute(
+                        "UPDATE sync_state SET cursor = max(cursor, ?1) WHERE id = 1",
+                        [response.pull.next_cursor as i64],
+                    )?;
+                }
                 Err(e)
             }
         }
@@ -378,6 +386,12 @@ impl Store {
             "UPDATE header SET hlc_last = ?1 WHERE id = 1",
             [clock.last().as_u64() as i64],
         )?;
+        if crate::sim::fail_here(crate::sim::FailPoint::DeviceRestampBeforeCommit) {
+            // Dropping the transaction rolls it back, as a crash before the commit would.
+            drop(tx);
+            keys.discard_new_keys();
+            return Err(StoreError::Io(std::io::Error::other("simulated crash")));
+        }
         tx.commit()?;
         keys.commit_new_keys();
         self.clock = clock;
@@ -563,7 +577,37 @@ fn apply_in_transaction(
         clock.max_drift_ms(),
     );
     let mut applied = Applied::default();
+    // Whether each record an acknowledged edit is about was on the device before this response.
+    let mut held: std::collections::HashMap<(EntityKind, Uuid), bool> = Default::default();
     for seq in &response.acked {
+        // The edit of a record this device no longer holds (its citizen left the device's
+        // scope while the edit was pending, and came back before it was pushed): the server
+        // never sends a device its own edits, so it goes into the record here, which the
+        // citizen's history then completes.
+        let row: Option<OutboxRow> = tx
+            .query_row(
+                "SELECT entity, record_id, key_id, sealed FROM outbox WHERE device_seq = ?1",
+                [*seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        if let Some((entity, record, key_id, sealed)) = row {
+            let entity = EntityKind::parse(&entity).ok_or(StoreError::Corrupt("outbox entity"))?;
+            let record =
+                Uuid::from_slice(&record).map_err(|_| StoreError::Corrupt("outbox record"))?;
+            let was_held = match held.get(&(entity, record)) {
+                Some(h) => *h,
+                None => {
+                    let h = super::records::load_row(&tx, entity, &record)?.is_some();
+                    held.insert((entity, record), h);
+                    h
+                }
+            };
+            if !was_held {
+                let mutation = outbox::open_row(&tx, keys, *seq, &key_id, &sealed)?;
+                remote::apply(&tx, keys, nonces, &mutation)?;
+            }
+        }
         applied.acked += tx.execute("DELETE FROM outbox WHERE device_seq = ?1", [*seq as i64])?;
     }
     for rejection in &response.rejected {
@@ -603,17 +647,45 @@ fn apply_in_transaction(
             applied.set_aside += 1;
         }
     }
-    for (_, mutation) in &response.pull.changes {
+    // A change at or below the cursor is applied already: a late or repeated copy of an old
+    // page is not applied again — it could bring back a citizen erased since, or erase one who
+    // came back.
+    let (cursor, rescope): (i64, i64) = tx.query_row(
+        "SELECT cursor, rescope FROM sync_state WHERE id = 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    // While pulling afresh after a scope change only pages of that pull count, and only then.
+    let foreign = response.pull.resync != (rescope == 2);
+    // Records this page brings back that the device still has pending edits of (a citizen who
+    // left its scope and came back): the pending edits go on top again once the page is in,
+    // as they were when the worker saved them.
+    let mut returning = std::collections::BTreeSet::new();
+    for (seq, mutation) in &response.pull.changes {
         for op in &mutation.ops {
             clock.witness(op.hlc);
+        }
+        if *seq as i64 <= cursor || foreign {
+            continue;
+        }
+        if let Some(op) = mutation.ops.first()
+            && super::records::load_row(&tx, op.entity, &op.id)?.is_none()
+        {
+            returning.insert((op.entity, op.id));
         }
         remote::apply(&tx, keys, nonces, mutation)?;
         applied.pulled += 1;
     }
+    for (entity, id) in returning {
+        for pending in outbox::for_record(&tx, keys, entity, &id)? {
+            remote::apply(&tx, keys, nonces, &pending)?;
+        }
+    }
+    let stale = response.pull.next_cursor as i64 <= cursor || foreign;
     // After the page's changes (a page ends at an erasure): the citizen left this device's
     // scope. Their key goes, and with it every sealed copy.
-    for citizen in &response.pull.erase {
-        super::erase_citizen_in(&tx, *citizen, true)?;
+    for citizen in response.pull.erase.iter().filter(|_| !stale) {
+        super::erase_citizen_in(&tx, *citizen, super::keys::Leaving::LeftScope)?;
         applied.erased.push(*citizen);
     }
     if response.access_acked > 0 {
@@ -640,7 +712,11 @@ fn apply_in_transaction(
             "UPDATE sync_state SET cursor = max(cursor, ?1), last_success_ms = ?2, last_error = NULL,
              clock_offset_ms = ?3 WHERE id = 1"
         },
-        params![response.pull.next_cursor as i64, now as i64, offset],
+        params![
+            if foreign { cursor } else { response.pull.next_cursor as i64 },
+            now as i64,
+            offset
+        ],
     )?;
     tx.execute(
         "UPDATE header SET hlc_last = max(hlc_last, ?1) WHERE id = 1",

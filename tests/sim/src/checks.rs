@@ -9,7 +9,7 @@ use feltbog_core::domain::EntityKind;
 use feltbog_core::hlc::{DeviceId, Stamp};
 use feltbog_core::merge::{Register, ReplicaState};
 use feltbog_core::protocol::FieldChange;
-use feltbog_server::sync::{Change, SERVER_DEVICE, change_log, replica_state};
+use feltbog_server::sync::{Change, change_log, replica_state};
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
@@ -23,13 +23,15 @@ pub(crate) fn all(world: &mut World) -> Result<(), Broken> {
         world.env.borrow_mut().stats.replays_resent =
             log.iter().filter(|c| c.copy_of.is_some()).count() as u64;
         every_saved_mutation_reached_the_server(world, &log)?;
-        convergence(world)?;
         let state = server_state(world)?;
         world.env.borrow_mut().stats.conflicts_raised = state
             .keys()
             .filter(|(entity, _)| *entity == EntityKind::Conflict)
             .count() as u64;
-        no_lost_edit(&log, &state)?;
+        // What every device saved holds on the server, before the devices are compared with
+        // it: a lost edit is named as such, not as the difference it leaves.
+        reference_model(world, &log, &state)?;
+        convergence(world)?;
         causality(&log)?;
         idempotence(world)
     })();
@@ -50,8 +52,9 @@ fn server_state(world: &World) -> Result<ReplicaState, Broken> {
     Ok(state)
 }
 
-/// Liveness: every outbox is empty and nothing was set aside (this workload makes no edit the
-/// server may refuse for good).
+/// Liveness: every outbox is empty, and nothing was set aside but edits of records that left
+/// the device's scope (a citizen moved to the other team before the edit reached the server,
+/// or made after the device learned it was moved): the only refusals this workload can earn.
 fn outbox_drained(world: &mut World) -> Result<(), Broken> {
     for d in &mut world.devices {
         let store = d
@@ -59,13 +62,17 @@ fn outbox_drained(world: &mut World) -> Result<(), Broken> {
             .as_mut()
             .ok_or_else(|| broken("liveness", "a device is down"))?;
         let status = store.sync_status().map_err(|e| broken("store", e))?;
-        if status.pending > 0 || status.set_aside > 0 {
+        if status.pending > 0 {
             return Err(broken(
                 "outbox drained",
-                format!(
-                    "{} still has {} pending and {} set-aside mutations",
-                    d.name, status.pending, status.set_aside
-                ),
+                format!("{} still has {} pending mutations", d.name, status.pending),
+            ));
+        }
+        let aside = store.set_aside().map_err(|e| broken("store", e))?;
+        if let Some((seq, reason, _)) = aside.iter().find(|(_, r, _)| r != "out_of_scope") {
+            return Err(broken(
+                "outbox drained",
+                format!("{}'s mutation {seq} was set aside: {reason}", d.name),
             ));
         }
     }
@@ -98,8 +105,15 @@ fn every_saved_mutation_reached_the_server(
             .ok_or_else(|| broken("liveness", "a device is down"))?;
         let last = store.last_device_seq().map_err(|e| broken("store", e))?;
         let on_server = seen.remove(&store.device_id()).unwrap_or_default();
+        let aside: BTreeSet<u64> = store
+            .set_aside()
+            .map_err(|e| broken("store", e))?
+            .into_iter()
+            .map(|(seq, _, _)| seq)
+            .collect();
         for seq in 1..=last {
             match on_server.get(&seq) {
+                None if aside.contains(&seq) => {}
                 Some(1) => {}
                 Some(n) => {
                     return Err(broken(
@@ -110,7 +124,10 @@ fn every_saved_mutation_reached_the_server(
                 None => {
                     return Err(broken(
                         "no lost saved edit",
-                        format!("{}'s saved mutation {seq} never reached the server", d.name),
+                        format!(
+                            "{}'s saved mutation {seq} never reached the server and is not set aside",
+                            d.name
+                        ),
                     ));
                 }
             }
@@ -120,7 +137,7 @@ fn every_saved_mutation_reached_the_server(
 }
 
 /// Convergence and scope: every device holds exactly its team's records as the server merged
-/// them — the same fields, values and stamps.
+/// them — the same fields, values and stamps — but for records with a refused edit set aside.
 fn convergence(world: &mut World) -> Result<(), Broken> {
     for i in 0..world.devices.len() {
         let team = world.devices[i].team;
@@ -133,7 +150,16 @@ fn convergence(world: &mut World) -> Result<(), Broken> {
             .store
             .as_mut()
             .ok_or_else(|| broken("liveness", "a device is down"))?;
-        let actual = store.replica_state().map_err(|e| broken("store", e))?;
+        let mut actual = store.replica_state().map_err(|e| broken("store", e))?;
+        // A record with a refused edit set aside holds the worker's version of it (shown on the
+        // set-aside screen) — a creation the server refused is only here. The reference model
+        // checks those edits; the rest must be the server's.
+        let (_, aside) = store.unsent_records().map_err(|e| broken("store", e))?;
+        let mut expected = expected;
+        for key in &aside {
+            expected.remove(key);
+            actual.remove(key);
+        }
         if let Some(difference) = first_difference(&expected, &actual) {
             let property = if actual.keys().any(|k| !expected.contains_key(k)) {
                 "scope"
@@ -191,11 +217,22 @@ fn stamp_field(fields: &BTreeMap<String, Register>, name: &str) -> Option<Stamp>
     serde_json::from_value(fields.get(name)?.value.clone()).ok()
 }
 
-/// No lost saved edit, the merge half: every value a device assigned is the final value, or a
-/// version (same stamp, same value) in a conflict record, or was overwritten by an edit made on
-/// top of it (its `base`), or equals a value that is accounted for and came later. Every element
-/// a device added to a set is in the final set or was removed by someone who had seen that add.
-fn no_lost_edit(log: &[Change], state: &ReplicaState) -> Result<(), Broken> {
+/// No lost saved edit, against the reference model: every edit a device reported saved (kept
+/// by the simulation as it was saved, not read back from the server) is accounted for, op by
+/// op. Its mutation is on the server, carrying exactly what was saved (the stamps may have been
+/// re-stamped), or set aside on the device. Then each op:
+/// - an assignment is the final value of its field (same stamp and value), or a version (same
+///   stamp and value) in a conflict record, open or resolved, or was overwritten by an edit
+///   that causally followed it (an op on the field whose `base` is its stamp); a text that was
+///   overwritten otherwise counts as lost, even if an equal text was written again later (a
+///   flag or a choice holds through a later equal value that holds);
+/// - an add is in the final set, or a remove that had observed it took it out;
+/// - a remove holds: its element is absent from the final set, or present through an add the
+///   remove had not observed (add wins over a concurrent remove).
+///
+/// Server-owned fields (a team, an author) are the server's to set and are left out.
+fn reference_model(world: &mut World, log: &[Change], state: &ReplicaState) -> Result<(), Broken> {
+    let lost = |detail: String| broken("no lost saved edit", detail);
     // (field, stamp) → the value a conflict record keeps for that write.
     let mut versions: BTreeMap<(FieldKey, Stamp), serde_json::Value> = BTreeMap::new();
     for ((entity, _), fields) in state {
@@ -210,10 +247,7 @@ fn no_lost_edit(log: &[Change], state: &ReplicaState) -> Result<(), Broken> {
             Some((entity, id, field))
         })();
         let Some(target) = target else {
-            return Err(broken(
-                "no lost saved edit",
-                "a conflict record is incomplete",
-            ));
+            return Err(lost("a conflict record is incomplete".into()));
         };
         for (stamp_name, value_name) in [("winner_stamp", "winner"), ("loser_stamp", "loser")] {
             if let (Some(stamp), Some(value)) =
@@ -223,74 +257,164 @@ fn no_lost_edit(log: &[Change], state: &ReplicaState) -> Result<(), Broken> {
             }
         }
     }
-    let mut assigns: BTreeMap<FieldKey, Vec<(Stamp, &serde_json::Value, u64)>> = BTreeMap::new();
+    // What the server applied, by (device, seq); the bases every edit was made on; the tags
+    // every remove observed; the tags of every add, by element.
+    let mut applied: BTreeMap<(DeviceId, u64), &feltbog_core::protocol::Mutation> = BTreeMap::new();
     let mut bases: BTreeSet<(FieldKey, Stamp)> = BTreeSet::new();
     let mut removed: BTreeSet<(FieldKey, String, Stamp)> = BTreeSet::new();
-    let mut adds = Vec::new();
-    for m in log.iter().map(|c| &c.mutation) {
+    let mut added: BTreeMap<(FieldKey, String), BTreeSet<Stamp>> = BTreeMap::new();
+    for c in log {
+        let m = &c.mutation;
+        if c.copy_of.is_none() {
+            applied.insert((m.device_id, m.device_seq), m);
+        }
         for op in &m.ops {
             let key = (op.entity, op.id, op.field.clone());
-            let stamp = m.stamp_of(op);
             if let Some(base) = op.base {
                 bases.insert((key.clone(), base));
             }
             match &op.change {
-                FieldChange::Assign { value } if m.device_id != SERVER_DEVICE => {
-                    assigns
-                        .entry(key)
-                        .or_default()
-                        .push((stamp, value, m.device_seq));
-                }
-                FieldChange::Assign { .. } => {}
-                FieldChange::Add { value } => adds.push((key, value, stamp, m.device_seq)),
                 FieldChange::Remove { value, observed } => {
                     for tag in observed {
                         removed.insert((key.clone(), value.to_string(), *tag));
                     }
                 }
+                FieldChange::Add { value } => {
+                    added
+                        .entry((key, value.to_string()))
+                        .or_default()
+                        .insert(m.stamp_of(op));
+                }
+                FieldChange::Assign { .. } => {}
             }
         }
     }
-    for (key, mut ops) in assigns {
-        let final_stamp = state
-            .get(&(key.0, key.1))
-            .and_then(|f| f.get(&key.2))
-            .map(|r| r.stamp);
-        ops.sort_by_key(|op| std::cmp::Reverse(op.0));
-        let mut kept: Vec<&serde_json::Value> = Vec::new();
-        for (stamp, value, seq) in ops {
-            let accounted = final_stamp == Some(stamp)
+    let mut aside: BTreeMap<DeviceId, BTreeSet<u64>> = BTreeMap::new();
+    for d in &mut world.devices {
+        let store = d
+            .store
+            .as_mut()
+            .ok_or_else(|| broken("liveness", "a device is down"))?;
+        let seqs = store.set_aside().map_err(|e| broken("store", e))?;
+        aside.insert(
+            store.device_id(),
+            seqs.into_iter().map(|(seq, _, _)| seq).collect(),
+        );
+    }
+    let final_of = |key: &FieldKey| state.get(&(key.0, key.1)).and_then(|f| f.get(&key.2));
+    // Every assignment in the log that holds: the final value, a conflict version, or
+    // overwritten by an edit made on top of it. A value that is not free text (a flag, a
+    // choice) also holds when an equal value written later holds — two workers who archive a
+    // case at once raise no conflict, and the case is archived. Free text never does.
+    let mut writes: BTreeMap<FieldKey, Vec<(Stamp, &serde_json::Value)>> = BTreeMap::new();
+    for c in log {
+        for op in &c.mutation.ops {
+            if let FieldChange::Assign { value } = &op.change {
+                writes
+                    .entry((op.entity, op.id, op.field.clone()))
+                    .or_default()
+                    .push((c.mutation.stamp_of(op), value));
+            }
+        }
+    }
+    let mut holds: BTreeSet<(FieldKey, Stamp)> = BTreeSet::new();
+    for (key, mut ops) in writes {
+        ops.sort_by_key(|(stamp, _)| std::cmp::Reverse(*stamp));
+        let mut held_values: Vec<&serde_json::Value> = Vec::new();
+        for (stamp, value) in ops {
+            let direct = final_of(&key).is_some_and(|r| r.stamp == stamp && &r.value == value)
                 || versions.get(&(key.clone(), stamp)) == Some(value)
-                || bases.contains(&(key.clone(), stamp))
-                || kept.contains(&value);
-            if !accounted {
-                return Err(broken(
-                    "no lost saved edit",
-                    format!(
-                        "the edit of {} {} field {} stamped {stamp:?} (seq {seq}) is neither the final value, \
-                         nor a conflict version, nor overwritten by an edit that saw it",
-                        key.0, key.1, key.2
-                    ),
-                ));
+                || bases.contains(&(key.clone(), stamp));
+            let free_text = key.0.text_fields().contains(&key.2.as_str());
+            if direct || (!free_text && held_values.contains(&value)) {
+                holds.insert((key.clone(), stamp));
+                held_values.push(value);
             }
-            kept.push(value);
         }
     }
-    for (key, value, stamp, seq) in adds {
-        let present = state
-            .get(&(key.0, key.1))
-            .and_then(|f| f.get(&key.2))
-            .and_then(|r| r.value.as_array())
-            .is_some_and(|items| items.contains(value));
-        if !present && !removed.contains(&(key.clone(), value.to_string(), stamp)) {
-            return Err(broken(
-                "no lost saved edit",
-                format!(
-                    "an element added to {} {} field {} at {stamp:?} (seq {seq}) is gone, though no \
-                     remove had seen it",
+    for (device, saved) in &world.saved {
+        let name = world.devices[*device].name;
+        let seq = saved.device_seq;
+        let Some(on_server) = applied.get(&(saved.device_id, seq)) else {
+            if aside
+                .get(&saved.device_id)
+                .is_some_and(|s| s.contains(&seq))
+            {
+                continue;
+            }
+            return Err(lost(format!(
+                "{name}'s saved mutation {seq} is neither on the server nor set aside"
+            )));
+        };
+        for op in &saved.ops {
+            if op.entity.server_fields().contains(&op.field.as_str()) {
+                continue;
+            }
+            let key = (op.entity, op.id, op.field.clone());
+            let Some(as_applied) = on_server
+                .ops
+                .iter()
+                .find(|o| o.entity == op.entity && o.id == op.id && o.field == op.field)
+            else {
+                return Err(lost(format!(
+                    "{name}'s mutation {seq} reached the server without its op on {} {} {}",
                     key.0, key.1, key.2
-                ),
-            ));
+                )));
+            };
+            let stamp = on_server.stamp_of(as_applied);
+            let same_change = match (&op.change, &as_applied.change) {
+                (FieldChange::Assign { value: a }, FieldChange::Assign { value: b })
+                | (FieldChange::Add { value: a }, FieldChange::Add { value: b }) => a == b,
+                (FieldChange::Remove { value: a, .. }, FieldChange::Remove { value: b, .. }) => {
+                    a == b
+                }
+                _ => false,
+            };
+            if !same_change {
+                return Err(lost(format!(
+                    "{name}'s mutation {seq} reached the server changed on {} {} {}",
+                    key.0, key.1, key.2
+                )));
+            }
+            match &as_applied.change {
+                FieldChange::Assign { .. } => {
+                    if !holds.contains(&(key.clone(), stamp)) {
+                        return Err(lost(format!(
+                            "{name}'s edit of {} {} field {} (seq {seq}, stamped {stamp:?}) is \
+                             neither the final value, nor a conflict version, nor overwritten \
+                             by an edit that followed it",
+                            key.0, key.1, key.2
+                        )));
+                    }
+                }
+                FieldChange::Add { value } => {
+                    let present = final_of(&key)
+                        .and_then(|r| r.value.as_array())
+                        .is_some_and(|items| items.contains(value));
+                    if !present && !removed.contains(&(key.clone(), value.to_string(), stamp)) {
+                        return Err(lost(format!(
+                            "{name}'s add to {} {} field {} (seq {seq}, stamped {stamp:?}) is \
+                             gone, though no remove had seen it",
+                            key.0, key.1, key.2
+                        )));
+                    }
+                }
+                FieldChange::Remove { value, observed } => {
+                    let present = final_of(&key)
+                        .and_then(|r| r.value.as_array())
+                        .is_some_and(|items| items.contains(value));
+                    let unseen_add = added
+                        .get(&(key.clone(), value.to_string()))
+                        .is_some_and(|tags| tags.iter().any(|t| !observed.contains(t)));
+                    if present && !unseen_add {
+                        return Err(lost(format!(
+                            "{name}'s remove from {} {} field {} (seq {seq}) is undone, though \
+                             every add of the element was one it had seen",
+                            key.0, key.1, key.2
+                        )));
+                    }
+                }
+            }
         }
     }
     Ok(())

@@ -136,6 +136,9 @@ pub fn bug_name(bug: PlantedBug) -> &'static str {
         PlantedBug::AuthorNotSet => "author-not-set",
         PlantedBug::FieldsUnchecked => "fields-unchecked",
         PlantedBug::ReferencesUnscoped => "references-unscoped",
+        PlantedBug::SetRemoveDropsConcurrentAdd => "set-remove-drops-concurrent-add",
+        PlantedBug::PullSkipsPageAfterCrash => "pull-skips-page-after-crash",
+        PlantedBug::EraseDropsOthersPending => "erase-drops-others-pending",
     }
 }
 
@@ -159,24 +162,32 @@ pub struct Outcome {
     pub stats: Stats,
     /// The run's events, when the run kept a trace.
     pub trace: Vec<String>,
+    /// Every row of every table of the server's database at the end, as text, table by table:
+    /// the same seed gives the same database (ids and secrets are drawn from the seed too).
+    pub server_rows: Vec<String>,
 }
 
 /// Runs one seed to the end and checks every property. The planted bug (if any) is switched on
 /// for this thread only, and off again afterwards.
 pub fn run(config: &Config) -> Result<Outcome, Box<Failure>> {
     feltbog_core::sim::plant(config.bug);
+    // The server's ids and secrets from the seed too: a replay is the same run, byte for byte.
+    feltbog_core::sim::seed_random(Some(config.seed ^ 0x1D5_0F_5EED));
     let result = world::World::new(config).and_then(|mut world| {
         world.play(config.steps)?;
         world.heal()?;
         checks::all(&mut world)?;
         let mut env = world.env.borrow_mut();
+        let server_rows = dump(&env.server).map_err(|e| world::broken("server", e))?;
         Ok(Outcome {
             stats: env.stats.clone(),
             trace: env.trace.take().unwrap_or_default(),
+            server_rows,
         })
     });
     feltbog_core::sim::plant(None);
     feltbog_core::sim::set_fail_points(None);
+    feltbog_core::sim::seed_random(None);
     result.map_err(|failure| {
         Box::new(Failure {
             seed: config.seed,
@@ -187,6 +198,30 @@ pub fn run(config: &Config) -> Result<Outcome, Box<Failure>> {
             trace: failure.trace,
         })
     })
+}
+
+/// Every row of every table, in a fixed order, as text.
+fn dump(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<String>> {
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for table in tables {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\""))?;
+        let columns = stmt.column_count();
+        let mut rows: Vec<String> = stmt
+            .query_map([], |r| {
+                (0..columns)
+                    .map(|i| r.get_ref(i).map(|v| format!("{v:?}")))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|values| format!("{table}: {}", values.join(" | ")))
+            })?
+            .collect::<Result<_, _>>()?;
+        rows.sort();
+        out.extend(rows);
+    }
+    Ok(out)
 }
 
 /// Runs `seeds` (with the CI configuration otherwise); returns the summed stats or the first

@@ -34,8 +34,44 @@ fn store_error(e: StoreError) -> Broken {
     broken("store", e)
 }
 
-/// One edit by `device` (nothing if it is crashed).
+/// One edit by `device` (nothing if it is crashed). Sometimes the device crashes inside the
+/// save, before it commits (the worker is never told "saved"). Every mutation the device did
+/// save is kept, as saved, for the reference model (`checks::reference_model`).
 pub(crate) fn edit(world: &mut World, device: usize) -> Result<(), Broken> {
+    let Some(store) = world.devices[device].store.as_mut() else {
+        return Ok(());
+    };
+    let before = store.last_device_seq().map_err(store_error)?;
+    if world.chance(3) {
+        world.env.borrow().plan.device_save_crash.set(true);
+    }
+    let result = one_edit(world, device);
+    world.env.borrow().plan.device_save_crash.set(false);
+    result.map_err(|b| {
+        if b.trace.is_empty() {
+            world.with_trace(b)
+        } else {
+            b
+        }
+    })?;
+    let Some(store) = world.devices[device].store.as_mut() else {
+        return Ok(());
+    };
+    let after = store.last_device_seq().map_err(store_error)?;
+    if after > before {
+        let pending = store.outbox().map_err(store_error)?;
+        for seq in before + 1..=after {
+            let m = pending
+                .iter()
+                .find(|m| m.device_seq == seq)
+                .ok_or_else(|| broken("store", format!("saved mutation {seq} is not pending")))?;
+            world.saved.push((device, m.clone()));
+        }
+    }
+    Ok(())
+}
+
+fn one_edit(world: &mut World, device: usize) -> Result<(), Broken> {
     if world.devices[device].store.is_none() {
         return Ok(());
     }
@@ -192,6 +228,11 @@ fn report(
             Ok(())
         }
         Ok(Saved::Unchanged) => Ok(()),
+        Err(StoreError::Io(e)) if e.to_string() == "simulated crash" => {
+            world.log(|| format!("{name}: crashes while saving ({what})"));
+            world.crash_device(device);
+            Ok(())
+        }
         Err(e) => Err(world.with_trace(broken("store", format!("{name} {what}: {e}")))),
     }
 }
@@ -242,6 +283,11 @@ fn resolve_one(world: &mut World, device: usize, text: &str) -> Result<(), Broke
                     conflict.id.0, conflict.entity, conflict.record_id, conflict.field
                 )
             });
+            Ok(())
+        }
+        Err(StoreError::Io(e)) if e.to_string() == "simulated crash" => {
+            world.log(|| format!("{name}: crashes while settling a conflict"));
+            world.crash_device(device);
             Ok(())
         }
         Err(e) => Err(world.with_trace(broken("store", format!("{name} settles a conflict: {e}")))),

@@ -71,6 +71,10 @@ pub(crate) struct FailPlan {
     server_crash: Cell<bool>,
     /// Fail the device's n-th response application from now (1 = the next).
     device_apply_countdown: Cell<Option<u32>>,
+    /// Fail the device's next save before it commits.
+    pub device_save_crash: Cell<bool>,
+    /// Fail the device's next re-stamping before it commits.
+    device_restamp_crash: Cell<bool>,
 }
 
 /// Everything the network touches: shared by the world and the transport through a `RefCell`.
@@ -96,7 +100,9 @@ pub(crate) struct Env {
     pub stats: Stats,
     /// A property broken inside a round trip (scope, skew bound), reported after the step.
     pub broken: Option<(&'static str, String)>,
-    plan: Rc<FailPlan>,
+    /// Each device's team now (index into `teams`): a worker may be moved to the other team.
+    pub device_team: Vec<usize>,
+    pub plan: Rc<FailPlan>,
 }
 
 impl Env {
@@ -193,7 +199,7 @@ impl Env {
                     |r| r.get(0),
                 )
                 .ok();
-            let team_of_device = self.teams[DEVICES[device].0];
+            let team_of_device = self.teams[self.device_team[device]];
             if team.as_deref() != Some(&team_of_device.as_bytes()[..]) && self.broken.is_none() {
                 self.broken = Some((
                     "scope",
@@ -297,8 +303,7 @@ impl Transport for Port<'_> {
             ) + &response
                 .rejected
                 .iter()
-                .filter(|r| r.reason.is_permanent())
-                .map(|r| format!("; seq {} refused: {}", r.device_seq, r.detail))
+                .map(|r| format!("; seq {} refused ({:?}): {}", r.device_seq, r.reason, r.detail))
                 .collect::<String>()
         });
         if self.faulty {
@@ -342,6 +347,9 @@ pub(crate) struct World {
     /// Keeps the files until the run ends.
     _dir: tempfile::TempDir,
     counter: u64,
+    /// The reference model's ground truth: every edit a device reported saved, as it was saved
+    /// (device index, mutation), in the order they were saved.
+    pub saved: Vec<(usize, feltbog_core::protocol::Mutation)>,
 }
 
 fn passphrase() -> Passphrase {
@@ -377,6 +385,8 @@ impl World {
         let decider = plan.clone();
         feltbog_core::sim::set_fail_points(Some(Box::new(move |point| match point {
             FailPoint::ServerSyncBeforeCommit => decider.server_crash.get(),
+            FailPoint::DeviceSaveBeforeCommit => decider.device_save_crash.replace(false),
+            FailPoint::DeviceRestampBeforeCommit => decider.device_restamp_crash.replace(false),
             FailPoint::DeviceApplyBeforeCommit => match decider.device_apply_countdown.get() {
                 Some(1) => {
                     decider.device_apply_countdown.set(None);
@@ -405,6 +415,7 @@ impl World {
             trace: config.trace.then(Vec::new),
             stats: Stats::default(),
             broken: None,
+            device_team: DEVICES.iter().map(|(team, _)| *team).collect(),
             plan,
         };
         let mut devices = Vec::new();
@@ -429,11 +440,16 @@ impl World {
                 offset_ms: AtomicI64::new(0),
             });
             store.set_wall_clock(clock.clone());
+            // As the real server answers an enrolment: with the profile (and so the scope epoch)
+            // the device starts from.
+            let reach = feltbog_server::scope::reach(&env.server, &caller)
+                .map_err(|e| broken("set-up", e))?;
+            let profile = identity::profile(&env.server, &caller, &reach).map_err(setup)?;
             let enrolment = EnrolResponse {
                 worker_id: caller.worker_id,
                 team_id: caller.team_id,
                 token: token.clone(),
-                profile: None,
+                profile: Some(profile),
                 standing_token: None,
             };
             store
@@ -455,6 +471,7 @@ impl World {
             devices,
             _dir: dir,
             counter: 0,
+            saved: Vec::new(),
         })
     }
 
@@ -529,6 +546,8 @@ impl World {
                     self.log(|| format!("server clock now off by {offset} ms"));
                 }
                 92..95 => self.apply_old_response_again(device)?,
+                95..97 => self.move_a_citizen()?,
+                97 if self.chance(40) => self.move_a_worker(device)?,
                 _ => crate::workload::edit(self, device)?,
             }
             let found = self.env.borrow_mut().broken.take();
@@ -594,6 +613,14 @@ impl World {
         let d = &mut self.devices[device];
         let Some(store) = &d.store else { return Ok(()) };
         let cursor = store.sync_status().map_err(|e| broken("store", e))?.cursor;
+        // Following a scope change, the device pulls its new scope from the start: the one
+        // time its cursor goes back, by design (feltbog_core::store::Rescope).
+        if store.rescope_state().map_err(|e| broken("store", e))?
+            == feltbog_core::store::Rescope::Repulling
+        {
+            d.last_cursor = cursor;
+            return Ok(());
+        }
         if cursor < d.last_cursor {
             let detail = format!(
                 "{}'s cursor moved back from {} to {cursor}",
@@ -616,6 +643,9 @@ impl World {
             let n = 1 + self.rng_below(3) as u32;
             self.env.borrow().plan.device_apply_countdown.set(Some(n));
         }
+        if faulty && self.chance(4) {
+            self.env.borrow().plan.device_restamp_crash.set(true);
+        }
         self.env.borrow_mut().stats.syncs += 1;
         let result = {
             let port = Port {
@@ -630,15 +660,20 @@ impl World {
             sync::sync_now(&mut store, &port, retry, &mut |_| {})
         };
         self.env.borrow().plan.device_apply_countdown.set(None);
+        self.env.borrow().plan.device_restamp_crash.set(false);
         match result {
             Ok(report) => {
                 self.env.borrow_mut().stats.restamped += report.restamped as u64;
+                if report.rescoped {
+                    // A fresh pull of a new scope ends where that scope's last change is.
+                    self.devices[device].last_cursor = 0;
+                }
                 self.devices[device].store = Some(store);
                 self.check_cursor(device)?;
                 Ok(report)
             }
             Err(SyncError::Store(StoreError::Io(e))) if e.to_string() == "simulated crash" => {
-                self.log(|| format!("{name}: crashes while applying a response"));
+                self.log(|| format!("{name}: crashes while applying a response or re-stamping"));
                 // That response was never applied: it is not one to apply "again".
                 self.env.borrow_mut().recent_responses[device].pop();
                 drop(store);
@@ -653,6 +688,59 @@ impl World {
             }
             Err(e) => Err(self.fail("liveness", format!("{name}: sync failed: {e}"))),
         }
+    }
+
+    /// An administrator moves a citizen (with their history) to the other team: the old team's
+    /// devices erase them, their pending edits of the citizen are refused and set aside, the
+    /// new team's devices receive everything.
+    fn move_a_citizen(&mut self) -> Result<(), Broken> {
+        let mut env = self.env.borrow_mut();
+        let citizens: Vec<(Vec<u8>, Vec<u8>)> = env
+            .server
+            .prepare("SELECT citizen_id, team_id FROM citizens WHERE purged_ms IS NULL ORDER BY citizen_id")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()
+            })
+            .map_err(|e| broken("server", e))?;
+        if citizens.is_empty() {
+            return Ok(());
+        }
+        let (citizen, team) = &citizens[env.rng.below(citizens.len() as u64) as usize];
+        let citizen = Uuid::from_slice(citizen).map_err(|e| broken("server", e))?;
+        let to = if team[..] == env.teams[0].as_bytes()[..] {
+            env.teams[1]
+        } else {
+            env.teams[0]
+        };
+        let now = env.server_now();
+        feltbog_server::sync::move_citizen(&mut env.server, citizen, to, now, DEFAULT_MAX_DRIFT_MS)
+            .map_err(|e| broken("server", e))?;
+        env.log(|| format!("admin moves citizen {citizen} to the other team"));
+        Ok(())
+    }
+
+    /// An administrator moves a device's worker to the other team: a scope change the device
+    /// follows on its next sync (its pending edits judged under the old scope, then a fresh
+    /// pull of the new one).
+    fn move_a_worker(&mut self, device: usize) -> Result<(), Broken> {
+        let mut env = self.env.borrow_mut();
+        let to = 1 - env.device_team[device];
+        let now = env.server_now();
+        let team = env.teams[to];
+        let worker = self.devices[device].worker;
+        let tx = env.server.transaction().map_err(|e| broken("server", e))?;
+        identity::move_worker(&tx, worker, team, now).map_err(|e| broken("server", e))?;
+        tx.commit().map_err(|e| broken("server", e))?;
+        env.device_team[device] = to;
+        self.devices[device].team = to;
+        env.log(|| {
+            format!(
+                "admin moves {}'s worker to the other team",
+                DEVICES[device].1
+            )
+        });
+        Ok(())
     }
 
     /// The network finally delivers a held-back request (the device stopped waiting long ago).
