@@ -38,6 +38,55 @@ pub(crate) fn all(world: &mut World) -> Result<(), Broken> {
     result.map_err(|b| world.with_trace(b))
 }
 
+/// Every `(device, seq)` the server applied, by its own table: a purge deletes a closed case's
+/// rows from the change log, but not the record that they were applied.
+fn applied_on_server(world: &World) -> Result<BTreeSet<(DeviceId, u64)>, Broken> {
+    let env = world.env.borrow();
+    let mut stmt = env
+        .server
+        .prepare("SELECT device_id, device_seq FROM applied")
+        .map_err(|e| broken("server", e))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(|e| broken("server", e))?;
+    let mut out = BTreeSet::new();
+    for row in rows {
+        let (device, seq) = row.map_err(|e| broken("server", e))?;
+        let device = Uuid::from_slice(&device).map_err(|e| broken("server", e))?;
+        out.insert((DeviceId(device), seq as u64));
+    }
+    Ok(out)
+}
+
+/// The records devices no longer hold by design: those of cases the retention rules took off
+/// the devices or purged.
+fn off_devices(world: &World) -> Result<BTreeSet<(EntityKind, Uuid)>, Broken> {
+    let env = world.env.borrow();
+    let mut stmt = env
+        .server
+        .prepare(
+            "SELECT r.entity, r.record_id FROM records r JOIN citizens z
+               ON z.citizen_id = r.citizen_id
+             WHERE z.off_devices = 1 OR z.purged_ms IS NOT NULL",
+        )
+        .map_err(|e| broken("server", e))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(|e| broken("server", e))?;
+    let mut out = BTreeSet::new();
+    for row in rows {
+        let (entity, id) = row.map_err(|e| broken("server", e))?;
+        let entity = EntityKind::parse(&entity).ok_or_else(|| broken("server", "entity"))?;
+        out.insert((
+            entity,
+            Uuid::from_slice(&id).map_err(|e| broken("server", e))?,
+        ));
+    }
+    Ok(out)
+}
+
 fn server_log(world: &World) -> Result<Vec<Change>, Broken> {
     change_log(&world.env.borrow().server).map_err(|e| broken("server", e))
 }
@@ -86,6 +135,7 @@ fn every_saved_mutation_reached_the_server(
     log: &[Change],
 ) -> Result<(), Broken> {
     let mut seen: BTreeMap<DeviceId, BTreeMap<u64, usize>> = BTreeMap::new();
+    let applied = applied_on_server(world)?;
     // Copies re-sent to their device are not applications.
     for m in log
         .iter()
@@ -114,6 +164,8 @@ fn every_saved_mutation_reached_the_server(
         for seq in 1..=last {
             match on_server.get(&seq) {
                 None if aside.contains(&seq) => {}
+                // Applied, then purged from the log with its closed case.
+                None if applied.contains(&(store.device_id(), seq)) => {}
                 Some(1) => {}
                 Some(n) => {
                     return Err(broken(
@@ -141,10 +193,14 @@ fn every_saved_mutation_reached_the_server(
 fn convergence(world: &mut World) -> Result<(), Broken> {
     for i in 0..world.devices.len() {
         let team = world.devices[i].team;
-        let expected = {
+        let gone = off_devices(world)?;
+        let mut expected = {
             let env = world.env.borrow();
             replica_state(&env.server, env.teams[team]).map_err(|e| broken("server", e))?
         };
+        // A closed case taken off the devices is the server's alone (a device still holding it
+        // is a scope failure).
+        expected.retain(|key, _| !gone.contains(key));
         let d = &mut world.devices[i];
         let store = d
             .store
@@ -155,7 +211,6 @@ fn convergence(world: &mut World) -> Result<(), Broken> {
         // set-aside screen) — a creation the server refused is only here. The reference model
         // checks those edits; the rest must be the server's.
         let (_, aside) = store.unsent_records().map_err(|e| broken("store", e))?;
-        let mut expected = expected;
         for key in &aside {
             expected.remove(key);
             actual.remove(key);
@@ -302,6 +357,7 @@ fn reference_model(world: &mut World, log: &[Change], state: &ReplicaState) -> R
         );
     }
     let final_of = |key: &FieldKey| state.get(&(key.0, key.1)).and_then(|f| f.get(&key.2));
+    let applied_anywhere = applied_on_server(world)?;
     // Every assignment in the log that holds: the final value, a conflict version, or
     // overwritten by an edit made on top of it. A value that is not free text (a flag, a
     // choice) also holds when an equal value written later holds — two workers who archive a
@@ -340,6 +396,10 @@ fn reference_model(world: &mut World, log: &[Change], state: &ReplicaState) -> R
                 .get(&saved.device_id)
                 .is_some_and(|s| s.contains(&seq))
             {
+                continue;
+            }
+            if applied_anywhere.contains(&(saved.device_id, seq)) {
+                // Applied, and purged since with its closed case: gone by design.
                 continue;
             }
             return Err(lost(format!(

@@ -73,6 +73,11 @@ pub struct Stats {
     /// Replays that differed from the applied version (re-stamped after an old copy got
     /// through), answered by re-sending the applied version.
     pub replays_resent: u64,
+    /// Tablets revoked (each erased itself and was replaced by a new one).
+    pub devices_revoked: u64,
+    /// Closed cases the retention rules took off the devices, and purged from the server.
+    pub cases_off_devices: u64,
+    pub cases_purged: u64,
 }
 
 impl Stats {
@@ -88,6 +93,9 @@ impl Stats {
         self.conflicts_settled += other.conflicts_settled;
         self.restamped += other.restamped;
         self.replays_resent += other.replays_resent;
+        self.devices_revoked += other.devices_revoked;
+        self.cases_off_devices += other.cases_off_devices;
+        self.cases_purged += other.cases_purged;
     }
 }
 
@@ -172,7 +180,7 @@ pub struct Outcome {
 pub fn run(config: &Config) -> Result<Outcome, Box<Failure>> {
     feltbog_core::sim::plant(config.bug);
     // The server's ids and secrets from the seed too: a replay is the same run, byte for byte.
-    feltbog_core::sim::seed_random(Some(config.seed ^ 0x1D5_0F_5EED));
+    feltbog_core::sim::seed_random(Some(config.seed ^ 0x0001_D50F_5EED));
     let result = world::World::new(config).and_then(|mut world| {
         world.play(config.steps)?;
         world.heal()?;

@@ -141,10 +141,20 @@ impl Env {
         crash: bool,
     ) -> Result<SyncResponse, TransportError> {
         let now = self.server_now();
-        let caller = identity::authenticate(&self.server, &self.tokens[device])
-            .ok()
-            .flatten()
-            .ok_or_else(|| refused(401, "unknown token"))?;
+        let caller = match identity::check_token(&self.server, &self.tokens[device]) {
+            Ok(Ok(caller)) => caller,
+            // As the HTTP layer answers a revoked device: erase your data.
+            Ok(Err(identity::Denied::Revoked)) => {
+                return Err(TransportError::Refused {
+                    status: 401,
+                    code: Some(feltbog_core::protocol::ErrorCode::Unauthorized),
+                    message: "revoked".into(),
+                    wipe: true,
+                    retry_after_ms: None,
+                });
+            }
+            _ => return Err(refused(401, "unknown token")),
+        };
         self.plan.server_crash.set(crash);
         let result = feltbog_server::sync::sync(
             &mut self.server,
@@ -345,8 +355,11 @@ pub(crate) struct World {
     pub env: RefCell<Env>,
     pub devices: Vec<Device>,
     /// Keeps the files until the run ends.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     counter: u64,
+    seed: u64,
+    /// Tablets enrolled so far (new ones replace revoked ones).
+    enrolled: u64,
     /// The reference model's ground truth: every edit a device reported saved, as it was saved
     /// (device index, mutation), in the order they were saved.
     pub saved: Vec<(usize, feltbog_core::protocol::Mutation)>,
@@ -367,6 +380,44 @@ fn scratch_dir() -> Result<tempfile::TempDir, Broken> {
         tempfile::Builder::new().prefix("feltbog-sim-").tempdir()
     };
     dir.map_err(|e| broken("set-up", e))
+}
+
+/// A new tablet for `worker`: a store at `path`, enrolled with the server as the HTTP layer
+/// does it (a code, then the token and the worker's profile).
+fn enrol_store(
+    env: &mut Env,
+    path: &std::path::Path,
+    worker: Uuid,
+    device_id: DeviceId,
+    clock: Arc<SimClock>,
+    now: u64,
+) -> Result<(Store, String), Broken> {
+    let setup = |e: identity::IdentityError| broken("set-up", e);
+    let code = identity::issue_enrolment_code(&env.server, worker, now).map_err(setup)?;
+    let (caller, token) = identity::enrol(&mut env.server, &code, device_id, now).map_err(setup)?;
+    let options = CreateOptions {
+        device_id: Some(device_id),
+        ..CreateOptions::with_kdf(KdfParams::SIMULATION)
+    };
+    let mut store =
+        Store::create(path, &passphrase(), &options).map_err(|e| broken("set-up", e))?;
+    store.set_wall_clock(clock);
+    // As the real server answers an enrolment: with the profile (and so the scope epoch) the
+    // device starts from.
+    let reach =
+        feltbog_server::scope::reach(&env.server, &caller).map_err(|e| broken("set-up", e))?;
+    let profile = identity::profile(&env.server, &caller, &reach).map_err(setup)?;
+    let enrolment = EnrolResponse {
+        worker_id: caller.worker_id,
+        team_id: caller.team_id,
+        token: token.clone(),
+        profile: Some(profile),
+        standing_token: None,
+    };
+    store
+        .set_enrolment("sim://server", &enrolment)
+        .map_err(|e| broken("set-up", e))?;
+    Ok((store, token))
 }
 
 impl World {
@@ -422,39 +473,15 @@ impl World {
         for (i, (team, name)) in DEVICES.into_iter().enumerate() {
             let worker = identity::create_worker(&env.server, teams[team], name, "outreach")
                 .map_err(setup)?;
-            let code =
-                identity::issue_enrolment_code(&env.server, worker, START_MS).map_err(setup)?;
             // Device ids from the seed: they break HLC ties, so they must replay too.
             let device_id = DeviceId(Uuid::from_u64_pair(config.seed, i as u64 + 1));
-            let (caller, token) =
-                identity::enrol(&mut env.server, &code, device_id, START_MS).map_err(setup)?;
             let path = dir.path().join(format!("{name}.feltbog"));
-            let options = CreateOptions {
-                device_id: Some(device_id),
-                ..CreateOptions::with_kdf(KdfParams::SIMULATION)
-            };
-            let mut store =
-                Store::create(&path, &passphrase(), &options).map_err(|e| broken("set-up", e))?;
             let clock = Arc::new(SimClock {
                 global: global.clone(),
                 offset_ms: AtomicI64::new(0),
             });
-            store.set_wall_clock(clock.clone());
-            // As the real server answers an enrolment: with the profile (and so the scope epoch)
-            // the device starts from.
-            let reach = feltbog_server::scope::reach(&env.server, &caller)
-                .map_err(|e| broken("set-up", e))?;
-            let profile = identity::profile(&env.server, &caller, &reach).map_err(setup)?;
-            let enrolment = EnrolResponse {
-                worker_id: caller.worker_id,
-                team_id: caller.team_id,
-                token: token.clone(),
-                profile: Some(profile),
-                standing_token: None,
-            };
-            store
-                .set_enrolment("sim://server", &enrolment)
-                .map_err(|e| broken("set-up", e))?;
+            let (store, token) =
+                enrol_store(&mut env, &path, worker, device_id, clock.clone(), START_MS)?;
             env.tokens.push(token);
             devices.push(Device {
                 name,
@@ -469,8 +496,10 @@ impl World {
         Ok(World {
             env: RefCell::new(env),
             devices,
-            _dir: dir,
+            dir,
             counter: 0,
+            seed: config.seed,
+            enrolled: DEVICES.len() as u64,
             saved: Vec::new(),
         })
     }
@@ -548,6 +577,8 @@ impl World {
                 92..95 => self.apply_old_response_again(device)?,
                 95..97 => self.move_a_citizen()?,
                 97 if self.chance(40) => self.move_a_worker(device)?,
+                98 if self.chance(25) => self.revoke(device)?,
+                99 if self.chance(50) => self.run_retention()?,
                 _ => crate::workload::edit(self, device)?,
             }
             let found = self.env.borrow_mut().broken.take();
@@ -586,6 +617,95 @@ impl World {
             .offset_ms
             .store(offset, Ordering::Relaxed);
         self.log(|| format!("{}: clock now off by {offset} ms", DEVICES[device].1));
+    }
+
+    /// The retention rules run with no grace (0 days): every closed case (an archived citizen)
+    /// leaves the devices, and half the time is purged from the server too (its content
+    /// deleted, only ids kept).
+    fn run_retention(&mut self) -> Result<(), Broken> {
+        let purge = self.chance(50);
+        let mut env = self.env.borrow_mut();
+        let now = env.server_now();
+        let rules = feltbog_server::sync::Retention {
+            device_days: Some(0),
+            purge_days: purge.then_some(0),
+        };
+        let report = feltbog_server::sync::apply_retention(&mut env.server, rules, now)
+            .map_err(|e| broken("server", e))?;
+        env.stats.cases_off_devices += report.off_devices as u64;
+        env.stats.cases_purged += report.purged as u64;
+        env.log(|| {
+            format!(
+                "retention: {} case(s) off devices, {} purged",
+                report.off_devices, report.purged
+            )
+        });
+        Ok(())
+    }
+
+    /// An administrator revokes a device (lost or stolen): on its next request it is told to
+    /// erase itself.
+    fn revoke(&mut self, device: usize) -> Result<(), Broken> {
+        let Some(store) = &self.devices[device].store else {
+            return Ok(());
+        };
+        let id = store.device_id();
+        let env = self.env.borrow_mut();
+        let now = env.server_now();
+        identity::revoke_device(&env.server, id, now).map_err(|e| broken("server", e))?;
+        drop(env);
+        self.log(|| format!("admin revokes {}'s tablet", DEVICES[device].1));
+        Ok(())
+    }
+
+    /// The revoked device erased itself, as the app does (`Store::destroy`, files deleted):
+    /// what it had not synced is gone by design — its worker no longer had the right to send
+    /// it — and leaves the reference model. The worker gets a new tablet, enrolled afresh.
+    fn replace_revoked(&mut self, device: usize, store: Store) -> Result<(), Broken> {
+        let old = store.device_id();
+        let path = self.devices[device].path.clone();
+        store.destroy().map_err(|e| broken("store", e))?;
+        feltbog_core::store::remove_files(&path).map_err(|e| broken("store", e))?;
+        let applied: BTreeSet<u64> = {
+            let env = self.env.borrow();
+            feltbog_server::sync::change_log(&env.server)
+                .map_err(|e| broken("server", e))?
+                .into_iter()
+                .filter(|c| c.mutation.device_id == old)
+                .map(|c| c.mutation.device_seq)
+                .collect()
+        };
+        let before = self.saved.len();
+        self.saved
+            .retain(|(_, m)| m.device_id != old || applied.contains(&m.device_seq));
+        let unsynced = before - self.saved.len();
+        self.enrolled += 1;
+        let n = self.enrolled;
+        let name = DEVICES[device].1;
+        let path = self.dir.path().join(format!("{name}-{n}.feltbog"));
+        let worker = self.devices[device].worker;
+        let clock = self.devices[device].clock.clone();
+        let device_id = DeviceId(Uuid::from_u64_pair(self.seed, n));
+        let (store, token) = {
+            let mut env = self.env.borrow_mut();
+            let env = &mut *env;
+            let now = env.server_now();
+            enrol_store(env, &path, worker, device_id, clock, now)?
+        };
+        {
+            let mut env = self.env.borrow_mut();
+            env.tokens[device] = token;
+            env.recent_responses[device].clear();
+            env.stats.devices_revoked += 1;
+        }
+        let d = &mut self.devices[device];
+        d.store = Some(store);
+        d.path = path;
+        d.last_cursor = 0;
+        self.log(|| {
+            format!("{name}: revoked, erased itself ({unsynced} unsynced edits gone by design); a new tablet is enrolled")
+        });
+        Ok(())
     }
 
     /// The device loses everything not committed: its open handle, keys and clock in memory.
@@ -671,6 +791,11 @@ impl World {
                 self.devices[device].store = Some(store);
                 self.check_cursor(device)?;
                 Ok(report)
+            }
+            Err(SyncError::Revoked) => {
+                self.replace_revoked(device, store)?;
+                // The new tablet's first sync, as the app runs one after enrolling.
+                self.sync_device(device, faulty)
             }
             Err(SyncError::Store(StoreError::Io(e))) if e.to_string() == "simulated crash" => {
                 self.log(|| format!("{name}: crashes while applying a response or re-stamping"));

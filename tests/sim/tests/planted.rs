@@ -35,9 +35,13 @@ fn caught_within_bound(bug: PlantedBug, expected: &[&str]) {
 
 #[test]
 fn cursor_advanced_before_the_page_is_applied_is_caught() {
-    // The page is lost: the device misses records (convergence), or holds a change to a record
-    // whose creation it never got and cannot read it (store).
-    caught_within_bound(PlantedBug::CursorBeforeApply, &["convergence", "store"]);
+    // The page is lost: the device misses records (convergence), holds a change to a record
+    // whose creation it never got and cannot read it (store), or a citizen moved away whose
+    // erasure was on the lost page (scope).
+    caught_within_bound(
+        PlantedBug::CursorBeforeApply,
+        &["convergence", "store", "scope"],
+    );
 }
 
 #[test]
