@@ -127,6 +127,10 @@ pub struct SyncBar {
     pub progress: Option<SyncProgress>,
     /// Open conflicts waiting in the inbox (0 while locked).
     pub open_conflicts: u32,
+    /// The worker's access changed (role, team, sites, supervised teams): the tablet is sending
+    /// what it had pending and fetching its data again (`store::Rescope`). Screens may be
+    /// incomplete until the next sync finishes it.
+    pub rescoping: bool,
     /// Counts the syncs that changed what screens show (records pulled or erased, edits
     /// acknowledged or set aside, a new profile): an open page reloads when it moves.
     pub changes: u32,
@@ -992,6 +996,9 @@ impl App {
         };
         let mut guard = lock(&self.store);
         if let Some(store) = guard.as_mut() {
+            bar.rescoping = store
+                .rescope_state()
+                .is_ok_and(|r| r != crate::store::Rescope::Idle);
             if let Ok(status) = store.sync_status() {
                 bar.unsynced = clamp(status.pending);
                 bar.set_aside = clamp(status.set_aside);

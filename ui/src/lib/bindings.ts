@@ -105,6 +105,12 @@ only_here: number, last_success_ms: number | null, progress: SyncProgress | null
  */
 open_conflicts: number, 
 /**
+ * The worker's access changed (role, team, sites, supervised teams): the tablet is sending
+ * what it had pending and fetching its data again (`store::Rescope`). Screens may be
+ * incomplete until the next sync finishes it.
+ */
+rescoping: boolean, 
+/**
  * Counts the syncs that changed what screens show (records pulled or erased, edits
  * acknowledged or set aside, a new profile): an open page reloads when it moves.
  */

@@ -180,7 +180,7 @@ function demo(db: Db) {
       can_resend: false, can_copy: true,
     },
   ];
-  db.bar = { state: 'online', unsynced: 2, set_aside: 1, only_here: 3, last_success_ms: now - 12 * 60_000, progress: null, open_conflicts: 3, changes: 0, version: 0 };
+  db.bar = { state: 'online', unsynced: 2, set_aside: 1, only_here: 3, last_success_ms: now - 12 * 60_000, progress: null, open_conflicts: 3, rescoping: false, changes: 0, version: 0 };
 }
 
 /** The signed-in worker the fake server names. */
@@ -209,7 +209,7 @@ function fresh(seed: Seed): Db {
     pending: [],
     setAside: [],
     drafts: {},
-    bar: { state: 'unknown', unsynced: 0, set_aside: 0, only_here: 0, last_success_ms: null, progress: null, open_conflicts: 0, changes: 0, version: 0 },
+    bar: { state: 'unknown', unsynced: 0, set_aside: 0, only_here: 0, last_success_ms: null, progress: null, open_conflicts: 0, rescoping: false, changes: 0, version: 0 },
     calls: [],
   };
   if (seed.demo) demo(db);

@@ -193,6 +193,16 @@ const flows = [
     await notice.waitFor({ state: 'visible', timeout: 2000 });
     assert((await notice.innerText()).includes('slettet'), 'the notice says (in Danish) that the data was erased');
   }],
+  ['a change of access: the sync bar says the tablet fetches its data again', { phase: 'unlocked', demo: true }, async (page) => {
+    const notice = page.locator('[data-testid="rescoping"]');
+    assert(!(await notice.isVisible()), 'no notice without a change of access');
+    // What Rust reports while the tablet follows a scope change (core's store::Rescope).
+    await page.evaluate(() => window.__fake.emitSync({ rescoping: true, state: 'syncing' }));
+    await notice.waitFor({ state: 'visible', timeout: 2000 });
+    assert((await notice.innerText()).includes('adgang er ændret'), 'the notice says (in Danish) that the access changed');
+    await page.evaluate(() => window.__fake.emitSync({ rescoping: false, state: 'online' }));
+    await notice.waitFor({ state: 'hidden', timeout: 2000 });
+  }],
   ['first run opened by a feltbog-enrol: link: the fields come filled', { phase: 'first_run', demo: false, openedWith: 'feltbog-enrol:http://127.0.0.1:8080/#ABC-123' }, async (page) => {
     await screen(page, 'first-run');
     await page.locator('#filled-from').waitFor({ state: 'visible', timeout: 2000 });

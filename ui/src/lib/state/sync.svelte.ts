@@ -10,6 +10,7 @@ export const emptyBar: SyncBar = {
   last_success_ms: null,
   progress: null,
   open_conflicts: 0,
+  rescoping: false,
   changes: 0,
   version: 0,
 };
