@@ -344,6 +344,10 @@ pub struct SyncResponse {
     /// A new lock-state credential, when the request asked for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standing_token: Option<crate::domain::Sensitive<String>>,
+    /// The device learns with this answer that its worker's scope changed: it follows the
+    /// change (`store::Rescope`), whatever profile it held before (even none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rescope: bool,
 }
 
 impl SyncResponse {

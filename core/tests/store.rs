@@ -906,6 +906,7 @@ fn a_mutation_the_server_refuses_for_good_is_set_aside_and_erasure_still_works()
         access_acked: 0,
         profile: None,
         standing_token: None,
+        rescope: false,
     };
     let applied = store.apply_sync_response(&response).unwrap();
     assert_eq!((applied.acked, applied.set_aside), (1, 1));

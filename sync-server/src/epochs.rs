@@ -92,16 +92,25 @@ impl Grace {
     }
 }
 
+/// What [`on_sync`] found.
+#[derive(Clone, Debug, Default)]
+pub struct Learned {
+    /// The device learns of a scope change with this request (the answer says `rescope`).
+    pub now: bool,
+    /// The old scope, while a grace window is open.
+    pub grace: Option<Grace>,
+}
+
 /// Run at the start of a device's sync, in its transaction: if the device has not yet learned
 /// of its worker's latest scope change, it learns now (the grace window is set from
-/// `declared_seq`, see the module docs). Returns the old scope while a grace window is open.
+/// `declared_seq`, see the module docs).
 pub fn on_sync(
     conn: &Connection,
     caller: &Caller,
     declared_seq: Option<u64>,
     pushed_seqs: impl Iterator<Item = u64>,
     now_ms: u64,
-) -> Result<Option<Grace>, IdentityError> {
+) -> Result<Learned, IdentityError> {
     let device = &caller.device_id.0.as_bytes()[..];
     type Row = (i64, Option<i64>, Option<i64>, Option<i64>);
     let (known, mut grace_epoch, mut until_seq, mut until_ms): Row = conn
@@ -113,7 +122,8 @@ pub fn on_sync(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
     let epoch = current_epoch(conn, caller.worker_id)? as i64;
-    if known < epoch {
+    let learns = known < epoch;
+    if learns {
         // Learning now. What the server has applied from this device bounds what it may declare.
         let applied: i64 = conn
             .prepare_cached(
@@ -131,14 +141,18 @@ pub fn on_sync(
         )?
         .execute(params![device, epoch, grace_epoch, until_seq, until_ms])?;
     }
+    let none = Learned {
+        now: learns,
+        grace: None,
+    };
     let (Some(old), Some(until_seq), Some(until_ms)) = (grace_epoch, until_seq, until_ms) else {
-        return Ok(None);
+        return Ok(none);
     };
     if now_ms as i64 >= until_ms {
-        return Ok(None);
+        return Ok(none);
     }
     let Some((role, team, sites, teams)) = old_scope(conn, caller.worker_id, old as u64)? else {
-        return Ok(None);
+        return Ok(none);
     };
     let mut reach = Reach {
         teams: BTreeSet::from([team]),
@@ -149,16 +163,19 @@ pub fn on_sync(
         Role::Supervisor => reach.teams.extend(teams),
         _ => {}
     }
-    Ok(Some(Grace {
-        caller: Caller {
-            role,
-            team_id: team,
-            ..*caller
-        },
-        reach,
-        until_seq: until_seq as u64,
-        until_ms: until_ms as u64,
-    }))
+    Ok(Learned {
+        now: learns,
+        grace: Some(Grace {
+            caller: Caller {
+                role,
+                team_id: team,
+                ..*caller
+            },
+            reach,
+            until_seq: until_seq as u64,
+            until_ms: until_ms as u64,
+        }),
+    })
 }
 
 type OldScope = (Role, Uuid, BTreeSet<Uuid>, BTreeSet<Uuid>);

@@ -90,13 +90,14 @@ pub fn sync(
     let mut reach = scope::reach(&tx, caller)?;
     // Edits made before the device learned of a change of its worker's scope are judged under
     // the scope that held then (`epochs.rs`).
-    let mut grace = crate::epochs::on_sync(
+    let learned = crate::epochs::on_sync(
         &tx,
         caller,
         request.last_device_seq,
         request.mutations.iter().map(|m| m.device_seq),
         now_ms,
     )?;
+    let mut grace = learned.grace;
     let mut ctx = Ctx::new(&tx, max_drift_ms, now_ms)?;
     let who = |action| Entry::device(caller.worker_id, caller.device_id.0, action);
     let mut trail: Vec<Entry> = Vec::new();
@@ -258,6 +259,7 @@ pub fn sync(
         access_acked,
         profile,
         standing_token,
+        rescope: learned.now,
     })
 }
 

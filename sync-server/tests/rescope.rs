@@ -572,3 +572,33 @@ fn site_keys_an_upgraded_device_holding_sites_pulls_its_scope_afresh_under_their
         }
     );
 }
+
+#[test]
+fn rescope_a_device_that_held_no_profile_follows_the_change_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (_, anne) = team_and_worker(&server);
+    let mut tablet = device(dir.path(), "anne", &server, &anne);
+    let person = Citizen::with_alias("Jens");
+    tablet.save(&person).unwrap();
+    sync(&mut tablet);
+    // As a device enrolled before profiles existed, that has not synced since.
+    rusqlite::Connection::open(tablet.path())
+        .unwrap()
+        .execute(
+            "UPDATE sync_state SET profile_key_id = NULL, profile_sealed = NULL",
+            [],
+        )
+        .unwrap();
+    assert!(tablet.profile().unwrap().is_none());
+    let mut edited = person.clone();
+    edited.phone = Some("+45 22 22 22 22".into());
+    tablet.save(&edited).unwrap();
+    let tails = sealed_tails(&tablet, &[person.id.0]);
+    server.admin(&["set-role", "--worker", &anne, "--role", "caretaker"]);
+    let report = sync(&mut tablet);
+    // The server said so: the profile alone could not (there was none to compare).
+    assert!(report.rescoped, "{report:?}");
+    assert_eq!((report.acked, report.set_aside), (1, 0), "{report:?}");
+    nothing_left_of(&mut tablet, &tails, &[person.id.0], &[]);
+}

@@ -48,6 +48,7 @@ fn refuse(store: &mut feltbog_core::store::Store, seq: u64) {
             access_acked: 0,
             profile: None,
             standing_token: None,
+            rescope: false,
         })
         .unwrap();
 }

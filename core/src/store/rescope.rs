@@ -66,6 +66,15 @@ impl Store {
         Ok(changed)
     }
 
+    /// Starts following a scope change the server announced (`SyncResponse::rescope`), if not
+    /// already following one.
+    pub fn begin_rescope(&mut self) -> Result<(), StoreError> {
+        if self.rescope_state()? == Rescope::Idle {
+            self.set_rescope(1)?;
+        }
+        Ok(())
+    }
+
     /// Moves the change along once the outbox is empty: deletes every record and rewinds the
     /// cursor, so the next pulls bring the new scope. Returns whether it started.
     pub fn start_repull(&mut self) -> Result<bool, StoreError> {

@@ -277,6 +277,11 @@ pub fn sync_with<A: StoreAccess>(
                 // changed scope is followed below (`store::rescope`).
                 store.take_profile(profile)?;
             }
+            if response.rescope {
+                // Said by the server, in case the profile alone cannot tell (a device that
+                // held none before).
+                store.begin_rescope()?;
+            }
             let mut restamped = 0;
             if !applied.clock_rejected.is_empty() {
                 restamped = store.restamp(&response)?;
