@@ -247,28 +247,7 @@ async fn standing(State(state): State<AppState>, request: Request) -> Result<Res
     let headers = request.headers().clone();
     check_protocol(&headers)?;
     let peer = peer_key(request.extensions());
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned());
-    let Some(token) = token else {
-        limit(&state.enrol_limiter, &peer)?;
-        return Err(ApiError::Unauthorized);
-    };
-    let guesses = state.enrol_limiter.clone();
-    let device = blocking(state.clone(), move |conn| {
-        match identity::check_standing(conn, &token)? {
-            Ok(device) => Ok(device),
-            Err(Denied::Unknown) => {
-                limit(&guesses, &peer)?;
-                Err(ApiError::Unauthorized)
-            }
-            Err(Denied::Revoked) => Err(ApiError::Revoked),
-        }
-    })
-    .await?;
-    limit(&state.device_limiter, device.0.as_bytes())?;
+    resolve_bearer(&state, &headers, &peer, identity::check_standing, |d| *d).await?;
     encode(
         &headers,
         &feltbog_core::protocol::StandingAnswer { active: true },
@@ -356,13 +335,26 @@ fn check_protocol(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Resolves the bearer token. Unknown tokens count against the client address's guessing
-/// allowance (shared with enrolment), so tokens cannot be tried at full speed.
+/// Resolves the bearer token as a device token. Unknown tokens count against the client
+/// address's guessing allowance (shared with enrolment), so tokens cannot be tried at full speed.
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     peer: &[u8],
 ) -> Result<Caller, ApiError> {
+    resolve_bearer(state, headers, peer, identity::check_token, |c| c.device_id).await
+}
+
+/// Resolves a bearer credential with `check` (a device token, or a lock-state credential): a
+/// missing or unknown one counts against the address's guessing allowance, a revoked one is
+/// told to erase, a good one counts against its device's request rate.
+async fn resolve_bearer<T: Send + 'static>(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: &[u8],
+    check: fn(&rusqlite::Connection, &str) -> Result<Result<T, Denied>, IdentityError>,
+    device_of: fn(&T) -> feltbog_core::hlc::DeviceId,
+) -> Result<T, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -374,19 +366,17 @@ async fn authenticate(
     };
     let guesses = state.enrol_limiter.clone();
     let peer = peer.to_vec();
-    let caller = blocking(state.clone(), move |conn| {
-        match identity::check_token(conn, &token)? {
-            Ok(caller) => Ok(caller),
-            Err(Denied::Unknown) => {
-                limit(&guesses, &peer)?;
-                Err(ApiError::Unauthorized)
-            }
-            Err(Denied::Revoked) => Err(ApiError::Revoked),
+    let resolved = blocking(state.clone(), move |conn| match check(conn, &token)? {
+        Ok(found) => Ok(found),
+        Err(Denied::Unknown) => {
+            limit(&guesses, &peer)?;
+            Err(ApiError::Unauthorized)
         }
+        Err(Denied::Revoked) => Err(ApiError::Revoked),
     })
     .await?;
-    limit(&state.device_limiter, caller.device_id.0.as_bytes())?;
-    Ok(caller)
+    limit(&state.device_limiter, device_of(&resolved).0.as_bytes())?;
+    Ok(resolved)
 }
 
 /// Runs a database call on the blocking pool (SQLite is synchronous).

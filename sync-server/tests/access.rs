@@ -496,15 +496,6 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
     assert_eq!(cells, 5 * (6 * 3 + 6 * 4 + 6 * 4 + 6 + 3 + 1));
 }
 
-fn device_of(server: &Server, worker: &str) -> Vec<String> {
-    server
-        .admin(&["devices"])
-        .lines()
-        .filter(|l| l.split('\t').nth(1) == Some(worker))
-        .map(|l| l.split('\t').next().unwrap().to_owned())
-        .collect()
-}
-
 #[test]
 fn a_revoked_device_and_a_disabled_workers_devices_get_401_and_erase_their_data() {
     let dir = tempfile::tempdir().unwrap();
@@ -531,7 +522,7 @@ fn a_revoked_device_and_a_disabled_workers_devices_get_401_and_erase_their_data(
         )
         .unwrap();
 
-    let [device] = &device_of(&server, &lost)[..] else {
+    let [device] = &devices_of(&server, &lost)[..] else {
         panic!("one device")
     };
     server.admin(&["revoke-device", "--device", device]);

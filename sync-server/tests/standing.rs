@@ -8,16 +8,6 @@ use feltbog_core::domain::Citizen;
 use feltbog_core::protocol::SyncRequest;
 use feltbog_core::sync::{Transport, TransportError, http::HttpTransport};
 
-/// The device ids of `worker`'s devices, from `admin devices`.
-fn devices_of(server: &Server, worker: &str) -> Vec<String> {
-    server
-        .admin(&["devices"])
-        .lines()
-        .filter(|l| l.split('\t').nth(1) == Some(worker))
-        .map(|l| l.split('\t').next().unwrap().to_owned())
-        .collect()
-}
-
 /// `Err` as (status, wipe), or `Ok` as (200, false).
 fn status<T>(r: Result<T, TransportError>) -> (u16, bool) {
     match r {

@@ -306,3 +306,13 @@ pub fn visit_edit_of(
         anonymous_description: v.anonymous_description.clone().unwrap_or_default(),
     }
 }
+
+/// The device ids of `worker`'s devices, from `admin devices`.
+pub fn devices_of(server: &Server, worker: &str) -> Vec<String> {
+    server
+        .admin(&["devices"])
+        .lines()
+        .filter(|l| l.split('\t').nth(1) == Some(worker))
+        .map(|l| l.split('\t').next().unwrap().to_owned())
+        .collect()
+}
