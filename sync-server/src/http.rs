@@ -345,6 +345,10 @@ async fn authenticate(
     resolve_bearer(state, headers, peer, identity::check_token, |c| c.device_id).await
 }
 
+/// How a credential is looked up: what it stands for, or why it was denied.
+type CredentialCheck<T> =
+    fn(&rusqlite::Connection, &str) -> Result<Result<T, Denied>, IdentityError>;
+
 /// Resolves a bearer credential with `check` (a device token, or a lock-state credential): a
 /// missing or unknown one counts against the address's guessing allowance, a revoked one is
 /// told to erase, a good one counts against its device's request rate.
@@ -352,7 +356,7 @@ async fn resolve_bearer<T: Send + 'static>(
     state: &AppState,
     headers: &HeaderMap,
     peer: &[u8],
-    check: fn(&rusqlite::Connection, &str) -> Result<Result<T, Denied>, IdentityError>,
+    check: CredentialCheck<T>,
     device_of: fn(&T) -> feltbog_core::hlc::DeviceId,
 ) -> Result<T, ApiError> {
     let token = headers
