@@ -449,6 +449,9 @@ async function main() {
     RUST_LOG: 'warn',
   });
   await waitForPort(driverPort, 'tauri-driver to listen again');
+  // And the WebKitWebDriver it starts: a session asked for before that is refused (seen once
+  // in CI as "tcp connect error"), as tablet() already waits for both.
+  await waitForPort(nativePort, 'WebKitWebDriver to listen again');
   browser = await session(driverPort);
   current = browser;
   await screen(browser, 'lock');
