@@ -256,9 +256,17 @@ mod tests {
             "phone",
             "birth_year",
             "goals",
-            "consent",
+            "consents",
             "tags",
             "primary_worker",
+            "housing_history",
+            "eviction_risk",
+            "rent_arrears",
+            "resources",
+            "courses",
+            "course_reviews",
+            "referrals",
+            "network",
             // One goal, as goals travel.
             &crate::domain::schema::item_field("goals", uuid::Uuid::now_v7()),
         ] {

@@ -474,20 +474,68 @@ fn seeded_personal_data_never_appears_in_any_file_the_store_writes() {
         status: feltbog_core::domain::GoalStatus::Active,
         created: chrono::Utc::now().date_naive(),
     });
-    citizen.consent = Some(feltbog_core::domain::Consent {
-        status: feltbog_core::domain::ConsentStatus::Given,
-        date: chrono::Utc::now().date_naive(),
-        scope: "samtykke-markør: deling med jobcenter".into(),
-        method: feltbog_core::domain::ConsentMethod::Verbal,
-        recorded_by: WorkerId::new(),
-    });
+    let today = chrono::Utc::now().date_naive();
+    {
+        use feltbog_core::domain::*;
+        citizen.consents.push(PurposeConsent {
+            id: ConsentId::new(),
+            purpose: ConsentPurpose::SharingWithAgencies,
+            status: ConsentStatus::Given,
+            date: today,
+            scope: "samtykke-markør: deling med jobcenter".into(),
+            method: ConsentMethod::Verbal,
+            recorded_by: WorkerId::new(),
+        });
+        // Every sensitive field of the pathway (issue 17) carries a marker of its own.
+        citizen.resources = Some("ressource-markør: tegner og fisker".into());
+        let course = CourseId::new();
+        citizen.courses.push(Course {
+            id: course,
+            kind: CourseKind::Cti,
+            started: today,
+            planned_end: None,
+            ended: None,
+            ending: None,
+            goals: citizen.goals.iter().map(|g| g.id).collect(),
+            note: "forløb-markør: stabilisering".into(),
+        });
+        citizen.course_reviews.push(CourseReview {
+            id: CourseReviewId::new(),
+            course_id: course,
+            date: today,
+            text: "opfølgning-markør: godt i gang".into(),
+        });
+        citizen.referrals.push(ReferralCase {
+            id: ReferralCaseId::new(),
+            target: Referral::Psychiatry,
+            made: today,
+            visit_id: None,
+            outcome: ReferralOutcome::Waiting,
+            outcome_date: None,
+            follow_up: None,
+            note: "henvisning-markør: distriktspsykiatri".into(),
+        });
+        citizen.network.push(NetworkPerson {
+            id: NetworkPersonId::new(),
+            name: "netværk-markør Søsteren".into(),
+            relation: Relation::Sibling,
+            contact: Some("kontakt-markør 12 34 56 78".into()),
+            may_involve: true,
+        });
+    }
     store.save(&citizen).unwrap();
     let mut visit = visit_for(&citizen, note);
     store.save(&visit).unwrap();
     visit.note = format!("{note} (rettet)").into();
     store.save(&visit).unwrap();
     // Inspect the files while the store is open (WAL not yet checkpointed) and after closing.
-    let markers: [&[u8]; 12] = [
+    let markers: [&[u8]; 18] = [
+        "ressource-markør".as_bytes(),
+        "forløb-markør".as_bytes(),
+        "opfølgning-markør".as_bytes(),
+        "henvisning-markør".as_bytes(),
+        "netværk-markør".as_bytes(),
+        "kontakt-markør".as_bytes(),
         b"+45 99 88 77 66",
         b"99 88 77 66",
         "tag-markør".as_bytes(),

@@ -308,6 +308,30 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (device_id, device_seq)
     ) WITHOUT ROWID;
     "#,
+    // 12: consent per purpose (issue 17). A citizen's single consent becomes the consent for
+    // one purpose, `recording`, stored as the item `consents__<the citizen's id>` under the
+    // stamp it had: the item core's `schema::upcast_legacy` reads a device's old cell as, so
+    // devices and server agree without a sync. Its `scope` words are kept.
+    r#"
+    INSERT OR IGNORE INTO fields (entity, record_id, field, value, hlc, device, set_state)
+        SELECT f.entity, f.record_id,
+               'consents__' || lower(hex(f.record_id)),
+               json_object(
+                   'id', lower(substr(hex(f.record_id), 1, 8) || '-' || substr(hex(f.record_id), 9, 4)
+                       || '-' || substr(hex(f.record_id), 13, 4) || '-'
+                       || substr(hex(f.record_id), 17, 4) || '-' || substr(hex(f.record_id), 21, 12)),
+                   'purpose', 'recording',
+                   'status', json_extract(f.value, '$.status'),
+                   'date', json_extract(f.value, '$.date'),
+                   'method', json_extract(f.value, '$.method'),
+                   'recorded_by', json_extract(f.value, '$.recorded_by'),
+                   'scope', json_extract(f.value, '$.scope')),
+               f.hlc, f.device, NULL
+        FROM fields f
+        WHERE f.entity = 'citizen' AND f.field = 'consent' AND json_valid(f.value)
+          AND json_type(f.value) = 'object';
+    DELETE FROM fields WHERE entity = 'citizen' AND field = 'consent';
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -554,6 +578,69 @@ mod tests {
             vec![false, true],
             "the caretaker's device re-enrols"
         );
+    }
+
+    #[test]
+    fn a_version_11_database_migrates_with_the_single_consent_as_the_consent_for_one_purpose() {
+        let dir = tempfile::tempdir().unwrap();
+        let citizen = uuid::Uuid::now_v7();
+        let other = uuid::Uuid::now_v7();
+        let worker = uuid::Uuid::now_v7();
+        let consent = serde_json::json!({"status": "given", "date": "2026-03-04",
+            "scope": "deling med jobcentret", "method": "written", "recorded_by": worker});
+        {
+            let conn = at_version(dir.path(), 11);
+            for (id, field, value) in [
+                (citizen, "consent", consent.to_string()),
+                (citizen, "alias", "\"Fisk\"".to_owned()),
+                (other, "consent", "null".to_owned()),
+            ] {
+                conn.execute(
+                    "INSERT INTO fields (entity, record_id, field, value, hlc, device)
+                     VALUES ('citizen', ?1, ?2, ?3, 77, ?4)",
+                    params![&id.as_bytes()[..], field, value, &[9u8; 16][..]],
+                )
+                .unwrap();
+            }
+        }
+        let conn = open(dir.path()).unwrap();
+        type FieldRow = (Vec<u8>, String, String, i64, Vec<u8>);
+        let rows: Vec<FieldRow> = conn
+            .prepare(
+                "SELECT record_id, field, value, hlc, device FROM fields ORDER BY record_id, field",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let fields: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+        let item = format!("consents__{}", citizen.simple());
+        assert_eq!(fields, ["alias", item.as_str()], "every other field kept");
+        let (_, _, value, hlc, device) = &rows[1];
+        let value: serde_json::Value = serde_json::from_str(value).unwrap();
+        // The very item a device derives from its own copy of the consent, stamp and all.
+        let legacy: feltbog_core::domain::Consent =
+            serde_json::from_value(consent.clone()).unwrap();
+        let expected = feltbog_core::domain::pathway::legacy_consent(
+            feltbog_core::domain::CitizenId(citizen),
+            &legacy,
+        );
+        assert_eq!(value, serde_json::to_value(&expected).unwrap());
+        assert_eq!(
+            feltbog_core::domain::schema::upcast_legacy(
+                feltbog_core::domain::EntityKind::Citizen,
+                citizen,
+                "consent",
+                &consent
+            ),
+            Some((item.clone(), value.clone()))
+        );
+        assert_eq!((*hlc, device.as_slice()), (77, &[9u8; 16][..]));
+        assert_eq!(value["purpose"], "recording");
+        assert_eq!(value["scope"], "deling med jobcentret");
     }
 
     #[test]

@@ -188,6 +188,9 @@ pub fn reference_in_scope(
         Target::Citizen => record(EntityKind::Citizen)?
             .is_some_and(|s| s.team == caller.team_id && readable(caller, reach, &s)),
         Target::Task => record(EntityKind::Task)?.is_some_and(|s| writable(caller, reach, &s)),
+        // The visit a referral was made on: one the writer reads.
+        Target::Visit => record(EntityKind::Visit)?
+            .is_some_and(|s| s.team == caller.team_id && readable(caller, reach, &s)),
         Target::Site => {
             record(EntityKind::Site)?.is_some_and(|s| s.team == caller.team_id && !s.removed)
         }

@@ -758,6 +758,13 @@ impl Ctx<'_> {
             // What the record refers to already stays acceptable: editing a consent's scope
             // keeps its recorder, who may have moved team since; only new references are the
             // writer's to justify.
+            // A visit's course and goals are items of its own citizen's record.
+            if let Some(list) = citizen_item_list(op.entity, &op.field)
+                && !value.is_null()
+                && !self.citizen_holds_item(m, list, value)?
+            {
+                return invalid("the course or goal is not one of the citizen's");
+            }
             let held = self.held_references(op)?;
             for reference in references.into_iter().filter(|r| !held.contains(r)) {
                 if !planted(PlantedBug::ReferencesUnscoped)
@@ -771,6 +778,39 @@ impl Ctx<'_> {
             }
         }
         Ok(Ok(()))
+    }
+
+    /// Whether the citizen a visit mutation is about (named in it, or stored) holds the item
+    /// `value` names in `list`, not removed.
+    fn citizen_holds_item(
+        &self,
+        m: &Mutation,
+        list: &str,
+        value: &serde_json::Value,
+    ) -> Result<bool, SyncError> {
+        let Some(item) = value.as_str().and_then(|s| Uuid::try_parse(s).ok()) else {
+            return Ok(false);
+        };
+        let first = &m.ops[0];
+        let named = m
+            .ops
+            .iter()
+            .find(|op| op.field == "citizen_id")
+            .map(|op| op.change.value().clone());
+        let citizen = match named {
+            Some(v) => Some(v),
+            None => field_value(self.tx, first.entity, first.id, "citizen_id")?,
+        };
+        let Some(citizen) = citizen.and_then(|v| serde_json::from_value::<Uuid>(v).ok()) else {
+            return Ok(false);
+        };
+        Ok(field_value(
+            self.tx,
+            EntityKind::Citizen,
+            citizen,
+            &schema::item_field(list, item),
+        )?
+        .is_some_and(|v| !v.is_null()))
     }
 
     /// The references the stored value of `op`'s field holds now (every element of a set).
@@ -1846,6 +1886,15 @@ fn write_into(record: &mut serde_json::Map<String, serde_json::Value>, m: &Mutat
     }
 }
 
+/// The citizen's item list a visit's field names an item of: its course, its goals.
+fn citizen_item_list(entity: EntityKind, field: &str) -> Option<&'static str> {
+    match (entity, field) {
+        (EntityKind::Visit, "course_id") => Some("courses"),
+        (EntityKind::Visit, "goals") => Some("goals"),
+        _ => None,
+    }
+}
+
 /// A stored record's fields as one JSON object.
 fn stored_record(
     conn: &Connection,
@@ -1903,14 +1952,16 @@ fn check_record(
     entity: EntityKind,
     mut record: serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), String> {
-    // Removed goals stay as `null` marks (a removal may arrive before the goal it removes,
-    // when that goal's push was sent back for a clock re-stamp): bound them with the goals.
-    let items = record
-        .keys()
-        .filter(|k| schema::item_of(entity, k).is_some())
-        .count();
-    if items > feltbog_core::domain::limits::GOALS_EVER {
-        return Err("too many goals, removed ones included".to_owned());
+    // Removed items stay as `null` marks (a removal may arrive before the item it removes,
+    // when that item's push was sent back for a clock re-stamp): bound each list with them.
+    for list in entity.item_fields() {
+        let items = record
+            .keys()
+            .filter(|k| schema::item_of(entity, k).is_some_and(|(l, _)| l == *list))
+            .count();
+        if items > feltbog_core::domain::limits::items_ever(list) {
+            return Err(format!("too many {list}, removed ones included"));
+        }
     }
     schema::join_items(entity, &mut record).map_err(|e| e.to_string())?;
     let json = serde_json::Value::Object(record);

@@ -978,7 +978,7 @@ fn request_rates_and_batch_sizes_have_clear_limits() {
         "housing",
         "site_id",
         "primary_worker",
-        "consent",
+        "resources",
     ];
     let huge: Vec<FieldOp> = fields.iter().map(|f| op(f, big.clone().into())).collect();
     assert_eq!(

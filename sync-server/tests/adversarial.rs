@@ -583,6 +583,7 @@ fn team_of(conn: &Connection, target: Target, id: Uuid) -> Option<Uuid> {
         Target::Citizen => EntityKind::Citizen,
         Target::Site => EntityKind::Site,
         Target::Task => EntityKind::Task,
+        Target::Visit => EntityKind::Visit,
         Target::Worker => {
             return conn
                 .query_row(

@@ -401,13 +401,14 @@ fn references_outside_the_writers_scope_are_refused_as_if_they_did_not_exist() {
         )]),
         unavailable
     );
-    let consent = json!({"status": "given", "date": "2026-12-06", "scope": "alt",
-        "method": "verbal", "recorded_by": t.syd_worker});
+    let consent_id = Uuid::now_v7();
+    let consent = json!({"id": consent_id, "purpose": "recording", "status": "given",
+        "date": "2026-12-06", "scope": "alt", "method": "verbal", "recorded_by": t.syd_worker});
     assert_eq!(
         raw.write(vec![edit(
             EntityKind::Citizen,
             t.citizen,
-            "consent",
+            &feltbog_core::domain::schema::item_field("consents", consent_id),
             consent
         )]),
         unavailable
@@ -741,14 +742,17 @@ fn an_edit_keeps_the_references_a_record_already_holds_after_their_target_moved_
     let mut t = teams();
     let mut raw = Raw::of(&mut t.mine);
     let colleague = t.colleague.enrolment().unwrap().unwrap().worker_id;
+    let consent_id = Uuid::now_v7();
     let consent = |scope: &str| {
-        json!({"status": "given", "date": "2026-12-06", "scope": scope, "method": "verbal",
+        json!({"id": consent_id, "purpose": "recording", "status": "given",
+               "date": "2026-12-06", "scope": scope, "method": "verbal",
                "recorded_by": colleague})
     };
+    let field = feltbog_core::domain::schema::item_field("consents", consent_id);
     raw.write(vec![edit(
         EntityKind::Citizen,
         t.citizen,
-        "consent",
+        &field,
         consent("alt"),
     )])
     .unwrap();
@@ -765,7 +769,7 @@ fn an_edit_keeps_the_references_a_record_already_holds_after_their_target_moved_
     raw.write(vec![edit(
         EntityKind::Citizen,
         t.citizen,
-        "consent",
+        &field,
         consent("kun bolig"),
     )])
     .expect("a reference the record already holds stays acceptable");

@@ -112,8 +112,10 @@ fn refused_edits_count_as_work_only_on_this_tablet_and_a_wipe_must_have_shown_th
 #[test]
 fn a_caretakers_device_receives_a_residents_name_and_place_but_not_cpr_goals_or_consent() {
     use feltbog_core::domain::{
-        Citizen, Consent, ConsentMethod, ConsentStatus, Cpr, Goal, GoalId, GoalStatus, Site,
-        SiteId, SiteKind, WorkerId,
+        Citizen, ConsentId, ConsentMethod, ConsentPurpose, ConsentStatus, Course, CourseId,
+        CourseKind, Cpr, Goal, GoalId, GoalStatus, HousingChange, HousingChangeId,
+        HousingSituation, NetworkPerson, NetworkPersonId, PurposeConsent, Referral, ReferralCase,
+        ReferralCaseId, ReferralOutcome, Relation, Site, SiteId, SiteKind, WorkerId,
     };
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("server"));
@@ -149,13 +151,51 @@ fn a_caretakers_device_receives_a_residents_name_and_place_but_not_cpr_goals_or_
         status: GoalStatus::Active,
         created: chrono::Utc::now().date_naive(),
     }];
-    resident.consent = Some(Consent {
+    let today = chrono::Utc::now().date_naive();
+    resident.consents = vec![PurposeConsent {
+        id: ConsentId::new(),
+        purpose: ConsentPurpose::Recording,
         status: ConsentStatus::Given,
-        date: chrono::Utc::now().date_naive(),
+        date: today,
         scope: "alt".into(),
         method: ConsentMethod::Verbal,
         recorded_by: WorkerId(anne.parse().unwrap()),
-    });
+    }];
+    // The pathway is case work: none of it is a caretaker's.
+    resident.housing_history = vec![HousingChange {
+        id: HousingChangeId::new(),
+        from: today,
+        situation: HousingSituation::AlternativeHousing,
+    }];
+    resident.eviction_risk = true;
+    resident.resources = Some("God til at tegne".into());
+    resident.network = vec![NetworkPerson {
+        id: NetworkPersonId::new(),
+        name: "Søsteren Ida".into(),
+        relation: Relation::Sibling,
+        contact: None,
+        may_involve: true,
+    }];
+    resident.referrals = vec![ReferralCase {
+        id: ReferralCaseId::new(),
+        target: Referral::SocialNurse,
+        made: today,
+        visit_id: None,
+        outcome: ReferralOutcome::Waiting,
+        outcome_date: None,
+        follow_up: None,
+        note: "".into(),
+    }];
+    resident.courses = vec![Course {
+        id: CourseId::new(),
+        kind: CourseKind::HousingFirst,
+        started: today,
+        planned_end: None,
+        ended: None,
+        ending: None,
+        goals: resident.goals.iter().map(|g| g.id).collect(),
+        note: "".into(),
+    }];
     outreach.save(&site).unwrap();
     outreach.save(&resident).unwrap();
     sync(&mut outreach);
@@ -183,10 +223,32 @@ fn a_caretakers_device_receives_a_residents_name_and_place_but_not_cpr_goals_or_
     );
     assert_eq!(seen.site_id, Some(site.id));
     assert!(seen.cpr.is_none() && seen.phone.is_none() && seen.birth_year.is_none());
-    assert!(seen.goals.is_empty() && seen.consent.is_none());
+    assert!(seen.goals.is_empty() && seen.consents.is_empty());
+    assert!(
+        seen.housing_history.is_empty()
+            && !seen.eviction_risk
+            && seen.resources.is_none()
+            && seen.network.is_empty()
+            && seen.referrals.is_empty()
+            && seen.courses.is_empty()
+    );
     // The outreach worker's own device and the server keep everything.
     let full: Citizen = outreach.get(resident.id.0).unwrap().unwrap();
-    assert!(full.cpr.is_some() && full.consent.is_some() && !full.goals.is_empty());
+    assert!(full.cpr.is_some() && !full.consents.is_empty() && !full.goals.is_empty());
+    assert_eq!(
+        (
+            &full.housing_history,
+            &full.network,
+            &full.referrals,
+            &full.courses
+        ),
+        (
+            &resident.housing_history,
+            &resident.network,
+            &resident.referrals,
+            &resident.courses
+        )
+    );
 }
 
 #[test]

@@ -159,29 +159,6 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
         }
     );
 
-    // Each breakdown: every shown row exact; a hidden row has fewer than 5 people, or is the
-    // one row hidden with a single small row; never exactly one hidden row.
-    fn check(mut rows: Vec<reports::Row<String>>, expected: BTreeMap<String, (u64, u64)>) {
-        rows.sort_by(|x, y| x.key.cmp(&y.key));
-        let keys: Vec<&String> = rows.iter().map(|r| &r.key).collect();
-        assert_eq!(keys, expected.keys().collect::<Vec<_>>());
-        let small = expected.values().filter(|(_, p)| *p < 5).count();
-        let hidden = rows.iter().filter(|r| r.people == Count::Hidden).count();
-        assert_ne!(hidden, 1, "a single hidden row could be read off the total");
-        for row in &rows {
-            let (contacts, people) = expected[&row.key];
-            match row.people {
-                Count::Shown(p) => {
-                    assert!(people >= 5, "{} shows {p} people", row.key);
-                    assert_eq!((row.count, p), (Count::Shown(contacts), people));
-                }
-                Count::Hidden => {
-                    assert_eq!(row.count, Count::Hidden);
-                    assert!(people < 5 || small == 1, "{} hidden with {people}", row.key);
-                }
-            }
-        }
-    }
     /// A breakdown's keys by their wire names (`home_visit`, `2026-W49`).
     fn named<K: serde::Serialize>(rows: &[reports::Row<K>]) -> Vec<reports::Row<String>> {
         rows.iter()
@@ -429,7 +406,7 @@ fn housing_moves_follow_ups_and_open_conflicts_are_counted_from_what_happened() 
         period: Period::new(from, to).unwrap(),
         teams: team.clone(),
     };
-    let housing = reports::housing(&conn, &on(today, today)).unwrap();
+    let housing = reports::housing(&conn, &on(today, today), today).unwrap();
     // The expected moves, from the script.
     let mut moves: BTreeMap<(String, String), (u64, BTreeSet<usize>)> = BTreeMap::new();
     for (i, m) in script.iter().enumerate() {
@@ -487,7 +464,7 @@ fn housing_moves_follow_ups_and_open_conflicts_are_counted_from_what_happened() 
     assert_eq!(at_end.len(), 3);
     // Yesterday: no history yet.
     let yesterday = today - Duration::days(1);
-    let before = reports::housing(&conn, &on(yesterday, yesterday)).unwrap();
+    let before = reports::housing(&conn, &on(yesterday, yesterday), today).unwrap();
     assert!(before.moves.is_empty() && before.at_end.is_empty());
     assert_eq!(before.people_moved, Count::Hidden);
 
@@ -521,6 +498,30 @@ fn housing_moves_follow_ups_and_open_conflicts_are_counted_from_what_happened() 
     assert_eq!(conflicts.by_age[0].open, 1);
 }
 
+// Each breakdown: every shown row exact; a hidden row has fewer than 5 people, or is the
+// one row hidden with a single small row; never exactly one hidden row.
+fn check(mut rows: Vec<reports::Row<String>>, expected: BTreeMap<String, (u64, u64)>) {
+    rows.sort_by(|x, y| x.key.cmp(&y.key));
+    let keys: Vec<&String> = rows.iter().map(|r| &r.key).collect();
+    assert_eq!(keys, expected.keys().collect::<Vec<_>>());
+    let small = expected.values().filter(|(_, p)| *p < 5).count();
+    let hidden = rows.iter().filter(|r| r.people == Count::Hidden).count();
+    assert_ne!(hidden, 1, "a single hidden row could be read off the total");
+    for row in &rows {
+        let (contacts, people) = expected[&row.key];
+        match row.people {
+            Count::Shown(p) => {
+                assert!(people >= 5, "{} shows {p} people", row.key);
+                assert_eq!((row.count, p), (Count::Shown(contacts), people));
+            }
+            Count::Hidden => {
+                assert_eq!(row.count, Count::Hidden);
+                assert!(people < 5 || small == 1, "{} hidden with {people}", row.key);
+            }
+        }
+    }
+}
+
 /// A value's wire name (`street`).
 fn name<K: serde::Serialize>(k: &K) -> String {
     serde_json::to_value(k)
@@ -528,4 +529,224 @@ fn name<K: serde::Serialize>(k: &K) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// The pathway's reports (issue 17), against a generated dataset saved through the app's own
+/// pathway form and synced: homes kept at 3, 6 and 12 months from the dated housing history,
+/// courses started, ended (by how) and running, and followed referrals by outcome. The
+/// expected values are computed here from what was generated; another team's citizens never
+/// count.
+#[test]
+fn pathway_reports_count_kept_homes_courses_and_referral_outcomes_from_what_was_recorded() {
+    use feltbog_core::app::forms::{PathwayEdit, PathwayItem};
+    use feltbog_core::domain::*;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let nord = server.admin(&["create-team", "Team Nord"]);
+    let syd = server.admin(&["create-team", "Team Syd"]);
+    let anna = worker(&server, &nord, "Anna", "outreach");
+    let bo = worker(&server, &syd, "Bo", "outreach");
+    let (a, _) = app_device(dir.path(), "anna", &server, &anna);
+    let (b, _) = app_device(dir.path(), "bo", &server, &bo);
+    let today = Utc::now().date_naive();
+    let ago = |days: u64| today - Duration::days(days as i64);
+    let save = |app: &feltbog_core::app::App, c: uuid::Uuid, item: PathwayItem| {
+        app.save_pathway(
+            c,
+            &PathwayEdit::Save {
+                item,
+                follow_up: None,
+            },
+        )
+        .unwrap();
+    };
+    let situations = HousingSituation::OFFERED;
+    let mut rng = Lcg(17);
+    let mut histories: Vec<Vec<HousingChange>> = Vec::new();
+    let mut courses: Vec<Vec<Course>> = Vec::new();
+    let mut referrals: Vec<Vec<ReferralCase>> = Vec::new();
+    for i in 0..40 {
+        let (app, mine) = if i < 34 { (&a, true) } else { (&b, false) };
+        let c = app
+            .save_citizen(
+                &citizen_form(serde_json::json!({"alias": format!("B{i}")})),
+                None,
+            )
+            .unwrap();
+        let mut history = Vec::new();
+        let mut day = ago(700);
+        for _ in 0..rng.below(5) + 1 {
+            day += Duration::days(rng.below(200) as i64 + 1);
+            if day > today {
+                break;
+            }
+            // Homes are likely, so there are move-ins to measure.
+            let situation = if rng.below(2) == 0 {
+                [
+                    HousingSituation::OwnRental,
+                    HousingSituation::SupportedHousing,
+                    HousingSituation::AlternativeHousing,
+                ][rng.below(3) as usize]
+            } else {
+                situations[rng.below(situations.len() as u64) as usize]
+            };
+            let change = HousingChange {
+                id: HousingChangeId::new(),
+                from: day,
+                situation,
+            };
+            save(app, c, PathwayItem::HousingHistory(change.clone()));
+            history.push(change);
+        }
+        let mut kept_courses = Vec::new();
+        for _ in 0..rng.below(3) {
+            let started = ago(rng.below(500));
+            let ended = (rng.below(2) == 0)
+                .then(|| started + Duration::days(rng.below(300) as i64))
+                .filter(|end| *end <= today);
+            let course = Course {
+                id: CourseId::new(),
+                kind: CourseKind::ALL[rng.below(3) as usize],
+                started,
+                planned_end: None,
+                ended,
+                ending: ended.map(|_| CourseEnding::ALL[rng.below(3) as usize]),
+                goals: BTreeSet::new(),
+                note: "".into(),
+            };
+            save(app, c, PathwayItem::Courses(course.clone()));
+            kept_courses.push(course);
+        }
+        let mut kept_referrals = Vec::new();
+        for _ in 0..rng.below(4) {
+            let made = ago(rng.below(500));
+            let outcome = ReferralOutcome::ALL[rng.below(4) as usize];
+            let referral = ReferralCase {
+                id: ReferralCaseId::new(),
+                target: Referral::CaseWorker,
+                made,
+                visit_id: None,
+                outcome,
+                outcome_date: (outcome != ReferralOutcome::Waiting).then_some(made),
+                follow_up: None,
+                note: "".into(),
+            };
+            save(app, c, PathwayItem::Referrals(referral.clone()));
+            kept_referrals.push(referral);
+        }
+        if mine {
+            histories.push(history);
+            courses.push(kept_courses);
+            referrals.push(kept_referrals);
+        }
+    }
+    a.sync_once(&|_| {}).unwrap();
+    b.sync_once(&|_| {}).unwrap();
+
+    let conn = rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
+    reports::refresh(&conn).unwrap();
+    let period = Period::new(ago(365), today).unwrap();
+    let filter = Filter {
+        period,
+        teams: vec![nord.parse().unwrap()],
+    };
+    let inside = |d: chrono::NaiveDate| d >= period.from && d <= period.to;
+    // Entries and the citizens behind them, per key.
+    let mut groups: BTreeMap<&str, BTreeMap<String, (u64, BTreeSet<usize>)>> = BTreeMap::new();
+    let mut add = |table: &'static str, key: String, who: usize| {
+        let e = groups.entry(table).or_default().entry(key).or_default();
+        e.0 += 1;
+        e.1.insert(who);
+    };
+    let home = |s: HousingSituation| {
+        matches!(
+            s,
+            HousingSituation::OwnRental
+                | HousingSituation::SupportedHousing
+                | HousingSituation::AlternativeHousing
+        )
+    };
+    for (who, history) in histories.iter().enumerate() {
+        // The history was generated in date order; a move-in is a home after no home.
+        let mut housed = false;
+        for (i, change) in history.iter().enumerate() {
+            if home(change.situation) && !housed {
+                for months in [3u32, 6, 12] {
+                    let due = change
+                        .from
+                        .checked_add_months(chrono::Months::new(months))
+                        .unwrap();
+                    if !inside(due) || due > today {
+                        continue;
+                    }
+                    let lost = history[i + 1..]
+                        .iter()
+                        .any(|later| later.from <= due && !home(later.situation));
+                    add(
+                        "kept",
+                        format!("{months}_{}", if lost { "lost" } else { "kept" }),
+                        who,
+                    );
+                }
+            }
+            housed = home(change.situation);
+        }
+    }
+    for (who, list) in courses.iter().enumerate() {
+        for c in list {
+            if inside(c.started) {
+                add("started", name(&c.kind), who);
+            }
+            if let (Some(end), Some(ending)) = (c.ended, c.ending)
+                && inside(end)
+            {
+                add("ended", name(&ending), who);
+            }
+            if c.started <= today && c.ended.is_none_or(|e| e > today) {
+                add("running", name(&c.kind), who);
+            }
+        }
+    }
+    for (who, list) in referrals.iter().enumerate() {
+        for r in list.iter().filter(|r| inside(r.made)) {
+            add("outcome", name(&r.outcome), who);
+        }
+    }
+    let expected = |table: &str| -> BTreeMap<String, (u64, u64)> {
+        groups
+            .get(table)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, (n, people))| (k, (n, people.len() as u64)))
+            .collect()
+    };
+    let housing = reports::housing(&conn, &filter, today).unwrap();
+    assert!(
+        !housing.kept_home.is_empty(),
+        "the dataset measures some homes"
+    );
+    check(housing.kept_home, expected("kept"));
+    let report = reports::courses(&conn, &filter).unwrap();
+    check(report.started_by_kind, expected("started"));
+    check(report.ended_by_ending, expected("ended"));
+    check(report.running_by_kind, expected("running"));
+    let total = |table: &str| {
+        let e = expected(table);
+        let people: BTreeSet<usize> = groups
+            .get(table)
+            .map(|g| g.values().flat_map(|(_, p)| p.iter().copied()).collect())
+            .unwrap_or_default();
+        (e.values().map(|(n, _)| n).sum::<u64>(), people.len() as u64)
+    };
+    let (started, started_people) = total("started");
+    assert_eq!(report.started, Count::Shown(started));
+    assert_eq!(report.started_people, Count::Shown(started_people));
+    let refs = reports::referrals(&conn, &filter).unwrap();
+    check(refs.by_outcome, expected("outcome"));
+    let (followed, followed_people) = total("outcome");
+    assert_eq!(
+        (refs.followed, refs.followed_people),
+        (Count::Shown(followed), Count::Shown(followed_people))
+    );
 }

@@ -52,50 +52,6 @@ fn every_edit_kept(dir: &Path, store: &mut Store, from: u64, to: u64) -> usize {
     aside.len()
 }
 
-/// The last 32 bytes of the sealed cells of each record (an AEAD tag and the end of a sealed
-/// value: unique to that record), read from the store's file.
-fn sealed_tails(store: &Store, ids: &[Uuid]) -> Vec<Vec<u8>> {
-    let db = rusqlite::Connection::open(store.path()).unwrap();
-    let tails: Vec<Vec<u8>> = ids
-        .iter()
-        .map(|id| {
-            let cells: Vec<u8> = db
-                .query_row(
-                    "SELECT cells FROM records WHERE id = ?1",
-                    [&id.as_bytes()[..]],
-                    |r| r.get(0),
-                )
-                .unwrap_or_else(|_| panic!("record {id} is on the device"));
-            cells[cells.len() - 32..].to_vec()
-        })
-        .collect();
-    // Positive control: the scan finds them while they are there.
-    assert!(
-        tails.iter().all(|t| in_store_files(store, t)),
-        "scan saw the records"
-    );
-    tails
-}
-
-fn in_store_files(store: &Store, needle: &[u8]) -> bool {
-    let name = store
-        .path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    std::fs::read_dir(store.path().parent().unwrap())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&name))
-        .any(|e| {
-            std::fs::read(e.path())
-                .unwrap_or_default()
-                .windows(needle.len())
-                .any(|w| w == needle)
-        })
-}
-
 /// Nothing of what left the scope is on the device: no record opens, no sealed byte of it is in
 /// any of the store's files, and the left citizens' keys are gone.
 fn nothing_left_of(store: &mut Store, tails: &[Vec<u8>], citizens: &[Uuid], records: &[Uuid]) {

@@ -22,6 +22,8 @@ fn visit_form(citizen: Option<uuid::Uuid>, note: &str) -> VisitInput {
         note: note.into(),
         wellbeing: Some(6),
         follow_up: None,
+        course_id: None,
+        goals: Vec::new(),
     }
 }
 

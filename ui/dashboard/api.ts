@@ -25,7 +25,7 @@ export interface Table {
   chart: 'bar' | 'line' | null;
 }
 
-export const REPORTS = ['contacts', 'referrals', 'follow_ups', 'housing', 'wellbeing', 'conflicts'] as const;
+export const REPORTS = ['contacts', 'referrals', 'follow_ups', 'housing', 'courses', 'wellbeing', 'conflicts'] as const;
 export type ReportName = (typeof REPORTS)[number];
 
 export interface Filter {

@@ -60,6 +60,7 @@ const own = {
     'report.housing': 'Boligsituation',
     'report.wellbeing': 'Trivsel',
     'report.conflicts': 'Åbne konflikter',
+    'report.courses': 'Forløb',
   },
   en: {
     'app.title': 'Feltbog – reports',
@@ -117,6 +118,7 @@ const own = {
     'report.housing': 'Housing',
     'report.wellbeing': 'Wellbeing',
     'report.conflicts': 'Open conflicts',
+    'report.courses': 'Courses',
   },
 } as const;
 

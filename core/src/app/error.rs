@@ -89,7 +89,10 @@ fn validation_field(e: &ValidationError) -> Option<&'static str> {
         | ValidationError::TooLong { field, .. }
         | ValidationError::Blank { field }
         | ValidationError::OutOfRange { field, .. }
-        | ValidationError::TooMany { field, .. } => Some(field),
+        | ValidationError::TooMany { field, .. }
+        | ValidationError::EndsBeforeStart { field }
+        | ValidationError::UnknownItem { field } => Some(field),
+        ValidationError::EndingWithoutEnd => Some("courses.ending"),
         ValidationError::InvalidCpr(_) | ValidationError::CprBirthYearMismatch => Some("cpr"),
         ValidationError::CitizenNeedsAliasOrName => Some("alias"),
         ValidationError::VisitNeedsCitizenOrAnonymous

@@ -4,10 +4,11 @@
 
 use super::error::AppError;
 use crate::domain::{
-    AnonymousContact, Citizen, CitizenId, Consent, ConsentMethod, ConsentStatus, Cpr, Goal, GoalId,
-    GoalStatus, HousingSituation, Referral, Sensitive, Site, SiteId, SiteKind, SiteLogEntry,
-    SiteLogEntryId, SiteLogKind, Task, TaskId, TaskStatus, TeamId, Theme, Visit, VisitId,
-    VisitKind, WorkerId,
+    AnonymousContact, Citizen, CitizenId, ConsentId, ConsentMethod, ConsentPurpose, ConsentStatus,
+    Course, CourseId, CourseReview, Cpr, Goal, GoalId, GoalStatus, HousingChange, HousingSituation,
+    NetworkPerson, PurposeConsent, Referral, ReferralCase, Sensitive, Site, SiteId, SiteKind,
+    SiteLogEntry, SiteLogEntryId, SiteLogKind, Task, TaskId, TaskStatus, TeamId, Theme, Visit,
+    VisitId, VisitKind, WorkerId,
 };
 use crate::store::{Resolution, Store, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -100,6 +101,11 @@ pub struct VisitInput {
     pub note: String,
     pub wellbeing: Option<u8>,
     pub follow_up: Option<FollowUpInput>,
+    /// The support course the visit was part of, and the citizen's goals it worked on.
+    #[serde(default)]
+    pub course_id: Option<Uuid>,
+    #[serde(default)]
+    pub goals: Vec<Uuid>,
 }
 
 /// A task about a citizen.
@@ -367,20 +373,26 @@ pub fn citizen_from(
         .filter(|t| !t.is_empty())
         .collect();
     c.archived = input.archived;
-    c.consent = match &input.consent {
-        None => None,
-        Some(k) => Some(Consent {
+    // The form's consent is the consent to recording (the single consent of before); other
+    // purposes are edited one by one ([`apply_pathway_edit`]).
+    let held = recording_consent(&c).cloned();
+    c.consents
+        .retain(|k| Some(k.id) != held.as_ref().map(|h| h.id));
+    if let Some(k) = &input.consent {
+        c.consents.push(PurposeConsent {
+            id: held.as_ref().map_or(ConsentId(c.id.0), |h| h.id),
+            purpose: ConsentPurpose::Recording,
             status: k.status,
             date: parse_date("consent.date", &k.date)?,
             scope: Sensitive(k.scope.trim().to_owned()),
             method: k.method,
-            recorded_by: c
-                .consent
+            recorded_by: held
                 .as_ref()
                 .filter(|old| old.status == k.status)
                 .map_or(author.worker, |old| old.recorded_by),
-        }),
-    };
+        });
+        c.consents.sort_by_key(|k| k.id);
+    }
     let today = now.date_naive();
     let old_goals = std::mem::take(&mut c.goals);
     c.goals = input
@@ -417,8 +429,19 @@ pub fn apply_citizen_edit(
         };
     }
     take_changed!(
-        alias, full_name, cpr, birth_year, phone, housing, site_id, consent, archived
+        alias, full_name, cpr, birth_year, phone, housing, site_id, archived
     );
+    // The consent to recording, as the form edits it (other purposes have their own form).
+    if recording_consent(edited) != recording_consent(started_from) {
+        let before = recording_consent(started_from).map(|k| k.id);
+        current
+            .consents
+            .retain(|k| Some(k.id) != before && k.purpose != ConsentPurpose::Recording);
+        if let Some(k) = recording_consent(edited) {
+            current.consents.push(k.clone());
+            current.consents.sort_by_key(|k| k.id);
+        }
+    }
     // Tags as a set: add what the worker added, remove what they removed, keep the rest.
     for added in edited.tags.difference(&started_from.tags) {
         current.tags.insert(added.clone());
@@ -480,6 +503,8 @@ pub fn visit_from(
         referrals: input.referrals.iter().copied().collect(),
         wellbeing: input.wellbeing,
         follow_up: None,
+        course_id: input.course_id.map(CourseId),
+        goals: input.goals.iter().copied().map(GoalId).collect(),
         archived: false,
     };
     let task = match (&input.follow_up, visit.citizen_id) {
@@ -643,6 +668,8 @@ mod tests {
             note: String::new(),
             wellbeing: None,
             follow_up: None,
+            course_id: None,
+            goals: vec![],
         }
     }
 
@@ -807,4 +834,174 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("cpr"));
         assert!(!e.message.contains("123"));
     }
+}
+
+/// The consent to recording: the one the citizen form edits (the single consent of before).
+pub fn recording_consent(c: &Citizen) -> Option<&PurposeConsent> {
+    c.consents
+        .iter()
+        .filter(|k| k.purpose == ConsentPurpose::Recording)
+        .min_by_key(|k| (k.id.0 != c.id.0, k.id))
+}
+
+/// One item of a citizen's pathway as a form saves it (issue 17). Items are saved one at a
+/// time, so a form open while a colleague's edit of another item syncs in undoes nothing. A new
+/// item comes with a fresh id (UUIDv7, made by the screen); an existing one with its own.
+#[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+#[serde(tag = "list", content = "item", rename_all = "snake_case")]
+pub enum PathwayItem {
+    HousingHistory(HousingChange),
+    Courses(Course),
+    CourseReviews(CourseReview),
+    Referrals(ReferralCase),
+    Network(NetworkPerson),
+    Consents(PurposeConsent),
+}
+
+/// A pathway edit: an item saved or removed, or the citizen's circumstances (eviction risk,
+/// rent arrears, resources in their own words).
+#[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PathwayEdit {
+    Save {
+        item: PathwayItem,
+        /// A follow-up task to make with a referral ("when asked for").
+        follow_up: Option<FollowUpInput>,
+    },
+    Remove {
+        /// The list's field name (`courses`, `referrals`, …).
+        list: String,
+        id: Uuid,
+    },
+    Circumstances {
+        eviction_risk: bool,
+        rent_arrears: bool,
+        resources: String,
+    },
+}
+
+fn upsert<T: Clone>(list: &mut Vec<T>, item: T, id_of: impl Fn(&T) -> Uuid) {
+    let id = id_of(&item);
+    match list.iter_mut().find(|x| id_of(x) == id) {
+        Some(slot) => *slot = item,
+        None => list.push(item),
+    }
+    list.sort_by_key(|x| id_of(x));
+}
+
+/// Applies one pathway edit to the citizen as stored now; returns the citizen and the
+/// follow-up task to save with it, if one was asked for. The housing situation now follows the
+/// latest dated change of the pathway; a consent's recorder is whoever changed its status.
+pub fn apply_pathway_edit(
+    mut c: Citizen,
+    edit: &PathwayEdit,
+    author: Author,
+    now: DateTime<Utc>,
+) -> Result<(Citizen, Option<Task>), AppError> {
+    let mut task = None;
+    match edit {
+        PathwayEdit::Save { item, follow_up } => {
+            if follow_up.is_some() && !matches!(item, PathwayItem::Referrals(_)) {
+                return Err(AppError::invalid(
+                    "follow_up",
+                    "only a referral takes a follow-up task",
+                ));
+            }
+            match item.clone() {
+                PathwayItem::HousingHistory(change) => {
+                    if change.from > now.date_naive() {
+                        return Err(AppError::invalid(
+                            "housing_history.from",
+                            "a move cannot be dated in the future",
+                        ));
+                    }
+                    upsert(&mut c.housing_history, change, |x| x.id.0);
+                }
+                PathwayItem::Courses(course) => upsert(&mut c.courses, course, |x| x.id.0),
+                PathwayItem::CourseReviews(review) => {
+                    upsert(&mut c.course_reviews, review, |x| x.id.0)
+                }
+                PathwayItem::Referrals(mut referral) => {
+                    if let Some(f) = follow_up {
+                        let made = task_from(
+                            &TaskInput {
+                                citizen_id: c.id.0,
+                                title: f.title.clone(),
+                                due: f.due.clone(),
+                            },
+                            author,
+                            now,
+                        )
+                        .map_err(|mut e| {
+                            e.field = e.field.map(|f| format!("follow_up.{f}"));
+                            e
+                        })?;
+                        referral.follow_up = Some(made.id);
+                        task = Some(made);
+                    }
+                    upsert(&mut c.referrals, referral, |x| x.id.0)
+                }
+                PathwayItem::Network(person) => upsert(&mut c.network, person, |x| x.id.0),
+                PathwayItem::Consents(mut consent) => {
+                    consent.recorded_by = c
+                        .consents
+                        .iter()
+                        .find(|k| k.id == consent.id && k.status == consent.status)
+                        .map_or(author.worker, |k| k.recorded_by);
+                    upsert(&mut c.consents, consent, |x| x.id.0)
+                }
+            }
+        }
+        PathwayEdit::Remove { list, id } => {
+            let id = *id;
+            let before = pathway_len(&c);
+            match list.as_str() {
+                "housing_history" => c.housing_history.retain(|x| x.id.0 != id),
+                "courses" => {
+                    if c.course_reviews.iter().any(|r| r.course_id.0 == id) {
+                        return Err(AppError::invalid(
+                            "courses",
+                            "a course with reviews cannot be removed; end it instead",
+                        ));
+                    }
+                    c.courses.retain(|x| x.id.0 != id)
+                }
+                "course_reviews" => c.course_reviews.retain(|x| x.id.0 != id),
+                "referrals" => c.referrals.retain(|x| x.id.0 != id),
+                "network" => c.network.retain(|x| x.id.0 != id),
+                "consents" => c.consents.retain(|x| x.id.0 != id),
+                _ => return Err(AppError::invalid("list", "no such list")),
+            }
+            if pathway_len(&c) == before {
+                return Err(AppError::new(
+                    super::error::ErrorCode::NotFound,
+                    "the item is not there (removed on another tablet?)",
+                ));
+            }
+        }
+        PathwayEdit::Circumstances {
+            eviction_risk,
+            rent_arrears,
+            resources,
+        } => {
+            c.eviction_risk = *eviction_risk;
+            c.rent_arrears = *rent_arrears;
+            c.resources = opt_text(resources);
+        }
+    }
+    if let Some(latest) = c.housing_history.iter().max_by_key(|h| (h.from, h.id)) {
+        c.housing = latest.situation;
+    }
+    Ok((c, task))
+}
+
+fn pathway_len(c: &Citizen) -> usize {
+    c.housing_history.len()
+        + c.courses.len()
+        + c.course_reviews.len()
+        + c.referrals.len()
+        + c.network.len()
+        + c.consents.len()
 }

@@ -592,6 +592,27 @@ impl App {
         }))
     }
 
+    /// Saves one edit of a citizen's pathway (an item, a removal, the circumstances) on the
+    /// citizen as stored now, and a referral's follow-up task with it in one transaction.
+    pub fn save_pathway(&self, citizen: Uuid, edit: &forms::PathwayEdit) -> Result<(), AppError> {
+        self.saved(self.with_unlocked(|s, a| {
+            let current = s
+                .get::<Citizen>(citizen)?
+                .ok_or_else(|| AppError::new(ErrorCode::NotFound, "citizen not found"))?;
+            let (edited, task) = forms::apply_pathway_edit(current, edit, a, Utc::now())?;
+            match &task {
+                // The task first: the referral refers to it (see `save_visit`).
+                Some(task) => {
+                    s.save_pair(task, &edited)?;
+                }
+                None => {
+                    s.save(&edited)?;
+                }
+            }
+            Ok(())
+        }))
+    }
+
     /// Logs a visit or quick contact and its follow-up task: both in one transaction, or
     /// neither (a refused visit must not leave its task behind to be saved twice).
     pub fn save_visit(&self, input: &forms::VisitInput) -> Result<Uuid, AppError> {

@@ -4,8 +4,9 @@
 
 use crate::access::Role;
 use crate::domain::{
-    Citizen, CitizenId, ConflictRecord, ConflictStatus, ConsentMethod, ConsentStatus, EntityKind,
-    GoalStatus, HousingSituation, Referral, Site, SiteKind, SiteLogEntry, SiteLogKind, Task,
+    Citizen, CitizenId, ConflictRecord, ConflictStatus, ConsentMethod, ConsentStatus, Course,
+    CourseReview, EntityKind, GoalStatus, HousingChange, HousingSituation, NetworkPerson,
+    PurposeConsent, Referral, ReferralCase, Site, SiteKind, SiteLogEntry, SiteLogKind, Task,
     TaskStatus, Theme, Visit, VisitKind,
 };
 use crate::merge::ConflictKind;
@@ -120,6 +121,9 @@ pub struct VisitView {
     pub referrals: Vec<Referral>,
     pub note: String,
     pub wellbeing: Option<u8>,
+    /// The support course it was part of, and the citizen's goals it worked on.
+    pub course_id: Option<Uuid>,
+    pub goals: Vec<Uuid>,
     /// Written by the signed-in worker on this or another device.
     pub mine: bool,
     /// Not yet on the server, or refused there.
@@ -162,10 +166,14 @@ pub struct CitizenDetail {
     pub phone: Option<String>,
     pub housing: HousingSituation,
     pub site_id: Option<Uuid>,
+    /// The consent to recording (the one the citizen form edits); every purpose is in
+    /// `pathway.consents`.
     pub consent: Option<ConsentView>,
     pub goals: Vec<GoalView>,
     pub tags: Vec<String>,
     pub archived: bool,
+    /// What is followed over time: housing, courses, referrals, network, consents.
+    pub pathway: PathwayView,
     /// Site-log entries that name the citizen (a resident), newest first.
     pub site_log: Vec<SiteLogView>,
     /// The worker who holds the case, by id and name.
@@ -175,6 +183,114 @@ pub struct CitizenDetail {
     pub tasks: Vec<TaskView>,
     /// Not yet on the server, or refused there.
     pub mark: Option<SaveMark>,
+}
+
+/// The citizen's pathway (issue 17), for the citizen page.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct PathwayView {
+    /// Every housing change, newest first.
+    pub housing_history: Vec<HousingChange>,
+    /// Each move into a home with whether it was kept at 3, 6 and 12 months (`null`: not yet).
+    pub kept: Vec<KeptHome>,
+    pub eviction_risk: bool,
+    pub rent_arrears: bool,
+    pub resources: Option<String>,
+    /// Courses, running ones first, newest first.
+    pub courses: Vec<Course>,
+    /// Reviews, newest first.
+    pub course_reviews: Vec<CourseReview>,
+    /// Referrals, open ones first, newest first.
+    pub referrals: Vec<ReferralCase>,
+    pub network: Vec<NetworkPerson>,
+    pub consents: Vec<ConsentItemView>,
+    /// Wellbeing scores of the visits shown, oldest first: the trend chart's points.
+    pub wellbeing: Vec<WellbeingPoint>,
+}
+
+/// One move into a home and whether it was kept.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct KeptHome {
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
+    pub moved_in: NaiveDate,
+    pub months_3: Option<bool>,
+    pub months_6: Option<bool>,
+    pub months_12: Option<bool>,
+}
+
+/// A consent for one purpose, with who recorded it by name.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct ConsentItemView {
+    pub consent: PurposeConsent,
+    pub recorded_by_name: Option<String>,
+}
+
+/// One point of the wellbeing trend.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct WellbeingPoint {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub at_ms: i64,
+    pub score: u8,
+}
+
+/// The pathway view of a citizen: sorted for the page, the home-keeping measures computed.
+pub(crate) fn pathway_view(
+    c: &Citizen,
+    visits: &[Visit],
+    names: &Names,
+    today: NaiveDate,
+) -> PathwayView {
+    use crate::domain::pathway::{kept_home, move_ins};
+    let mut housing_history = c.housing_history.clone();
+    housing_history.sort_by_key(|h| std::cmp::Reverse((h.from, h.id)));
+    let kept = move_ins(&c.housing_history)
+        .into_iter()
+        .map(|moved_in| KeptHome {
+            moved_in,
+            months_3: kept_home(&c.housing_history, moved_in, 3, today),
+            months_6: kept_home(&c.housing_history, moved_in, 6, today),
+            months_12: kept_home(&c.housing_history, moved_in, 12, today),
+        })
+        .collect();
+    let mut courses = c.courses.clone();
+    courses.sort_by_key(|k| (k.ended.is_some(), std::cmp::Reverse((k.started, k.id))));
+    let mut course_reviews = c.course_reviews.clone();
+    course_reviews.sort_by_key(|r| std::cmp::Reverse((r.date, r.id)));
+    let mut referrals = c.referrals.clone();
+    referrals.sort_by_key(|r| (!r.outcome.is_open(), std::cmp::Reverse((r.made, r.id))));
+    let mut wellbeing: Vec<WellbeingPoint> = visits
+        .iter()
+        .filter_map(|v| {
+            v.wellbeing.map(|score| WellbeingPoint {
+                at_ms: ms(v.started_at),
+                score,
+            })
+        })
+        .collect();
+    wellbeing.sort_by_key(|p| p.at_ms);
+    PathwayView {
+        housing_history,
+        kept,
+        eviction_risk: c.eviction_risk,
+        rent_arrears: c.rent_arrears,
+        resources: c.resources.as_ref().map(|r| r.expose().clone()),
+        courses,
+        course_reviews,
+        referrals,
+        network: c.network.clone(),
+        consents: c
+            .consents
+            .iter()
+            .map(|k| ConsentItemView {
+                consent: k.clone(),
+                recorded_by_name: names.name(Some(k.recorded_by)),
+            })
+            .collect(),
+        wellbeing,
+    }
 }
 
 /// Who is signed in on this tablet, as the server last said (settings show it; screens follow
@@ -527,6 +643,8 @@ pub(crate) fn visit_view(v: &Visit, label: Option<String>, me: Uuid, marks: &Mar
         referrals: v.referrals.iter().copied().collect(),
         note: v.note.expose().clone(),
         wellbeing: v.wellbeing,
+        course_id: v.course_id.map(|c| c.0),
+        goals: v.goals.iter().map(|g| g.0).collect(),
         mine: v.author.0 == me,
     }
 }
@@ -661,7 +779,8 @@ pub fn citizen(
         phone: c.phone.as_ref().map(|s| s.expose().clone()),
         housing: c.housing,
         site_id: c.site_id.map(|s| s.0),
-        consent: c.consent.as_ref().map(|k| ConsentView {
+        pathway: pathway_view(&c, &visits, &names, today),
+        consent: crate::app::forms::recording_consent(&c).map(|k| ConsentView {
             status: k.status,
             date: k.date,
             scope: k.scope.expose().clone(),
@@ -836,13 +955,26 @@ fn version_words(
         _ => return (String::new(), Vec::new(), value.is_null()),
     };
     // Each part, named by the translation group its values are worded by.
-    let groups: &[(&str, &str)] = match part {
-        "text" => &[("status", "goal_status"), ("created", "date")],
-        "scope" => &[
+    let groups: &[(&str, &str)] = match crate::domain::schema::rule_field(entity, field) {
+        "goals" => &[("status", "goal_status"), ("created", "date")],
+        "consents" => &[
+            ("purpose", "consent_purpose"),
             ("status", "consent"),
             ("method", "consent_method"),
             ("date", "date"),
         ],
+        "courses" => &[
+            ("kind", "course_kind"),
+            ("started", "date"),
+            ("ending", "course_ending"),
+        ],
+        "course_reviews" => &[("date", "date")],
+        "referrals" => &[
+            ("target", "referral"),
+            ("outcome", "referral_outcome"),
+            ("made", "date"),
+        ],
+        "network" => &[("relation", "relation"), ("contact", "text")],
         _ => &[("count", "count")],
     };
     let details = groups

@@ -2,6 +2,9 @@
 //! The citizen's own goals are kept in their own words — they are the starting point of the work
 //! ("captain of their own life").
 
+use super::pathway::{
+    Course, CourseReview, HousingChange, NetworkPerson, PurposeConsent, ReferralCase,
+};
 use super::{
     CitizenId, Cpr, EntityKind, GoalId, KeyScope, Projection, Record, Sensitive, SiteId, TeamId,
     Validate, ValidationError, WorkerId, check_count, check_opt_text, check_range, check_text,
@@ -21,9 +24,29 @@ pub enum HousingSituation {
     AlternativeHousing,
     StairwellCommunity,
     OwnRental,
+    /// Supported or sheltered housing (botilbud).
+    SupportedHousing,
+    Hospital,
+    Prison,
+    /// Recorded before hospital and prison were told apart; no longer offered.
     HospitalOrPrison,
     #[default]
     Other,
+}
+
+impl HousingSituation {
+    /// The situations a worker picks from, in the order the form lists them.
+    pub const OFFERED: [HousingSituation; 9] = [
+        HousingSituation::Street,
+        HousingSituation::Shelter,
+        HousingSituation::AlternativeHousing,
+        HousingSituation::StairwellCommunity,
+        HousingSituation::OwnRental,
+        HousingSituation::SupportedHousing,
+        HousingSituation::Hospital,
+        HousingSituation::Prison,
+        HousingSituation::Other,
+    ];
 }
 
 /// Whether the citizen has consented to the work being recorded and shared.
@@ -47,7 +70,9 @@ pub enum ConsentMethod {
     Digital,
 }
 
-/// The citizen's consent: status, date, scope (in words), how given, recorded by whom.
+/// The single consent a citizen's record held before consent was recorded per purpose
+/// ([`super::PurposeConsent`]). Kept to read records and databases from before: a stored one
+/// is read as the consent for one purpose ([`super::pathway::legacy_consent`]).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Consent {
@@ -94,9 +119,33 @@ pub struct Citizen {
     pub site_id: Option<SiteId>,
     pub team_id: Option<TeamId>,
     pub primary_worker: Option<WorkerId>,
-    pub consent: Option<Consent>,
+    /// Consent per purpose; replaced the single consent of before (issue 17).
+    #[serde(default)]
+    pub consents: Vec<PurposeConsent>,
     #[serde(default)]
     pub goals: Vec<Goal>,
+    /// The citizen's resources and interests, in their own words, beside their goals.
+    #[serde(default)]
+    pub resources: Option<Sensitive<String>>,
+    /// Every change of housing situation, dated; `housing` is the situation now.
+    #[serde(default)]
+    pub housing_history: Vec<HousingChange>,
+    /// At risk of eviction (udsættelsestruet).
+    #[serde(default)]
+    pub eviction_risk: bool,
+    /// Behind with the rent (huslejerestance).
+    #[serde(default)]
+    pub rent_arrears: bool,
+    #[serde(default)]
+    pub courses: Vec<Course>,
+    #[serde(default)]
+    pub course_reviews: Vec<CourseReview>,
+    /// Referrals followed to their outcome.
+    #[serde(default)]
+    pub referrals: Vec<ReferralCase>,
+    /// Relatives and network persons.
+    #[serde(default)]
+    pub network: Vec<NetworkPerson>,
     #[serde(default)]
     pub tags: BTreeSet<String>,
     #[serde(default)]
@@ -118,8 +167,16 @@ impl Citizen {
             site_id: None,
             team_id: None,
             primary_worker: None,
-            consent: None,
+            consents: Vec::new(),
             goals: Vec::new(),
+            resources: None,
+            housing_history: Vec::new(),
+            eviction_risk: false,
+            rent_arrears: false,
+            courses: Vec::new(),
+            course_reviews: Vec::new(),
+            referrals: Vec::new(),
+            network: Vec::new(),
             tags: BTreeSet::new(),
             archived: false,
             created_at: Utc::now(),
@@ -157,14 +214,7 @@ impl Validate for Citizen {
                 return Err(ValidationError::CprBirthYearMismatch);
             }
         }
-        if let Some(consent) = &self.consent {
-            check_text(
-                "consent.scope",
-                consent.scope.expose(),
-                limits::SHORT_TEXT,
-                true,
-            )?;
-        }
+        check_opt_text("resources", &self.resources, limits::SHORT_TEXT * 4)?;
         check_count("goals", self.goals.len(), limits::GOALS)?;
         for goal in &self.goals {
             check_text("goals.text", goal.text.expose(), limits::SHORT_TEXT, false)?;
@@ -173,7 +223,7 @@ impl Validate for Citizen {
         for tag in &self.tags {
             check_text("tags", tag, limits::TAG, false)?;
         }
-        Ok(())
+        super::pathway::validate(self)
     }
 }
 
@@ -190,13 +240,29 @@ impl Record for Citizen {
         "site_id",
         "team_id",
         "primary_worker",
-        "consent",
+        "consents",
         "goals",
+        "resources",
+        "housing_history",
+        "eviction_risk",
+        "rent_arrears",
+        "courses",
+        "course_reviews",
+        "referrals",
+        "network",
         "tags",
         "archived",
         "created_at",
     ];
-    const TEXT_FIELDS: &'static [&'static str] = &["goals", "consent"];
+    const TEXT_FIELDS: &'static [&'static str] = &[
+        "goals",
+        "consents",
+        "resources",
+        "courses",
+        "course_reviews",
+        "referrals",
+        "network",
+    ];
     const SET_FIELDS: &'static [&'static str] = &["tags"];
 
     fn record_id(&self) -> uuid::Uuid {

@@ -13,6 +13,7 @@
 mod citizen;
 mod conflict;
 mod cpr;
+pub mod pathway;
 pub mod schema;
 mod site;
 mod task;
@@ -23,6 +24,11 @@ pub use citizen::{
 };
 pub use conflict::{ConflictId, ConflictRecord, ConflictStatus};
 pub use cpr::{Cpr, CprError};
+pub use pathway::{
+    ConsentId, ConsentPurpose, Course, CourseEnding, CourseId, CourseKind, CourseReview,
+    CourseReviewId, HousingChange, HousingChangeId, NetworkPerson, NetworkPersonId, PurposeConsent,
+    ReferralCase, ReferralCaseId, ReferralOutcome, Relation,
+};
 pub use site::{Site, SiteKind, SiteLogEntry, SiteLogKind};
 pub use task::{Task, TaskStatus};
 pub use visit::{AnonymousContact, Referral, Theme, Visit, VisitKind};
@@ -310,6 +316,12 @@ pub enum ValidationError {
     VisitHasCitizenAndAnonymous,
     #[error("the due date is before the task was created")]
     DueBeforeCreation,
+    #[error("{field} ends before it starts")]
+    EndsBeforeStart { field: &'static str },
+    #[error("a course's ending is given exactly when its end date is")]
+    EndingWithoutEnd,
+    #[error("{field} names an item the record does not hold")]
+    UnknownItem { field: &'static str },
     #[error("{field} has too many entries: {actual}, at most {max}")]
     TooMany {
         field: &'static str,
@@ -331,6 +343,28 @@ pub mod limits {
     pub const TAGS: usize = 50;
     pub const TAG: usize = 60;
     pub const RESIDENTS: usize = 200;
+    /// The pathway's item lists (issue 17): far above a long pathway of real work.
+    pub const HOUSING_CHANGES: usize = 200;
+    pub const COURSES: usize = 50;
+    pub const REVIEWS: usize = 500;
+    pub const REFERRALS: usize = 300;
+    pub const NETWORK: usize = 50;
+    pub const CONSENTS: usize = 20;
+
+    /// How many items one list of a stored record may hold on the server, removed ones (their
+    /// `null` marks) included: ten times what a saved record may show.
+    pub fn items_ever(list: &str) -> usize {
+        10 * match list {
+            "goals" => GOALS,
+            "housing_history" => HOUSING_CHANGES,
+            "courses" => COURSES,
+            "course_reviews" => REVIEWS,
+            "referrals" => REFERRALS,
+            "network" => NETWORK,
+            "consents" => CONSENTS,
+            _ => 0,
+        }
+    }
 }
 
 pub(crate) fn check_text(

@@ -34,6 +34,7 @@ pub enum Target {
     Citizen,
     Site,
     Task,
+    Visit,
     Worker,
 }
 
@@ -91,7 +92,15 @@ impl EntityKind {
     /// module comment): two workers' edits of different goals never conflict.
     pub fn item_fields(self) -> &'static [&'static str] {
         match self {
-            EntityKind::Citizen => &["goals"],
+            EntityKind::Citizen => &[
+                "goals",
+                "consents",
+                "housing_history",
+                "courses",
+                "course_reviews",
+                "referrals",
+                "network",
+            ],
             _ => &[],
         }
     }
@@ -144,7 +153,16 @@ pub fn references(
             .map(|id| vec![Reference { target, id }])
             .unwrap_or_default())
     };
-    match (entity, field) {
+    let named = |key: &str, target: Target| -> Result<Vec<Reference>, SchemaError> {
+        // A structured value without the key is malformed; the record's parse refuses it.
+        match value.get(key) {
+            Some(v) => Ok(id_of(&format!("{field}.{key}"), v)?
+                .map(|id| vec![Reference { target, id }])
+                .unwrap_or_default()),
+            None => Ok(Vec::new()),
+        }
+    };
+    match (entity, rule_field(entity, field)) {
         (EntityKind::Visit | EntityKind::Task, "citizen_id") => one(Target::Citizen),
         (EntityKind::SiteLogEntry, "residents") => one(Target::Citizen),
         (EntityKind::Citizen | EntityKind::SiteLogEntry, "site_id") => one(Target::Site),
@@ -152,18 +170,14 @@ pub fn references(
         (EntityKind::Citizen, "primary_worker") | (EntityKind::Task, "assignee") => {
             one(Target::Worker)
         }
-        (EntityKind::Citizen, "consent") => match value.get("recorded_by") {
-            // A consent without `recorded_by` is malformed; the record's parse refuses it.
-            Some(by) => Ok(id_of("consent.recorded_by", by)?
-                .map(|id| {
-                    vec![Reference {
-                        target: Target::Worker,
-                        id,
-                    }]
-                })
-                .unwrap_or_default()),
-            None => Ok(Vec::new()),
-        },
+        (EntityKind::Citizen, "consents") if !value.is_null() => {
+            named("recorded_by", Target::Worker)
+        }
+        (EntityKind::Citizen, "referrals") if !value.is_null() => {
+            let mut out = named("follow_up", Target::Task)?;
+            out.extend(named("visit_id", Target::Visit)?);
+            Ok(out)
+        }
         _ => Ok(Vec::new()),
     }
 }
@@ -201,10 +215,42 @@ pub fn is_stored_field(entity: EntityKind, name: &str) -> bool {
 pub fn text_part(entity: EntityKind, field: &str) -> Option<&'static str> {
     match (entity, rule_field(entity, field)) {
         (EntityKind::Citizen, "goals") => Some("text"),
-        (EntityKind::Citizen, "consent") => Some("scope"),
+        (EntityKind::Citizen, "consents") => Some("scope"),
+        (EntityKind::Citizen, "courses" | "referrals") => Some("note"),
+        (EntityKind::Citizen, "course_reviews") => Some("text"),
+        (EntityKind::Citizen, "network") => Some("name"),
         (EntityKind::Visit, "anonymous") => Some("description"),
         _ => None,
     }
+}
+
+/// Whether `name` is a field records of `entity` held before a change of shape and are read as
+/// something else now ([`upcast_legacy`]): a citizen's single `consent`.
+pub fn is_legacy_field(entity: EntityKind, name: &str) -> bool {
+    entity == EntityKind::Citizen && name == "consent"
+}
+
+/// What a field from before a change of shape is read as: the item field and value it became.
+/// A citizen's single consent is the consent for one purpose, under the citizen's own id
+/// ([`crate::domain::pathway::legacy_consent`]), so every device and the server's migration 12
+/// derive the same item with the same stamp. `None` when it became nothing (a `null`, or a
+/// value that does not parse).
+pub fn upcast_legacy(
+    entity: EntityKind,
+    record_id: Uuid,
+    field: &str,
+    value: &Value,
+) -> Option<(String, Value)> {
+    if !is_legacy_field(entity, field) || value.is_null() || record_id.is_nil() {
+        return None;
+    }
+    let consent: crate::domain::Consent = serde_json::from_value(value.clone()).ok()?;
+    let item =
+        crate::domain::pathway::legacy_consent(crate::domain::CitizenId(record_id), &consent);
+    Some((
+        item_field("consents", record_id),
+        serde_json::to_value(item).ok()?,
+    ))
 }
 
 /// A record's JSON form → its stored form: every item of an item list becomes its own field
@@ -272,6 +318,22 @@ pub fn join_items(
     entity: EntityKind,
     record: &mut serde_json::Map<String, Value>,
 ) -> Result<(), SchemaError> {
+    // A legacy field is read as the item it became, unless that item was written since.
+    let legacy: Vec<String> = record
+        .keys()
+        .filter(|k| is_legacy_field(entity, k))
+        .cloned()
+        .collect();
+    let record_id = record
+        .get("id")
+        .and_then(|v| id_of("id", v).ok().flatten())
+        .unwrap_or_default();
+    for name in legacy {
+        let value = record.remove(&name).unwrap_or_default();
+        if let Some((item, value)) = upcast_legacy(entity, record_id, &name, &value) {
+            record.entry(item).or_insert(value);
+        }
+    }
     for list in entity.item_fields() {
         let mut items: std::collections::BTreeMap<Uuid, Value> = Default::default();
         if let Some(Value::Array(whole)) = record.remove(*list) {
@@ -338,8 +400,8 @@ fn id_of(field: &str, value: &Value) -> Result<Option<Uuid>, SchemaError> {
 mod tests {
     use super::*;
     use crate::domain::{
-        AnonymousContact, Consent, ConsentMethod, ConsentStatus, Goal, GoalId, GoalStatus, SiteId,
-        SiteKind, SiteLogEntryId, SiteLogKind, TaskId, TeamId, VisitKind, WorkerId,
+        AnonymousContact, Consent, Goal, GoalId, GoalStatus, SiteId, SiteKind, SiteLogEntryId,
+        SiteLogKind, TaskId, TeamId, VisitKind, WorkerId,
     };
     use crate::hlc::{DeviceId, Hlc, Stamp};
     use std::collections::BTreeSet;
@@ -362,13 +424,7 @@ mod tests {
     fn every_records_field_list_is_its_serde_form() {
         let now = chrono::Utc::now();
         let mut citizen = Citizen::with_alias("Fisk");
-        citizen.consent = Some(Consent {
-            status: ConsentStatus::Given,
-            date: now.date_naive(),
-            scope: "alt".into(),
-            method: ConsentMethod::Verbal,
-            recorded_by: WorkerId::new(),
-        });
+        citizen.resources = Some("tegner".into());
         assert_eq!(keys_of(&citizen), listed::<Citizen>());
         let visit = Visit::anonymous(2, "ved stationen", WorkerId::new());
         assert_eq!(keys_of(&visit), listed::<Visit>());
@@ -482,11 +538,38 @@ mod tests {
             r(EntityKind::Citizen, "primary_worker", &v),
             one(Target::Worker)
         );
+        // Items of a list are referred to by their list's rules.
         let consent = serde_json::json!({"recorded_by": id});
+        let consents = item_field("consents", Uuid::now_v7());
+        let referrals = item_field("referrals", Uuid::now_v7());
         assert_eq!(
-            r(EntityKind::Citizen, "consent", &consent),
+            r(EntityKind::Citizen, consents.as_str(), &consent),
             one(Target::Worker)
         );
+        let (task, visit) = (Uuid::now_v7(), Uuid::now_v7());
+        let referral = serde_json::json!({"follow_up": task, "visit_id": visit});
+        assert_eq!(
+            r(EntityKind::Citizen, referrals.as_str(), &referral),
+            vec![
+                Reference {
+                    target: Target::Task,
+                    id: task
+                },
+                Reference {
+                    target: Target::Visit,
+                    id: visit
+                }
+            ]
+        );
+        assert!(r(EntityKind::Citizen, referrals.as_str(), &Value::Null).is_empty());
+        assert!(matches!(
+            references(
+                EntityKind::Citizen,
+                &referrals,
+                &serde_json::json!({"follow_up": "nope"})
+            ),
+            Err(SchemaError::NotAnId { .. })
+        ));
         assert!(r(EntityKind::Visit, "citizen_id", &Value::Null).is_empty());
         assert!(r(EntityKind::Visit, "note", &v).is_empty());
         let nil = Value::String(Uuid::nil().to_string());
@@ -503,6 +586,43 @@ mod tests {
         for other_spelling in [braced, upper, Value::String(id.simple().to_string())] {
             assert!(references(EntityKind::SiteLogEntry, "residents", &other_spelling).is_err());
         }
+    }
+
+    #[test]
+    fn a_single_consent_is_read_as_the_consent_for_one_purpose_unless_that_item_was_written_since()
+    {
+        let citizen = Uuid::now_v7();
+        let worker = Uuid::now_v7();
+        let consent = serde_json::json!({"status": "given", "date": "2026-03-04",
+            "scope": "alt", "method": "verbal", "recorded_by": worker});
+        let mut record = serde_json::Map::new();
+        record.insert("id".into(), serde_json::json!(citizen));
+        record.insert("consent".into(), consent.clone());
+        let mut old = record.clone();
+        join_items(EntityKind::Citizen, &mut old).unwrap();
+        assert!(!old.contains_key("consent"));
+        let consents = old["consents"].as_array().unwrap();
+        assert_eq!(consents.len(), 1);
+        assert_eq!(consents[0]["id"], serde_json::json!(citizen));
+        assert_eq!(consents[0]["purpose"], "recording");
+        assert_eq!(consents[0]["scope"], "alt");
+        // Written since: the item wins, the old consent is not read twice.
+        let mut newer = consents[0].clone();
+        newer["status"] = "withdrawn".into();
+        record.insert(item_field("consents", citizen), newer.clone());
+        join_items(EntityKind::Citizen, &mut record).unwrap();
+        assert_eq!(record["consents"], serde_json::json!([newer]));
+        // A removed consent (`null`) and a malformed one become nothing.
+        for gone in [Value::Null, serde_json::json!({"status": "given"})] {
+            assert_eq!(
+                upcast_legacy(EntityKind::Citizen, citizen, "consent", &gone),
+                None
+            );
+        }
+        assert_eq!(
+            upcast_legacy(EntityKind::Visit, citizen, "consent", &consent),
+            None
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! a short description — so a visit has either a citizen or an anonymous contact, never neither.
 
 use super::{
-    CitizenId, EntityKind, KeyScope, Projection, Record, Sensitive, TaskId, TeamId, Validate,
-    ValidationError, VisitId, WorkerId, check_opt_text, check_range, check_text, limits, millis,
+    CitizenId, CourseId, EntityKind, GoalId, KeyScope, Projection, Record, Sensitive, TaskId,
+    TeamId, Validate, ValidationError, VisitId, WorkerId, check_count, check_opt_text, check_range,
+    check_text, limits, millis,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -51,7 +52,8 @@ pub enum Theme {
     Other,
 }
 
-/// Where the citizen was referred or helped on to.
+/// Where the citizen was referred or helped on to: a visit's referrals, and the target of a
+/// referral followed to its outcome ([`super::ReferralCase`]).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -65,6 +67,14 @@ pub enum Referral {
     VolunteerCentre,
     Shelter,
     LegalAid,
+    /// The citizen's case worker (sagsbehandler) in the municipality.
+    CaseWorker,
+    HomeCare,
+    SocialNurse,
+    HousingAssociation,
+    Hospital,
+    Police,
+    ProbationService,
     Other,
 }
 
@@ -99,6 +109,12 @@ pub struct Visit {
     /// Wellbeing score 1–10 given by the citizen, if they wanted to.
     pub wellbeing: Option<u8>,
     pub follow_up: Option<TaskId>,
+    /// The support course this visit was part of (an item of the citizen's `courses`).
+    #[serde(default)]
+    pub course_id: Option<CourseId>,
+    /// The citizen's goals the visit worked on (items of the citizen's `goals`).
+    #[serde(default)]
+    pub goals: BTreeSet<GoalId>,
     #[serde(default)]
     pub archived: bool,
 }
@@ -121,6 +137,8 @@ impl Visit {
             referrals: BTreeSet::new(),
             wellbeing: None,
             follow_up: None,
+            course_id: None,
+            goals: BTreeSet::new(),
             archived: false,
         }
     }
@@ -165,6 +183,10 @@ impl Validate for Visit {
         if let Some(score) = self.wellbeing {
             check_range("wellbeing", i64::from(score), 1, 10)?;
         }
+        if self.citizen_id.is_none() && (self.course_id.is_some() || !self.goals.is_empty()) {
+            return Err(ValidationError::UnknownItem { field: "course_id" });
+        }
+        check_count("goals", self.goals.len(), limits::GOALS)?;
         Ok(())
     }
 }
@@ -186,10 +208,12 @@ impl Record for Visit {
         "referrals",
         "wellbeing",
         "follow_up",
+        "course_id",
+        "goals",
         "archived",
     ];
     const TEXT_FIELDS: &'static [&'static str] = &["note", "anonymous"];
-    const SET_FIELDS: &'static [&'static str] = &["themes", "referrals"];
+    const SET_FIELDS: &'static [&'static str] = &["themes", "referrals", "goals"];
 
     fn record_id(&self) -> uuid::Uuid {
         self.id.0

@@ -127,8 +127,12 @@ fn splice_and_parse<R: Record>(
     json: &mut Vec<u8>,
 ) -> Result<R, StoreError> {
     let lists = R::KIND.item_fields();
-    // A whole item list stored before lists travelled item by item: read the slow way.
-    if cells.iter().any(|c| lists.contains(&c.field)) {
+    // A whole item list stored before lists travelled item by item, or a field from before a
+    // change of shape (a citizen's single consent): read the slow way.
+    if cells
+        .iter()
+        .any(|c| lists.contains(&c.field) || schema::is_legacy_field(R::KIND, c.field))
+    {
         return parse_with_items(key, key_id, id, cells);
     }
     json.clear();
@@ -275,6 +279,16 @@ pub(crate) fn stage<R: Record>(
             one.insert((*list).to_owned(), serde_json::Value::Array(whole));
             schema::split_items(R::KIND, &mut one).map_err(|_| StoreError::Corrupt("item list"))?;
             old_items.extend(one.into_iter().map(|(name, item)| (name, (stamp, item))));
+        }
+    }
+    // A field from before a change of shape, as the item it became (under its own stamp), unless
+    // that item was written since (its cell is read below and replaces it).
+    for cell in old.map(|(_, _, cells)| cells).unwrap_or_default() {
+        if schema::is_legacy_field(R::KIND, cell.field) {
+            let (stamp, value) = open_cell(cell.field)?.expect("the cell is there");
+            if let Some((name, item)) = schema::upcast_legacy(R::KIND, id, cell.field, &value) {
+                old_items.insert(name, (stamp, item));
+            }
         }
     }
     for cell in old.map(|(_, _, cells)| cells).unwrap_or_default() {
@@ -434,6 +448,7 @@ pub(crate) fn stage<R: Record>(
             fields.contains_key(name)
                 || R::SET_FIELDS.iter().any(|f| set_state_name(f) == name)
                 || R::KIND.item_fields().contains(&name)
+                || schema::is_legacy_field(R::KIND, name)
         };
         for cell in old_cells.iter().filter(|c| !known(c.field)) {
             let sealed = if old_key_id == key_id {

@@ -533,6 +533,44 @@ pub(super) fn housing_histories(
     Ok(out)
 }
 
+/// Every item of the citizens' item list `list` (`courses`, `referrals`, …; removed ones left
+/// out), per citizen now in `teams` and not purged: the pathway of issue 17. Items are read
+/// by the field-name range of the list, so each citizen's rows come from the primary key.
+pub(super) fn citizen_items<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    teams: &[Uuid],
+    list: &str,
+) -> Result<Vec<Vec<T>>, ReportError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT f.record_id, f.value FROM citizens c
+         CROSS JOIN fields f ON f.entity = 'citizen' AND f.record_id = c.citizen_id
+         WHERE c.team_id = ?1 AND c.purged_ms IS NULL AND f.field > ?2 AND f.field < ?3
+         ORDER BY f.record_id",
+    )?;
+    // `list__` then 32 hex digits: every such name sorts between these two.
+    let (low, high) = (format!("{list}__"), format!("{list}__g"));
+    let mut out = Vec::new();
+    for team in teams {
+        let mut rows = stmt.query(params![&team.as_bytes()[..], low, high])?;
+        let mut current: Option<(Vec<u8>, Vec<T>)> = None;
+        while let Some(r) = rows.next()? {
+            let citizen = r.get_ref(0)?.as_blob()?;
+            let value = r.get_ref(1)?.as_str()?;
+            if current.as_ref().is_none_or(|(c, _)| c[..] != citizen[..]) {
+                out.extend(current.take().map(|(_, items)| items));
+                current = Some((citizen.to_vec(), Vec::new()));
+            }
+            if value != "null"
+                && let Some((_, items)) = current.as_mut()
+            {
+                items.push(parse(value)?);
+            }
+        }
+        out.extend(current.map(|(_, items)| items));
+    }
+    Ok(out)
+}
+
 fn uuid(bytes: &[u8]) -> Result<Uuid, ReportError> {
     Uuid::from_slice(bytes).map_err(|_| ReportError::Corrupt("an id"))
 }

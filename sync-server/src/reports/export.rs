@@ -180,6 +180,42 @@ pub fn tables(report: &Report, lang: Lang) -> Vec<Table> {
                 "referrals",
                 worded("referral", &r.by_target),
             ),
+            overview(vec![
+                ("followed", Cell::Count(r.followed)),
+                ("followed_people", Cell::Count(r.followed_people)),
+            ]),
+            breakdown(
+                "by_referral_outcome",
+                "outcome",
+                "referrals",
+                worded("referral_outcome", &r.by_outcome),
+            ),
+        ],
+        Report::Courses(r) => vec![
+            overview(vec![
+                ("started", Cell::Count(r.started)),
+                ("started_people", Cell::Count(r.started_people)),
+                ("ended", Cell::Count(r.ended)),
+                ("ended_people", Cell::Count(r.ended_people)),
+            ]),
+            breakdown(
+                "started_by_kind",
+                "course_kind",
+                "courses",
+                worded("course_kind", &r.started_by_kind),
+            ),
+            breakdown(
+                "ended_by_ending",
+                "course_ending",
+                "courses",
+                worded("course_ending", &r.ended_by_ending),
+            ),
+            breakdown(
+                "running_by_kind",
+                "course_kind",
+                "courses",
+                worded("course_kind", &r.running_by_kind),
+            ),
         ],
         Report::FollowUps(r) => vec![
             overview(vec![
@@ -209,6 +245,12 @@ pub fn tables(report: &Report, lang: Lang) -> Vec<Table> {
                         (format!("{from} → {to}"), m.count, m.people)
                     })
                     .collect(),
+            ),
+            breakdown(
+                "kept_home",
+                "kept_measure",
+                "move_ins",
+                worded("kept", &r.kept_home),
             ),
         ],
         Report::Wellbeing(r) => vec![

@@ -16,7 +16,7 @@ pub use data::refresh;
 pub(crate) use data::worker_names;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
-use feltbog_core::domain::{HousingSituation, TaskStatus};
+use feltbog_core::domain::{Course, HousingChange, HousingSituation, ReferralCase, TaskStatus};
 use serde::{Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
@@ -102,16 +102,18 @@ pub enum ReportKind {
     Housing,
     Wellbeing,
     Conflicts,
+    Courses,
 }
 
 impl ReportKind {
-    pub const ALL: [ReportKind; 6] = [
+    pub const ALL: [ReportKind; 7] = [
         ReportKind::Contacts,
         ReportKind::Referrals,
         ReportKind::FollowUps,
         ReportKind::Housing,
         ReportKind::Wellbeing,
         ReportKind::Conflicts,
+        ReportKind::Courses,
     ];
 
     /// The stable name, as in routes and the audit trail.
@@ -123,6 +125,7 @@ impl ReportKind {
             ReportKind::Housing => "housing",
             ReportKind::Wellbeing => "wellbeing",
             ReportKind::Conflicts => "conflicts",
+            ReportKind::Courses => "courses",
         }
     }
 
@@ -190,13 +193,33 @@ pub struct ContactsReport {
     pub by_worker: Vec<Row<Option<String>>>,
 }
 
-/// Where contacts referred people on to.
+/// Where contacts referred people on to, and how the referrals that are followed up ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ReferralsReport {
     /// Referrals made (a contact with two targets counts two).
     pub referrals: Count,
     pub people: Count,
     pub by_target: Vec<Row<String>>,
+    /// Referrals followed to an outcome (the pathway's), made in the period.
+    pub followed: Count,
+    pub followed_people: Count,
+    /// Keys: the outcome's wire name (`waiting`, `accepted`, `declined_by_citizen`, `done`).
+    pub by_outcome: Vec<Row<String>>,
+}
+
+/// Support courses (indsatser): started and ended in the period, and how they ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CoursesReport {
+    pub started: Count,
+    pub started_people: Count,
+    pub ended: Count,
+    pub ended_people: Count,
+    /// Courses started in the period, by kind (`housing_first`).
+    pub started_by_kind: Vec<Row<String>>,
+    /// Courses ended in the period, by how they ended (`goals_reached`).
+    pub ended_by_ending: Vec<Row<String>>,
+    /// Courses running on the last day of the period, by kind.
+    pub running_by_kind: Vec<Row<String>>,
 }
 
 /// Follow-up tasks due in the period: done on time, done late, overdue now, still to come.
@@ -220,6 +243,10 @@ pub struct HousingReport {
     pub at_end: Vec<Row<HousingSituation>>,
     /// Moves in the period: `count` moves by `people` citizens.
     pub moves: Vec<Row<Move>>,
+    /// Whether a home was kept 3, 6 and 12 months after moving in, for every move-in whose
+    /// measure fell in the period (and by today), from the dated pathway. Keys: `3_kept`,
+    /// `3_lost`, `6_kept`, … .
+    pub kept_home: Vec<Row<String>>,
 }
 
 /// Wellbeing scores (1–10) recorded at contacts, by month.
@@ -378,11 +405,127 @@ pub fn referrals(
         }
     }
     let people = all.people();
+    let mut followed = Tally::default();
+    let mut by_outcome: BTreeMap<String, Tally> = BTreeMap::new();
+    for (i, referrals) in data::citizen_items::<ReferralCase>(conn, &filter.teams, "referrals")?
+        .into_iter()
+        .enumerate()
+    {
+        let who = Some(stand_in(i));
+        for r in referrals.iter().filter(|r| filter.period.holds_day(r.made)) {
+            followed.add(who, 0);
+            by_outcome.entry(wire(&r.outcome)).or_default().add(who, 0);
+        }
+    }
+    let followed_people = followed.people();
     Ok(ReferralsReport {
         referrals: shown_if(all.count, people),
         people: shown_if(people, people),
         by_target: suppress(by_target, people),
+        followed: shown_if(followed.count, followed_people),
+        followed_people: shown_if(followed_people, followed_people),
+        by_outcome: suppress(by_outcome, followed_people),
     })
+}
+
+/// A stand-in id for the `i`th citizen a loader returned: a report needs only to tell citizens
+/// apart, and no id reaches it.
+fn stand_in(i: usize) -> Uuid {
+    Uuid::from_u128(i as u128 + 1)
+}
+
+/// Courses started and ended in the period, by kind and by how they ended, and those running
+/// on its last day.
+pub fn courses(conn: &rusqlite::Connection, filter: &Filter) -> Result<CoursesReport, ReportError> {
+    let (mut started, mut ended) = (Tally::default(), Tally::default());
+    let mut started_by_kind: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut ended_by_ending: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut running_by_kind: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut running = Tally::default();
+    for (i, courses) in data::citizen_items::<Course>(conn, &filter.teams, "courses")?
+        .into_iter()
+        .enumerate()
+    {
+        let who = Some(stand_in(i));
+        for c in &courses {
+            if filter.period.holds_day(c.started) {
+                started.add(who, 0);
+                started_by_kind
+                    .entry(wire(&c.kind))
+                    .or_default()
+                    .add(who, 0);
+            }
+            if let (Some(day), Some(ending)) = (c.ended, c.ending)
+                && filter.period.holds_day(day)
+            {
+                ended.add(who, 0);
+                ended_by_ending
+                    .entry(wire(&ending))
+                    .or_default()
+                    .add(who, 0);
+            }
+            let last = filter.period.to;
+            if c.started <= last && c.ended.is_none_or(|end| end > last) {
+                running.add(who, 0);
+                running_by_kind
+                    .entry(wire(&c.kind))
+                    .or_default()
+                    .add(who, 0);
+            }
+        }
+    }
+    let (started_people, ended_people) = (started.people(), ended.people());
+    Ok(CoursesReport {
+        started: shown_if(started.count, started_people),
+        started_people: shown_if(started_people, started_people),
+        ended: shown_if(ended.count, ended_people),
+        ended_people: shown_if(ended_people, ended_people),
+        started_by_kind: suppress(started_by_kind, started_people),
+        ended_by_ending: suppress(ended_by_ending, ended_people),
+        running_by_kind: suppress(running_by_kind, running.people()),
+    })
+}
+
+/// Whether homes were kept 3, 6 and 12 months after moving in (core's
+/// [`feltbog_core::domain::pathway::kept_home`]), for each move-in whose measure day is in the
+/// period and not after `today`.
+fn kept_home(
+    conn: &rusqlite::Connection,
+    filter: &Filter,
+    today: NaiveDate,
+) -> Result<Vec<Row<String>>, ReportError> {
+    use feltbog_core::domain::pathway;
+    let mut rows: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut measured = Tally::default();
+    for (i, history) in
+        data::citizen_items::<HousingChange>(conn, &filter.teams, "housing_history")?
+            .into_iter()
+            .enumerate()
+    {
+        let who = Some(stand_in(i));
+        for moved_in in pathway::move_ins(&history) {
+            for months in [3u32, 6, 12] {
+                let Some(due) = moved_in.checked_add_months(chrono::Months::new(months)) else {
+                    continue;
+                };
+                if !filter.period.holds_day(due) {
+                    continue;
+                }
+                if let Some(kept) = pathway::kept_home(&history, moved_in, months, today) {
+                    let key = format!("{months}_{}", if kept { "kept" } else { "lost" });
+                    rows.entry(key).or_default().add(who, 0);
+                    measured.add(who, 0);
+                }
+            }
+        }
+    }
+    // Keys in the order a reader expects: 3, 6, 12 months; kept before lost.
+    let mut out = suppress(rows, measured.people());
+    out.sort_by_key(|r| {
+        let (months, outcome) = r.key.split_once('_').unwrap_or_default();
+        (months.parse::<u32>().unwrap_or(0), outcome != "kept")
+    });
+    Ok(out)
 }
 
 /// Follow-ups due in the period, by outcome as of `today`. A task done on or before its due
@@ -432,7 +575,11 @@ fn outcome(
 
 /// Housing over the period from each citizen's history of the field: where they stood at its
 /// start and end, and every move inside it.
-pub fn housing(conn: &rusqlite::Connection, filter: &Filter) -> Result<HousingReport, ReportError> {
+pub fn housing(
+    conn: &rusqlite::Connection,
+    filter: &Filter,
+    today: NaiveDate,
+) -> Result<HousingReport, ReportError> {
     let (start, end) = (filter.period.start(), filter.period.end());
     let mut at_start: BTreeMap<HousingSituation, Tally> = BTreeMap::new();
     let mut at_end: BTreeMap<HousingSituation, Tally> = BTreeMap::new();
@@ -443,7 +590,7 @@ pub fn housing(conn: &rusqlite::Connection, filter: &Filter) -> Result<HousingRe
         .enumerate()
     {
         // A stand-in id: the report needs only to tell citizens apart.
-        let who = Some(Uuid::from_u128(i as u128 + 1));
+        let who = Some(stand_in(i));
         let before = |limit: DateTime<Utc>| history.iter().rev().find(|(at, _)| *at < limit);
         if let Some((_, s)) = before(start) {
             at_start.entry(*s).or_default().add(who, 0);
@@ -471,6 +618,7 @@ pub fn housing(conn: &rusqlite::Connection, filter: &Filter) -> Result<HousingRe
         at_start: suppress(at_start, start_people),
         at_end: suppress(at_end, end_people),
         moves: suppress(moves, people_moved),
+        kept_home: kept_home(conn, filter, today)?,
     })
 }
 
@@ -588,6 +736,7 @@ pub enum Report {
     Housing(HousingReport),
     Wellbeing(WellbeingReport),
     Conflicts(ConflictsReport),
+    Courses(CoursesReport),
 }
 
 /// Runs the report `kind` for `filter` as of `now`.
@@ -601,9 +750,10 @@ pub fn run(
         ReportKind::Contacts => Report::Contacts(contacts(conn, filter)?),
         ReportKind::Referrals => Report::Referrals(referrals(conn, filter)?),
         ReportKind::FollowUps => Report::FollowUps(follow_ups(conn, filter, now.date_naive())?),
-        ReportKind::Housing => Report::Housing(housing(conn, filter)?),
+        ReportKind::Housing => Report::Housing(housing(conn, filter, now.date_naive())?),
         ReportKind::Wellbeing => Report::Wellbeing(wellbeing(conn, filter)?),
         ReportKind::Conflicts => Report::Conflicts(conflicts(conn, filter, now)?),
+        ReportKind::Courses => Report::Courses(courses(conn, filter)?),
     })
 }
 

@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use uuid::Uuid;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_feltbog-server");
 
@@ -286,6 +287,8 @@ pub fn visit_form(citizen: Option<uuid::Uuid>, note: &str) -> feltbog_core::app:
         note: note.into(),
         wellbeing: None,
         follow_up: None,
+        course_id: None,
+        goals: Vec::new(),
     }
 }
 
@@ -315,4 +318,48 @@ pub fn devices_of(server: &Server, worker: &str) -> Vec<String> {
         .filter(|l| l.split('\t').nth(1) == Some(worker))
         .map(|l| l.split('\t').next().unwrap().to_owned())
         .collect()
+}
+
+/// The last 32 bytes of the sealed cells of each record (an AEAD tag and the end of a sealed
+/// value: unique to that record), read from the store's file.
+pub fn sealed_tails(store: &Store, ids: &[Uuid]) -> Vec<Vec<u8>> {
+    let db = rusqlite::Connection::open(store.path()).unwrap();
+    let tails: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|id| {
+            let cells: Vec<u8> = db
+                .query_row(
+                    "SELECT cells FROM records WHERE id = ?1",
+                    [&id.as_bytes()[..]],
+                    |r| r.get(0),
+                )
+                .unwrap_or_else(|_| panic!("record {id} is on the device"));
+            cells[cells.len() - 32..].to_vec()
+        })
+        .collect();
+    // Positive control: the scan finds them while they are there.
+    assert!(
+        tails.iter().all(|t| in_store_files(store, t)),
+        "scan saw the records"
+    );
+    tails
+}
+
+pub fn in_store_files(store: &Store, needle: &[u8]) -> bool {
+    let name = store
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    std::fs::read_dir(store.path().parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&name))
+        .any(|e| {
+            std::fs::read(e.path())
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle)
+        })
 }

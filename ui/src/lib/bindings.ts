@@ -1,7 +1,7 @@
 // Generated from the Rust types by `core/src/app/bindings.rs` (ts-rs). Do not edit:
 // run `FELTBOG_UPDATE_BINDINGS=1 cargo test -p feltbog-core --features http,ts bindings`.
 
-export type HousingSituation = "street" | "shelter" | "alternative_housing" | "stairwell_community" | "own_rental" | "hospital_or_prison" | "other";
+export type HousingSituation = "street" | "shelter" | "alternative_housing" | "stairwell_community" | "own_rental" | "supported_housing" | "hospital" | "prison" | "hospital_or_prison" | "other";
 
 export type ConsentStatus = "not_asked" | "given" | "declined" | "withdrawn";
 
@@ -13,7 +13,7 @@ export type VisitKind = "home_visit" | "street_contact" | "contact_centre" | "si
 
 export type Theme = "housing" | "economy_and_debt" | "physical_health" | "mental_health" | "substance_use" | "work_and_education" | "network_and_loneliness" | "daily_living" | "crisis" | "other";
 
-export type Referral = "debt_counselling" | "housing_support" | "addiction_treatment" | "doctor" | "psychiatry" | "job_centre" | "volunteer_centre" | "shelter" | "legal_aid" | "other";
+export type Referral = "debt_counselling" | "housing_support" | "addiction_treatment" | "doctor" | "psychiatry" | "job_centre" | "volunteer_centre" | "shelter" | "legal_aid" | "case_worker" | "home_care" | "social_nurse" | "housing_association" | "hospital" | "police" | "probation_service" | "other";
 
 export type TaskStatus = "open" | "done" | "cancelled";
 
@@ -184,6 +184,10 @@ export type VisitView = { id: string, citizen_id: string | null,
  */
 citizen_label: string | null, anonymous_count: number | null, anonymous_description: string | null, kind: VisitKind, started_at_ms: number, duration_minutes: number, place: string | null, themes: Array<Theme>, referrals: Array<Referral>, note: string, wellbeing: number | null, 
 /**
+ * The support course it was part of, and the citizen's goals it worked on.
+ */
+course_id: string | null, goals: Array<string>, 
+/**
  * Written by the signed-in worker on this or another device.
  */
 mine: boolean, 
@@ -214,7 +218,16 @@ export type CitizenDetail = { id: string, label: string, alias: string | null, f
 /**
  * Formatted `DDMMYY-XXXX`.
  */
-cpr: string | null, birth_year: number | null, phone: string | null, housing: HousingSituation, site_id: string | null, consent: ConsentView | null, goals: Array<GoalView>, tags: Array<string>, archived: boolean, 
+cpr: string | null, birth_year: number | null, phone: string | null, housing: HousingSituation, site_id: string | null, 
+/**
+ * The consent to recording (the one the citizen form edits); every purpose is in
+ * `pathway.consents`.
+ */
+consent: ConsentView | null, goals: Array<GoalView>, tags: Array<string>, archived: boolean, 
+/**
+ * What is followed over time: housing, courses, referrals, network, consents.
+ */
+pathway: PathwayView, 
 /**
  * Site-log entries that name the citizen (a resident), newest first.
  */
@@ -353,7 +366,11 @@ anonymous_count: number | null, anonymous_description: string, kind: VisitKind,
 /**
  * When it started; `None` means now.
  */
-started_at_ms: number | null, duration_minutes: number, place: string, themes: Array<Theme>, referrals: Array<Referral>, note: string, wellbeing: number | null, follow_up: FollowUpInput | null, };
+started_at_ms: number | null, duration_minutes: number, place: string, themes: Array<Theme>, referrals: Array<Referral>, note: string, wellbeing: number | null, follow_up: FollowUpInput | null, 
+/**
+ * The support course the visit was part of, and the citizen's goals it worked on.
+ */
+course_id: string | null, goals: Array<string>, };
 
 export type TaskInput = { citizen_id: string, title: string, due: string, };
 
