@@ -17,6 +17,7 @@ fn main() {
             "save_visit",
             "tasks",
             "save_task",
+            "save_pathway",
             "set_task_status",
             "edit_visit",
             "link_visit",

@@ -7,8 +7,8 @@
 //! types in `ui/src/lib/bindings.ts`.
 
 use feltbog_core::app::forms::{
-    CitizenInput, ConflictChoice, FirstRunInput, HandoverInput, SiteInput, SiteLogInput, TaskEdit,
-    TaskInput, VisitEdit, VisitInput,
+    CitizenInput, ConflictChoice, FirstRunInput, HandoverInput, PathwayEdit, SiteInput,
+    SiteLogInput, TaskEdit, TaskInput, VisitEdit, VisitInput,
 };
 use feltbog_core::app::views::{
     CitizenDetail, CitizenSummary, Colleague, ConflictView, DraftView, SetAsideView, SiteLogView,
@@ -116,6 +116,12 @@ pub async fn tasks(app: Shared<'_>, include_closed: bool) -> Answer<Vec<TaskView
 #[tauri::command(rename_all = "snake_case")]
 pub async fn save_task(app: Shared<'_>, input: TaskInput) -> Answer<Uuid> {
     blocking(&app, move |a| a.save_task(&input)).await
+}
+
+/// One edit of a citizen's pathway: an item saved or removed, or the circumstances.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn save_pathway(app: Shared<'_>, citizen_id: Uuid, edit: PathwayEdit) -> Answer<()> {
+    blocking(&app, move |a| a.save_pathway(citizen_id, &edit)).await
 }
 
 #[tauri::command(rename_all = "snake_case")]

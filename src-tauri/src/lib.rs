@@ -60,6 +60,7 @@ pub fn with_commands<R: tauri::Runtime>(builder: tauri::Builder<R>) -> tauri::Bu
         commands::save_visit,
         commands::tasks,
         commands::save_task,
+        commands::save_pathway,
         commands::set_task_status,
         commands::edit_visit,
         commands::link_visit,

@@ -491,6 +491,23 @@ async function main() {
   await until('the new task on the citizen page', async () =>
     (await (await browser.$('[data-screen="citizen"]')).getText()).includes('Følg op om hunden'),
   );
+  // The pathway (issue 17): a referral with its follow-up task, and a network person.
+  await (await browser.$('#pathway-add-referral')).click();
+  await screen(browser, 'pathway-edit');
+  await (await browser.$('#p-target')).selectByAttribute('value', 'housing_association');
+  await (await browser.$('#p-make-follow-up')).click();
+  await (await browser.$('#p-fu-title')).setValue('Hør boligselskabet om svar');
+  await (await browser.$('#pathway-save')).click();
+  await screen(browser, 'citizen');
+  await (await browser.$('#pathway-add-network')).click();
+  await screen(browser, 'pathway-edit');
+  await (await browser.$('#p-name')).setValue('Søsteren Ida');
+  await (await browser.$('#pathway-save')).click();
+  await screen(browser, 'citizen');
+  await until('the referral, its task and the network person on the citizen page', async () => {
+    const page = await (await browser.$('[data-screen="citizen"]')).getText();
+    return page.includes('Boligselskab') && page.includes('Hør boligselskabet om svar') && page.includes('Søsteren Ida');
+  });
   await (await browser.$('#edit-citizen')).click();
   await screen(browser, 'citizen-edit');
   await (await browser.$('#c-phone')).setValue('20304050');
@@ -526,7 +543,7 @@ async function main() {
   await screen(browser, 'today');
   await syncedWithNothingRefused(browser, 'outreach');
   await until("the outreach worker's edits to lose their marks", async () => (await browser.$$('[data-mark]')).length === 0);
-  log('outreach: citizen, goal, consent, visit with follow-up, task, citizen edit, hand-over, task edit, task done, visit correction: all accepted');
+  log('outreach: citizen, goal, consent, visit with follow-up, task, pathway referral with follow-up and network person, citizen edit, hand-over, task edit, task done, visit correction: all accepted');
   await browser.deleteSession();
   await stop(anneDriver);
 

@@ -33,6 +33,18 @@ pub fn typescript() -> String {
         SiteLogKind,
         ConflictStatus,
         EntityKind,
+        CourseKind,
+        CourseEnding,
+        ReferralOutcome,
+        Relation,
+        ConsentPurpose,
+        // The pathway's items (issue 17), as the citizen page shows them and its form sends them.
+        HousingChange,
+        Course,
+        CourseReview,
+        ReferralCase,
+        NetworkPerson,
+        PurposeConsent,
         crate::merge::ConflictKind,
         crate::access::Role,
         crate::access::Offer,
@@ -54,6 +66,10 @@ pub fn typescript() -> String {
         views::VisitView,
         views::TaskView,
         views::CitizenDetail,
+        views::PathwayView,
+        views::KeptHome,
+        views::ConsentItemView,
+        views::WellbeingPoint,
         views::Today,
         views::SiteView,
         views::SiteLogView,
@@ -79,6 +95,8 @@ pub fn typescript() -> String {
         forms::SiteInput,
         forms::SiteLogInput,
         forms::ConflictChoice,
+        forms::PathwayItem,
+        forms::PathwayEdit,
     );
     let mut out = String::from(
         "// Generated from the Rust types by `core/src/app/bindings.rs` (ts-rs). Do not edit:\n\

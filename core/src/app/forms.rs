@@ -5,10 +5,10 @@
 use super::error::AppError;
 use crate::domain::{
     AnonymousContact, Citizen, CitizenId, ConsentId, ConsentMethod, ConsentPurpose, ConsentStatus,
-    Course, CourseId, CourseReview, Cpr, Goal, GoalId, GoalStatus, HousingChange, HousingSituation,
-    NetworkPerson, PurposeConsent, Referral, ReferralCase, Sensitive, Site, SiteId, SiteKind,
-    SiteLogEntry, SiteLogEntryId, SiteLogKind, Task, TaskId, TaskStatus, TeamId, Theme, Visit,
-    VisitId, VisitKind, WorkerId,
+    Course, CourseId, CourseReview, Cpr, Goal, GoalId, GoalStatus, HousingChange, HousingChangeId,
+    HousingSituation, NetworkPerson, PurposeConsent, Referral, ReferralCase, Sensitive, Site,
+    SiteId, SiteKind, SiteLogEntry, SiteLogEntryId, SiteLogKind, Task, TaskId, TaskStatus, TeamId,
+    Theme, Visit, VisitId, VisitKind, WorkerId,
 };
 use crate::store::{Resolution, Store, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -364,6 +364,16 @@ pub fn citizen_from(
     };
     c.birth_year = input.birth_year;
     c.phone = opt_text(&input.phone);
+    // Every change of housing is kept in the pathway, dated today (the pathway's own form
+    // dates a move back in time).
+    let new = input.id.is_none();
+    if (new && input.housing != HousingSituation::Other) || (!new && c.housing != input.housing) {
+        c.housing_history.push(HousingChange {
+            id: HousingChangeId::new(),
+            from: now.date_naive(),
+            situation: input.housing,
+        });
+    }
     c.housing = input.housing;
     c.site_id = input.site_id.map(SiteId);
     c.tags = input
@@ -431,6 +441,16 @@ pub fn apply_citizen_edit(
     take_changed!(
         alias, full_name, cpr, birth_year, phone, housing, site_id, archived
     );
+    // A housing change the worker made is kept in the pathway (the dated entry `citizen_from`
+    // made for it).
+    if edited.housing != started_from.housing
+        && let Some(entry) = edited
+            .housing_history
+            .iter()
+            .find(|h| !current.housing_history.iter().any(|c| c.id == h.id))
+    {
+        current.housing_history.push(entry.clone());
+    }
     // The consent to recording, as the form edits it (other purposes have their own form).
     if recording_consent(edited) != recording_consent(started_from) {
         let before = recording_consent(started_from).map(|k| k.id);
@@ -770,6 +790,18 @@ mod tests {
         let mine = citizen_from(&edited, Some(current.clone()), a, Utc::now()).unwrap();
         let saved = apply_citizen_edit(current, &base, &mine);
         assert_eq!(saved.housing, HousingSituation::Shelter, "B's edit");
+        // Both housing situations are in the pathway, dated: the first and B's change.
+        let pathway: Vec<HousingSituation> =
+            saved.housing_history.iter().map(|h| h.situation).collect();
+        assert_eq!(
+            pathway,
+            [HousingSituation::Street, HousingSituation::Shelter]
+        );
+        assert_eq!(
+            stored.housing_history.len(),
+            1,
+            "a new citizen's first situation"
+        );
         assert_eq!(
             saved.phone,
             Some("22222222".into()),

@@ -15,6 +15,7 @@ import type {
   EnrolmentLink,
   FirstRunInput,
   HandoverInput,
+  PathwayEdit,
   Settings,
   SiteInput,
   SiteLogInput,
@@ -54,6 +55,10 @@ export const api = {
   saveCitizen: (input: CitizenInput, startedFrom: CitizenInput | null) =>
     invoke<string>('save_citizen', { input, started_from: startedFrom }),
   saveVisit: (input: VisitInput) => invoke<string>('save_visit', { input }),
+  /** One edit of a citizen's pathway (an item saved or removed, or the circumstances), made on
+   *  the citizen as stored now: a colleague's edit of another item is kept. */
+  savePathway: (citizenId: string, edit: PathwayEdit) =>
+    invoke<void>('save_pathway', { citizen_id: citizenId, edit }),
   /** Corrects a visit (its author only): Rust writes only what differs from `startedFrom`. */
   editVisit: (id: string, edited: VisitEdit, startedFrom: VisitEdit) =>
     invoke<void>('edit_visit', { id, edited, started_from: startedFrom }),

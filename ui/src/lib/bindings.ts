@@ -25,6 +25,56 @@ export type ConflictStatus = "open" | "resolved" | "dismissed";
 
 export type EntityKind = "citizen" | "visit" | "task" | "site" | "site_log_entry" | "conflict";
 
+export type CourseKind = "housing_support" | "housing_first" | "support_contact_person" | "cti" | "icm" | "debt_counselling" | "other";
+
+export type CourseEnding = "goals_reached" | "handed_over" | "citizen_ended" | "moved_away" | "lost_contact" | "died" | "other";
+
+export type ReferralOutcome = "waiting" | "accepted" | "declined_by_citizen" | "done";
+
+export type Relation = "parent" | "child" | "sibling" | "partner" | "other_family" | "friend" | "neighbour" | "professional" | "other";
+
+export type ConsentPurpose = "recording" | "sharing_with_agencies" | "involving_network" | "health_information" | "other";
+
+export type HousingChange = { id: string, 
+/**
+ * The day the citizen moved (or was found) there.
+ */
+from: string, situation: HousingSituation, };
+
+export type Course = { id: string, kind: CourseKind, started: string, planned_end: string | null, ended: string | null, 
+/**
+ * How it ended: set exactly when `ended` is.
+ */
+ending: CourseEnding | null, 
+/**
+ * The citizen's goals this course works on (ids of [`super::Goal`]s of the same record).
+ */
+goals: Array<string>, 
+/**
+ * What the course is for, in words.
+ */
+note: string, };
+
+export type CourseReview = { id: string, course_id: string, date: string, text: string, };
+
+export type ReferralCase = { id: string, target: Referral, made: string, 
+/**
+ * The visit it was made on, if any.
+ */
+visit_id: string | null, outcome: ReferralOutcome, 
+/**
+ * When the outcome was learnt.
+ */
+outcome_date: string | null, 
+/**
+ * The task that follows it up, when one was asked for.
+ */
+follow_up: string | null, note: string, };
+
+export type NetworkPerson = { id: string, name: string, relation: Relation, contact: string | null, may_involve: boolean, };
+
+export type PurposeConsent = { id: string, purpose: ConsentPurpose, status: ConsentStatus, date: string, method: ConsentMethod, recorded_by: string, scope: string, };
+
 export type ConflictKind = "open" | "notice";
 
 export type Role = "outreach" | "home_support" | "caretaker" | "supervisor" | "admin";
@@ -241,6 +291,38 @@ primary_worker: string | null, primary_worker_name: string | null, visits: Array
  */
 mark: SaveMark | null, };
 
+export type PathwayView = { 
+/**
+ * Every housing change, newest first.
+ */
+housing_history: Array<HousingChange>, 
+/**
+ * Each move into a home with whether it was kept at 3, 6 and 12 months (`null`: not yet).
+ */
+kept: Array<KeptHome>, eviction_risk: boolean, rent_arrears: boolean, resources: string | null, 
+/**
+ * Courses, running ones first, newest first.
+ */
+courses: Array<Course>, 
+/**
+ * Reviews, newest first.
+ */
+course_reviews: Array<CourseReview>, 
+/**
+ * Referrals, open ones first, newest first.
+ */
+referrals: Array<ReferralCase>, network: Array<NetworkPerson>, consents: Array<ConsentItemView>, 
+/**
+ * Wellbeing scores of the visits shown, oldest first: the trend chart's points.
+ */
+wellbeing: Array<WellbeingPoint>, };
+
+export type KeptHome = { moved_in: string, months_3: boolean | null, months_6: boolean | null, months_12: boolean | null, };
+
+export type ConsentItemView = { consent: PurposeConsent, recorded_by_name: string | null, };
+
+export type WellbeingPoint = { at_ms: number, score: number, };
+
 export type Today = { due_tasks: Array<TaskView>, recent: Array<VisitView>, };
 
 export type SiteView = { id: string, kind: SiteKind, name: string, address: string, };
@@ -398,3 +480,15 @@ export type SiteInput = { kind: SiteKind, name: string, address: string, };
 export type SiteLogInput = { site_id: string, kind: SiteLogKind, note: string, residents: Array<string>, };
 
 export type ConflictChoice = { "choice": "keep_mine" } | { "choice": "keep_theirs" } | { "choice": "merged", text: string, } | { "choice": "dismiss" };
+
+export type PathwayItem = { "list": "housing_history", "item": HousingChange } | { "list": "courses", "item": Course } | { "list": "course_reviews", "item": CourseReview } | { "list": "referrals", "item": ReferralCase } | { "list": "network", "item": NetworkPerson } | { "list": "consents", "item": PurposeConsent };
+
+export type PathwayEdit = { "kind": "save", item: PathwayItem, 
+/**
+ * A follow-up task to make with a referral ("when asked for").
+ */
+follow_up: FollowUpInput | null, } | { "kind": "remove", 
+/**
+ * The list's field name (`courses`, `referrals`, …).
+ */
+list: string, id: string, } | { "kind": "circumstances", eviction_risk: boolean, rent_arrears: boolean, resources: string, };

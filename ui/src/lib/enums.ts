@@ -2,6 +2,11 @@
 // step with the generated type (a new Rust variant makes `npm run check` fail here).
 import type {
   ConsentMethod,
+  ConsentPurpose,
+  CourseEnding,
+  CourseKind,
+  ReferralOutcome,
+  Relation,
   ConsentStatus,
   ErrorCode,
   GoalStatus,
@@ -47,6 +52,13 @@ export const REFERRALS = all<Referral>()([
   'volunteer_centre',
   'shelter',
   'legal_aid',
+  'case_worker',
+  'home_care',
+  'social_nurse',
+  'housing_association',
+  'hospital',
+  'police',
+  'probation_service',
   'other',
 ] as const);
 
@@ -65,7 +77,56 @@ export const HOUSING = all<HousingSituation>()([
   'alternative_housing',
   'stairwell_community',
   'own_rental',
+  'supported_housing',
+  'hospital',
+  'prison',
   'hospital_or_prison',
+  'other',
+] as const);
+
+/** The situations a worker picks from (core's `HousingSituation::OFFERED`): the old
+ *  "hospital or prison" is only shown where a record still holds it. */
+export const HOUSING_OFFERED = HOUSING.filter((h) => h !== 'hospital_or_prison');
+
+export const COURSE_KINDS = all<CourseKind>()([
+  'housing_support',
+  'housing_first',
+  'support_contact_person',
+  'cti',
+  'icm',
+  'debt_counselling',
+  'other',
+] as const);
+
+export const COURSE_ENDINGS = all<CourseEnding>()([
+  'goals_reached',
+  'handed_over',
+  'citizen_ended',
+  'moved_away',
+  'lost_contact',
+  'died',
+  'other',
+] as const);
+
+export const REFERRAL_OUTCOMES = all<ReferralOutcome>()(['waiting', 'accepted', 'declined_by_citizen', 'done'] as const);
+
+export const RELATIONS = all<Relation>()([
+  'parent',
+  'child',
+  'sibling',
+  'partner',
+  'other_family',
+  'friend',
+  'neighbour',
+  'professional',
+  'other',
+] as const);
+
+export const CONSENT_PURPOSES = all<ConsentPurpose>()([
+  'recording',
+  'sharing_with_agencies',
+  'involving_network',
+  'health_information',
   'other',
 ] as const);
 

@@ -228,6 +228,9 @@ export type VisitForm = {
   followUp: boolean;
   followUpTitle: string;
   followUpDue: string;
+  /** The citizen's support course the visit was part of, and the goals it worked on. */
+  courseId: string | null;
+  goals: string[];
 };
 
 export function emptyVisitForm(kind: VisitKind, citizenId: string | null = null): VisitForm {
@@ -247,6 +250,8 @@ export function emptyVisitForm(kind: VisitKind, citizenId: string | null = null)
     followUp: false,
     followUpTitle: '',
     followUpDue: '',
+    courseId: null,
+    goals: [],
   };
 }
 
@@ -329,6 +334,8 @@ export function toVisitInput(f: VisitForm): VisitInput {
       f.followUp && !f.anonymous
         ? { title: f.followUpTitle.trim(), due: f.followUpDue.trim() }
         : null,
+    course_id: f.anonymous ? null : f.courseId,
+    goals: f.anonymous ? [] : [...f.goals],
   };
 }
 

@@ -14,6 +14,9 @@ import type {
   Colleague,
   DraftView,
   HandoverInput,
+  KeptHome,
+  PathwayEdit,
+  PathwayView,
   TaskEdit,
   VisitEdit,
   Me,
@@ -40,7 +43,10 @@ import type {
 
 export type Seed = { phase: Phase; demo: boolean; pin?: string; role?: Role; openedWith?: string };
 
-type Citizen = Omit<CitizenDetail, 'label' | 'visits' | 'tasks' | 'mark' | 'primary_worker_name' | 'site_log'>;
+/** A citizen's pathway as stored: the item lists and circumstances (the view is computed). */
+type Path = Omit<PathwayView, 'kept' | 'consents' | 'wellbeing'> & { consents: PathwayView['consents'][number]['consent'][] };
+type Citizen = Omit<CitizenDetail, 'label' | 'visits' | 'tasks' | 'mark' | 'primary_worker_name' | 'site_log' | 'pathway'> & { path: Path };
+const emptyPath = (): Path => ({ housing_history: [], eviction_risk: false, rent_arrears: false, resources: null, courses: [], course_reviews: [], referrals: [], network: [], consents: [] });
 type Task = { id: string; citizen_id: string; title: string; due: string; status: TaskStatus; assignee: string | null };
 
 /** The team's workers who carry cases, as core's `views::colleagues` lists them (the signed-in
@@ -127,6 +133,7 @@ function demo(db: Db) {
     tags: [],
     archived: false,
     primary_worker: null,
+    path: emptyPath(),
     ...c,
   });
   const ravnen = mk({
@@ -144,14 +151,42 @@ function demo(db: Db) {
       { id: uuid(), text: 'Få styr på gælden til SKAT.', status: 'achieved', created: iso(now - 90 * DAY) },
     ],
   });
+  const goalFlat = ravnen.goals[0].id;
+  const debtCourse = uuid();
+  ravnen.path = {
+    ...emptyPath(),
+    housing_history: [
+      { id: uuid(), from: iso(now - 420 * DAY), situation: 'street' },
+      { id: uuid(), from: iso(now - 300 * DAY), situation: 'own_rental' },
+      { id: uuid(), from: iso(now - 120 * DAY), situation: 'shelter' },
+    ],
+    eviction_risk: false,
+    rent_arrears: true,
+    resources: 'God til at fiske og til at hjælpe de andre på herberget.',
+    courses: [
+      { id: uuid(), kind: 'housing_first', started: iso(now - 60 * DAY), planned_end: iso(now + 300 * DAY), ended: null, ending: null, goals: [goalFlat], note: 'Egen lejlighed med bostøtte.' },
+      { id: debtCourse, kind: 'debt_counselling', started: iso(now - 200 * DAY), planned_end: null, ended: iso(now - 100 * DAY), ending: 'goals_reached', goals: [ravnen.goals[2].id], note: 'Aftale med SKAT.' },
+    ],
+    course_reviews: [{ id: uuid(), course_id: debtCourse, date: iso(now - 110 * DAY), text: 'Afdragsordning på plads.' }],
+    referrals: [
+      { id: uuid(), target: 'housing_association', made: iso(now - 14 * DAY), visit_id: null, outcome: 'waiting', outcome_date: null, follow_up: null, note: 'Ansøgning om bolig via den sociale boliganvisning.' },
+      { id: uuid(), target: 'doctor', made: iso(now - 90 * DAY), visit_id: null, outcome: 'done', outcome_date: iso(now - 80 * DAY), follow_up: null, note: '' },
+    ],
+    network: [{ id: uuid(), name: 'Datteren Sofie', relation: 'child', contact: '+45 22 00 00 00', may_involve: true }],
+    consents: [
+      { id: ravnen.id, purpose: 'recording', status: 'given', date: iso(now - 40 * DAY), method: 'verbal', recorded_by: COLLEAGUES[0].id, scope: 'Deling med jobcenter og herberg' },
+    ],
+  };
   const mette = mk({ alias: 'Lille Mette', housing: 'alternative_housing', site_id: site1.id, birth_year: 1978, goals: [{ id: uuid(), text: 'Komme ud at gå hver dag.', status: 'active', created: iso(now - 10 * DAY) }] });
   const kaj = mk({ alias: 'Kaj fra broen', housing: 'street' });
   const fie = mk({ alias: 'Fie', full_name: 'Fie Testesen', housing: 'stairwell_community', site_id: site2.id });
   db.citizens = [ravnen, mette, kaj, fie];
   db.visits = [
-    { id: uuid(), citizen_id: ravnen.id, anonymous_count: null, anonymous_description: null, kind: 'home_visit', started_at_ms: now - 2 * 3600_000, duration_minutes: 45, place: 'Herberget, Vesterbro', themes: ['housing', 'economy_and_debt'], referrals: ['housing_support'], note: 'Talte om boligansøgningen. Ravnen vil gerne have hjælp til at ringe til boligselskabet.', wellbeing: 6, mine: true },
-    { id: uuid(), citizen_id: null, anonymous_count: 2, anonymous_description: 'To mænd ved stationen', kind: 'street_contact', started_at_ms: now - 5 * 3600_000, duration_minutes: 10, place: 'Hovedbanegården', themes: ['substance_use', 'physical_health'], referrals: [], note: 'Delte kaffe ud, fortalte om varmestuen.', wellbeing: null, mine: true },
-    { id: uuid(), citizen_id: mette.id, anonymous_count: null, anonymous_description: null, kind: 'site', started_at_ms: now - 26 * 3600_000, duration_minutes: 30, place: null, themes: ['network_and_loneliness'], referrals: ['volunteer_centre'], note: 'Mette savner nogen at gå tur med.', wellbeing: 4, mine: false },
+    { id: uuid(), citizen_id: ravnen.id, anonymous_count: null, anonymous_description: null, kind: 'home_visit', started_at_ms: now - 2 * 3600_000, duration_minutes: 45, place: 'Herberget, Vesterbro', themes: ['housing', 'economy_and_debt'], referrals: ['housing_support'], note: 'Talte om boligansøgningen. Ravnen vil gerne have hjælp til at ringe til boligselskabet.', wellbeing: 6, course_id: null, goals: [], mine: true },
+    { id: uuid(), citizen_id: null, anonymous_count: 2, anonymous_description: 'To mænd ved stationen', kind: 'street_contact', started_at_ms: now - 5 * 3600_000, duration_minutes: 10, place: 'Hovedbanegården', themes: ['substance_use', 'physical_health'], referrals: [], note: 'Delte kaffe ud, fortalte om varmestuen.', wellbeing: null, course_id: null, goals: [], mine: true },
+    { id: uuid(), citizen_id: mette.id, anonymous_count: null, anonymous_description: null, kind: 'site', started_at_ms: now - 26 * 3600_000, duration_minutes: 30, place: null, themes: ['network_and_loneliness'], referrals: ['volunteer_centre'], note: 'Mette savner nogen at gå tur med.', wellbeing: 4, course_id: null, goals: [], mine: false },
+    { id: uuid(), citizen_id: ravnen.id, anonymous_count: null, anonymous_description: null, kind: 'phone', started_at_ms: now - 9 * DAY, duration_minutes: 10, place: null, themes: ['housing'], referrals: [], note: 'Ringede om lejligheden.', wellbeing: 4, course_id: null, goals: [], mine: false },
+    { id: uuid(), citizen_id: ravnen.id, anonymous_count: null, anonymous_description: null, kind: 'home_visit', started_at_ms: now - 30 * DAY, duration_minutes: 40, place: null, themes: ['economy_and_debt'], referrals: [], note: 'Gennemgik budgettet.', wellbeing: 3, course_id: null, goals: [], mine: true },
   ];
   db.tasks = [
     { id: uuid(), citizen_id: ravnen.id, title: 'Ring til boligselskabet sammen med Ravnen', due: iso(now - 2 * DAY), status: 'open', assignee: null },
@@ -270,6 +305,99 @@ const emitSync = async (b: Partial<SyncBar>) => {
   await emit('sync', bar());
 };
 
+/** As core's `pathway::move_ins` and `kept_home`: a home is own rental, supported or
+ *  alternative housing; kept means no move to anything else by the measure's day. */
+function kept(path: Path): KeptHome[] {
+  const home = (s: string) => s === 'own_rental' || s === 'supported_housing' || s === 'alternative_housing';
+  const sorted = [...path.housing_history].sort((x, y) => x.from.localeCompare(y.from));
+  const out: KeptHome[] = [];
+  let housed = false;
+  for (const h of sorted) {
+    if (home(h.situation) && !housed) {
+      const at = (months: number) => {
+        const d = new Date(`${h.from}T00:00:00Z`);
+        d.setUTCMonth(d.getUTCMonth() + months);
+        const due = d.toISOString().slice(0, 10);
+        if (due > today()) return null;
+        return !sorted.some((x) => x.from > h.from && x.from <= due && !home(x.situation));
+      };
+      out.push({ moved_in: h.from, months_3: at(3), months_6: at(6), months_12: at(12) });
+    }
+    housed = home(h.situation);
+  }
+  return out;
+}
+function pathwayView(c: Citizen): PathwayView {
+  const p = c.path;
+  const byDate = <T,>(key: (x: T) => string) => (x: T, y: T) => key(y).localeCompare(key(x));
+  const open = (o: string) => o === 'waiting' || o === 'accepted';
+  return {
+    ...p,
+    housing_history: [...p.housing_history].sort(byDate((h) => h.from)),
+    kept: kept(p),
+    courses: [...p.courses].sort((x, y) => Number(x.ended !== null) - Number(y.ended !== null) || y.started.localeCompare(x.started)),
+    course_reviews: [...p.course_reviews].sort(byDate((r) => r.date)),
+    referrals: [...p.referrals].sort((x, y) => Number(!open(x.outcome)) - Number(!open(y.outcome)) || y.made.localeCompare(x.made)),
+    consents: p.consents.map((k) => ({ consent: k, recorded_by_name: k.recorded_by === db.workerId ? db.me?.name ?? null : workerName(k.recorded_by) })),
+    wellbeing: db.visits
+      .filter((v) => v.citizen_id === c.id && v.wellbeing !== null)
+      .sort((x, y) => x.started_at_ms - y.started_at_ms)
+      .map((v) => ({ at_ms: v.started_at_ms, score: v.wellbeing as number })),
+  };
+}
+/** As core's `forms::apply_pathway_edit`: one item saved or removed, or the circumstances. */
+function applyPathway(c: Citizen, e: PathwayEdit) {
+  const p = c.path;
+  const upsert = <T extends { id: string }>(list: T[], item: T) => {
+    const i = list.findIndex((x) => x.id === item.id);
+    if (i >= 0) list[i] = item;
+    else list.push(item);
+  };
+  if (e.kind === 'circumstances') {
+    Object.assign(p, { eviction_risk: e.eviction_risk, rent_arrears: e.rent_arrears, resources: e.resources.trim() || null });
+  } else if (e.kind === 'remove') {
+    const lists: Record<string, { id: string }[]> = { housing_history: p.housing_history, courses: p.courses, course_reviews: p.course_reviews, referrals: p.referrals, network: p.network, consents: p.consents };
+    const list = lists[e.list];
+    if (!list || !list.some((x) => x.id === e.id)) throw err('not_found', 'the item is not there');
+    list.splice(list.findIndex((x) => x.id === e.id), 1);
+  } else {
+    const { item, follow_up } = e;
+    switch (item.list) {
+      case 'housing_history':
+        if (item.item.from > today()) throw invalid('housing_history.from', 'a move cannot be dated in the future');
+        upsert(p.housing_history, item.item);
+        break;
+      case 'courses':
+        if (item.item.ended && item.item.ended < item.item.started) throw invalid('courses', 'courses ends before it starts');
+        if ((item.item.ended === null) !== (item.item.ending === null)) throw invalid('courses.ending', 'a course ending is given exactly when its end date is');
+        upsert(p.courses, item.item);
+        break;
+      case 'course_reviews':
+        upsert(p.course_reviews, item.item);
+        break;
+      case 'referrals':
+        if (follow_up) {
+          const task = { id: uuid(), citizen_id: c.id, title: follow_up.title, due: follow_up.due, status: 'open' as TaskStatus, assignee: db.workerId };
+          db.tasks.push(task);
+          item.item.follow_up = task.id;
+        }
+        upsert(p.referrals, item.item);
+        break;
+      case 'network':
+        if (!item.item.name.trim()) throw invalid('network.name', 'network.name must not be blank');
+        upsert(p.network, item.item);
+        break;
+      case 'consents': {
+        const held = p.consents.find((k) => k.id === item.item.id && k.status === item.item.status);
+        upsert(p.consents, { ...item.item, recorded_by: held?.recorded_by ?? db.workerId ?? '' });
+        break;
+      }
+    }
+  }
+  const latest = [...p.housing_history].sort((x, y) => y.from.localeCompare(x.from))[0];
+  if (latest) c.housing = latest.situation;
+}
+
 type Args = Record<string, unknown>;
 
 async function handle(cmd: string, a: Args): Promise<unknown> {
@@ -358,7 +486,18 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
           .map((e) => ({ ...e, resident_labels: e.residents.map(citizenLabel), mark: mark(e.id) })),
         visits: db.visits.filter((v) => v.citizen_id === c.id).sort((x, y) => y.started_at_ms - x.started_at_ms).map(visitView),
         tasks: db.tasks.filter((t) => t.citizen_id === c.id).map(taskView),
+        pathway: pathwayView(c),
       } satisfies CitizenDetail;
+    }
+    case 'save_pathway': {
+      unlocked();
+      const c = db.citizens.find((x) => x.id === a.citizen_id);
+      if (!c) throw err('not_found', 'citizen not found');
+      const tasks = db.tasks.length;
+      applyPathway(c, a.edit as PathwayEdit);
+      // As in Rust: a referral's follow-up task is a record of its own, sent with it.
+      changed(1 + db.tasks.length - tasks, c.id);
+      return null;
     }
     case 'save_citizen': {
       unlocked();
@@ -392,6 +531,7 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
         housing: i.housing,
         site_id: i.site_id,
         consent: i.consent,
+        path: existing?.path ?? emptyPath(),
         goals: i.goals.map((g) => ({ id: g.id ?? uuid(), text: g.text, status: g.status, created: existing?.goals.find((o) => o.id === g.id)?.created ?? today() })),
         tags: nextTags,
         archived: i.archived,
@@ -420,6 +560,8 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
         referrals: [...new Set(i.referrals)],
         note: i.note,
         wellbeing: i.wellbeing,
+        course_id: i.course_id,
+        goals: i.goals,
         mine: true,
       });
       if (i.follow_up && i.citizen_id) db.tasks.push({ id: uuid(), citizen_id: i.citizen_id, title: i.follow_up.title, due: i.follow_up.due, status: 'open', assignee: db.workerId });
@@ -571,7 +713,7 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
         db.visits.push({
           id: made, citizen_id: citizen, anonymous_count: citizen ? null : 1, anonymous_description: null,
           kind: 'home_visit', started_at_ms: e.at_ms, duration_minutes: Number(text('duration_minutes')) || 0,
-          place: null, themes: [], referrals: [], note: text('note'), wellbeing: null, mine: true,
+          place: null, themes: [], referrals: [], note: text('note'), wellbeing: null, course_id: null, goals: [], mine: true,
         });
       }
       if (cmd === 'discard_set_aside') save();

@@ -27,8 +27,8 @@ const VIEWPORTS = [
 ];
 // Screens to photograph, per orientation.
 const SHOOT = {
-  landscape: ['first-run', 'today', 'quick-contact', 'citizen', 'conflicts', 'site-log', 'caseload', 'set-aside'],
-  portrait: ['lock', 'today', 'quick-contact', 'visit', 'citizen-edit', 'settings'],
+  landscape: ['first-run', 'today', 'quick-contact', 'citizen', 'conflicts', 'site-log', 'caseload', 'set-aside', 'pathway-edit'],
+  portrait: ['lock', 'today', 'quick-contact', 'visit', 'citizen-edit', 'settings', 'pathway-edit'],
 };
 
 // ---------- harness ----------
@@ -637,6 +637,166 @@ const flows = [
     await page.click('[data-site] >> text=Toftegården');
     await screen(page, 'site-log');
     assert((await page.locator('#log-save').count()) === 0, 'no site-log form');
+  }],
+  ['citizen pathway: housing timeline, kept homes, courses, referrals, network, consents, wellbeing trend', { phase: 'unlocked', demo: true }, async (page, vp) => {
+    await page.click('#nav-caseload');
+    await screen(page, 'caseload');
+    await page.click('[data-citizen] >> text=Ravnen');
+    await audit(page, 'citizen', vp, { shoot: false });
+    const housing = await page.locator('#pathway-housing').innerText();
+    assert(housing.includes('Boligforløb') && housing.includes('Egen lejebolig') && housing.includes('Herberg'), 'the housing timeline in Danish');
+    assert(housing.includes('Huslejerestance'), 'rent arrears flagged');
+    assert(/3 mdr\.: beholdt/.test(housing) && /6 mdr\.: mistet/.test(housing), `kept at 3 months, lost by 6: ${housing}`);
+    assert(housing.includes('God til at fiske'), 'resources in the citizen\'s own words');
+    const steps = await page.locator('.housing-step .what').allInnerTexts();
+    assert(steps[0] === 'Herberg/forsorgshjem' && steps[steps.length - 1] === 'Gaden', `newest first: ${steps}`);
+    const courses = await page.locator('#pathway-courses').innerText();
+    assert(courses.includes('Housing First') && courses.includes('I gang') && courses.includes('Målene nået'), 'courses with how they ended');
+    assert(courses.includes('Jeg vil have min egen lejlighed inden jul.'), 'a course names the goal it works on');
+    assert(courses.includes('Afdragsordning på plads.'), 'a course review');
+    const referrals = await page.locator('#pathway-referrals .referral').allInnerTexts();
+    assert(referrals[0].includes('Boligselskab') && referrals[0].includes('Venter på svar'), `the open referral first: ${referrals[0]}`);
+    assert((await page.locator('#pathway-network').innerText()).includes('Datteren Sofie'), 'the network');
+    const consents = await page.locator('#pathway-consents').innerText();
+    assert(consents.includes('Registrering og deling i teamet') && consents.includes('Bo Demo'), 'consent per purpose, with who recorded it');
+    assert((await page.locator('.wellbeing-chart svg circle').count()) === 3, 'three wellbeing scores in the chart');
+    assert((await page.locator('.wellbeing-chart svg').getAttribute('aria-label')).includes('senest 6'), 'the chart is described in words');
+    if (vp.name === 'landscape') {
+      await page.locator('#pathway-housing').scrollIntoViewIfNeeded();
+      await page.screenshot({ path: join(shots, 'citizen-pathway-landscape.png') });
+    } else {
+      await page.locator('#pathway-referrals').scrollIntoViewIfNeeded();
+      await page.screenshot({ path: join(shots, 'citizen-pathway-portrait.png') });
+    }
+  }],
+  ['pathway forms: a move, a course on a goal, a review, a referral with follow-up, a network person, a consent, circumstances', { phase: 'unlocked', demo: true }, async (page, vp) => {
+    await page.click('#nav-caseload');
+    await screen(page, 'caseload');
+    await page.click('[data-citizen] >> text=Ravnen');
+    await screen(page, 'citizen');
+    const before = await unsynced(page);
+    // A move, dated back.
+    await page.click('#pathway-add-housing');
+    await audit(page, 'pathway-edit', vp);
+    await page.selectOption('#p-situation', 'supported_housing');
+    await page.fill('#p-from', '');
+    await page.click('#pathway-save');
+    assert(await page.locator('#p-from-error').isVisible(), 'a move needs a date');
+    const d = new Date(Date.now() - 3 * 86_400_000);
+    const p2 = (n) => String(n).padStart(2, '0');
+    await page.fill('#p-from', `${p2(d.getDate())}.${p2(d.getMonth() + 1)}.${d.getFullYear()}`);
+    await page.click('#pathway-save');
+    await screen(page, 'citizen');
+    assert((await page.locator('.housing-step .what').first().innerText()) === 'Botilbud', 'the move is the newest step');
+    assert((await page.locator('#pathway-housing').innerText()).includes('Flyttede ind'), 'a move into a home is measured');
+    // A course working on a goal.
+    await page.click('#pathway-add-course');
+    await audit(page, 'pathway-edit', vp, { shoot: false });
+    await page.selectOption('#p-kind', 'cti');
+    await page.locator('[data-goal]').nth(1).check();
+    await page.fill('#p-course-note', 'Overgang fra herberg til egen bolig.');
+    await page.click('#pathway-save');
+    await screen(page, 'citizen');
+    const cti = page.locator('.course', { hasText: 'CTI' });
+    assert((await cti.innerText()).includes('Se min datter hver anden weekend.'), 'the new course names its goal');
+    // A review of it.
+    await cti.locator('[data-review]').click();
+    await screen(page, 'pathway-edit');
+    await page.click('#pathway-save');
+    assert(await page.locator('#p-review-text-error').isVisible(), 'a review needs words');
+    await page.fill('#p-review-text', 'Første måned gik godt; flytter ind næste uge.');
+    await page.click('#pathway-save');
+    await screen(page, 'citizen');
+    assert((await page.locator('.course', { hasText: 'CTI' }).innerText()).includes('Første måned gik godt'), 'the review under its course');
+    // A referral with a follow-up task.
+    await page.click('#pathway-add-referral');
+    await screen(page, 'pathway-edit');
+    await page.selectOption('#p-target', 'social_nurse');
+    await page.fill('#p-referral-note', 'Sår på benet.');
+    await page.check('#p-make-follow-up');
+    await page.fill('#p-fu-title', 'Spørg socialsygeplejersken om tid');
+    await audit(page, 'pathway-edit', vp, { shoot: false });
+    await page.click('#pathway-save');
+    await screen(page, 'citizen');
+    assert((await page.locator('.referral').first().innerText()).includes('Socialsygeplejerske'), 'the new referral is open, so first');
+    assert((await text(page)).includes('Spørg socialsygeplejersken om tid'), 'its follow-up task on the citizen page');
+    // Followed up: the outcome.
+    await page.locator('.referral', { hasText: 'Socialsygeplejerske' }).locator('[data-edit]').click();
+    await screen(page, 'pathway-edit');
+    assert((await page.locator('#p-make-follow-up').count()) === 0, 'a referral with a task is not offered a second');
+    await page.selectOption('#p-outcome', 'done');
+    await page.click('#pathway-save');
+    await screen(page, 'citizen');
+    assert((await page.locator('.referral', { hasText: 'Socialsygeplejerske' }).innerText()).includes('Gennemført'), 'the outcome shown');
+    // A network person: a name is needed.
+    await page.click('#pathway-add-network');
+    await screen(page, 'pathway-edit');
+    await page.click('#pathway-save');
+    assert(await page.locator('#p-name-error').isVisible(), 'a person needs a name');
+    await page.fill('#p-name', 'Naboen Ole');
+    await page.selectOption('#p-relation', 'neighbour');
+    await page.check('#p-may-involve');
+    await page.click('#pathway-save');
+    await screen(page, 'citizen');
+    assert((await page.locator('#pathway-network').innerText()).includes('Naboen Ole'), 'the person in the network');
+    // A consent for another purpose.
+    await page.click('#pathway-add-consent');
+    await screen(page, 'pathway-edit');
+    await page.selectOption('#p-purpose', 'involving_network');
+    await page.fill('#p-consent-scope', 'Datteren må kontaktes');
+    await page.click('#pathway-save');
+    await screen(page, 'citizen');
+    const consents = await page.locator('#pathway-consents').innerText();
+    assert(consents.includes('Inddragelse af netværk') && consents.includes('Anne Demo'), 'the new purpose, recorded by the worker');
+    // The circumstances.
+    await page.click('#pathway-circumstances');
+    await screen(page, 'pathway-edit');
+    await page.check('#p-eviction');
+    await page.click('#pathway-save');
+    await screen(page, 'citizen');
+    assert(await page.locator('#flag-eviction').isVisible(), 'at risk of eviction flagged');
+    // Removing an item asks first.
+    await page.locator('[data-edit^="network:"]', { hasText: 'Redigér' }).first().click();
+    await screen(page, 'pathway-edit');
+    await page.click('#pathway-remove');
+    await page.click('#pathway-remove-yes');
+    await screen(page, 'citizen');
+    assert(!(await page.locator('#pathway-network').innerText()).includes('Datteren Sofie'), 'the person removed');
+    assert((await unsynced(page)) === before + 10, `nine saves and a task wait for the next sync (${before} → ${await unsynced(page)})`);
+  }],
+  ['a visit names the support course and the goals it worked on', { phase: 'unlocked', demo: true }, async (page, vp) => {
+    await page.click('#nav-caseload');
+    await screen(page, 'caseload');
+    await page.click('[data-citizen] >> text=Ravnen');
+    await screen(page, 'citizen');
+    await page.click('#citizen-new-visit');
+    await screen(page, 'visit');
+    await page.locator('#v-course').waitFor({ state: 'visible', timeout: 3000 });
+    const options = await page.locator('#v-course option').allInnerTexts();
+    assert(options.includes('Housing First') && !options.includes('Gældsrådgivning'), `only running courses: ${options}`);
+    await page.selectOption('#v-course', { label: 'Housing First' });
+    await page.locator('#v-pathway [data-goal]').first().check();
+    await audit(page, 'visit', vp, { shoot: false });
+    await page.fill('#v-note', 'Kiggede på lejligheden sammen.');
+    await page.click('#visit-save');
+    await screen(page, 'citizen');
+    const saved = await page.evaluate(() => window.__fake.db().visits.find((v) => v.note === 'Kiggede på lejligheden sammen.'));
+    assert(saved.course_id !== null && saved.goals.length === 1, 'the visit carries its course and goal');
+  }],
+  ['supervisor reads the pathway; a caretaker is not shown one', { phase: 'unlocked', demo: true, role: 'supervisor' }, async (page, vp) => {
+    await page.click('#nav-caseload');
+    await screen(page, 'caseload');
+    await page.click('[data-citizen] >> text=Ravnen');
+    await audit(page, 'citizen', vp, { shoot: false });
+    assert((await page.locator('#pathway-housing').innerText()).includes('Boligforløb'), 'the pathway is shown');
+    assert((await page.locator('[id^="pathway-add"], #pathway-circumstances, [data-edit], [data-review]').count()) === 0, 'no pathway form is offered');
+  }],
+  ['caretaker: a resident page has no pathway', { phase: 'unlocked', demo: true, role: 'caretaker' }, async (page) => {
+    await page.click('#nav-caseload');
+    await screen(page, 'caseload');
+    await page.locator('.citizen-card').first().click();
+    await screen(page, 'citizen');
+    assert((await page.locator('#pathway-housing, #pathway-courses').count()) === 0, 'no pathway for site work');
   }],
   ['administrator: no app and no data, sign-out offered', { phase: 'unlocked', demo: true, role: 'admin' }, async (page, vp) => {
     await audit(page, 'settings', vp, { shoot: false });

@@ -7,6 +7,7 @@ export type Route =
   | { name: 'caseload' }
   | { name: 'citizen'; id: string }
   | { name: 'citizen-edit'; id: string | null }
+  | { name: 'pathway-edit'; citizenId: string; list: PathwayList; itemId: string | null }
   | { name: 'quick-contact' }
   | { name: 'visit'; citizenId: string | null; edit?: VisitView }
   | { name: 'tasks' }
@@ -15,6 +16,16 @@ export type Route =
   | { name: 'conflicts' }
   | { name: 'set-aside' }
   | { name: 'settings' };
+
+/** What the pathway form edits: one of the citizen's item lists, or the circumstances. */
+export type PathwayList =
+  | 'housing_history'
+  | 'courses'
+  | 'course_reviews'
+  | 'referrals'
+  | 'network'
+  | 'consents'
+  | 'circumstances';
 
 export type TopLevel = 'today' | 'caseload' | 'tasks' | 'sites' | 'conflicts' | 'set-aside' | 'settings';
 
