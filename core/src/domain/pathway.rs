@@ -2,7 +2,7 @@
 //! (indsatser) and their reviews, referrals followed to an outcome, the citizen's network, and
 //! consent per purpose.
 //!
-//! Each is an **item list** of the citizen's record ([`super::schema::EntityKind::item_fields`]):
+//! Each is an **item list** of the citizen's record ([`super::EntityKind::item_fields`]):
 //! every item travels and merges as its own register (`courses__<id>`), is sealed under the
 //! citizen's key, is checked against the writer's scope with the citizen, and is erased with
 //! the citizen's key. Two workers adding a course and a referral offline both keep theirs; the
