@@ -212,9 +212,30 @@ fn every_pathway_list_goes_the_full_path_offline_synced_merged_shown_and_erased(
     let server = Server::start_on(&data, &addr);
     let report = sync(&mut anne);
     assert_eq!((report.acked, report.set_aside), (8, 0), "{report:?}");
+    // Audited like every write about the citizen: the seven pathway saves and the task.
+    let audited = |action: &str| -> i64 {
+        rusqlite::Connection::open(data.join("feltbog-server.sqlite"))
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM audit WHERE citizen_id = ?1 AND action = ?2",
+                rusqlite::params![&id.0.as_bytes()[..], action],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(
+        audited("write"),
+        1 + 8,
+        "the citizen's creation and the eight writes"
+    );
 
     // Shown on a colleague's tablet, as the citizen page shows it.
+    let reads = audited("read");
     sync(&mut bo);
+    assert!(
+        audited("read") > reads,
+        "what the colleague's tablet was sent is audited"
+    );
     let seen: Citizen = bo.get(id.0).unwrap().unwrap();
     assert_eq!(pathway(&seen), pathway(&saved));
     let me = author(&mut bo).worker.0;

@@ -384,7 +384,7 @@ fn a_supervisors_review_of_a_consent_names_no_worker_the_versions_did_not() {
     let ledelse = server.admin(&["create-team", "Ledelse"]);
     let nord = server.admin(&["create-team", "Team Nord"]);
     let (a, b, citizen, _) = conflict_in(dir.path(), &server, &nord, "consent");
-    // Both tablets record the consent's scope offline: an open conflict on `consent`.
+    // Both tablets record the consent's scope offline: an open conflict on that consent.
     for (app, scope) in [(&a, "Bolig og økonomi"), (&b, "Kun bolig")] {
         let mut form = citizen_form(serde_json::json!({"alias": "Jens", "consent":
             {"status": "given", "date": "2026-12-01", "scope": scope, "method": "verbal"}}));
@@ -394,7 +394,9 @@ fn a_supervisors_review_of_a_consent_names_no_worker_the_versions_did_not() {
     for app in [&a, &b, &a] {
         app.sync_once(&|_| {}).unwrap();
     }
-    assert!(a.conflicts().unwrap().iter().any(|c| c.field == "consent"));
+    // The consent to recording, the item the citizen form edits (issue 17).
+    let item = feltbog_core::domain::schema::item_field("consents", citizen);
+    assert!(a.conflicts().unwrap().iter().any(|c| c.field == "consents"));
     let sofie = worker(&server, &ledelse, "Sofie", "supervisor");
     server.admin(&["supervise", "--worker", &sofie, "--team", &nord]);
     let mut store = device(dir.path(), "sofie", &server, &sofie);
@@ -403,7 +405,7 @@ fn a_supervisors_review_of_a_consent_names_no_worker_the_versions_did_not() {
         &rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap(),
         EntityKind::Citizen,
         citizen,
-        "consent",
+        &item,
     )
     .unwrap()
     .unwrap();
@@ -412,7 +414,7 @@ fn a_supervisors_review_of_a_consent_names_no_worker_the_versions_did_not() {
     let write = |value: serde_json::Value| FieldOp {
         entity: EntityKind::Citizen,
         id: citizen,
-        field: "consent".into(),
+        field: item.clone(),
         change: FieldChange::Assign { value },
         hlc: at,
         base: None,

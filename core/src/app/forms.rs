@@ -536,24 +536,35 @@ pub fn visit_from(
             ));
         }
         (Some(f), Some(citizen)) => {
-            let task = task_from(
-                &TaskInput {
-                    citizen_id: citizen.0,
-                    title: f.title.clone(),
-                    due: f.due.clone(),
-                },
-                author,
-                now,
-            )
-            .map_err(|mut e| {
-                e.field = e.field.map(|f| format!("follow_up.{f}"));
-                e
-            })?;
+            let task = follow_up_task(citizen, f, author, now)?;
             visit.follow_up = Some(task.id);
             Some(task)
         }
     };
     Ok((visit, task))
+}
+
+/// The follow-up task a form asked for (with a visit, with a referral), about `citizen`;
+/// its errors name `follow_up.<field>`, where the form shows them.
+fn follow_up_task(
+    citizen: CitizenId,
+    f: &FollowUpInput,
+    author: Author,
+    now: DateTime<Utc>,
+) -> Result<Task, AppError> {
+    task_from(
+        &TaskInput {
+            citizen_id: citizen.0,
+            title: f.title.clone(),
+            due: f.due.clone(),
+        },
+        author,
+        now,
+    )
+    .map_err(|mut e| {
+        e.field = e.field.map(|f| format!("follow_up.{f}"));
+        e
+    })
 }
 
 /// Builds a task assigned to the author.
@@ -957,19 +968,7 @@ pub fn apply_pathway_edit(
                 }
                 PathwayItem::Referrals(mut referral) => {
                     if let Some(f) = follow_up {
-                        let made = task_from(
-                            &TaskInput {
-                                citizen_id: c.id.0,
-                                title: f.title.clone(),
-                                due: f.due.clone(),
-                            },
-                            author,
-                            now,
-                        )
-                        .map_err(|mut e| {
-                            e.field = e.field.map(|f| format!("follow_up.{f}"));
-                            e
-                        })?;
+                        let made = follow_up_task(c.id, f, author, now)?;
                         referral.follow_up = Some(made.id);
                         task = Some(made);
                     }
