@@ -616,3 +616,74 @@ fn a_consent_from_before_consent_per_purpose_is_read_as_one_purpose_everywhere()
         .unwrap();
     assert_eq!(fields, vec![schema::item_field("consents", person.id.0)]);
 }
+
+#[test]
+fn a_referral_made_at_a_visit_is_followed_on_the_citizens_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let team = server.admin(&["create-team", "Team Nord"]);
+    let anne = worker(&server, &team, "Anne", "outreach");
+    let bo = worker(&server, &team, "Bo", "outreach");
+    let (a, _) = app_device(dir.path(), "anne", &server, &anne);
+    let (b, _) = app_device(dir.path(), "bo", &server, &bo);
+    let citizen = a
+        .save_citizen(&citizen_form(serde_json::json!({"alias": "Kaj"})), None)
+        .unwrap();
+    // The visit form's referral chips and a follow-up task: task, visit and citizen saved as one.
+    let visit = a
+        .save_visit(&feltbog_core::app::forms::VisitInput {
+            referrals: vec![Referral::Doctor, Referral::DebtCounselling],
+            follow_up: Some(FollowUpInput {
+                title: "Ring til lægen".into(),
+                due: day(-3).to_string(),
+            }),
+            ..visit_form(Some(citizen), "Ondt i ryggen, gæld til boligselskabet")
+        })
+        .unwrap();
+    let page = a.citizen(citizen).unwrap();
+    let mut made: Vec<(Referral, Option<uuid::Uuid>, ReferralOutcome)> = page
+        .pathway
+        .referrals
+        .iter()
+        .map(|r| (r.target, r.visit_id.map(|v| v.0), r.outcome))
+        .collect();
+    made.sort();
+    assert_eq!(
+        made,
+        vec![
+            (
+                Referral::DebtCounselling,
+                Some(visit),
+                ReferralOutcome::Waiting
+            ),
+            (Referral::Doctor, Some(visit), ReferralOutcome::Waiting),
+        ]
+    );
+    // The server takes all three in order; a colleague follows one up to its outcome.
+    a.sync_once(&|_| {}).unwrap();
+    assert_eq!(a.sync_bar().only_here, 0, "nothing unsent or refused");
+    b.sync_once(&|_| {}).unwrap();
+    let seen = b.citizen(citizen).unwrap();
+    let mut doctor = seen
+        .pathway
+        .referrals
+        .iter()
+        .find(|r| r.target == Referral::Doctor)
+        .expect("the colleague sees the referral")
+        .clone();
+    doctor.outcome = ReferralOutcome::Accepted;
+    doctor.outcome_date = Some(day(0));
+    b.save_pathway(citizen, &save(PathwayItem::Referrals(doctor.clone())))
+        .unwrap();
+    b.sync_once(&|_| {}).unwrap();
+    a.sync_once(&|_| {}).unwrap();
+    let page = a.citizen(citizen).unwrap();
+    assert!(
+        page.pathway.referrals.contains(&doctor),
+        "the outcome reached Anne"
+    );
+    // A visit without referrals leaves the citizen's record alone.
+    let before = a.sync_bar().unsynced;
+    a.save_visit(&visit_form(Some(citizen), "Kaffe")).unwrap();
+    assert_eq!(a.sync_bar().unsynced, before + 1, "the visit only");
+}

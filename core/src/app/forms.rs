@@ -544,6 +544,29 @@ pub fn visit_from(
     Ok((visit, task))
 }
 
+/// The citizen with a followed referral (issue 17) for each referral the new `visit` made: made
+/// that day, waiting for an outcome, pointing at the visit. `None` when the visit made none
+/// (or is anonymous): the citizen need not be saved. A referral chip on a visit is thus
+/// followed up on the citizen's page like any referral.
+pub fn follow_visit_referrals(mut citizen: Citizen, visit: &Visit) -> Option<Citizen> {
+    if visit.referrals.is_empty() || visit.citizen_id != Some(citizen.id) {
+        return None;
+    }
+    for target in &visit.referrals {
+        citizen.referrals.push(ReferralCase {
+            id: crate::domain::ReferralCaseId::new(),
+            target: *target,
+            made: visit.started_at.date_naive(),
+            visit_id: Some(visit.id),
+            outcome: crate::domain::ReferralOutcome::Waiting,
+            outcome_date: None,
+            follow_up: None,
+            note: Sensitive::default(),
+        });
+    }
+    Some(citizen)
+}
+
 /// The follow-up task a form asked for (with a visit, with a referral), about `citizen`;
 /// its errors name `follow_up.<field>`, where the form shows them.
 fn follow_up_task(

@@ -618,23 +618,35 @@ impl App {
     pub fn save_visit(&self, input: &forms::VisitInput) -> Result<Uuid, AppError> {
         self.saved(self.with_unlocked(|s, a| {
             let (visit, task) = forms::visit_from(input, a, Utc::now())?;
-            if let Some(c) = visit.citizen_id
-                && s.get::<Citizen>(c.0)?.is_none()
-            {
-                return Err(AppError::new(ErrorCode::NotFound, "citizen not found"));
+            let citizen = match visit.citizen_id {
+                Some(c) => Some(
+                    s.get::<Citizen>(c.0)?
+                        .ok_or_else(|| AppError::new(ErrorCode::NotFound, "citizen not found"))?,
+                ),
+                None => None,
+            };
+            // The referrals the visit made, followed on the citizen's record.
+            let followed = citizen.and_then(|c| forms::follow_visit_referrals(c, &visit));
+            if let Some(task) = &task {
+                task.validate().map_err(|e| {
+                    let mut e = AppError::from(e);
+                    e.field = e.field.map(|f| format!("follow_up.{f}"));
+                    e
+                })?;
             }
-            match &task {
-                Some(task) => {
-                    task.validate().map_err(|e| {
-                        let mut e = AppError::from(e);
-                        e.field = e.field.map(|f| format!("follow_up.{f}"));
-                        e
-                    })?;
-                    // The task first: the visit refers to it, and the server resolves every
-                    // reference when it applies a mutation.
+            // The task first, then the visit, then the citizen: each refers to the one before,
+            // and the server resolves every reference when it applies a mutation.
+            match (&task, &followed) {
+                (Some(task), Some(citizen)) => {
+                    s.save_trio(task, &visit, citizen)?;
+                }
+                (Some(task), None) => {
                     s.save_pair(task, &visit)?;
                 }
-                None => {
+                (None, Some(citizen)) => {
+                    s.save_pair(&visit, citizen)?;
+                }
+                (None, None) => {
                     s.save(&visit)?;
                 }
             }

@@ -566,6 +566,28 @@ impl Store {
         })
     }
 
+    /// Saves three records in one durable transaction — all or none — in the order given: a
+    /// follow-up task, the visit that points at it, and the citizen whose followed referrals
+    /// point at the visit (the server resolves references in that order). All are validated
+    /// first.
+    pub fn save_trio<A: Record, B: Record, C: Record>(
+        &mut self,
+        first: &A,
+        second: &B,
+        third: &C,
+    ) -> Result<(Saved, Saved, Saved), StoreError> {
+        first.validate()?;
+        second.validate()?;
+        third.validate()?;
+        self.in_save_tx(|save, keys, nonces| {
+            Ok((
+                save.save(keys, nonces, first)?,
+                save.save(keys, nonces, second)?,
+                save.save(keys, nonces, third)?,
+            ))
+        })
+    }
+
     fn in_save_tx<T>(
         &mut self,
         f: impl FnOnce(&mut SaveTx<'_>, &mut KeyRing, &mut NoncePool) -> Result<T, StoreError>,

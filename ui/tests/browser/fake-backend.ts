@@ -565,7 +565,16 @@ async function handle(cmd: string, a: Args): Promise<unknown> {
         mine: true,
       });
       if (i.follow_up && i.citizen_id) db.tasks.push({ id: uuid(), citizen_id: i.citizen_id, title: i.follow_up.title, due: i.follow_up.due, status: 'open', assignee: db.workerId });
-      changed(1, db.visits[db.visits.length - 1].id);
+      // As core's `forms::follow_visit_referrals`: each referral chip is followed on the citizen.
+      const about = db.citizens.find((c) => c.id === i.citizen_id);
+      const made = db.visits[db.visits.length - 1];
+      if (about && made.referrals.length) {
+        for (const target of made.referrals) {
+          about.path.referrals.push({ id: uuid(), target, made: iso(made.started_at_ms), visit_id: made.id, outcome: 'waiting', outcome_date: null, follow_up: null, note: '' });
+        }
+      }
+      // As in Rust: the visit, its task and the citizen are each a record to send.
+      changed(1 + (i.follow_up && i.citizen_id ? 1 : 0) + (about && made.referrals.length ? 1 : 0), made.id);
       return db.visits[db.visits.length - 1].id;
     }
     case 'tasks': {

@@ -778,8 +778,11 @@ const flows = [
     await page.locator('#v-pathway [data-goal]').first().check();
     await audit(page, 'visit', vp, { shoot: false });
     await page.fill('#v-note', 'Kiggede på lejligheden sammen.');
+    await page.click('[data-referral="home_care"]');
     await page.click('#visit-save');
     await screen(page, 'citizen');
+    const first = await page.locator('#pathway-referrals .referral').first().innerText();
+    assert(first.includes('Hjemmepleje') && first.includes('Venter på svar'), `the visit's referral is followed on the citizen page: ${first}`);
     const saved = await page.evaluate(() => window.__fake.db().visits.find((v) => v.note === 'Kiggede på lejligheden sammen.'));
     assert(saved.course_id !== null && saved.goals.length === 1, 'the visit carries its course and goal');
   }],
