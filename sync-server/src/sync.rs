@@ -788,7 +788,13 @@ impl Ctx<'_> {
         list: &str,
         value: &serde_json::Value,
     ) -> Result<bool, SyncError> {
-        let Some(item) = value.as_str().and_then(|s| Uuid::try_parse(s).ok()) else {
+        // Only the canonical spelling, as every reference (`schema::references`): one goal must
+        // not sit in a visit's set twice under two spellings.
+        let Some(item) = value.as_str().and_then(|s| {
+            Uuid::try_parse(s)
+                .ok()
+                .filter(|id| id.hyphenated().to_string() == s)
+        }) else {
             return Ok(false);
         };
         let first = &m.ops[0];

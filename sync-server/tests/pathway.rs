@@ -196,8 +196,8 @@ fn every_pathway_list_goes_the_full_path_offline_synced_merged_shown_and_erased(
     let saved: Citizen = anne.get(id.0).unwrap().unwrap();
     assert_eq!(
         saved.housing,
-        HousingSituation::OwnRental,
-        "housing follows the pathway"
+        HousingSituation::Other,
+        "a first, backdated entry is history: the situation now stays"
     );
     let follow_up = saved.referrals[0]
         .follow_up

@@ -390,7 +390,17 @@ pub fn citizen_from(
         .retain(|k| Some(k.id) != held.as_ref().map(|h| h.id));
     if let Some(k) = &input.consent {
         c.consents.push(PurposeConsent {
-            id: held.as_ref().map_or(ConsentId(c.id.0), |h| h.id),
+            // The citizen's own id, as the single consent of before had, unless an item holds it.
+            id: held.as_ref().map_or_else(
+                || {
+                    if c.consents.iter().any(|k| k.id.0 == c.id.0) {
+                        ConsentId::new()
+                    } else {
+                        ConsentId(c.id.0)
+                    }
+                },
+                |h| h.id,
+            ),
             purpose: ConsentPurpose::Recording,
             status: k.status,
             date: parse_date("consent.date", &k.date)?,
@@ -419,7 +429,17 @@ pub fn citizen_from(
             }
         })
         .collect();
+    forget_removed_goals(&mut c);
     Ok(c)
+}
+
+/// A goal removed from the citizen is no longer one a course works on (a course naming a goal
+/// the record does not hold is invalid on the device and the server alike).
+fn forget_removed_goals(c: &mut Citizen) {
+    let goals: BTreeSet<GoalId> = c.goals.iter().map(|g| g.id).collect();
+    for course in &mut c.courses {
+        course.goals.retain(|g| goals.contains(g));
+    }
 }
 
 /// Applies a worker's edit of a citizen to the record as stored now. Only the fields the worker
@@ -454,9 +474,9 @@ pub fn apply_citizen_edit(
     // The consent to recording, as the form edits it (other purposes have their own form).
     if recording_consent(edited) != recording_consent(started_from) {
         let before = recording_consent(started_from).map(|k| k.id);
-        current
-            .consents
-            .retain(|k| Some(k.id) != before && k.purpose != ConsentPurpose::Recording);
+        current.consents.retain(|k| {
+            Some(k.id) != before && Some(k.id) != recording_consent(edited).map(|e| e.id)
+        });
         if let Some(k) = recording_consent(edited) {
             current.consents.push(k.clone());
             current.consents.sort_by_key(|k| k.id);
@@ -482,6 +502,7 @@ pub fn apply_citizen_edit(
         !started_from.goals.iter().any(|b| b.id == g.id)
             || edited.goals.iter().any(|e| e.id == g.id)
     });
+    forget_removed_goals(&mut current);
     current
 }
 
@@ -706,6 +727,119 @@ mod tests {
             worker: WorkerId::new(),
             team: TeamId::new(),
         }
+    }
+
+    #[test]
+    fn pathway_edits_move_the_housing_only_when_the_latest_entry_changes_and_keep_purposes() {
+        let a = author();
+        let now = Utc::now();
+        let today = now.date_naive();
+        let mut c = Citizen::with_alias("Kaj");
+        c.housing = HousingSituation::OwnRental; // recorded before the pathway existed
+        let change = |days: i64, situation| HousingChange {
+            id: HousingChangeId::new(),
+            from: today - chrono::Duration::days(days),
+            situation,
+        };
+        let save = |item| PathwayEdit::Save {
+            item,
+            follow_up: None,
+        };
+        // A first, backdated entry is history: the situation now stays.
+        let old = change(400, HousingSituation::Shelter);
+        let (c1, _) =
+            apply_pathway_edit(c.clone(), &save(PathwayItem::HousingHistory(old)), a, now).unwrap();
+        assert_eq!(c1.housing, HousingSituation::OwnRental);
+        // A move dated today is a move now; so is a newer entry once there is a history.
+        let (c2, _) = apply_pathway_edit(
+            c1.clone(),
+            &save(PathwayItem::HousingHistory(change(
+                0,
+                HousingSituation::SupportedHousing,
+            ))),
+            a,
+            now,
+        )
+        .unwrap();
+        assert_eq!(c2.housing, HousingSituation::SupportedHousing);
+        // An edit of anything else leaves the situation alone, even where it and the pathway
+        // disagree (a concurrent edit merged that way).
+        let mut disagree = c2.clone();
+        disagree.housing = HousingSituation::Street;
+        let person = NetworkPerson {
+            id: crate::domain::NetworkPersonId::new(),
+            name: "Ida".into(),
+            relation: crate::domain::Relation::Sibling,
+            contact: None,
+            may_involve: false,
+        };
+        let (c3, _) =
+            apply_pathway_edit(disagree, &save(PathwayItem::Network(person)), a, now).unwrap();
+        assert_eq!(c3.housing, HousingSituation::Street);
+        // A consent keeps its purpose.
+        let consent = PurposeConsent {
+            id: ConsentId(c.id.0),
+            purpose: ConsentPurpose::Recording,
+            status: ConsentStatus::Given,
+            date: today,
+            method: ConsentMethod::Verbal,
+            recorded_by: a.worker,
+            scope: Sensitive::default(),
+        };
+        let (c4, _) =
+            apply_pathway_edit(c3, &save(PathwayItem::Consents(consent.clone())), a, now).unwrap();
+        let other = PurposeConsent {
+            purpose: ConsentPurpose::SharingWithAgencies,
+            ..consent.clone()
+        };
+        let err = apply_pathway_edit(c4.clone(), &save(PathwayItem::Consents(other)), a, now)
+            .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("consents.purpose"));
+        // A second consent to recording survives the citizen form's edit of the first.
+        let renewed = PurposeConsent {
+            id: ConsentId::new(),
+            ..consent.clone()
+        };
+        let mut held = c4.clone();
+        held.consents.push(renewed.clone());
+        let mut edited = held.clone();
+        edited.consents[0].scope = "kun bolig".into();
+        let saved = apply_citizen_edit(held.clone(), &held, &edited);
+        assert!(saved.consents.contains(&renewed), "the other consent stays");
+        assert!(
+            saved
+                .consents
+                .iter()
+                .any(|k| k.scope.expose() == "kun bolig")
+        );
+    }
+
+    #[test]
+    fn a_goal_removed_in_the_citizen_form_leaves_the_courses_that_worked_on_it() {
+        let now = Utc::now();
+        let mut c = Citizen::with_alias("Kaj");
+        let goal = Goal {
+            id: GoalId::new(),
+            text: "Bolig".into(),
+            status: GoalStatus::Active,
+            created: now.date_naive(),
+        };
+        c.goals.push(goal.clone());
+        c.courses.push(Course {
+            id: CourseId::new(),
+            kind: crate::domain::CourseKind::Cti,
+            started: now.date_naive(),
+            planned_end: None,
+            ended: None,
+            ending: None,
+            goals: BTreeSet::from([goal.id]),
+            note: Sensitive::default(),
+        });
+        let mut edited = c.clone();
+        edited.goals.clear();
+        let saved = apply_citizen_edit(c.clone(), &c, &edited);
+        assert!(saved.courses[0].goals.is_empty());
+        saved.validate().expect("the record stays valid");
     }
 
     fn visit_input() -> VisitInput {
@@ -967,6 +1101,13 @@ pub fn apply_pathway_edit(
     now: DateTime<Utc>,
 ) -> Result<(Citizen, Option<Task>), AppError> {
     let mut task = None;
+    let latest = |c: &Citizen| {
+        c.housing_history
+            .iter()
+            .max_by_key(|h| (h.from, h.id))
+            .cloned()
+    };
+    let (had_history, latest_before) = (!c.housing_history.is_empty(), latest(&c));
     match edit {
         PathwayEdit::Save { item, follow_up } => {
             if follow_up.is_some() && !matches!(item, PathwayItem::Referrals(_)) {
@@ -999,6 +1140,17 @@ pub fn apply_pathway_edit(
                 }
                 PathwayItem::Network(person) => upsert(&mut c.network, person, |x| x.id.0),
                 PathwayItem::Consents(mut consent) => {
+                    // What a consent is for is fixed once it is recorded: a consent for
+                    // another purpose is a new consent.
+                    if c.consents
+                        .iter()
+                        .any(|k| k.id == consent.id && k.purpose != consent.purpose)
+                    {
+                        return Err(AppError::invalid(
+                            "consents.purpose",
+                            "a recorded consent keeps its purpose; record a new one",
+                        ));
+                    }
                     consent.recorded_by = c
                         .consents
                         .iter()
@@ -1045,8 +1197,15 @@ pub fn apply_pathway_edit(
             c.resources = opt_text(resources);
         }
     }
-    if let Some(latest) = c.housing_history.iter().max_by_key(|h| (h.from, h.id)) {
-        c.housing = latest.situation;
+    // The situation now follows the pathway when an edit changed its latest entry; a first,
+    // backdated entry of a citizen whose situation was recorded before the pathway existed is
+    // history, not a move now.
+    let latest_after = latest(&c);
+    if latest_after != latest_before
+        && let Some(now_in) = latest_after
+        && (had_history || now_in.from >= now.date_naive())
+    {
+        c.housing = now_in.situation;
     }
     Ok((c, task))
 }

@@ -348,6 +348,8 @@ function pathwayView(c: Citizen): PathwayView {
 /** As core's `forms::apply_pathway_edit`: one item saved or removed, or the circumstances. */
 function applyPathway(c: Citizen, e: PathwayEdit) {
   const p = c.path;
+  const latest = () => [...p.housing_history].sort((x, y) => y.from.localeCompare(x.from) || y.id.localeCompare(x.id))[0];
+  const [hadHistory, before] = [p.housing_history.length > 0, latest()];
   const upsert = <T extends { id: string }>(list: T[], item: T) => {
     const i = list.findIndex((x) => x.id === item.id);
     if (i >= 0) list[i] = item;
@@ -388,14 +390,17 @@ function applyPathway(c: Citizen, e: PathwayEdit) {
         upsert(p.network, item.item);
         break;
       case 'consents': {
+        if (p.consents.some((k) => k.id === item.item.id && k.purpose !== item.item.purpose)) throw invalid('consents.purpose', 'a recorded consent keeps its purpose');
         const held = p.consents.find((k) => k.id === item.item.id && k.status === item.item.status);
         upsert(p.consents, { ...item.item, recorded_by: held?.recorded_by ?? db.workerId ?? '' });
         break;
       }
     }
   }
-  const latest = [...p.housing_history].sort((x, y) => y.from.localeCompare(x.from))[0];
-  if (latest) c.housing = latest.situation;
+  // As in Rust: the situation follows the pathway when the latest entry changed (a first,
+  // backdated entry is history).
+  const after = latest();
+  if (after && after !== before && (hadHistory || after.from >= today())) c.housing = after.situation;
 }
 
 type Args = Record<string, unknown>;
