@@ -36,6 +36,8 @@ pub mod crypto;
 #[cfg(feature = "client")]
 pub mod keystore;
 #[cfg(feature = "client")]
+pub mod migration_lock;
+#[cfg(feature = "client")]
 pub mod store;
 #[cfg(feature = "client")]
 pub mod sync;

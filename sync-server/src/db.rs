@@ -580,6 +580,14 @@ mod tests {
         );
     }
 
+    /// Server migrations are append-only (`feltbog_core::migration_lock`): `migrations.lock`
+    /// holds the SHA-256 of each one's text.
+    #[test]
+    fn applied_server_migrations_never_change() {
+        let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/migrations.lock");
+        feltbog_core::migration_lock::check(&lock, MIGRATIONS).unwrap();
+    }
+
     #[test]
     fn a_version_11_database_migrates_with_the_single_consent_as_the_consent_for_one_purpose() {
         let dir = tempfile::tempdir().unwrap();

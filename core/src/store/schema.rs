@@ -181,3 +181,15 @@ pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<u32, StoreError>
     }
     version(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Device migrations are append-only (`crate::migration_lock`): `migrations.lock` holds the
+    /// SHA-256 of each one's text.
+    #[test]
+    fn applied_device_migrations_never_change() {
+        let lock =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/migrations.lock");
+        crate::migration_lock::check(&lock, super::MIGRATIONS).unwrap();
+    }
+}
