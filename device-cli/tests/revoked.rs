@@ -64,8 +64,13 @@ fn sync_and_rotate_token_on_a_revoked_device_erase_its_store() {
         drop(store);
         assert!(!files_of(&home).is_empty());
 
-        let admin = feltbog_server::db::open(&server_dir).unwrap();
-        identity::revoke_device(&admin, device, feltbog_core::hlc::system_time_ms()).unwrap();
+        let mut admin = feltbog_server::db::open(&server_dir).unwrap();
+        feltbog_server::admin::revoke_device(
+            &mut admin,
+            device,
+            feltbog_core::hlc::system_time_ms(),
+        )
+        .unwrap();
         let out = Command::new(BIN)
             .arg("--store")
             .arg(&path)

@@ -10,6 +10,7 @@
 //! cannot get around (a cap, idle and header deadlines).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
 pub mod db;
 pub mod epochs;

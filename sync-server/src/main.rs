@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use feltbog_core::hlc::DeviceId;
 use feltbog_core::hlc::system_time_ms;
 use feltbog_server::listen::ConnectionLimits;
-use feltbog_server::{AppState, Config, WriteBudget, audit, db, identity, rate, sync};
+use feltbog_server::{AppState, Config, WriteBudget, admin, audit, db, identity, rate, sync};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use uuid::Uuid;
@@ -328,15 +328,6 @@ fn main() -> Result<()> {
 fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
     let mut conn = db::open(data_dir).context("cannot open the server database")?;
     let now = system_time_ms();
-    // Admin actions on people and devices are audited like device actions.
-    let audited = |conn: &rusqlite::Connection, action, who: Option<(Uuid, Uuid)>| {
-        let mut entry = audit::Entry::admin(action);
-        if let Some((worker, device)) = who {
-            entry.record_id = Some(device);
-            entry.entity = Some(if device == worker { "worker" } else { "device" });
-        }
-        audit::append(conn, now, &entry).map(|_| ())
-    };
     match admin {
         Admin::CreateTeam { name } => println!("{}", identity::create_team(&conn, &name, now)?),
         Admin::CreateWorker { team, name, role } => {
@@ -349,37 +340,25 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
             }
         }
         Admin::SetRole { worker, role } => {
-            let tx = conn.transaction()?;
-            if identity::set_role(&tx, worker, &role, now)? {
-                audited(&tx, audit::Action::RoleChange, Some((worker, worker)))?;
-                tx.commit()?;
+            if admin::set_role(&mut conn, worker, &role, now)? {
                 println!("role changed{RESCOPED}");
             } else {
                 println!("the worker has this role already");
             }
         }
         Admin::MoveWorker { worker, team } => {
-            let tx = conn.transaction()?;
-            if identity::move_worker(&tx, worker, team, now)? {
-                audited(&tx, audit::Action::TeamChange, Some((worker, worker)))?;
-                tx.commit()?;
+            if admin::move_worker(&mut conn, worker, team, now)? {
                 println!("worker moved{RESCOPED}");
             } else {
                 println!("the worker is in this team already");
             }
         }
         Admin::DisableWorker { worker } => {
-            let tx = conn.transaction()?;
-            let n = identity::disable_worker(&tx, worker, now)?;
-            audited(&tx, audit::Action::Disable, Some((worker, worker)))?;
-            tx.commit()?;
+            let n = admin::disable_worker(&mut conn, worker, now)?;
             println!("worker disabled; {n} device(s) will wipe on their next sync");
         }
         Admin::EnableWorker { worker } => {
-            let tx = conn.transaction()?;
-            identity::enable_worker(&tx, worker)?;
-            audited(&tx, audit::Action::Enable, Some((worker, worker)))?;
-            tx.commit()?;
+            admin::enable_worker(&mut conn, worker, now)?;
             println!("worker enabled; enrol their devices again");
         }
         Admin::EnrolmentCode {
@@ -389,10 +368,7 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
             qr,
         } => {
             let ttl = valid_minutes.saturating_mul(60_000);
-            let tx = conn.transaction()?;
-            let code = identity::issue_enrolment_code_for(&tx, worker, now, ttl)?;
-            audited(&tx, audit::Action::IssueCode, Some((worker, worker)))?;
-            tx.commit()?;
+            let code = admin::issue_enrolment_code(&mut conn, worker, now, ttl)?;
             if !qr && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
                 println!("{code}");
             } else {
@@ -423,10 +399,7 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
             }
         }
         Admin::RevokeDevice { device } => {
-            let tx = conn.transaction()?;
-            identity::revoke_device(&tx, DeviceId(device), now)?;
-            audited(&tx, audit::Action::Revoke, Some((Uuid::nil(), device)))?;
-            tx.commit()?;
+            admin::revoke_device(&mut conn, DeviceId(device), now)?;
             println!("device revoked; it wipes its data on its next request");
         }
         Admin::Sites => {
@@ -466,18 +439,8 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
             }
         }
         Admin::Supervise { worker, team } | Admin::Unsupervise { worker, team } => {
-            let (on, action) = match admin {
-                Admin::Supervise { .. } => (true, audit::Action::Supervise),
-                _ => (false, audit::Action::Unsupervise),
-            };
-            let tx = conn.transaction()?;
-            if identity::set_supervised(&tx, worker, team, on, now)? {
-                audit::append_many(
-                    &tx,
-                    now,
-                    &audit::Entry::admin_decision(action, worker, ("team", team)),
-                )?;
-                tx.commit()?;
+            let on = matches!(admin, Admin::Supervise { .. });
+            if admin::set_supervised(&mut conn, worker, team, on, now)? {
                 println!("done{RESCOPED}");
             } else {
                 println!("nothing to change");
@@ -534,7 +497,7 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
             println!("audit chain intact: {} rows, head {head}", verified.rows);
         }
         Admin::WebAccess { worker, login } => {
-            let code = feltbog_server::web::auth::issue_setup(&conn, worker, &login, now)?;
+            let code = admin::web_access(&mut conn, worker, &login, now)?;
             println!("{code}");
             eprintln!(
                 "give the supervisor this one-time code; at the server's address they choose \
@@ -543,20 +506,8 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
             );
         }
         Admin::AuditExport { citizen } => {
-            let tx = conn.transaction()?;
             let mut out = std::io::stdout().lock();
-            let n = audit::export_citizen(&tx, citizen, &mut out)?;
-            // The export itself is an access to the citizen's data.
-            audit::append(
-                &tx,
-                now,
-                &audit::Entry::admin(audit::Action::Export).record(
-                    "citizen",
-                    citizen,
-                    Some(citizen),
-                ),
-            )?;
-            tx.commit()?;
+            let n = admin::export_citizen_audit(&mut conn, citizen, &mut out, now)?;
             eprintln!("{n} audit row(s) exported");
         }
     }

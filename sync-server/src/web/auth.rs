@@ -11,7 +11,7 @@ use crate::audit::{self, Action, Entry};
 use crate::identity::{self, IdentityError, Role};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
 /// Shortest and longest password accepted (characters).
@@ -80,9 +80,10 @@ impl Session {
 
 /// Gives an active supervisor a login name and a one-time code to set their password with
 /// (again). An existing password and every session end: this is also how an administrator
-/// unlocks a locked-out login.
+/// unlocks a locked-out login. Run by [`crate::admin::web_access`], in its transaction with
+/// the audit row.
 pub fn issue_setup(
-    conn: &Connection,
+    conn: &Transaction,
     worker: Uuid,
     login: &str,
     now_ms: u64,
@@ -109,8 +110,7 @@ pub fn issue_setup(
         ));
     }
     let code = identity::new_code()?;
-    let tx = conn.unchecked_transaction()?;
-    tx.execute(
+    conn.execute(
         "INSERT INTO web_logins (worker_id, login, setup_hash, setup_expires_ms)
          VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (worker_id) DO UPDATE SET login = ?2, password_hash = NULL,
@@ -122,13 +122,7 @@ pub fn issue_setup(
             (now_ms + SETUP_TTL_MS) as i64
         ],
     )?;
-    end_sessions(&tx, worker)?;
-    audit::append(
-        &tx,
-        now_ms,
-        &Entry::admin(Action::WebAccess).record("worker", worker, None),
-    )?;
-    tx.commit()?;
+    end_sessions(conn, worker)?;
     Ok(code)
 }
 

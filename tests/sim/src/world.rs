@@ -13,7 +13,7 @@ use feltbog_core::protocol::{EnrolRequest, EnrolResponse, SyncRequest, SyncRespo
 use feltbog_core::sim::FailPoint;
 use feltbog_core::store::{CreateOptions, Store, StoreError};
 use feltbog_core::sync::{self, Retry, SyncError, Transport, TransportError, WireBytes};
-use feltbog_server::identity;
+use feltbog_server::{admin, identity};
 use rusqlite::Connection;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
@@ -650,9 +650,9 @@ impl World {
             return Ok(());
         };
         let id = store.device_id();
-        let env = self.env.borrow_mut();
+        let mut env = self.env.borrow_mut();
         let now = env.server_now();
-        identity::revoke_device(&env.server, id, now).map_err(|e| broken("server", e))?;
+        admin::revoke_device(&mut env.server, id, now).map_err(|e| broken("server", e))?;
         drop(env);
         self.log(|| format!("admin revokes {}'s tablet", DEVICES[device].1));
         Ok(())
@@ -854,9 +854,7 @@ impl World {
         let now = env.server_now();
         let team = env.teams[to];
         let worker = self.devices[device].worker;
-        let tx = env.server.transaction().map_err(|e| broken("server", e))?;
-        identity::move_worker(&tx, worker, team, now).map_err(|e| broken("server", e))?;
-        tx.commit().map_err(|e| broken("server", e))?;
+        admin::move_worker(&mut env.server, worker, team, now).map_err(|e| broken("server", e))?;
         env.device_team[device] = to;
         self.devices[device].team = to;
         env.log(|| {
