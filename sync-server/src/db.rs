@@ -1,6 +1,11 @@
 //! The server's SQLite database: numbered migrations and connection settings.
 //!
-//! Append-only migrations, like the device store's. The server holds the municipality's copy of
+//! Append-only migrations, like the device store's, one SQL file each under
+//! `migrations/sqlite/`, run by refinery, which records each applied migration with a checksum
+//! in `refinery_schema_history` and refuses a database whose applied migrations differ from
+//! this build's (an edited migration, or a newer server's). `PRAGMA user_version` still says
+//! the schema version, for older servers that read only that: a database they did not migrate
+//! with refinery is adopted on first open (`adopt`). The server holds the municipality's copy of
 //! every record in the clear (supervisors' reports read it); protect the data directory with
 //! disk encryption and file permissions.
 
@@ -8,334 +13,110 @@ use rusqlite::Connection;
 use std::path::Path;
 use std::time::Duration;
 
-const MIGRATIONS: &[&str] = &[
+/// One migration file under `migrations/sqlite/`: its name and its SQL.
+macro_rules! migration {
+    ($name:literal) => {
+        (
+            $name,
+            include_str!(concat!("../migrations/sqlite/", $name, ".sql")),
+        )
+    };
+}
+
+/// The server's SQLite migrations in order, as refinery names them (`V<n>__<what>`, fixed once
+/// committed: the name is part of the checksum a database records) with their SQL, one file
+/// each under `migrations/sqlite/`. Append-only: `migrations/sqlite.lock` pins every file's text.
+const MIGRATIONS: &[(&str, &str)] = &[
     // 1: identity, the merged field state, the change log.
-    r#"
-    CREATE TABLE teams (
-        id         BLOB PRIMARY KEY,
-        name       TEXT NOT NULL,
-        created_ms INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    CREATE TABLE workers (
-        id      BLOB PRIMARY KEY,
-        team_id BLOB NOT NULL REFERENCES teams (id),
-        name    TEXT NOT NULL,
-        role    TEXT NOT NULL,
-        active  INTEGER NOT NULL DEFAULT 1
-    ) WITHOUT ROWID;
-    CREATE TABLE enrolment_codes (
-        code_hash  BLOB PRIMARY KEY,       -- SHA-256 of the code; the code itself is never stored
-        worker_id  BLOB NOT NULL REFERENCES workers (id),
-        expires_ms INTEGER NOT NULL,
-        used_ms    INTEGER
-    ) WITHOUT ROWID;
-    CREATE TABLE devices (
-        id          BLOB PRIMARY KEY,
-        worker_id   BLOB NOT NULL REFERENCES workers (id),
-        token_hash  BLOB NOT NULL UNIQUE,  -- SHA-256 of the 256-bit bearer token
-        active      INTEGER NOT NULL DEFAULT 1,
-        enrolled_ms INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    -- Idempotence: a (device, seq) pair is applied at most once.
-    CREATE TABLE applied (
-        device_id  BLOB NOT NULL,
-        device_seq INTEGER NOT NULL,
-        PRIMARY KEY (device_id, device_seq)
-    ) WITHOUT ROWID;
-    -- Which team a record belongs to (set by its first writer).
-    CREATE TABLE records (
-        entity    TEXT NOT NULL,
-        record_id BLOB NOT NULL,
-        team_id   BLOB NOT NULL,
-        PRIMARY KEY (entity, record_id)
-    ) WITHOUT ROWID;
-    -- The merged state of every field: the register's value and stamp, or a set's state.
-    CREATE TABLE fields (
-        entity    TEXT NOT NULL,
-        record_id BLOB NOT NULL,
-        field     TEXT NOT NULL,
-        value     TEXT NOT NULL,           -- JSON
-        hlc       INTEGER NOT NULL,
-        device    BLOB NOT NULL,
-        set_state TEXT,                    -- JSON OrSet for add-wins set fields
-        PRIMARY KEY (entity, record_id, field)
-    ) WITHOUT ROWID;
-    -- The change log devices pull from, in commit order. One row is one whole mutation.
-    CREATE TABLE changes (
-        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
-        team_id   BLOB NOT NULL,
-        device_id BLOB NOT NULL,
-        echo      INTEGER NOT NULL DEFAULT 0, -- 1: the server altered it; send it to its author too
-        mutation  TEXT NOT NULL            -- JSON Mutation, as applied
-    );
-    CREATE INDEX changes_by_team ON changes (team_id, seq);
-    CREATE TABLE server_state (
-        id         INTEGER PRIMARY KEY CHECK (id = 1),
-        hlc_last   INTEGER NOT NULL,
-        server_seq INTEGER NOT NULL        -- device_seq of mutations the server writes itself
-    );
-    INSERT INTO server_state (id, hlc_last, server_seq) VALUES (1, 0, 0);
-    "#,
+    migration!("V001__identity"),
     // 2: what each applied mutation was, so a replay that differs (a device re-stamped it after
     // an older copy got through) is answered with the version that was applied.
-    r#"
-    ALTER TABLE applied ADD COLUMN digest BLOB;        -- SHA-256 of the mutation as received
-    ALTER TABLE applied ADD COLUMN change_seq INTEGER; -- its row in the change log
-    ALTER TABLE changes ADD COLUMN copy_of INTEGER;    -- a re-sent copy of that row
-    "#,
+    migration!("V002__applied_digests"),
     // 3: access control (DESIGN §6): what each record is about, each citizen's scope, erasure
     // rows in the change log, revocation and rotation, the hash-chained audit trail.
-    r#"
-    -- A record's scope class: citizen | case (about a citizen) | anon (team work without a
-    -- citizen) | site | site_log | conflict rows take the class of the record they are about.
-    ALTER TABLE records ADD COLUMN class TEXT NOT NULL DEFAULT 'anon';
-    ALTER TABLE records ADD COLUMN citizen_id BLOB;
-    -- Each citizen's scope now. Rows of the change log about a citizen are served by this, not
-    -- by the team they were written in, so a moved citizen's history follows them.
-    CREATE TABLE citizens (
-        citizen_id  BLOB PRIMARY KEY,
-        team_id     BLOB NOT NULL REFERENCES teams (id),
-        resident    INTEGER NOT NULL DEFAULT 0,  -- has a site: the team's caretakers see them
-        closed_ms   INTEGER,                     -- archived (case closed) since
-        off_devices INTEGER NOT NULL DEFAULT 0,  -- closed past the device retention: erased
-        purged_ms   INTEGER                      -- content removed; only the id remains
-    ) WITHOUT ROWID;
-    ALTER TABLE changes ADD COLUMN class TEXT NOT NULL DEFAULT 'anon';
-    ALTER TABLE changes ADD COLUMN citizen_id BLOB;
-    -- kind: 'mutation' (a mutation, or with `roles` set a copy delivered to those roles of the
-    -- team after a citizen entered their scope) | 'erase' (those roles must erase the citizen).
-    ALTER TABLE changes ADD COLUMN kind TEXT NOT NULL DEFAULT 'mutation';
-    ALTER TABLE changes ADD COLUMN roles INTEGER;
-    CREATE INDEX changes_by_citizen ON changes (citizen_id, seq);
-    -- Backfill from what version 2 stored.
-    UPDATE records SET class = CASE entity WHEN 'citizen' THEN 'citizen' WHEN 'site' THEN 'site'
-        WHEN 'site_log_entry' THEN 'site_log' ELSE 'anon' END;
-    UPDATE records SET citizen_id = record_id WHERE entity = 'citizen';
-    UPDATE records SET citizen_id = (SELECT unhex(replace(json_extract(f.value, '$'), '-', ''))
-        FROM fields f WHERE f.entity = records.entity AND f.record_id = records.record_id
-          AND f.field = 'citizen_id')
-        WHERE entity IN ('visit', 'task', 'conflict');
-    UPDATE records SET class = 'case' WHERE entity IN ('visit', 'task', 'conflict')
-        AND citizen_id IS NOT NULL;
-    INSERT INTO citizens (citizen_id, team_id, resident, closed_ms)
-        SELECT r.record_id, r.team_id,
-               coalesce((SELECT f.value != 'null' FROM fields f WHERE f.entity = 'citizen'
-                   AND f.record_id = r.record_id AND f.field = 'site_id'), 0),
-               (SELECT CAST(strftime('%s', 'now') AS INTEGER) * 1000 FROM fields f
-                   WHERE f.entity = 'citizen' AND f.record_id = r.record_id
-                   AND f.field = 'archived' AND f.value = 'true')
-        FROM records r WHERE r.entity = 'citizen';
-    UPDATE changes SET (class, citizen_id) = (SELECT coalesce(max(r.class), 'anon'),
-        max(r.citizen_id) FROM records r
-        WHERE r.entity = json_extract(changes.mutation, '$.ops[0].entity')
-          AND r.record_id = unhex(replace(json_extract(changes.mutation, '$.ops[0].id'), '-', '')));
-    ALTER TABLE devices ADD COLUMN revoked_ms INTEGER;
-    -- Rotation: the new token's hash, until the device first uses it (then it replaces
-    -- token_hash). A lost answer to a rotation thus never locks a device out.
-    ALTER TABLE devices ADD COLUMN next_token_hash BLOB;
-    CREATE UNIQUE INDEX devices_next_token ON devices (next_token_hash);
-    -- Before version 3 every device received its whole team. Devices of roles that may now see
-    -- less (caretakers, administrators) hold more than their scope: they enrol again.
-    UPDATE devices SET active = 0, revoked_ms = CAST(strftime('%s', 'now') AS INTEGER) * 1000
-        WHERE active = 1
-          AND worker_id IN (SELECT id FROM workers WHERE role IN ('caretaker', 'admin'));
-    ALTER TABLE workers ADD COLUMN disabled_ms INTEGER;
-    -- Append-only, hash-chained: every read and write of citizen data. Never values.
-    CREATE TABLE audit (
-        seq          INTEGER PRIMARY KEY,
-        at_ms        INTEGER NOT NULL,           -- server clock, UTC
-        actor        TEXT NOT NULL,              -- device | admin | server
-        worker_id    BLOB,
-        device_id    BLOB,
-        action       TEXT NOT NULL,              -- read | write | denied | device_read | move | erase | purge | ...
-        entity       TEXT,
-        record_id    BLOB,
-        citizen_id   BLOB,
-        device_at_ms INTEGER,                    -- device_read: the device's clock
-        prev_hash    BLOB NOT NULL,
-        hash         BLOB NOT NULL
-    );
-    CREATE INDEX audit_by_citizen ON audit (citizen_id, seq);
-    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
-        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
-        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-    -- The head of the chain, so deleting the newest rows is detected too.
-    ALTER TABLE server_state ADD COLUMN audit_head BLOB;
-    ALTER TABLE server_state ADD COLUMN audit_seq INTEGER NOT NULL DEFAULT 0;
-    "#,
+    migration!("V003__access_control"),
     // 4: caretakers see the sites they are assigned to (their logs and residents), not every
     // site of their team; supervisors may read more teams than their own.
-    r#"
-    CREATE TABLE caretaker_sites (
-        worker_id BLOB NOT NULL REFERENCES workers (id),
-        site_id   BLOB NOT NULL,
-        PRIMARY KEY (worker_id, site_id)
-    ) WITHOUT ROWID;
-    -- The site a record belongs to: a site its own id, a site-log entry its site, a conflict
-    -- the site of the record it is about. A citizen's current site is in `citizens`.
-    ALTER TABLE records ADD COLUMN site_id BLOB;
-    ALTER TABLE citizens ADD COLUMN site_id BLOB;
-    ALTER TABLE changes ADD COLUMN site_id BLOB;
-    UPDATE records SET site_id = record_id WHERE entity = 'site';
-    UPDATE records SET site_id = (SELECT unhex(replace(json_extract(f.value, '$'), '-', ''))
-        FROM fields f WHERE f.entity = 'site_log_entry' AND f.record_id = records.record_id
-          AND f.field = 'site_id')
-        WHERE entity = 'site_log_entry';
-    UPDATE records SET site_id = (SELECT a.site_id FROM records a
-        WHERE a.entity = (SELECT json_extract(f.value, '$') FROM fields f
-                WHERE f.entity = 'conflict' AND f.record_id = records.record_id
-                  AND f.field = 'entity')
-          AND a.record_id = (SELECT unhex(replace(json_extract(f.value, '$'), '-', ''))
-                FROM fields f WHERE f.entity = 'conflict' AND f.record_id = records.record_id
-                  AND f.field = 'record_id'))
-        WHERE entity = 'conflict' AND class IN ('site', 'site_log');
-    UPDATE citizens SET site_id = (SELECT unhex(replace(json_extract(f.value, '$'), '-', ''))
-        FROM fields f WHERE f.entity = 'citizen' AND f.record_id = citizens.citizen_id
-          AND f.field = 'site_id');
-    UPDATE changes SET site_id = (SELECT max(r.site_id) FROM records r
-        WHERE r.entity = json_extract(changes.mutation, '$.ops[0].entity')
-          AND r.record_id = unhex(replace(json_extract(changes.mutation, '$.ops[0].id'), '-', '')))
-        WHERE class IN ('site', 'site_log') AND kind = 'mutation';
-    -- The person at the admin command line, on administrator rows (hashed when present).
-    ALTER TABLE audit ADD COLUMN operator TEXT;
-    -- Teams a supervisor reads besides their own.
-    CREATE TABLE supervised_teams (
-        worker_id BLOB NOT NULL REFERENCES workers (id),
-        team_id   BLOB NOT NULL REFERENCES teams (id),
-        PRIMARY KEY (worker_id, team_id)
-    ) WITHOUT ROWID;
-    -- Caretakers keep what they saw: every site of their team.
-    INSERT INTO caretaker_sites (worker_id, site_id)
-        SELECT w.id, r.record_id FROM workers w
-        JOIN records r ON r.entity = 'site' AND r.team_id = w.team_id
-        WHERE w.role = 'caretaker';
-    "#,
+    migration!("V004__caretaker_sites"),
     // 5: a citizen's goals merge goal by goal (core's `schema::item_fields`): each goal stored
     // as its own field `goals__<id as 32 hex>`, under the stamp of the list it came from.
-    r#"
-    INSERT OR IGNORE INTO fields (entity, record_id, field, value, hlc, device, set_state)
-        SELECT f.entity, f.record_id,
-               'goals__' || lower(replace(json_extract(g.value, '$.id'), '-', '')),
-               g.value, f.hlc, f.device, NULL
-        FROM fields f, json_each(f.value) g
-        WHERE f.entity = 'citizen' AND f.field = 'goals' AND json_valid(f.value)
-          AND json_type(f.value) = 'array';
-    DELETE FROM fields WHERE entity = 'citizen' AND field = 'goals';
-    "#,
+    migration!("V005__goals_per_field"),
     // 6: supervisors sign in to the reports dashboard with a password (issue 15), and the
     // audit trail says which report and filter a view or export was.
-    r#"
-    CREATE TABLE web_logins (
-        worker_id        BLOB PRIMARY KEY REFERENCES workers (id),
-        login            TEXT NOT NULL UNIQUE,  -- the name typed at sign-in
-        password_hash    TEXT,                  -- Argon2id, PHC string; NULL until set up
-        setup_hash       BLOB UNIQUE,           -- SHA-256 of the one-time set-up code
-        setup_expires_ms INTEGER,
-        failures         INTEGER NOT NULL DEFAULT 0, -- failed sign-ins since the last success
-        locked_until_ms  INTEGER                -- no sign-in before this (back-off, lock-out)
-    ) WITHOUT ROWID;
-    CREATE TABLE web_sessions (
-        token_hash  BLOB PRIMARY KEY,           -- SHA-256 of the session cookie's value
-        worker_id   BLOB NOT NULL REFERENCES workers (id),
-        csrf        TEXT NOT NULL,              -- sent back in X-CSRF-Token on every change
-        created_ms  INTEGER NOT NULL,
-        last_ms     INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX web_sessions_by_worker ON web_sessions (worker_id);
-    ALTER TABLE audit ADD COLUMN detail TEXT;  -- a report view: which report and filter (JSON)
-    "#,
+    migration!("V006__web_logins"),
     // 7: reports read one team's records of a kind; without this each read scanned the fields
     // of every record of that kind (`cargo bench -p feltbog-server --bench reports`).
-    r#"
-    CREATE INDEX records_by_team ON records (entity, team_id);
-    "#,
+    migration!("V007__reports_index"),
     // 8: one compact row per countable visit for reports (`reports::refresh` keeps it up to the
     // change log; `report_seq` is the last change it has read).
-    r#"
-    -- Kept in team and time order, so a report reads its rows in one range of the table.
-    CREATE TABLE report_visits (
-        team_id    BLOB NOT NULL,
-        started_ms INTEGER NOT NULL,
-        visit_id   BLOB NOT NULL UNIQUE,
-        citizen_id BLOB,
-        anonymous  INTEGER NOT NULL,
-        kind       TEXT NOT NULL,
-        themes     TEXT NOT NULL,   -- JSON list
-        referrals  TEXT NOT NULL,   -- JSON list
-        author     BLOB,
-        wellbeing  INTEGER,
-        PRIMARY KEY (team_id, started_ms, visit_id)
-    ) WITHOUT ROWID;
-    ALTER TABLE server_state ADD COLUMN report_seq INTEGER NOT NULL DEFAULT 0;
-    "#,
+    migration!("V008__visit_facts"),
     // 9: a change of a worker's scope (role, team, sites, supervised teams) no longer revokes
     // their devices (issue 16; `epochs.rs`). It ends a scope epoch, whose scope is kept so the
     // edits a device made before it learned of the change are judged under it; each device
     // remembers the epoch it knows and, after learning, for which of its edits the old one holds.
-    r#"
-    ALTER TABLE workers ADD COLUMN scope_epoch INTEGER NOT NULL DEFAULT 0;
-    CREATE TABLE scope_epochs (
-        worker_id BLOB NOT NULL REFERENCES workers (id),
-        epoch     INTEGER NOT NULL,
-        role      TEXT NOT NULL,
-        team_id   BLOB NOT NULL,
-        sites     TEXT NOT NULL,   -- JSON list of a caretaker's site ids
-        teams     TEXT NOT NULL,   -- JSON list of the teams a supervisor supervised
-        ended_ms  INTEGER NOT NULL,
-        PRIMARY KEY (worker_id, epoch)
-    ) WITHOUT ROWID;
-    ALTER TABLE devices ADD COLUMN scope_epoch INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE devices ADD COLUMN grace_epoch INTEGER;      -- the old epoch, once learned
-    ALTER TABLE devices ADD COLUMN grace_until_seq INTEGER;  -- its edits up to this device_seq
-    ALTER TABLE devices ADD COLUMN grace_until_ms INTEGER;   -- pushed before this server time
-    "#,
+    migration!("V009__scope_epochs"),
     // 10: the lock-state credential (issue 16, `identity::check_standing`): a second secret per
     // device that learns "revoked" and nothing else, so a locked tablet can wipe itself.
-    r#"
-    ALTER TABLE devices ADD COLUMN standing_hash BLOB;
-    CREATE UNIQUE INDEX devices_by_standing ON devices (standing_hash);
-    "#,
+    migration!("V010__standing_tokens"),
     // 11: a mutation refused for good stays refused (issue 16): since a record can leave a
     // writer's scope and come back, a late copy of a refused push must get the same answer, not
     // land after the device set the edit aside.
-    r#"
-    CREATE TABLE refused (
-        device_id  BLOB NOT NULL,
-        device_seq INTEGER NOT NULL,
-        reason     TEXT NOT NULL,   -- RejectReason, snake_case
-        detail     TEXT NOT NULL,   -- never a field value
-        PRIMARY KEY (device_id, device_seq)
-    ) WITHOUT ROWID;
-    "#,
+    migration!("V011__refused_for_good"),
     // 12: consent per purpose (issue 17). A citizen's single consent becomes the consent for
     // one purpose, `recording`, stored as the item `consents__<the citizen's id>` under the
     // stamp it had: the item core's `schema::upcast_legacy` reads a device's old cell as, so
     // devices and server agree without a sync. Its `scope` words are kept.
-    r#"
-    INSERT OR IGNORE INTO fields (entity, record_id, field, value, hlc, device, set_state)
-        SELECT f.entity, f.record_id,
-               'consents__' || lower(hex(f.record_id)),
-               json_object(
-                   'id', lower(substr(hex(f.record_id), 1, 8) || '-' || substr(hex(f.record_id), 9, 4)
-                       || '-' || substr(hex(f.record_id), 13, 4) || '-'
-                       || substr(hex(f.record_id), 17, 4) || '-' || substr(hex(f.record_id), 21, 12)),
-                   'purpose', 'recording',
-                   'status', json_extract(f.value, '$.status'),
-                   'date', json_extract(f.value, '$.date'),
-                   'method', json_extract(f.value, '$.method'),
-                   'recorded_by', json_extract(f.value, '$.recorded_by'),
-                   'scope', json_extract(f.value, '$.scope')),
-               f.hlc, f.device, NULL
-        FROM fields f
-        WHERE f.entity = 'citizen' AND f.field = 'consent' AND json_valid(f.value)
-          AND json_type(f.value) = 'object';
-    DELETE FROM fields WHERE entity = 'citizen' AND field = 'consent';
-    "#,
+    migration!("V012__consent_per_purpose"),
 ];
 
 /// The schema version this build writes.
 pub const LATEST: u32 = MIGRATIONS.len() as u32;
+
+/// The server's PostgreSQL migrations in order, one file each under `migrations/postgres/`:
+/// the same schema as SQLite's, table for table and column for column (the parity test in
+/// `tests/postgres_schema.rs`). Append-only: `migrations/postgres.lock` pins every file's text.
+pub const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
+    // 1: the schema SQLite reaches with its migrations 1-12.
+    (
+        "V001__schema",
+        include_str!("../migrations/postgres/V001__schema.sql"),
+    ),
+];
+
+/// The advisory lock key instances migrate under ("feltbog" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0066_656c_7462_6f67;
+
+/// refinery's runner with this server's rules: pending migrations run in one transaction with
+/// their history rows (a crash leaves none or all of them applied), and a database whose
+/// applied migrations differ from this build's (an edited migration, or a newer server's) is
+/// refused.
+fn runner(migrations: &[refinery_core::Migration]) -> refinery_core::Runner {
+    refinery_core::Runner::new(migrations)
+        .set_grouped(true)
+        .set_abort_divergent(true)
+        .set_abort_missing(true)
+}
+
+/// Migrates the PostgreSQL database `client` is connected to (in its `search_path` schema),
+/// with the same refinery checks as SQLite's: an applied migration that differs from this
+/// build's, or one this build does not know, is refused.
+pub fn migrate_postgres(client: &mut postgres::Client) -> Result<(), DbError> {
+    let migrations = migrations(POSTGRES_MIGRATIONS)?;
+    let pg = |e: postgres::Error| DbError::Migration(e.to_string());
+    // Several instances may start at once: one migrates, the others wait and find it done.
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(pg)?;
+    let report = runner(&migrations).run(client);
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .map_err(pg)?;
+    let report = report.map_err(|e| DbError::Migration(e.to_string()))?;
+    for m in report.applied_migrations() {
+        tracing::info!(to = m.version(), "postgres database migrated");
+    }
+    Ok(())
+}
 
 /// Database errors at the storage boundary.
 #[derive(Debug, thiserror::Error)]
@@ -348,6 +129,58 @@ pub enum DbError {
     NewerSchema { found: u32, supported: u32 },
     #[error("file system: {0}")]
     Io(#[from] std::io::Error),
+    /// A migration failed, or the database's applied migrations are not this build's.
+    #[error("migration: {0}")]
+    Migration(String),
+}
+
+/// A list of migrations as refinery runs them.
+fn migrations(list: &[(&str, &str)]) -> Result<Vec<refinery_core::Migration>, DbError> {
+    list.iter()
+        .map(|(name, sql)| {
+            refinery_core::Migration::unapplied(name, sql)
+                .map_err(|e| DbError::Migration(e.to_string()))
+        })
+        .collect()
+}
+
+/// Records migrations `1..=version` as applied in refinery's history table, for a database an
+/// older server migrated by `user_version` alone (refinery then runs only the rest). Nothing
+/// to do on a new database or one refinery has seen.
+fn adopt(
+    conn: &mut Connection,
+    version: u32,
+    migrations: &[refinery_core::Migration],
+) -> Result<(), DbError> {
+    if version == 0 {
+        return Ok(());
+    }
+    // Checked under the write lock: two processes opening at once adopt once.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let seen: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'refinery_schema_history'",
+        [],
+        |r| r.get(0),
+    )?;
+    if seen {
+        return Ok(());
+    }
+    // The table as refinery creates it (`refinery_core::traits::ASSERT_MIGRATIONS_TABLE_QUERY`).
+    tx.execute_batch(
+        "CREATE TABLE refinery_schema_history (version int4 PRIMARY KEY, name VARCHAR(255),
+             applied_on VARCHAR(255), checksum VARCHAR(255));",
+    )?;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for m in &migrations[..version as usize] {
+        tx.execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum)
+             VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![m.version(), m.name(), now, m.checksum().to_string()],
+        )?;
+    }
+    tx.commit()?;
+    tracing::info!(version, "server database adopted by refinery");
+    Ok(())
 }
 
 /// Opens (creating if needed) the database in `data_dir` and migrates it.
@@ -370,12 +203,18 @@ pub fn open(data_dir: &Path) -> Result<Connection, DbError> {
             supported: LATEST,
         });
     }
-    for v in found..LATEST {
-        let tx = conn.transaction()?;
-        tx.execute_batch(MIGRATIONS[v as usize])?;
-        tx.pragma_update(None, "user_version", v + 1)?;
-        tx.commit()?;
-        tracing::info!(from = v, to = v + 1, "server database migrated");
+    let migrations = migrations(MIGRATIONS)?;
+    adopt(&mut conn, found, &migrations)?;
+    let report = runner(&migrations)
+        .run(&mut conn)
+        .map_err(|e| DbError::Migration(e.to_string()))?;
+    for m in report.applied_migrations() {
+        tracing::info!(to = m.version(), "server database migrated");
+    }
+    // For servers older than refinery here, which read only this. (A crash just before it
+    // leaves it behind the history; the next open sets it.)
+    if found != LATEST {
+        conn.pragma_update(None, "user_version", LATEST)?;
     }
     tracing::debug!(schema = LATEST, "server database open");
     Ok(conn)
@@ -389,7 +228,7 @@ mod tests {
     /// A database in `dir` migrated to `version` only, as an older server left it.
     fn at_version(dir: &std::path::Path, version: usize) -> Connection {
         let mut conn = Connection::open(dir.join("feltbog-server.sqlite")).unwrap();
-        for (v, sql) in MIGRATIONS[..version].iter().enumerate() {
+        for (v, (_, sql)) in MIGRATIONS[..version].iter().enumerate() {
             let tx = conn.transaction().unwrap();
             tx.execute_batch(sql).unwrap();
             tx.pragma_update(None, "user_version", v as u32 + 1)
@@ -580,12 +419,78 @@ mod tests {
         );
     }
 
-    /// Server migrations are append-only (`feltbog_core::migration_lock`): `migrations.lock`
+    /// A database an older server migrated by `user_version` alone is adopted: refinery then
+    /// knows every migration it ran, runs only the rest, and refuses a database whose applied
+    /// migrations differ from this build's (an edited migration, or a newer server's).
+    #[test]
+    fn refinery_adopts_an_older_database_and_refuses_a_divergent_or_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(at_version(dir.path(), 7));
+        let conn = open(dir.path()).unwrap();
+        let history = |conn: &Connection| -> Vec<(u32, String)> {
+            conn.prepare("SELECT version, name FROM refinery_schema_history ORDER BY version")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let names: Vec<(u32, String)> = MIGRATIONS
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (i as u32 + 1, name.split_once("__").unwrap().1.to_owned()))
+            .collect();
+        assert_eq!(history(&conn), names, "1..=7 adopted, 8.. run by refinery");
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, LATEST);
+        drop(conn);
+        assert_eq!(
+            history(&open(dir.path()).unwrap()),
+            names,
+            "a second open: no change"
+        );
+
+        // An applied migration whose text changed since: its checksum no longer matches.
+        let conn = Connection::open(dir.path().join("feltbog-server.sqlite")).unwrap();
+        conn.execute(
+            "UPDATE refinery_schema_history SET checksum = '1' WHERE version = 5",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let err = open(dir.path()).unwrap_err();
+        assert!(matches!(err, DbError::Migration(_)), "{err}");
+
+        // A newer server's migration, recorded but unknown to this build.
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path()).unwrap();
+        conn.execute(
+            "INSERT INTO refinery_schema_history VALUES (?1, 'from_the_future', '2030-01-01T00:00:00Z', '7')",
+            [LATEST + 1],
+        )
+        .unwrap();
+        drop(conn);
+        assert!(matches!(open(dir.path()), Err(DbError::Migration(_))));
+        let conn = Connection::open(dir.path().join("feltbog-server.sqlite")).unwrap();
+        conn.pragma_update(None, "user_version", LATEST + 1)
+            .unwrap();
+        drop(conn);
+        assert!(matches!(open(dir.path()), Err(DbError::NewerSchema { .. })));
+    }
+
+    /// Server migrations are append-only (`feltbog_core::migration_lock`): `sqlite.lock`
     /// holds the SHA-256 of each one's text.
     #[test]
     fn applied_server_migrations_never_change() {
-        let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/migrations.lock");
-        feltbog_core::migration_lock::check(&lock, MIGRATIONS).unwrap();
+        let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite.lock");
+        let texts: Vec<&str> = MIGRATIONS.iter().map(|(_, sql)| *sql).collect();
+        feltbog_core::migration_lock::check(&lock, &texts).unwrap();
+        let lock =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres.lock");
+        let texts: Vec<&str> = POSTGRES_MIGRATIONS.iter().map(|(_, sql)| *sql).collect();
+        feltbog_core::migration_lock::check(&lock, &texts).unwrap();
     }
 
     #[test]
