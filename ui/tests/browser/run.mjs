@@ -162,6 +162,16 @@ async function flow(browser, base, vp, name, seed, fn) {
   }
 }
 
+/** Waits until a saved draft holds `text`: a form keeps a draft as soon as it differs from how it
+ * opened (e.g. a citizen picked), so "a draft exists" can be true before the typed words are in it. */
+const draftHolds = (page, text) =>
+  page.waitForFunction((t) => JSON.stringify(window.__fake.db().drafts).includes(t), text);
+/** Asserts an input's value once the form has had a moment to take it (a resumed draft is put
+ * into the form on the next update, not within the click). */
+async function valueIs(page, sel, want, message) {
+  await page.waitForFunction(([s, w]) => document.querySelector(s)?.value === w, [sel, want], { timeout: 5000 }).catch(() => {});
+  assert((await page.inputValue(sel)) === want, message);
+}
 const unsynced = async (page) => Number(await page.getAttribute('[data-testid="sync-bar"]', 'data-unsynced'));
 const text = (page) => page.locator('main').innerText();
 
@@ -525,7 +535,7 @@ const flows = [
     await page.click('#open-quick-contact');
     await screen(page, 'quick-contact');
     await page.fill('#qc-note', 'Halvskrevet: mand med hund ved kirken');
-    await page.waitForFunction(() => Object.keys(window.__fake.db().drafts).length === 1);
+    await draftHolds(page, 'Halvskrevet: mand med hund ved kirken');
     await page.click('#nav-caseload');
     await screen(page, 'caseload');
     await page.click('#nav-today');
@@ -534,7 +544,7 @@ const flows = [
     await page.locator('#draft-resume').waitFor();
     await audit(page, 'quick-contact', vp, { shoot: false });
     await page.click('#draft-resume');
-    assert((await page.inputValue('#qc-note')) === 'Halvskrevet: mand med hund ved kirken', 'the draft is back in the form');
+    await valueIs(page, '#qc-note', 'Halvskrevet: mand med hund ved kirken', 'the draft is back in the form');
     await page.click('#qc-save');
     await page.locator('[data-testid="saved-toast"]').waitFor();
     assert(Object.keys(await page.evaluate(() => window.__fake.db().drafts)).length === 0, 'a saved form leaves no draft');
@@ -545,7 +555,7 @@ const flows = [
     await page.click('#citizen-new-visit');
     await screen(page, 'visit');
     await page.fill('#v-note', 'Notat skrevet lige før låsen');
-    await page.waitForFunction(() => Object.keys(window.__fake.db().drafts).length === 1);
+    await draftHolds(page, 'Notat skrevet lige før låsen');
     await page.evaluate(() => window.__fake.idleLock());
     await screen(page, 'lock');
     await page.fill('#unlock-pin', '246810');
@@ -556,7 +566,7 @@ const flows = [
     await page.click('#citizen-new-visit');
     await screen(page, 'visit');
     await page.click('#draft-resume');
-    assert((await page.inputValue('#v-note')) === 'Notat skrevet lige før låsen', 'the note typed before the lock is back');
+    await valueIs(page, '#v-note', 'Notat skrevet lige før låsen', 'the note typed before the lock is back');
     await page.click('#draft-discard').catch(() => {});
 
     // The citizen form: a half-typed phone number survives a tap on another menu item.
@@ -566,14 +576,14 @@ const flows = [
     await screen(page, 'citizen-edit');
     assert((await page.locator('#draft-resume').count()) === 0, 'an edit form just opened offers no draft');
     await page.fill('#c-phone', '+45 20 30 40 50');
-    await page.waitForFunction(() => Object.keys(window.__fake.db().drafts).some((k) => k.startsWith('citizen:')));
+    await draftHolds(page, '+45 20 30 40 50');
     await page.click('#nav-today');
     await page.click('#nav-caseload');
     await page.locator('.citizen-card', { hasText: 'Ravnen' }).click();
     await page.click('#edit-citizen');
     await screen(page, 'citizen-edit');
     await page.click('#draft-resume');
-    assert((await page.inputValue('#c-phone')) === '+45 20 30 40 50', 'the phone typed before leaving is back');
+    await valueIs(page, '#c-phone', '+45 20 30 40 50', 'the phone typed before leaving is back');
   }],
   ['settings: English, wipe confirmation', { phase: 'unlocked', demo: true }, async (page, vp) => {
     await page.click('#nav-settings');
