@@ -1,0 +1,133 @@
+//! Does one team's sync cost grow with other teams' data? (Issue 18.) Prints figures; asserts
+//! nothing. Run:
+//!
+//!     cargo bench -p feltbog-server --bench scale
+//!
+//! Two real servers (release binary, 127.0.0.1): one holding one team's caseload (the team
+//! dataset of DESIGN §7, seed 1), the other holding the municipality's 20 teams (the same team
+//! and 19 more, seeds 2–20). Each team's caseload is uploaded by its own device in rounds of
+//! 1,000 visits, so the teams' changes interleave in the change log as a day's work does. Then,
+//! on each server, a fresh device of the first team makes its first sync: time, requests,
+//! changes. Both figures come from the same run; the ratio is what to read. `SCALE_TEAMS`
+//! overrides the 20 (e.g. 5 for a quick look).
+
+use feltbog_core::dataset;
+use feltbog_core::store::Store;
+use feltbog_core::sync::{self, Retry, SyncReport, http::HttpTransport};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{Server, device};
+
+fn run_sync(store: &mut Store, url: &str) -> (SyncReport, Duration) {
+    let transport = HttpTransport::new(url).unwrap();
+    let t = Instant::now();
+    let report = sync::sync_now(store, &transport, Retry::default(), &mut |_| {}).unwrap();
+    (report, t.elapsed())
+}
+
+/// A server with the engine measured, not its per-device limits.
+fn server(data: &Path) -> Server {
+    Server::start_with(
+        data,
+        "127.0.0.1:0",
+        &[
+            "--device-rate-per-minute",
+            "1000000",
+            "--device-burst",
+            "1000000",
+            "--write-ops-per-minute",
+            "100000000",
+            "--write-kib-per-minute",
+            "100000000",
+        ],
+    )
+}
+
+/// Loads `teams` caseloads onto `server`, interleaved; returns the first team's worker.
+fn load(dir: &Path, server: &Server, teams: usize) -> String {
+    let mut devices = Vec::new();
+    let mut first_worker = String::new();
+    for t in 0..teams {
+        let team = server.admin(&["create-team", &format!("Team {t}")]);
+        let worker = server.admin(&["create-worker", "--team", &team, "--name", "W"]);
+        if t == 0 {
+            first_worker = worker.clone();
+        }
+        let store = device(dir, &format!("load-{t}"), server, &worker);
+        let data = dataset::generate(dataset::TEAM, t as u64 + 1);
+        devices.push((store, data, 0usize));
+    }
+    // Citizens first (visits refer to them), then visits and tasks in rounds.
+    for (store, data, _) in &mut devices {
+        store.save_all(&data.citizens).unwrap();
+        run_sync(store, &server.url);
+    }
+    loop {
+        let mut more = false;
+        for (store, data, at) in &mut devices {
+            if *at < data.visits.len() {
+                let end = (*at + 1_000).min(data.visits.len());
+                store.save_all(&data.visits[*at..end]).unwrap();
+                *at = end;
+                if *at == data.visits.len() {
+                    store.save_all(&data.tasks).unwrap();
+                }
+                run_sync(store, &server.url);
+                more = true;
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    first_worker
+}
+
+fn main() {
+    let teams: usize = std::env::var("SCALE_TEAMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let dir =
+        tempfile::tempdir_in(std::env::var("FELTBOG_BENCH_DIR").unwrap_or_else(|_| ".".into()))
+            .unwrap();
+    println!("# Feltbog: one team's first sync against the server's size");
+    println!("machine: {}", dataset::machine_description());
+    let mut rows = Vec::new();
+    for n in [1, teams] {
+        let data = dir.path().join(format!("server-{n}"));
+        let server = server(&data);
+        let t = Instant::now();
+        let worker = load(dir.path(), &server, n);
+        let load_time = t.elapsed();
+        let mut fresh = device(dir.path(), &format!("fresh-{n}"), &server, &worker);
+        let (report, took) = run_sync(&mut fresh, &server.url);
+        let db_bytes = std::fs::metadata(data.join("feltbog-server.sqlite"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        println!(
+            "\nserver holding {n} team(s): loaded in {:.1} s ({:.0} MiB database)",
+            load_time.as_secs_f64(),
+            db_bytes as f64 / (1024.0 * 1024.0)
+        );
+        println!(
+            "  first sync of team 1's fresh device: {:.2} s, {} requests, {} changes pulled",
+            took.as_secs_f64(),
+            report.requests,
+            report.pulled
+        );
+        rows.push((n, took, report.pulled));
+    }
+    let (one, many) = (rows[0], rows[1]);
+    println!(
+        "\nratio ({} teams / 1 team): time {:.2}×, changes pulled {} / {} (must be equal)",
+        many.0,
+        many.1.as_secs_f64() / one.1.as_secs_f64(),
+        many.2,
+        one.2
+    );
+}
