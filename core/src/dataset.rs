@@ -47,6 +47,28 @@ pub struct Dataset {
     pub tasks: Vec<Task>,
 }
 
+impl Dataset {
+    /// The dataset as one real worker of one team uploads it: every reference to a worker
+    /// names `worker` and the team is left to the server (which refuses a reference to a
+    /// worker it does not know, and sets a new record's team from its writer's).
+    pub fn written_by(&mut self, worker: WorkerId) {
+        for c in &mut self.citizens {
+            c.team_id = None;
+            c.primary_worker = c.primary_worker.map(|_| worker);
+            for consent in &mut c.consents {
+                consent.recorded_by = worker;
+            }
+        }
+        for v in &mut self.visits {
+            v.team_id = None;
+            v.author = worker;
+        }
+        for t in &mut self.tasks {
+            t.assignee = t.assignee.map(|_| worker);
+        }
+    }
+}
+
 /// SplitMix64: small, fast, and stable forever (unlike a library RNG whose stream may change).
 #[derive(Clone, Debug)]
 pub struct SplitMix(pub u64);

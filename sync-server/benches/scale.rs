@@ -47,8 +47,10 @@ fn server(data: &Path) -> Server {
     )
 }
 
-/// Loads `teams` caseloads onto `server`, interleaved; returns the first team's worker.
-fn load(dir: &Path, server: &Server, teams: usize) -> String {
+/// Loads `teams` caseloads onto `server`, interleaved; returns the first team's worker and the
+/// mutations the server acknowledged.
+fn load(dir: &Path, server: &Server, teams: usize) -> (String, usize) {
+    let mut acked = 0;
     let mut devices = Vec::new();
     let mut first_worker = String::new();
     for t in 0..teams {
@@ -58,13 +60,14 @@ fn load(dir: &Path, server: &Server, teams: usize) -> String {
             first_worker = worker.clone();
         }
         let store = device(dir, &format!("load-{t}"), server, &worker);
-        let data = dataset::generate(dataset::TEAM, t as u64 + 1);
+        let mut data = dataset::generate(dataset::TEAM, t as u64 + 1);
+        data.written_by(feltbog_core::domain::WorkerId(worker.parse().unwrap()));
         devices.push((store, data, 0usize));
     }
     // Citizens first (visits refer to them), then visits and tasks in rounds.
     for (store, data, _) in &mut devices {
         store.save_all(&data.citizens).unwrap();
-        run_sync(store, &server.url);
+        acked += pushed(store, &server.url);
     }
     loop {
         let mut more = false;
@@ -76,7 +79,7 @@ fn load(dir: &Path, server: &Server, teams: usize) -> String {
                 if *at == data.visits.len() {
                     store.save_all(&data.tasks).unwrap();
                 }
-                run_sync(store, &server.url);
+                acked += pushed(store, &server.url);
                 more = true;
             }
         }
@@ -84,7 +87,18 @@ fn load(dir: &Path, server: &Server, teams: usize) -> String {
             break;
         }
     }
-    first_worker
+    (first_worker, acked)
+}
+
+/// One sync; every pushed mutation must be acknowledged (a benchmark of refused work would
+/// measure nothing).
+fn pushed(store: &mut Store, url: &str) -> usize {
+    let (report, _) = run_sync(store, url);
+    if report.set_aside > 0 {
+        let why = store.set_aside().unwrap();
+        panic!("{report:?}: {:?}", &why[..why.len().min(3)]);
+    }
+    report.acked
 }
 
 fn main() {
@@ -100,17 +114,19 @@ fn main() {
     let mut rows = Vec::new();
     for n in [1, teams] {
         let data = dir.path().join(format!("server-{n}"));
+        let devices = dir.path().join(format!("devices-{n}"));
+        std::fs::create_dir_all(&devices).unwrap();
         let server = server(&data);
         let t = Instant::now();
-        let worker = load(dir.path(), &server, n);
+        let (worker, acked) = load(&devices, &server, n);
         let load_time = t.elapsed();
-        let mut fresh = device(dir.path(), &format!("fresh-{n}"), &server, &worker);
+        let mut fresh = device(&devices, "fresh", &server, &worker);
         let (report, took) = run_sync(&mut fresh, &server.url);
         let db_bytes = std::fs::metadata(data.join("feltbog-server.sqlite"))
             .map(|m| m.len())
             .unwrap_or(0);
         println!(
-            "\nserver holding {n} team(s): loaded in {:.1} s ({:.0} MiB database)",
+            "\nserver holding {n} team(s): {acked} mutations loaded in {:.1} s ({:.0} MiB database)",
             load_time.as_secs_f64(),
             db_bytes as f64 / (1024.0 * 1024.0)
         );

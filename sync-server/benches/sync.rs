@@ -56,7 +56,8 @@ fn main() {
     println!("machine: {}", dataset::machine_description());
     let team = server.admin(&["create-team", "Bench team"]);
     let worker = server.admin(&["create-worker", "--team", &team, "--name", "Bench"]);
-    let data_set = dataset::generate(dataset::TEAM, 1);
+    let mut data_set = dataset::generate(dataset::TEAM, 1);
+    data_set.written_by(WorkerId(worker.parse().unwrap()));
     println!(
         "dataset: team (seed 1): {} citizens, {} visits, {} tasks",
         data_set.citizens.len(),
