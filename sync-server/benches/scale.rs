@@ -13,39 +13,13 @@
 
 use feltbog_core::dataset;
 use feltbog_core::store::Store;
-use feltbog_core::sync::{self, Retry, SyncReport, http::HttpTransport};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{Server, device};
-
-fn run_sync(store: &mut Store, url: &str) -> (SyncReport, Duration) {
-    let transport = HttpTransport::new(url).unwrap();
-    let t = Instant::now();
-    let report = sync::sync_now(store, &transport, Retry::default(), &mut |_| {}).unwrap();
-    (report, t.elapsed())
-}
-
-/// A server with the engine measured, not its per-device limits.
-fn server(data: &Path) -> Server {
-    Server::start_with(
-        data,
-        "127.0.0.1:0",
-        &[
-            "--device-rate-per-minute",
-            "1000000",
-            "--device-burst",
-            "1000000",
-            "--write-ops-per-minute",
-            "100000000",
-            "--write-kib-per-minute",
-            "100000000",
-        ],
-    )
-}
+use common::{Server, device, timed_sync};
 
 /// Loads `teams` caseloads onto `server`, interleaved; returns the first team's worker and the
 /// mutations the server acknowledged.
@@ -93,7 +67,7 @@ fn load(dir: &Path, server: &Server, teams: usize) -> (String, usize) {
 /// One sync; every pushed mutation must be acknowledged (a benchmark of refused work would
 /// measure nothing).
 fn pushed(store: &mut Store, url: &str) -> usize {
-    let (report, _) = run_sync(store, url);
+    let (report, _) = timed_sync(store, url);
     if report.set_aside > 0 {
         let why = store.set_aside().unwrap();
         panic!("{report:?}: {:?}", &why[..why.len().min(3)]);
@@ -116,12 +90,12 @@ fn main() {
         let data = dir.path().join(format!("server-{n}"));
         let devices = dir.path().join(format!("devices-{n}"));
         std::fs::create_dir_all(&devices).unwrap();
-        let server = server(&data);
+        let server = common::unthrottled(&data);
         let t = Instant::now();
         let (worker, acked) = load(&devices, &server, n);
         let load_time = t.elapsed();
         let mut fresh = device(&devices, "fresh", &server, &worker);
-        let (report, took) = run_sync(&mut fresh, &server.url);
+        let (report, took) = timed_sync(&mut fresh, &server.url);
         let db_bytes = std::fs::metadata(data.join("feltbog-server.sqlite"))
             .map(|m| m.len())
             .unwrap_or(0);

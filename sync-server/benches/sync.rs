@@ -12,44 +12,21 @@
 use feltbog_core::dataset;
 use feltbog_core::domain::{Visit, VisitKind, WorkerId};
 use feltbog_core::store::Store;
-use feltbog_core::sync::{self, Retry, SyncReport, http::HttpTransport};
+use feltbog_core::sync::{self, http::HttpTransport};
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{Server, device};
-
-fn run_sync(store: &mut Store, url: &str) -> (SyncReport, Duration) {
-    let transport = HttpTransport::new(url).unwrap();
-    let t = Instant::now();
-    let report = sync::sync_now(store, &transport, Retry::default(), &mut |_| {}).unwrap();
-    (report, t.elapsed())
-}
+use common::{device, timed_sync};
 
 fn main() {
     let dir =
         tempfile::tempdir_in(std::env::var("FELTBOG_BENCH_DIR").unwrap_or_else(|_| ".".into()))
             .unwrap();
     let data = dir.path().join("server");
-    // The engine is measured, not the per-device rate limit (120 requests a minute, bursts of
-    // 60), which would otherwise pace the 117-request upload.
-    let server = Server::start_with(
-        &data,
-        "127.0.0.1:0",
-        &[
-            "--device-rate-per-minute",
-            "1000000",
-            "--device-burst",
-            "1000000",
-            // Nor the per-device write budget (30,000 ops a minute), which would pace it too.
-            "--write-ops-per-minute",
-            "100000000",
-            "--write-kib-per-minute",
-            "100000000",
-        ],
-    );
+    let server = common::unthrottled(&data);
     let url = server.url.clone();
 
     println!("# Feltbog sync benchmark");
@@ -74,7 +51,7 @@ fn main() {
     for chunk in data_set.tasks.chunks(1_000) {
         a.save_all(chunk).unwrap();
     }
-    let (up, up_time) = run_sync(&mut a, &url);
+    let (up, up_time) = timed_sync(&mut a, &url);
     println!(
         "\nupload of the caseload from device A: {:.2} s, {} requests, {} mutations, {:.1} MiB sent",
         up_time.as_secs_f64(),
@@ -85,7 +62,7 @@ fn main() {
 
     // 1. First sync to a fresh device.
     let mut b = device(dir.path(), "b", &server, &worker);
-    let (first, first_time) = run_sync(&mut b, &url);
+    let (first, first_time) = timed_sync(&mut b, &url);
     let mut reference = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let t = Instant::now();
     serde_json::to_writer(
@@ -112,7 +89,7 @@ fn main() {
     );
 
     // 2. Nothing changed.
-    let (idle, idle_time) = run_sync(&mut b, &url);
+    let (idle, idle_time) = timed_sync(&mut b, &url);
     println!(
         "\nsync with nothing changed: {} request(s), {} B sent, {} B received, {:.1} ms (target: one request)",
         idle.requests,
@@ -127,8 +104,8 @@ fn main() {
         v.note = format!("{} (rettet)", v.note.expose()).into();
         a.save(&v).unwrap();
     }
-    let (push10, push10_time) = run_sync(&mut a, &url);
-    let (pull10, pull10_time) = run_sync(&mut b, &url);
+    let (push10, push10_time) = timed_sync(&mut a, &url);
+    let (pull10, pull10_time) = timed_sync(&mut b, &url);
     println!(
         "\nsync of 10 changed records: push from A {} request(s), {} B sent, {:.1} ms; pull to B {} request(s), {} B received, {:.1} ms",
         push10.requests,

@@ -5,7 +5,8 @@
 //! one embedded SQLite database ([`db`]); the domain lives in [`identity`] (teams, workers,
 //! roles, enrolment, tokens, revocation), [`scope`] (who may see and change what), [`sync`]
 //! (applying pushes with the shared merge rules, serving pulls, moves and retention) and
-//! [`audit`] (the hash-chained access log). [`http`] is the thin boundary; [`rate`] limits
+//! [`audit`] (the hash-chained access log); [`admin`] performs an administrator's actions, each in
+//! one transaction with its audit rows. [`http`] is the thin boundary; [`rate`] limits
 //! requests and writes per device; [`listen`] accepts connections within limits a client
 //! cannot get around (a cap, idle and header deadlines).
 #![forbid(unsafe_code)]

@@ -109,6 +109,34 @@ impl Drop for Server {
     }
 }
 
+/// A server for benchmarks: the engine is measured, not the per-device rate limit (120
+/// requests a minute, bursts of 60) nor the write budget (30,000 ops a minute), which would
+/// pace a large upload.
+pub fn unthrottled(data_dir: &Path) -> Server {
+    Server::start_with(
+        data_dir,
+        "127.0.0.1:0",
+        &[
+            "--device-rate-per-minute",
+            "1000000",
+            "--device-burst",
+            "1000000",
+            "--write-ops-per-minute",
+            "100000000",
+            "--write-kib-per-minute",
+            "100000000",
+        ],
+    )
+}
+
+/// One whole sync of `store` with `url`, timed.
+pub fn timed_sync(store: &mut Store, url: &str) -> (SyncReport, std::time::Duration) {
+    let transport = HttpTransport::new(url).unwrap();
+    let t = std::time::Instant::now();
+    let report = sync::sync_now(store, &transport, Retry::default(), &mut |_| {}).unwrap();
+    (report, t.elapsed())
+}
+
 pub fn admin(data_dir: &Path, args: &[&str]) -> String {
     let out = Command::new(BIN)
         .arg("admin")
