@@ -86,6 +86,11 @@ pub const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
 /// The advisory lock key instances migrate under ("feltbog" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0066_656c_7462_6f67;
 
+/// The advisory lock every writing transaction on PostgreSQL takes first ("writers" in
+/// ASCII): writers commit one at a time, so the change log's sequence numbers are in commit
+/// order and a device's cursor never passes a change still being written (docs/storage.md).
+pub const WRITERS_LOCK: i64 = 0x0077_7269_7465_7273;
+
 /// refinery's runner with this server's rules: pending migrations run in one transaction with
 /// their history rows (a crash leaves none or all of them applied), and a database whose
 /// applied migrations differ from this build's (an edited migration, or a newer server's) is
@@ -183,10 +188,13 @@ fn adopt(
     Ok(())
 }
 
+/// The database file in the server's data directory.
+pub const FILE_NAME: &str = "feltbog-server.sqlite";
+
 /// Opens (creating if needed) the database in `data_dir` and migrates it.
 pub fn open(data_dir: &Path) -> Result<Connection, DbError> {
     std::fs::create_dir_all(data_dir)?;
-    let mut conn = Connection::open(data_dir.join("feltbog-server.sqlite"))?;
+    let mut conn = Connection::open(data_dir.join(FILE_NAME))?;
     let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     // secure_delete: purged content is overwritten, not left in free pages.
     conn.execute_batch(

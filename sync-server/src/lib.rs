@@ -22,7 +22,9 @@ pub mod rate;
 pub mod reports;
 pub mod review;
 pub mod scope;
+pub mod storage;
 pub mod sync;
+pub mod transfer;
 pub mod web;
 
 pub use http::router;

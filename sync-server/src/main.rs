@@ -56,6 +56,18 @@ enum Command {
     },
     /// Administration: teams, workers, devices, citizens' teams, audit, retention.
     Admin(AdminArgs),
+    /// Move a deployment from SQLite into an empty PostgreSQL database, then compare both
+    /// (every table, the change log's sequence, the audit chain's head); nothing is committed
+    /// unless they are equal. Stop the server first.
+    Migrate {
+        /// `sqlite:DIR`, DIR being the server's data directory.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database: `postgres://…` or `host=… dbname=…`. Also read from the
+        /// environment, which keeps a password out of the process list. Never printed.
+        #[arg(long, env = "FELTBOG_MIGRATE_TO", hide_env_values = true)]
+        to: String,
+    },
 }
 
 /// An admin command and who runs it.
@@ -309,6 +321,10 @@ fn main() -> Result<()> {
             };
             serve(&cli.data_dir, listen, config, retention.into())
         }
+        Command::Migrate { from, to } => {
+            init_logging("warn");
+            migrate(&from, &to)
+        }
         Command::Admin(args) => {
             init_logging("warn");
             let operator = args
@@ -323,6 +339,40 @@ fn main() -> Result<()> {
             run_admin(&cli.data_dir, args.command)
         }
     }
+}
+
+/// `migrate --from sqlite:DIR --to postgres://…`: the move, and what both sides hold.
+fn migrate(from: &str, to: &str) -> Result<()> {
+    let dir = from
+        .strip_prefix("sqlite:")
+        .context("--from takes sqlite:DIR, the server's data directory")?;
+    let file = std::path::Path::new(dir).join(db::FILE_NAME);
+    anyhow::ensure!(
+        file.is_file(),
+        "no server database in {dir} (expected {})",
+        db::FILE_NAME
+    );
+    let mut source =
+        db::open(std::path::Path::new(dir)).context("cannot open the SQLite database")?;
+    // The connection string may hold a password: it is never echoed, not even in an error.
+    let config: postgres::Config = to
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--to is not a PostgreSQL connection string"))?;
+    let mut target = config
+        .connect(postgres::NoTls)
+        .context("cannot connect to PostgreSQL")?;
+    let summary = feltbog_server::transfer::sqlite_to_postgres(&mut source, &mut target)?;
+    println!("moved and verified: both databases hold");
+    for t in &summary.tables {
+        println!("  {:<18} {:>9} rows  sha256 {}", t.table, t.rows, t.sha256);
+    }
+    println!(
+        "  change log head {}, next {}; audit chain head {}",
+        summary.change_head,
+        summary.next_change,
+        summary.audit_head.as_deref().unwrap_or("(empty)")
+    );
+    Ok(())
 }
 
 fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {

@@ -8,6 +8,9 @@
 //! key=value string), by default the one on 127.0.0.1:5432 with database `test` that this
 //! project's machines and CI have. Each run works in a schema of its own, dropped afterwards.
 
+mod common;
+
+use common::pg::Scratch;
 use feltbog_server::db;
 use std::collections::BTreeMap;
 
@@ -15,47 +18,6 @@ use std::collections::BTreeMap;
 type Columns = BTreeMap<(String, String), (i64, String, bool, Option<String>)>;
 /// Per table: primary-key columns in order, and the other indexes as (unique, columns).
 type Keys = BTreeMap<String, (Vec<String>, Vec<(bool, Vec<String>)>)>;
-
-/// A PostgreSQL schema of its own for one test, dropped when it goes out of scope.
-struct Scratch {
-    admin: postgres::Client,
-    name: String,
-    config: postgres::Config,
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        let url = std::env::var("FELTBOG_TEST_POSTGRES")
-            .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into());
-        let config: postgres::Config = url.parse().expect("FELTBOG_TEST_POSTGRES");
-        let mut admin = config.connect(postgres::NoTls).unwrap_or_else(|e| {
-            panic!("PostgreSQL at {url} (start it, or set FELTBOG_TEST_POSTGRES): {e}")
-        });
-        let name = format!("feltbog_test_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .unwrap();
-        let mut config = config;
-        config.options(&format!("-c search_path={name}"));
-        Scratch {
-            admin,
-            name,
-            config,
-        }
-    }
-
-    fn connect(&self) -> postgres::Client {
-        self.config.connect(postgres::NoTls).unwrap()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = self
-            .admin
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name));
-    }
-}
 
 /// SQLite's schema after every migration, in the terms PostgreSQL uses.
 fn sqlite_schema() -> (Columns, Keys) {

@@ -2,6 +2,8 @@
 //! its own CLI, and device stores that sync to it over HTTP.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use feltbog_core::crypto::{KdfParams, Passphrase};
 use feltbog_core::protocol::{FieldOp, Mutation, RejectReason, SyncRequest, SyncResponse};
 use feltbog_core::store::{CreateOptions, Store};

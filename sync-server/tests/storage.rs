@@ -1,0 +1,87 @@
+//! The storage seam speaks one SQL to both backends: the same statements, with SQLite's `?N`
+//! placeholders and values, give the same rows from SQLite and from the real PostgreSQL.
+
+mod common;
+
+use common::pg::Scratch;
+use feltbog_server::storage::{Db, Pg, Row, Value};
+
+/// The statements run on both backends, and what each query returned.
+fn exercise(db: &dyn Db) -> Vec<Vec<Row>> {
+    db.execute(
+        "CREATE TABLE t (id bigint PRIMARY KEY, name text, data bytea, flag bigint NOT NULL)",
+        &[],
+    )
+    .ok();
+    /// id, name, data, flag
+    type Sample<'a> = (i64, Option<&'a str>, Option<&'a [u8]>, bool);
+    let rows: [Sample; 3] = [
+        (1, Some("Ærø"), Some(&[0, 255]), true),
+        (2, None, None, false),
+        (i64::MAX, Some("it's ?1 inside"), Some(&[]), true),
+    ];
+    for (id, name, data, flag) in rows {
+        let changed = db
+            .execute(
+                "INSERT INTO t (id, name, data, flag) VALUES (?1, ?2, ?3, ?4)",
+                &[id.into(), name.into(), data.into(), flag.into()],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+    let ignored = db
+        .execute(
+            "INSERT INTO t (id, name, data, flag) VALUES (?1, 'x', NULL, 0) ON CONFLICT DO NOTHING",
+            &[1i64.into()],
+        )
+        .unwrap();
+    assert_eq!(ignored, 0, "a conflict changes nothing");
+    vec![
+        db.query("SELECT id, name, data, flag FROM t ORDER BY id", &[])
+            .unwrap(),
+        // A comparison is a boolean in PostgreSQL and an integer in SQLite: both read as 1/0.
+        db.query(
+            "SELECT count(*) > 0, count(*), max(id) FROM t WHERE flag = ?1 AND name <> ?2",
+            &[true.into(), "it's ?1 inside".into()],
+        )
+        .unwrap(),
+        db.query(
+            "SELECT id FROM t WHERE data = ?1 OR name IS NULL ORDER BY id LIMIT ?2",
+            &[Value::Blob(vec![0, 255]), 5i64.into()],
+        )
+        .unwrap(),
+        db.query(
+            "UPDATE t SET flag = 1 - flag WHERE id = ?1 RETURNING flag",
+            &[2i64.into()],
+        )
+        .unwrap(),
+    ]
+}
+
+#[test]
+fn the_same_statements_give_the_same_rows_on_both_backends() {
+    let sqlite = rusqlite::Connection::open_in_memory().unwrap();
+    let on_sqlite = exercise(&sqlite);
+    let scratch = Scratch::new();
+    let on_postgres = exercise(&Pg::new(scratch.connect()));
+    assert_eq!(on_sqlite, on_postgres);
+    assert_eq!(on_sqlite[0].len(), 3);
+    assert!(on_sqlite[1][0].get::<bool>(0).unwrap());
+    assert_eq!(on_sqlite[2].len(), 2);
+    assert_eq!(on_sqlite[3][0].get::<i64>(0).unwrap(), 1);
+}
+
+#[test]
+fn a_value_postgres_cannot_hold_is_an_error_not_a_wrap() {
+    let scratch = Scratch::new();
+    let pg = Pg::new(scratch.connect());
+    pg.execute("CREATE TABLE small (n integer)", &[]).unwrap();
+    assert!(
+        pg.execute("INSERT INTO small (n) VALUES (?1)", &[Value::Int(1 << 40)])
+            .is_err()
+    );
+    assert!(
+        pg.execute("INSERT INTO small (n) VALUES (?1)", &[Value::Int(7)])
+            .is_ok()
+    );
+}
