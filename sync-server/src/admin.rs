@@ -21,6 +21,8 @@ use uuid::Uuid;
 pub enum AdminError {
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
     #[error("audit: {0}")]
     Audit(#[from] audit::AuditError),
     #[error(transparent)]

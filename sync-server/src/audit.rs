@@ -276,6 +276,8 @@ pub struct Verified {
 pub enum AuditError {
     #[error("audit database: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
     /// The chain does not hold: `seq` is the first row found wrong.
     #[error("audit row {seq}: {why}")]
     Broken { seq: u64, why: &'static str },

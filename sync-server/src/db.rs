@@ -128,6 +128,8 @@ pub fn migrate_postgres(client: &mut postgres::Client) -> Result<(), DbError> {
 pub enum DbError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
     #[error(
         "the database has schema version {found}, newer than this server supports ({supported})"
     )]

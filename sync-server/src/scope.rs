@@ -12,11 +12,12 @@
 //! them to supervise (`supervised_teams`). Nothing else is served or accepted across teams.
 //! "Not yours" and "does not exist" give the same answer.
 
+use crate::args;
 use crate::identity::{Caller, Role};
+use crate::storage::{Db, DbExt, StorageError};
 use feltbog_core::domain::EntityKind;
 use feltbog_core::domain::schema::{Reference, Target};
 use feltbog_core::protocol::{FieldChange, Mutation};
-use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
@@ -32,26 +33,26 @@ pub struct Reach {
 }
 
 /// The [`Reach`] of `caller` now.
-pub fn reach(conn: &Connection, caller: &Caller) -> rusqlite::Result<Reach> {
-    let ids = |sql: &str| -> rusqlite::Result<BTreeSet<Uuid>> {
-        let mut stmt = conn.prepare_cached(sql)?;
-        let rows = stmt.query_map([&caller.worker_id.as_bytes()[..]], |r| {
-            r.get::<_, Vec<u8>>(0)
-        })?;
-        rows.map(|row| Ok(Uuid::from_slice(&row?).unwrap_or_default()))
-            .collect()
-    };
+pub fn reach(db: &dyn Db, caller: &Caller) -> Result<Reach, StorageError> {
     let mut reach = Reach {
         teams: BTreeSet::from([caller.team_id]),
         sites: BTreeSet::new(),
     };
+    let worker = args![caller.worker_id];
     match caller.role {
         Role::Caretaker => {
-            reach.sites = ids("SELECT site_id FROM caretaker_sites WHERE worker_id = ?1")?;
+            reach.sites = db
+                .all(
+                    "SELECT site_id FROM caretaker_sites WHERE worker_id = ?1",
+                    worker,
+                )?
+                .into_iter()
+                .collect();
         }
         Role::Supervisor => {
-            reach.teams.extend(ids(
+            reach.teams.extend(db.all::<Uuid>(
                 "SELECT team_id FROM supervised_teams WHERE worker_id = ?1",
+                worker,
             )?);
         }
         _ => {}
@@ -60,29 +61,29 @@ pub fn reach(conn: &Connection, caller: &Caller) -> rusqlite::Result<Reach> {
 }
 
 /// The SQL condition that `column` (a team id) is a team the caller reads: `?1` is its own
-/// team, `?5` its worker id.
+/// team, `?6` its worker id.
 pub(crate) fn team_condition(role: Role, column: &str) -> String {
     match role {
         Role::Supervisor => format!(
             "({column} = ?1 OR {column} IN \
-             (SELECT team_id FROM supervised_teams WHERE worker_id = ?5))"
+             (SELECT team_id FROM supervised_teams WHERE worker_id = ?6))"
         ),
         _ => format!("{column} = ?1"),
     }
 }
 
 /// The SQL condition (over change-log row `c` joined to its citizen's scope `z`, with the
-/// caller's worker id as `?5`) for the records `role` reads; kept beside [`can_read`] so the
+/// caller's worker id as `?6`) for the records `role` reads; kept beside [`can_read`] so the
 /// two cannot drift apart unnoticed (a unit test and the authorization matrix test both).
 pub(crate) fn read_condition(role: Role) -> &'static str {
     match role {
-        Role::Outreach | Role::HomeSupport | Role::Supervisor => "1",
+        Role::Outreach | Role::HomeSupport | Role::Supervisor => "TRUE",
         Role::Caretaker => {
             "(CASE WHEN c.class IN ('site', 'site_log') THEN c.site_id
                    WHEN c.class = 'citizen' THEN z.site_id END)
-             IN (SELECT site_id FROM caretaker_sites WHERE worker_id = ?5)"
+             IN (SELECT site_id FROM caretaker_sites WHERE worker_id = ?6)"
         }
-        Role::Admin => "0",
+        Role::Admin => "FALSE",
     }
 }
 
@@ -108,51 +109,38 @@ pub struct RecordScope {
 
 /// The scope of an existing record, or `None` if there is no such record.
 pub fn record_scope(
-    conn: &Connection,
+    db: &dyn Db,
     entity: EntityKind,
     id: Uuid,
-) -> rusqlite::Result<Option<RecordScope>> {
+) -> Result<Option<RecordScope>, StorageError> {
     /// Record team, class, citizen, the citizen's team, resident, removed, site.
     type Row = (
-        Vec<u8>,
+        Uuid,
         String,
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
+        Option<Uuid>,
+        Option<Uuid>,
         bool,
         bool,
-        Option<Vec<u8>>,
+        Option<Uuid>,
     );
-    let row: Option<Row> = conn
-        .prepare_cached(
-            "SELECT r.team_id, r.class, r.citizen_id, z.team_id, coalesce(z.resident, 0),
-                    coalesce(z.off_devices = 1 OR z.purged_ms IS NOT NULL, 0),
-                    CASE WHEN r.class = 'citizen' THEN z.site_id ELSE r.site_id END
-             FROM records r LEFT JOIN citizens z ON z.citizen_id = r.citizen_id
-             WHERE r.entity = ?1 AND r.record_id = ?2",
-        )?
-        .query_row(params![entity.as_str(), &id.as_bytes()[..]], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })
-        .optional()?;
+    let row: Option<Row> = db.one(
+        "SELECT r.team_id, r.class, r.citizen_id, z.team_id, coalesce(z.resident, 0),
+                coalesce(z.off_devices = 1 OR z.purged_ms IS NOT NULL, FALSE),
+                CASE WHEN r.class = 'citizen' THEN z.site_id ELSE r.site_id END
+         FROM records r LEFT JOIN citizens z ON z.citizen_id = r.citizen_id
+         WHERE r.entity = ?1 AND r.record_id = ?2",
+        args![entity.as_str(), id],
+    )?;
     let Some((team, class, citizen, citizen_team, resident, removed, site)) = row else {
         return Ok(None);
     };
-    let uuid = |b: &[u8]| Uuid::from_slice(b).unwrap_or_default();
     Ok(Some(RecordScope {
-        team: uuid(citizen_team.as_deref().unwrap_or(&team)),
+        team: citizen_team.unwrap_or(team),
         class: Class::parse(&class).unwrap_or(Class::Anon),
-        citizen: citizen.as_deref().map(uuid),
+        citizen,
         resident,
         removed,
-        site: site.as_deref().map(uuid),
+        site,
     }))
 }
 
@@ -178,12 +166,12 @@ pub fn writable(caller: &Caller, reach: &Reach, scope: &RecordScope) -> bool {
 /// `false`, so a reference cannot probe another team's ids, nor file a team's writes in another
 /// team's citizen's audit export.
 pub fn reference_in_scope(
-    conn: &Connection,
+    db: &dyn Db,
     caller: &Caller,
     reach: &Reach,
     reference: Reference,
-) -> rusqlite::Result<bool> {
-    let record = |entity| record_scope(conn, entity, reference.id);
+) -> Result<bool, StorageError> {
+    let record = |entity| record_scope(db, entity, reference.id);
     Ok(match reference.target {
         Target::Citizen => record(EntityKind::Citizen)?
             .is_some_and(|s| s.team == caller.team_id && readable(caller, reach, &s)),
@@ -194,12 +182,10 @@ pub fn reference_in_scope(
         Target::Site => {
             record(EntityKind::Site)?.is_some_and(|s| s.team == caller.team_id && !s.removed)
         }
-        Target::Worker => conn
-            .prepare_cached("SELECT count(*) > 0 FROM workers WHERE id = ?1 AND team_id = ?2")?
-            .query_row(
-                params![&reference.id.as_bytes()[..], &caller.team_id.as_bytes()[..]],
-                |r| r.get(0),
-            )?,
+        Target::Worker => db.value(
+            "SELECT count(*) > 0 FROM workers WHERE id = ?1 AND team_id = ?2",
+            args![reference.id, caller.team_id],
+        )?,
     })
 }
 
@@ -262,6 +248,7 @@ pub fn is_scope_field(entity: EntityKind, field: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::{Connection, params};
 
     #[test]
     fn the_sql_condition_agrees_with_can_read() {
@@ -282,7 +269,7 @@ mod tests {
                     let sql = format!(
                         "SELECT coalesce({}, 0) FROM (SELECT ?1 AS class, ?2 AS site_id) c,
                              (SELECT ?3 AS site_id) z, (SELECT ?4 AS worker) w",
-                        read_condition(role).replace("?5", "w.worker")
+                        read_condition(role).replace("?6", "w.worker")
                     );
                     let got: bool = conn
                         .query_row(

@@ -53,7 +53,7 @@ impl Transport for Local<'_> {
             system_time_ms(),
         )
         .map_err(|e| TransportError::Decode(e.to_string()))?;
-        let reach = scope::reach(&conn, &caller).unwrap();
+        let reach = scope::reach(&*conn, &caller).unwrap();
         let profile = identity::profile(&conn, &caller, &reach).ok();
         Ok(EnrolResponse {
             worker_id: caller.worker_id,
@@ -644,10 +644,10 @@ fn check(world: &mut World, answer: &SyncResponse) -> Result<(), TestCaseError> 
         }
     }
     // 4 (the attacker's side): nothing it pulled is outside its scope.
-    let reach = scope::reach(&conn, &world.attacker).unwrap();
+    let reach = scope::reach(&*conn, &world.attacker).unwrap();
     for (_, m) in &answer.pull.changes {
         let op = &m.ops[0];
-        let s = scope::record_scope(&conn, op.entity, op.id).unwrap();
+        let s = scope::record_scope(&*conn, op.entity, op.id).unwrap();
         prop_assert!(
             s.is_some_and(|s| scope::readable(&world.attacker, &reach, &s)),
             "the attacker pulled {} {} outside its scope",
@@ -697,9 +697,9 @@ fn check(world: &mut World, answer: &SyncResponse) -> Result<(), TestCaseError> 
         ]
         .concat();
         let conn = world.conn.borrow();
-        let reach = scope::reach(&conn, &device.caller).unwrap();
+        let reach = scope::reach(&*conn, &device.caller).unwrap();
         for (entity, id) in held {
-            let s = scope::record_scope(&conn, entity, id).unwrap();
+            let s = scope::record_scope(&*conn, entity, id).unwrap();
             prop_assert!(
                 s.is_some_and(|s| scope::readable(&device.caller, &reach, &s)),
                 "a {:?} device holds {} {} outside its scope",

@@ -13,6 +13,8 @@ mod sqlite;
 
 pub use postgres::Pg;
 
+use rusqlite::TransactionBehavior;
+
 use uuid::Uuid;
 
 /// Why a statement failed, without its parameters (they may be personal data).
@@ -47,6 +49,18 @@ impl From<i64> for Value {
     }
 }
 
+impl From<i32> for Value {
+    fn from(v: i32) -> Value {
+        Value::Int(v.into())
+    }
+}
+
+impl From<u32> for Value {
+    fn from(v: u32) -> Value {
+        Value::Int(v.into())
+    }
+}
+
 impl From<bool> for Value {
     fn from(v: bool) -> Value {
         Value::Int(v.into())
@@ -59,6 +73,12 @@ impl From<&str> for Value {
     }
 }
 
+impl From<&String> for Value {
+    fn from(v: &String) -> Value {
+        Value::Text(v.clone())
+    }
+}
+
 impl From<String> for Value {
     fn from(v: String) -> Value {
         Value::Text(v)
@@ -67,6 +87,18 @@ impl From<String> for Value {
 
 impl From<&[u8]> for Value {
     fn from(v: &[u8]) -> Value {
+        Value::Blob(v.to_vec())
+    }
+}
+
+impl From<&Vec<u8>> for Value {
+    fn from(v: &Vec<u8>) -> Value {
+        Value::Blob(v.clone())
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for Value {
+    fn from(v: &[u8; N]) -> Value {
         Value::Blob(v.to_vec())
     }
 }
@@ -84,6 +116,12 @@ impl From<Uuid> for Value {
     }
 }
 
+impl From<&Uuid> for Value {
+    fn from(v: &Uuid) -> Value {
+        Value::Blob(v.as_bytes().to_vec())
+    }
+}
+
 impl<T: Into<Value>> From<Option<T>> for Value {
     fn from(v: Option<T>) -> Value {
         v.map_or(Value::Null, Into::into)
@@ -97,42 +135,64 @@ pub struct Row(pub Vec<Value>);
 impl Row {
     /// Column `i` as `T`.
     pub fn get<T: FromValue>(&self, i: usize) -> Result<T, StorageError> {
-        T::from_value(self.0.get(i).unwrap_or(&Value::Null)).ok_or(StorageError::Type {
-            column: i,
-            expected: T::NAME,
-        })
+        convert(self.0.get(i).cloned().unwrap_or(Value::Null), i)
     }
+}
+
+fn convert<T: FromValue>(v: Value, column: usize) -> Result<T, StorageError> {
+    T::from_value(v).ok_or(StorageError::Type {
+        column,
+        expected: T::NAME,
+    })
 }
 
 /// A Rust type a [`Value`] reads as.
 pub trait FromValue: Sized {
     /// Named in a type error.
     const NAME: &'static str;
-    fn from_value(v: &Value) -> Option<Self>;
+    fn from_value(v: Value) -> Option<Self>;
 }
 
 impl FromValue for i64 {
     const NAME: &'static str = "integer";
-    fn from_value(v: &Value) -> Option<i64> {
+    fn from_value(v: Value) -> Option<i64> {
         match v {
-            Value::Int(i) => Some(*i),
+            Value::Int(i) => Some(i),
             _ => None,
         }
     }
 }
 
+impl FromValue for u64 {
+    const NAME: &'static str = "non-negative integer";
+    fn from_value(v: Value) -> Option<u64> {
+        i64::from_value(v).and_then(|i| u64::try_from(i).ok())
+    }
+}
+
 impl FromValue for bool {
     const NAME: &'static str = "boolean";
-    fn from_value(v: &Value) -> Option<bool> {
+    fn from_value(v: Value) -> Option<bool> {
         i64::from_value(v).map(|i| i != 0)
+    }
+}
+
+impl FromValue for f64 {
+    const NAME: &'static str = "real";
+    fn from_value(v: Value) -> Option<f64> {
+        match v {
+            Value::Real(f) => Some(f),
+            Value::Int(i) => Some(i as f64),
+            _ => None,
+        }
     }
 }
 
 impl FromValue for String {
     const NAME: &'static str = "text";
-    fn from_value(v: &Value) -> Option<String> {
+    fn from_value(v: Value) -> Option<String> {
         match v {
-            Value::Text(s) => Some(s.clone()),
+            Value::Text(s) => Some(s),
             _ => None,
         }
     }
@@ -140,9 +200,9 @@ impl FromValue for String {
 
 impl FromValue for Vec<u8> {
     const NAME: &'static str = "blob";
-    fn from_value(v: &Value) -> Option<Vec<u8>> {
+    fn from_value(v: Value) -> Option<Vec<u8>> {
         match v {
-            Value::Blob(b) => Some(b.clone()),
+            Value::Blob(b) => Some(b),
             _ => None,
         }
     }
@@ -150,9 +210,9 @@ impl FromValue for Vec<u8> {
 
 impl FromValue for Uuid {
     const NAME: &'static str = "16-byte id";
-    fn from_value(v: &Value) -> Option<Uuid> {
+    fn from_value(v: Value) -> Option<Uuid> {
         match v {
-            Value::Blob(b) => Uuid::from_slice(b).ok(),
+            Value::Blob(b) => Uuid::from_slice(&b).ok(),
             _ => None,
         }
     }
@@ -160,7 +220,7 @@ impl FromValue for Uuid {
 
 impl<T: FromValue> FromValue for Option<T> {
     const NAME: &'static str = T::NAME;
-    fn from_value(v: &Value) -> Option<Option<T>> {
+    fn from_value(v: Value) -> Option<Option<T>> {
         match v {
             Value::Null => Some(None),
             v => T::from_value(v).map(Some),
@@ -170,9 +230,46 @@ impl<T: FromValue> FromValue for Option<T> {
 
 impl FromValue for Value {
     const NAME: &'static str = "value";
-    fn from_value(v: &Value) -> Option<Value> {
-        Some(v.clone())
+    fn from_value(v: Value) -> Option<Value> {
+        Some(v)
     }
+}
+
+/// A Rust type a whole [`Row`] reads as: one value, or a tuple of them in column order.
+pub trait FromRow: Sized {
+    fn from_row(row: Row) -> Result<Self, StorageError>;
+}
+
+impl<T: FromValue> FromRow for T {
+    fn from_row(row: Row) -> Result<T, StorageError> {
+        convert(row.0.into_iter().next().unwrap_or(Value::Null), 0)
+    }
+}
+
+macro_rules! tuple_from_row {
+    ($($t:ident $i:tt),+) => {
+        impl<$($t: FromValue),+> FromRow for ($($t,)+) {
+            fn from_row(row: Row) -> Result<Self, StorageError> {
+                let mut values = row.0.into_iter();
+                Ok(($(convert::<$t>(values.next().unwrap_or(Value::Null), $i)?,)+))
+            }
+        }
+    };
+}
+tuple_from_row!(A 0, B 1);
+tuple_from_row!(A 0, B 1, C 2);
+tuple_from_row!(A 0, B 1, C 2, D 3);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple_from_row!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+
+/// Statement parameters: `args![worker, seq as i64, "text"]` is a `&[Value]`.
+#[macro_export]
+macro_rules! args {
+    ($($v:expr),* $(,)?) => {
+        &[$($crate::storage::Value::from($v)),*][..]
+    };
 }
 
 /// A database as the server's code uses it: statements in the SQL both backends speak, with
@@ -203,5 +300,102 @@ pub trait Db {
     /// The first row of a query, if any.
     fn query_opt(&self, sql: &str, params: &[Value]) -> Result<Option<Row>, StorageError> {
         Ok(self.query(sql, params)?.into_iter().next())
+    }
+}
+
+/// Typed reads over any [`Db`].
+pub trait DbExt: Db {
+    /// The first row, as `T`, if there is one.
+    fn one<T: FromRow>(&self, sql: &str, params: &[Value]) -> Result<Option<T>, StorageError> {
+        self.query_opt(sql, params)?.map(T::from_row).transpose()
+    }
+
+    /// Every row, as `T`.
+    fn all<T: FromRow>(&self, sql: &str, params: &[Value]) -> Result<Vec<T>, StorageError> {
+        self.query(sql, params)?
+            .into_iter()
+            .map(T::from_row)
+            .collect()
+    }
+
+    /// The row a query always returns (an aggregate, `count(*) > 0`), as `T`.
+    fn value<T: FromRow>(&self, sql: &str, params: &[Value]) -> Result<T, StorageError> {
+        T::from_row(self.query_opt(sql, params)?.unwrap_or(Row(Vec::new())))
+    }
+}
+
+impl<D: Db + ?Sized> DbExt for D {}
+
+/// The server's database, on either backend: what the server's entry points take. Every
+/// transaction goes through [`Database::write`] or [`Database::read`], which know what each
+/// backend needs to keep the change log's order (docs/storage.md).
+pub enum Database {
+    Sqlite(rusqlite::Connection),
+    Postgres(::postgres::Client),
+}
+
+impl Database {
+    /// Runs `f` in one writing transaction and commits if it returns `Ok((_, true))`; rolls
+    /// back otherwise. On SQLite an IMMEDIATE transaction (the write lock from the start); on
+    /// PostgreSQL the writers' advisory lock is its first statement, so writers commit one at a
+    /// time and the change log's sequence numbers are in commit order.
+    pub fn write_if<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<(T, bool), E>,
+    ) -> Result<T, E> {
+        match self {
+            Database::Sqlite(conn) => {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(StorageError::from)?;
+                let (out, commit) = f(&tx)?;
+                if commit {
+                    tx.commit().map_err(StorageError::from)?;
+                }
+                Ok(out)
+            }
+            Database::Postgres(client) => {
+                let tx = Pg::new(client.transaction().map_err(StorageError::from)?);
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(?1)",
+                    &[Value::Int(crate::db::WRITERS_LOCK)],
+                )?;
+                let (out, commit) = f(&tx)?;
+                if commit {
+                    tx.into_inner().commit().map_err(StorageError::from)?;
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Runs `f` in one writing transaction, committed if it returns `Ok`.
+    pub fn write<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.write_if(|db| f(db).map(|out| (out, true)))
+    }
+
+    /// Runs `f` on one consistent snapshot, writing nothing.
+    pub fn read<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Database::Sqlite(conn) => {
+                let tx = conn.transaction().map_err(StorageError::from)?;
+                f(&tx)
+            }
+            Database::Postgres(client) => {
+                let tx = client
+                    .build_transaction()
+                    .isolation_level(::postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .map_err(StorageError::from)?;
+                f(&Pg::new(tx))
+            }
+        }
     }
 }

@@ -51,3 +51,19 @@ impl Db for rusqlite::Connection {
         Ok(())
     }
 }
+
+/// A transaction is used as the connection it runs on (so `&tx` is a `&dyn Db`).
+impl Db for rusqlite::Transaction<'_> {
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StorageError> {
+        Db::execute(&**self, sql, params)
+    }
+
+    fn for_each(
+        &self,
+        sql: &str,
+        params: &[Value],
+        each: &mut dyn FnMut(Row) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        Db::for_each(&**self, sql, params, each)
+    }
+}

@@ -49,7 +49,6 @@ pub use validate::invalid_records;
 use crate::audit;
 use feltbog_core::domain::EntityKind;
 use feltbog_core::hlc::DeviceId;
-use rusqlite::Transaction;
 use uuid::Uuid;
 
 /// The device id the server writes its own mutations (conflict records) under.
@@ -60,6 +59,8 @@ pub const SERVER_DEVICE: DeviceId = DeviceId(Uuid::nil());
 pub enum SyncError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
     #[error("stored data is corrupt ({0})")]
     Corrupt(&'static str),
     #[error("server clock: {0}")]
@@ -82,7 +83,7 @@ pub enum SyncError {
 /// record's own citizen, or for a site-log entry every resident it names (one row each); a
 /// record about nobody gets one row under no citizen.
 fn filed_under(
-    tx: &Transaction,
+    tx: &dyn crate::storage::Db,
     entity: EntityKind,
     id: Uuid,
     citizen: Option<Uuid>,

@@ -1,12 +1,13 @@
 //! Serving pulls: the change log by cursor, filtered to the caller's scope.
 
 use super::SyncError;
+use crate::args;
 use crate::identity::Caller;
 use crate::scope::{self};
+use crate::storage::{Db, DbExt, FromRow};
 use feltbog_core::domain::CitizenId;
 use feltbog_core::protocol::{Mutation, PullPage, limits};
 use feltbog_core::sim::{PlantedBug, planted};
-use rusqlite::Connection;
 use uuid::Uuid;
 
 /// The next page of changes for `caller` after `cursor`: the mutations in its worker's scope
@@ -14,7 +15,7 @@ use uuid::Uuid;
 /// erased them to pull its new scope afresh), whole mutations only; and the erasures meant for
 /// it. A page ends at an erasure, which the device applies after the page's changes.
 pub fn pull_page(
-    conn: &Connection,
+    db: &dyn Db,
     caller: &Caller,
     cursor: u64,
     resync: bool,
@@ -22,7 +23,7 @@ pub fn pull_page(
     // An erasure is served only while the citizen is still out of the caller's scope: one who
     // came back before the device synced stays, with any edits the device has pending.
     let readable = format!(
-        "{} AND coalesce(z.off_devices = 0 AND z.purged_ms IS NULL, 1) AND {}",
+        "{} AND coalesce(z.off_devices = 0 AND z.purged_ms IS NULL, TRUE) AND {}",
         scope::team_condition(
             caller.role,
             "(CASE WHEN c.citizen_id IS NULL THEN c.team_id ELSE z.team_id END)"
@@ -32,7 +33,7 @@ pub fn pull_page(
     let row_team = scope::team_condition(caller.role, "c.team_id");
     let scoped = format!(
         "CASE WHEN c.kind = 'erase' THEN {row_team} AND (c.roles & ?4) != 0
-              AND NOT coalesce({readable}, 0)
+              AND NOT coalesce({readable}, FALSE)
          ELSE (c.roles IS NULL OR ({row_team} AND (c.roles & ?4) != 0)) AND {readable} END"
     );
     // Every row `scoped` serves is filed under a team the caller reads, so the pull reads
@@ -43,9 +44,9 @@ pub fn pull_page(
     // The planted scope leak reads the whole log instead, unfiltered.
     let leak = planted(PlantedBug::ScopeLeak);
     let filter = if leak {
-        format!("({scoped}) OR 1")
+        format!("({scoped}) OR TRUE OR c.team_id = ?5")
     } else {
-        format!("c.team_id = ?6 AND {scoped}")
+        format!("c.team_id = ?5 AND {scoped}")
     };
     let sql = format!(
         "SELECT c.seq, c.device_id, c.echo, c.mutation, c.kind, c.citizen_id
@@ -55,9 +56,9 @@ pub fn pull_page(
     let teams = if leak {
         vec![caller.team_id]
     } else {
-        scope::reach(conn, caller)?.teams.into_iter().collect()
+        scope::reach(db, caller)?.teams.into_iter().collect()
     };
-    let rows = first_rows(conn, &sql, caller, cursor, &teams)?;
+    let rows = first_rows(db, &sql, caller, cursor, &teams)?;
     let (mut changes, mut next_cursor, mut scanned, mut bytes) =
         (Vec::new(), cursor, 0usize, 0usize);
     let mut erase = Vec::new();
@@ -73,13 +74,12 @@ pub fn pull_page(
         scanned += 1;
         next_cursor = row.seq;
         if row.kind == "erase" {
-            let citizen = row.citizen.unwrap_or_default();
-            let citizen = Uuid::from_slice(&citizen).map_err(|_| SyncError::Corrupt("erasure"))?;
+            let citizen = row.citizen.ok_or(SyncError::Corrupt("erasure"))?;
             erase.push(CitizenId(citizen));
             full = true;
             break;
         }
-        if row.device == caller.device_id.0.as_bytes() && !row.echo && !resync {
+        if row.device == caller.device_id.0 && !row.echo && !resync {
             continue;
         }
         bytes += row.mutation.len();
@@ -100,9 +100,7 @@ pub fn pull_page(
         // Nothing further is the caller's: its cursor goes to the head of the log. (Otherwise a
         // device that pulled a new scope afresh would stop at that scope's last change, below
         // pages it had applied before the change — and could take a late copy of one again.)
-        let head: i64 = conn
-            .prepare_cached("SELECT coalesce(max(seq), 0) FROM changes")?
-            .query_row([], |r| r.get(0))?;
+        let head: i64 = db.value("SELECT coalesce(max(seq), 0) FROM changes", &[])?;
         next_cursor = next_cursor.max(head as u64);
     }
     Ok(PullPage {
@@ -117,55 +115,50 @@ pub fn pull_page(
 /// A change-log row as the pull reads it.
 struct LogRow {
     seq: u64,
-    device: Vec<u8>,
+    device: Uuid,
     echo: bool,
     mutation: String,
     kind: String,
-    citizen: Option<Vec<u8>>,
+    citizen: Option<Uuid>,
 }
 
 /// The first [`limits::PULL_PAGE_MUTATIONS`] rows after `cursor` that `sql` selects from any of
-/// `teams` (bound as `?6`, one ordered index read per team), in `seq` order. Each team's read
+/// `teams` (bound as `?5`, one ordered index read per team), in `seq` order. Each team's read
 /// holds that team's first rows, so the first of all of them are among them; most callers read
 /// one team, a supervisor a few.
 fn first_rows(
-    conn: &Connection,
+    db: &dyn Db,
     sql: &str,
     caller: &Caller,
     cursor: u64,
     teams: &[Uuid],
 ) -> Result<Vec<LogRow>, SyncError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let (team, cursor_arg, limit, bit, worker) = (
-        &caller.team_id.as_bytes()[..],
-        cursor as i64,
-        limits::PULL_PAGE_MUTATIONS as i64,
-        caller.role.bit(),
-        &caller.worker_id.as_bytes()[..],
-    );
     let mut found = Vec::new();
     for row_team in teams {
-        let row_team = &row_team.as_bytes()[..];
-        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&team, &cursor_arg, &limit, &bit];
-        // Only a caretaker's or a supervisor's condition names the worker (sites, teams), but
-        // naming the row's team (?6) needs ?5 bound; the planted leak names no row team.
-        if sql.contains("?6") || sql.contains("?5") {
-            args.push(&worker);
-        }
+        let mut params = args![
+            caller.team_id,
+            cursor as i64,
+            limits::PULL_PAGE_MUTATIONS as i64,
+            caller.role.bit(),
+            row_team
+        ]
+        .to_vec();
+        // Only a caretaker's or a supervisor's condition names the worker (sites, teams).
         if sql.contains("?6") {
-            args.push(&row_team);
+            params.push(caller.worker_id.into());
         }
-        let mut rows = stmt.query(&args[..])?;
-        while let Some(row) = rows.next()? {
+        db.for_each(sql, &params, &mut |row| {
+            let (seq, device, echo, mutation, kind, citizen) = FromRow::from_row(row)?;
             found.push(LogRow {
-                seq: row.get::<_, i64>(0)? as u64,
-                device: row.get(1)?,
-                echo: row.get(2)?,
-                mutation: row.get(3)?,
-                kind: row.get(4)?,
-                citizen: row.get(5)?,
+                seq,
+                device,
+                echo,
+                mutation,
+                kind,
+                citizen,
             });
-        }
+            Ok(())
+        })?;
     }
     if teams.len() > 1 {
         found.sort_by_key(|row| row.seq);

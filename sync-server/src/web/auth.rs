@@ -35,6 +35,8 @@ pub enum WebAuthError {
     Identity(#[from] IdentityError),
     #[error("audit: {0}")]
     Audit(#[from] audit::AuditError),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
     #[error("only an active supervisor can sign in to the reports")]
     NotSupervisor,
     #[error("invalid {0}")]
