@@ -12,8 +12,8 @@
 //! Rows hold ids and names of actions, never field values, so the log itself adds no personal
 //! data beyond who touched which record.
 
-use rusqlite::Connection;
-use rusqlite::types::ValueRef;
+use crate::args;
+use crate::storage::{self, Db, DbExt, StorageError, Value};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -275,9 +275,10 @@ pub struct Verified {
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("audit database: {0}")]
-    Db(#[from] rusqlite::Error),
-    #[error(transparent)]
-    Storage(#[from] crate::storage::StorageError),
+    Storage(#[from] StorageError),
+    /// A time or count beyond what the log stores.
+    #[error("a value is out of range")]
+    OutOfRange,
     /// The chain does not hold: `seq` is the first row found wrong.
     #[error("audit row {seq}: {why}")]
     Broken { seq: u64, why: &'static str },
@@ -292,7 +293,7 @@ pub enum AuditError {
 /// the first row); hash = SHA-256 over a domain-separation tag, prev_hash and a canonical,
 /// length-prefixed encoding of every column, `None` distinct from empty. Then the head moves.
 /// A failure leaves neither the row nor the head behind.
-pub fn append(conn: &Connection, at_ms: u64, entry: &Entry) -> Result<u64, AuditError> {
+pub fn append(conn: &dyn Db, at_ms: u64, entry: &Entry) -> Result<u64, AuditError> {
     in_savepoint(conn, "audit_append", true, || {
         append_rows(conn, at_ms, std::slice::from_ref(entry), None)
     })
@@ -301,7 +302,7 @@ pub fn append(conn: &Connection, at_ms: u64, entry: &Entry) -> Result<u64, Audit
 /// [`append`] with a detail: what a report view covered, as JSON (report, period, team ids,
 /// format). Never personal data: the caller builds it from a report's filter only.
 pub fn append_detailed(
-    conn: &Connection,
+    conn: &dyn Db,
     at_ms: u64,
     entry: &Entry,
     detail: &str,
@@ -314,7 +315,7 @@ pub fn append_detailed(
 /// [`append`] for many rows at once, all or none: the head is read once, the statement prepared
 /// once and the head written once, so a pull's thousand reads cost little more than their
 /// inserts.
-pub fn append_many(conn: &Connection, at_ms: u64, entries: &[Entry]) -> Result<(), AuditError> {
+pub fn append_many(conn: &dyn Db, at_ms: u64, entries: &[Entry]) -> Result<(), AuditError> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -325,23 +326,21 @@ pub fn append_many(conn: &Connection, at_ms: u64, entries: &[Entry]) -> Result<(
 }
 
 fn append_rows(
-    conn: &Connection,
+    conn: &dyn Db,
     at_ms: u64,
     entries: &[Entry],
     detail: Option<&str>,
 ) -> Result<u64, AuditError> {
     let at = to_i64(at_ms)?;
-    let (head, mut seq): (Option<Vec<u8>>, i64) = conn.query_row(
+    let (head, mut seq): (Option<Vec<u8>>, i64) = conn.value(
         "SELECT audit_head, audit_seq FROM server_state WHERE id = 1",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        &[],
     )?;
     let mut prev = match (head, seq) {
         (None, 0) => GENESIS,
         (Some(h), s) if s > 0 => h.try_into().map_err(|_| broken(s, MALFORMED_HEAD))?,
         (_, s) => return Err(broken(s, MALFORMED_HEAD)),
     };
-    let mut insert = conn.prepare_cached(INSERT)?;
     for e in entries {
         seq += 1;
         let device_at = e.device_at_ms.map(to_i64).transpose()?;
@@ -363,27 +362,30 @@ fn append_rows(
             detail,
         };
         let hash = chain_hash(&prev, &row);
-        insert.execute(rusqlite::params![
-            row.seq,
-            row.at_ms,
-            row.actor,
-            row.worker,
-            row.device,
-            row.action,
-            row.entity,
-            row.record,
-            row.citizen,
-            row.device_at_ms,
-            row.operator,
-            row.detail,
-            &prev[..],
-            &hash[..],
-        ])?;
+        conn.execute(
+            INSERT,
+            args![
+                row.seq,
+                row.at_ms,
+                row.actor,
+                row.worker,
+                row.device,
+                row.action,
+                row.entity,
+                row.record,
+                row.citizen,
+                row.device_at_ms,
+                row.operator,
+                row.detail,
+                &prev,
+                &hash,
+            ],
+        )?;
         prev = hash;
     }
     conn.execute(
         "UPDATE server_state SET audit_head = ?1, audit_seq = ?2 WHERE id = 1",
-        rusqlite::params![&prev[..], seq],
+        args![&prev, seq],
     )?;
     Ok(seq as u64)
 }
@@ -395,7 +397,7 @@ const MALFORMED_HEAD: &str = "the chain head in server_state is malformed";
 /// after it; or, at the end, `server_state` recording more rows than exist: names the last row
 /// left), a reordered row (seq is hashed), a row not linked to the one before, and rows added
 /// behind [`append`]'s back. Returns the first fault as [`AuditError::Broken`].
-pub fn verify(conn: &Connection) -> Result<Verified, AuditError> {
+pub fn verify(conn: &dyn Db) -> Result<Verified, AuditError> {
     in_savepoint(conn, "audit_verify", false, || verify_rows(conn, None))
 }
 
@@ -436,20 +438,17 @@ impl std::fmt::Display for Anchor {
 
 /// [`verify`], and that the chain still runs through `anchor`: any edit, deletion or rewrite
 /// of a row up to the anchor's is found, even one with every later hash recomputed.
-pub fn verify_from(conn: &Connection, anchor: Anchor) -> Result<Verified, AuditError> {
+pub fn verify_from(conn: &dyn Db, anchor: Anchor) -> Result<Verified, AuditError> {
     in_savepoint(conn, "audit_verify", false, || {
         verify_rows(conn, Some(anchor))
     })
 }
 
-fn verify_rows(conn: &Connection, anchor: Option<Anchor>) -> Result<Verified, AuditError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS}, prev_hash, hash FROM audit ORDER BY seq"
-    ))?;
-    let mut rows = stmt.query([])?;
+fn verify_rows(conn: &dyn Db, anchor: Option<Anchor>) -> Result<Verified, AuditError> {
     let mut expected: i64 = 1;
     let mut prev = GENESIS;
-    while let Some(r) = rows.next()? {
+    let sql = format!("SELECT {COLUMNS}, prev_hash, hash FROM audit ORDER BY seq");
+    storage::each_row(conn, &sql, &[], |r| -> Result<(), AuditError> {
         let seq: i64 = r.get(0)?;
         if seq > expected {
             return Err(broken(seq, "rows before it are missing"));
@@ -457,7 +456,7 @@ fn verify_rows(conn: &Connection, anchor: Option<Anchor>) -> Result<Verified, Au
         if seq < expected {
             return Err(broken(seq, "it is out of sequence"));
         }
-        let (row, prev_hash, hash) = read_columns(r, true).map_err(|why| broken(seq, why))?;
+        let (row, prev_hash, hash) = read_columns(&r, true).map_err(|why| broken(seq, why))?;
         if chain_hash(&prev_hash, &row) != hash {
             return Err(broken(seq, "its contents do not match its hash"));
         }
@@ -475,7 +474,8 @@ fn verify_rows(conn: &Connection, anchor: Option<Anchor>) -> Result<Verified, Au
         }
         prev = hash;
         expected += 1;
-    }
+        Ok(())
+    })?;
     let last = expected - 1;
     if let Some(a) = anchor
         && a.seq > last as u64
@@ -485,10 +485,9 @@ fn verify_rows(conn: &Connection, anchor: Option<Anchor>) -> Result<Verified, Au
             "the kept head's row is missing: the chain was cut",
         ));
     }
-    let (head, recorded): (Option<Vec<u8>>, i64) = conn.query_row(
+    let (head, recorded): (Option<Vec<u8>>, i64) = conn.value(
         "SELECT audit_head, audit_seq FROM server_state WHERE id = 1",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        &[],
     )?;
     if recorded > last {
         return Err(if last == 0 {
@@ -521,23 +520,21 @@ fn verify_rows(conn: &Connection, anchor: Option<Anchor>) -> Result<Verified, Au
 /// (times RFC 3339 UTC, ids hyphenated, absent values null) written to `out`. Returns the
 /// number of rows. The hashes are not part of it: they say nothing about the citizen.
 pub fn export_citizen(
-    conn: &Connection,
+    conn: &dyn Db,
     citizen: Uuid,
     out: &mut dyn std::io::Write,
 ) -> Result<u64, AuditError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM audit WHERE citizen_id = ?1 ORDER BY seq"
-    ))?;
-    let mut rows = stmt.query([&citizen.as_bytes()[..]])?;
+    let sql = format!("SELECT {COLUMNS} FROM audit WHERE citizen_id = ?1 ORDER BY seq");
     let mut count = 0;
-    while let Some(r) = rows.next()? {
+    storage::each_row(conn, &sql, args![citizen], |r| -> Result<(), AuditError> {
         let seq: i64 = r.get(0)?;
-        let line = export_line(r).map_err(|why| broken(seq, why))?;
+        let line = export_line(&r).map_err(|why| broken(seq, why))?;
         let mut buf = serde_json::to_vec(&line).map_err(std::io::Error::from)?;
         buf.push(b'\n');
         out.write_all(&buf)?;
         count += 1;
-    }
+        Ok(())
+    })?;
     Ok(count)
 }
 
@@ -560,7 +557,7 @@ struct Line<'a> {
     detail: Option<&'a str>,
 }
 
-fn export_line<'r>(r: &'r rusqlite::Row<'_>) -> Result<Line<'r>, &'static str> {
+fn export_line(r: &storage::Row) -> Result<Line<'_>, &'static str> {
     let (row, ..) = read_columns(r, false)?;
     let id = |b: Option<&[u8]>| {
         b.map(|b| Uuid::from_slice(b).map_err(|_| "an id is malformed"))
@@ -656,19 +653,41 @@ type Columns<'r> = (Row<'r>, [u8; 32], [u8; 32]);
 
 /// A row's columns and (if `hashes`) its prev_hash and hash. Wrong types are a fault of the
 /// row, not of the database, so they come back as a reason naming no value.
-fn read_columns<'r>(r: &'r rusqlite::Row<'_>, hashes: bool) -> Result<Columns<'r>, &'static str> {
+fn read_columns(r: &storage::Row, hashes: bool) -> Result<Columns<'_>, &'static str> {
     const WRONG: &str = "a column has the wrong type";
-    let get = |i: usize| r.get_ref(i).map_err(|_| WRONG);
-    let int = |v: ValueRef<'r>| v.as_i64().map_err(|_| WRONG);
-    let int_or_null = |v: ValueRef<'r>| v.as_i64_or_null().map_err(|_| WRONG);
-    let text = |v: ValueRef<'r>| v.as_str().map_err(|_| WRONG);
-    let text_or_null = |v: ValueRef<'r>| v.as_str_or_null().map_err(|_| WRONG);
-    let blob_or_null = |v: ValueRef<'r>| v.as_blob_or_null().map_err(|_| WRONG);
-    let hash = |v: ValueRef<'r>| -> Result<[u8; 32], &'static str> {
-        v.as_blob()
-            .map_err(|_| WRONG)?
-            .try_into()
-            .map_err(|_| "a hash is malformed")
+    let get = |i: usize| r.0.get(i).ok_or(WRONG);
+    let int = |v: &Value| match v {
+        Value::Int(i) => Ok(*i),
+        _ => Err(WRONG),
+    };
+    let int_or_null = |v: &Value| match v {
+        Value::Null => Ok(None),
+        v => int(v).map(Some),
+    };
+    fn text(v: &Value) -> Result<&str, &'static str> {
+        match v {
+            Value::Text(s) => Ok(s),
+            _ => Err(WRONG),
+        }
+    }
+    fn text_or_null(v: &Value) -> Result<Option<&str>, &'static str> {
+        match v {
+            Value::Null => Ok(None),
+            v => text(v).map(Some),
+        }
+    }
+    fn blob_or_null(v: &Value) -> Result<Option<&[u8]>, &'static str> {
+        match v {
+            Value::Null => Ok(None),
+            Value::Blob(b) => Ok(Some(b)),
+            _ => Err(WRONG),
+        }
+    }
+    let hash = |v: &Value| -> Result<[u8; 32], &'static str> {
+        match v {
+            Value::Blob(b) => b[..].try_into().map_err(|_| "a hash is malformed"),
+            _ => Err(WRONG),
+        }
     };
     let row = Row {
         seq: int(get(0)?)?,
@@ -700,7 +719,7 @@ fn broken(seq: i64, why: &'static str) -> AuditError {
 }
 
 fn to_i64(v: u64) -> Result<i64, AuditError> {
-    i64::try_from(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)).into())
+    i64::try_from(v).map_err(|_| AuditError::OutOfRange)
 }
 
 /// Runs `f` in a savepoint nested in the caller's transaction, or without one in a transaction
@@ -708,26 +727,30 @@ fn to_i64(v: u64) -> Result<i64, AuditError> {
 /// back on failure, so a half-written batch never reaches the caller's commit; always rolled
 /// back when `!keep` (a read snapshot).
 fn in_savepoint<T>(
-    conn: &Connection,
+    conn: &dyn Db,
     name: &str,
     keep: bool,
     f: impl FnOnce() -> Result<T, AuditError>,
 ) -> Result<T, AuditError> {
-    let outer = conn.is_autocommit();
-    conn.execute_batch(&if outer && keep {
-        "BEGIN IMMEDIATE".to_string()
-    } else {
-        format!("SAVEPOINT {name}")
-    })?;
+    // Only a SQLite connection is ever used outside a transaction ([`Db::in_transaction`]).
+    let outer = !conn.in_transaction();
+    conn.execute(
+        &if outer && keep {
+            "BEGIN IMMEDIATE".to_string()
+        } else {
+            format!("SAVEPOINT {name}")
+        },
+        &[],
+    )?;
     let result = f();
     if keep && result.is_ok() {
         let end = if outer {
             "COMMIT".to_string()
         } else {
-            format!("RELEASE {name}")
+            format!("RELEASE SAVEPOINT {name}")
         };
-        return match conn.execute_batch(&end) {
-            Ok(()) => result,
+        return match conn.execute(&end, &[]) {
+            Ok(_) => result,
             Err(e) => {
                 let _ = undo(conn, name, outer);
                 Err(e.into())
@@ -740,19 +763,20 @@ fn in_savepoint<T>(
     Ok(value)
 }
 
-fn undo(conn: &Connection, name: &str, outer: bool) -> rusqlite::Result<()> {
+fn undo(conn: &dyn Db, name: &str, outer: bool) -> Result<(), StorageError> {
     if !outer {
-        conn.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"))
-    } else if !conn.is_autocommit() {
-        conn.execute_batch("ROLLBACK")
-    } else {
-        Ok(())
+        conn.execute(&format!("ROLLBACK TO SAVEPOINT {name}"), &[])?;
+        conn.execute(&format!("RELEASE SAVEPOINT {name}"), &[])?;
+    } else if conn.in_transaction() {
+        conn.execute("ROLLBACK", &[])?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
     use std::collections::BTreeSet;
 
     fn db() -> (tempfile::TempDir, Connection) {
@@ -1235,7 +1259,10 @@ mod tests {
         let mut es = entries(5);
         es[3].device_at_ms = Some(u64::MAX); // fails after three inserts
         // Without a transaction of the caller's.
-        assert!(matches!(append_many(&conn, 9, &es), Err(AuditError::Db(_))));
+        assert!(matches!(
+            append_many(&conn, 9, &es),
+            Err(AuditError::OutOfRange)
+        ));
         assert!(conn.is_autocommit());
         assert_eq!(state(&conn), before);
         assert_eq!(verify(&conn).unwrap().rows, 3);

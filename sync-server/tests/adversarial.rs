@@ -673,7 +673,7 @@ fn check(world: &mut World, answer: &SyncResponse) -> Result<(), TestCaseError> 
     }
     // 6. The chain verifies.
     prop_assert!(
-        audit::verify(&conn).is_ok(),
+        audit::verify(&*conn).is_ok(),
         "the audit chain does not verify"
     );
     drop(stmt);

@@ -85,3 +85,60 @@ fn a_value_postgres_cannot_hold_is_an_error_not_a_wrap() {
             .is_ok()
     );
 }
+
+/// The audit chain is the same chain on both backends: the same rows appended give the same
+/// hashes and head, and the PostgreSQL chain verifies (and still finds an edit).
+#[test]
+fn the_audit_chain_is_the_same_on_both_backends() {
+    use feltbog_server::audit::{self, Action, Entry};
+    use uuid::Uuid;
+    let entries: Vec<Entry> =
+        (0..40u128)
+            .map(|i| {
+                let citizen = Uuid::from_u128(100 + i % 3);
+                match i % 3 {
+                    0 => Entry::device(Uuid::from_u128(1), Uuid::from_u128(2), Action::Read)
+                        .record("citizen", citizen, Some(citizen)),
+                    1 => Entry::device(Uuid::from_u128(1), Uuid::from_u128(2), Action::DeviceRead)
+                        .record("visit", Uuid::from_u128(1000 + i), Some(citizen))
+                        .device_at(1_700_000_000_000 + i as u64),
+                    _ => Entry::server(Action::Purge).record("site", Uuid::from_u128(i), None),
+                }
+            })
+            .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut sqlite = feltbog_server::db::open(dir.path()).unwrap();
+    let tx = sqlite.transaction().unwrap();
+    audit::append_many(&tx, 1_700_000_000_000, &entries[..25]).unwrap();
+    audit::append(&tx, 1_700_000_000_001, &entries[25]).unwrap();
+    audit::append_many(&tx, 1_700_000_000_002, &entries[26..]).unwrap();
+    let on_sqlite = audit::verify(&tx).unwrap();
+    tx.commit().unwrap();
+
+    let scratch = Scratch::new();
+    let mut client = scratch.connect();
+    feltbog_server::db::migrate_postgres(&mut client).unwrap();
+    let pg = Pg::new(client.transaction().unwrap());
+    audit::append_many(&pg, 1_700_000_000_000, &entries[..25]).unwrap();
+    audit::append(&pg, 1_700_000_000_001, &entries[25]).unwrap();
+    audit::append_many(&pg, 1_700_000_000_002, &entries[26..]).unwrap();
+    let on_postgres = audit::verify(&pg).unwrap();
+    pg.into_inner().commit().unwrap();
+    assert_eq!(on_sqlite, on_postgres);
+    assert_eq!(on_postgres.rows, 40);
+
+    // An edit behind the triggers' back is found on PostgreSQL too.
+    let mut client = scratch.connect();
+    client
+        .batch_execute(
+            "ALTER TABLE audit DISABLE TRIGGER USER;
+             UPDATE audit SET action = 'write' WHERE seq = 7;",
+        )
+        .unwrap();
+    let pg = Pg::new(client.transaction().unwrap());
+    match audit::verify(&pg) {
+        Err(audit::AuditError::Broken { seq, .. }) => assert_eq!(seq, 7),
+        other => panic!("an edited row must be found: {other:?}"),
+    }
+}

@@ -24,6 +24,9 @@ pub enum StorageError {
     Sqlite(#[from] rusqlite::Error),
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] ::postgres::Error),
+    /// The caller stopped reading rows ([`each_row`]); its own reason is returned instead.
+    #[error("stopped")]
+    Stopped,
     /// A stored value is not of the type the caller reads it as.
     #[error("column {column}: expected {expected}")]
     Type {
@@ -287,6 +290,9 @@ pub trait Db {
         each: &mut dyn FnMut(Row) -> Result<(), StorageError>,
     ) -> Result<(), StorageError>;
 
+    /// Whether a transaction is open (statements then belong to it, and nest in savepoints).
+    fn in_transaction(&self) -> bool;
+
     /// Every row of a query.
     fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StorageError> {
         let mut rows = Vec::new();
@@ -300,6 +306,27 @@ pub trait Db {
     /// The first row of a query, if any.
     fn query_opt(&self, sql: &str, params: &[Value]) -> Result<Option<Row>, StorageError> {
         Ok(self.query(sql, params)?.into_iter().next())
+    }
+}
+
+/// Hands each row of a query to `each`, which may stop the reading with an error of its own
+/// (a fault it found in a row): that error is returned.
+pub fn each_row<E: From<StorageError>>(
+    db: &dyn Db,
+    sql: &str,
+    params: &[Value],
+    mut each: impl FnMut(Row) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut stopped = None;
+    let read = db.for_each(sql, params, &mut |row| {
+        each(row).map_err(|e| {
+            stopped = Some(e);
+            StorageError::Stopped
+        })
+    });
+    match stopped {
+        Some(e) => Err(e),
+        None => Ok(read?),
     }
 }
 

@@ -75,6 +75,11 @@ impl<C: GenericClient> Pg<C> {
 }
 
 impl<C: GenericClient> Db for Pg<C> {
+    /// The server runs every PostgreSQL statement in a transaction ([`super::Database`]).
+    fn in_transaction(&self) -> bool {
+        true
+    }
+
     fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StorageError> {
         let stmt = self.statement(sql)?;
         Ok(self.client.borrow_mut().execute(&stmt, &refs(params))?)

@@ -26,6 +26,10 @@ fn value(v: ValueRef<'_>) -> Value {
 }
 
 impl Db for rusqlite::Connection {
+    fn in_transaction(&self) -> bool {
+        !self.is_autocommit()
+    }
+
     fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StorageError> {
         let changed = self
             .prepare_cached(sql)?
@@ -54,6 +58,10 @@ impl Db for rusqlite::Connection {
 
 /// A transaction is used as the connection it runs on (so `&tx` is a `&dyn Db`).
 impl Db for rusqlite::Transaction<'_> {
+    fn in_transaction(&self) -> bool {
+        true
+    }
+
     fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StorageError> {
         Db::execute(&**self, sql, params)
     }
