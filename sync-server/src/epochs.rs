@@ -20,9 +20,10 @@
 //! than the same device could have written had it synced a minute before the change. A device
 //! that is not trusted is revoked, not rescoped.
 
+use crate::args;
 use crate::identity::{Caller, IdentityError, Role};
 use crate::scope::Reach;
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::storage::{Db, DbExt, StorageError};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
@@ -36,44 +37,46 @@ pub const MAX_GRACE_EDITS: u64 = 10_000;
 
 /// Ends `worker`'s current scope epoch: keeps the scope that held until now. Call in the
 /// transaction that changes the scope, before changing it.
-pub fn end_epoch(conn: &Connection, worker: Uuid, now_ms: u64) -> Result<(), IdentityError> {
+pub fn end_epoch(conn: &dyn Db, worker: Uuid, now_ms: u64) -> Result<(), IdentityError> {
     let (role, team) = crate::identity::role_and_team(conn, worker)?;
-    let epoch: i64 = conn
-        .prepare_cached("SELECT scope_epoch FROM workers WHERE id = ?1")?
-        .query_row([&worker.as_bytes()[..]], |r| r.get(0))?;
+    let epoch = current_epoch(conn, worker)? as i64;
     let ids = |sql: &str| -> Result<String, IdentityError> {
-        let mut stmt = conn.prepare_cached(sql)?;
-        let ids = stmt
-            .query_map([&worker.as_bytes()[..]], |r| r.get::<_, Vec<u8>>(0))?
-            .map(|b| Ok(crate::identity::stored_uuid(&b?)?.to_string()))
-            .collect::<Result<Vec<String>, IdentityError>>()?;
+        let ids: Vec<String> = conn
+            .all::<Uuid>(sql, args![worker])?
+            .iter()
+            .map(Uuid::to_string)
+            .collect();
         Ok(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
     };
     let sites = ids("SELECT site_id FROM caretaker_sites WHERE worker_id = ?1")?;
     let teams = ids("SELECT team_id FROM supervised_teams WHERE worker_id = ?1")?;
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO scope_epochs (worker_id, epoch, role, team_id, sites, teams, ended_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        &worker.as_bytes()[..],
-        epoch,
-        role.as_str(),
-        &team.as_bytes()[..],
-        sites,
-        teams,
-        now_ms as i64
-    ])?;
-    conn.prepare_cached("UPDATE workers SET scope_epoch = scope_epoch + 1 WHERE id = ?1")?
-        .execute([&worker.as_bytes()[..]])?;
+        args![
+            worker,
+            epoch,
+            role.as_str(),
+            team,
+            sites,
+            teams,
+            now_ms as i64
+        ],
+    )?;
+    conn.execute(
+        "UPDATE workers SET scope_epoch = scope_epoch + 1 WHERE id = ?1",
+        args![worker],
+    )?;
     Ok(())
 }
 
 /// A worker's scope epoch now.
-pub fn current_epoch(conn: &Connection, worker: Uuid) -> rusqlite::Result<u64> {
-    conn.prepare_cached("SELECT scope_epoch FROM workers WHERE id = ?1")?
-        .query_row([&worker.as_bytes()[..]], |r| r.get::<_, i64>(0))
-        .map(|e| e as u64)
+pub fn current_epoch(conn: &dyn Db, worker: Uuid) -> Result<u64, StorageError> {
+    conn.one(
+        "SELECT scope_epoch FROM workers WHERE id = ?1",
+        args![worker],
+    )?
+    .ok_or(StorageError::Missing("worker"))
 }
 
 /// The old scope a device's edits made before it learned of a change are judged under.
@@ -105,41 +108,39 @@ pub struct Learned {
 /// of its worker's latest scope change, it learns now (the grace window is set from
 /// `declared_seq`, see the module docs).
 pub fn on_sync(
-    conn: &Connection,
+    conn: &dyn Db,
     caller: &Caller,
     declared_seq: Option<u64>,
     pushed_seqs: impl Iterator<Item = u64>,
     now_ms: u64,
 ) -> Result<Learned, IdentityError> {
-    let device = &caller.device_id.0.as_bytes()[..];
+    let device = caller.device_id.0;
     type Row = (i64, Option<i64>, Option<i64>, Option<i64>);
     let (known, mut grace_epoch, mut until_seq, mut until_ms): Row = conn
-        .prepare_cached(
+        .one(
             "SELECT scope_epoch, grace_epoch, grace_until_seq, grace_until_ms
              FROM devices WHERE id = ?1",
+            args![device],
         )?
-        .query_row([device], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
+        .ok_or(StorageError::Missing("device"))?;
     let epoch = current_epoch(conn, caller.worker_id)? as i64;
     let learns = known < epoch;
     if learns {
         // Learning now. What the server has applied from this device bounds what it may declare.
-        let applied: i64 = conn
-            .prepare_cached(
-                "SELECT coalesce(max(device_seq), 0) FROM applied WHERE device_id = ?1",
-            )?
-            .query_row([device], |r| r.get(0))?;
+        let applied: i64 = conn.value(
+            "SELECT coalesce(max(device_seq), 0) FROM applied WHERE device_id = ?1",
+            args![device],
+        )?;
         let declared = declared_seq.unwrap_or_else(|| pushed_seqs.max().unwrap_or(0));
         let bound = declared.min(applied as u64 + MAX_GRACE_EDITS);
         grace_epoch = Some(known);
         until_seq = Some(bound as i64);
         until_ms = Some(now_ms.saturating_add(GRACE_MS) as i64);
-        conn.prepare_cached(
+        conn.execute(
             "UPDATE devices SET scope_epoch = ?2, grace_epoch = ?3, grace_until_seq = ?4,
                  grace_until_ms = ?5 WHERE id = ?1",
-        )?
-        .execute(params![device, epoch, grace_epoch, until_seq, until_ms])?;
+            args![device, epoch, grace_epoch, until_seq, until_ms],
+        )?;
     }
     let none = Learned {
         now: learns,
@@ -181,20 +182,12 @@ pub fn on_sync(
 type OldScope = (Role, Uuid, BTreeSet<Uuid>, BTreeSet<Uuid>);
 
 /// The scope that held during `epoch` of `worker`, if that epoch has ended.
-fn old_scope(
-    conn: &Connection,
-    worker: Uuid,
-    epoch: u64,
-) -> Result<Option<OldScope>, IdentityError> {
-    let row: Option<(String, Vec<u8>, String, String)> = conn
-        .prepare_cached(
-            "SELECT role, team_id, sites, teams FROM scope_epochs
-             WHERE worker_id = ?1 AND epoch = ?2",
-        )?
-        .query_row(params![&worker.as_bytes()[..], epoch as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
+fn old_scope(conn: &dyn Db, worker: Uuid, epoch: u64) -> Result<Option<OldScope>, IdentityError> {
+    let row: Option<(String, Vec<u8>, String, String)> = conn.one(
+        "SELECT role, team_id, sites, teams FROM scope_epochs
+         WHERE worker_id = ?1 AND epoch = ?2",
+        args![worker, epoch as i64],
+    )?;
     let Some((role, team, sites, teams)) = row else {
         return Ok(None);
     };

@@ -347,7 +347,7 @@ async fn authenticate(
 
 /// How a credential is looked up: what it stands for, or why it was denied.
 type CredentialCheck<T> =
-    fn(&rusqlite::Connection, &str) -> Result<Result<T, Denied>, IdentityError>;
+    fn(&dyn crate::storage::Db, &str) -> Result<Result<T, Denied>, IdentityError>;
 
 /// Resolves a bearer credential with `check` (a device token, or a lock-state credential): a
 /// missing or unknown one counts against the address's guessing allowance, a revoked one is

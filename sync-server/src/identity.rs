@@ -10,12 +10,14 @@
 //! scope epoch ([`crate::epochs`]), and their devices push what they had pending, erase what
 //! left their scope and pull what entered it on their next sync.
 
+use crate::args;
 use crate::db::DbError;
+use crate::storage::{Db, DbExt};
 use feltbog_core::hlc::DeviceId;
 use feltbog_core::protocol::{DirectoryEntry, Profile, TeamEntry};
 use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use uuid::Uuid;
 
 /// How long an enrolment code is valid by default: long enough to walk over to the worker.
@@ -31,6 +33,8 @@ const CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 pub enum IdentityError {
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
     #[error("no such {0}")]
     NotFound(&'static str),
     #[error("the enrolment code is unknown, used or expired")]
@@ -118,7 +122,7 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], IdentityError> {
 }
 
 /// Creates a team.
-pub fn create_team(conn: &Connection, name: &str, now_ms: u64) -> Result<Uuid, IdentityError> {
+pub fn create_team(conn: &dyn Db, name: &str, now_ms: u64) -> Result<Uuid, IdentityError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(IdentityError::Invalid("team name (1–200 characters)"));
@@ -126,14 +130,14 @@ pub fn create_team(conn: &Connection, name: &str, now_ms: u64) -> Result<Uuid, I
     let id = new_id();
     conn.execute(
         "INSERT INTO teams (id, name, created_ms) VALUES (?1, ?2, ?3)",
-        params![&id.as_bytes()[..], name, now_ms as i64],
+        args![id, name, now_ms as i64],
     )?;
     Ok(id)
 }
 
 /// Creates a worker in a team.
 pub fn create_worker(
-    conn: &Connection,
+    conn: &dyn Db,
     team: Uuid,
     name: &str,
     role: &str,
@@ -147,12 +151,7 @@ pub fn create_worker(
     let id = new_id();
     conn.execute(
         "INSERT INTO workers (id, team_id, name, role) VALUES (?1, ?2, ?3, ?4)",
-        params![
-            &id.as_bytes()[..],
-            &team.as_bytes()[..],
-            name,
-            role.as_str()
-        ],
+        args![id, team, name, role.as_str()],
     )?;
     Ok(id)
 }
@@ -163,12 +162,8 @@ fn parse_role(role: &str) -> Result<Role, IdentityError> {
     ))
 }
 
-fn team_exists(conn: &Connection, team: Uuid) -> Result<(), IdentityError> {
-    let exists: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM teams WHERE id = ?1",
-        [&team.as_bytes()[..]],
-        |r| r.get(0),
-    )?;
+fn team_exists(conn: &dyn Db, team: Uuid) -> Result<(), IdentityError> {
+    let exists: bool = conn.value("SELECT count(*) > 0 FROM teams WHERE id = ?1", args![team])?;
     if exists {
         Ok(())
     } else {
@@ -178,12 +173,12 @@ fn team_exists(conn: &Connection, team: Uuid) -> Result<(), IdentityError> {
 
 /// A caretaker's sites and a supervisor's teams belong to their role and team: a change of
 /// either ends them.
-fn forget_sites(conn: &Connection, worker: Uuid) -> Result<(), IdentityError> {
+fn forget_sites(conn: &dyn Db, worker: Uuid) -> Result<(), IdentityError> {
     for sql in [
         "DELETE FROM caretaker_sites WHERE worker_id = ?1",
         "DELETE FROM supervised_teams WHERE worker_id = ?1",
     ] {
-        conn.execute(sql, [&worker.as_bytes()[..]])?;
+        conn.execute(sql, args![worker])?;
     }
     Ok(())
 }
@@ -192,7 +187,7 @@ fn forget_sites(conn: &Connection, worker: Uuid) -> Result<(), IdentityError> {
 /// change ([`crate::epochs`]), which their devices follow on their next sync. Returns whether
 /// anything changed.
 pub fn set_supervised(
-    conn: &Connection,
+    conn: &dyn Db,
     worker: Uuid,
     team: Uuid,
     supervise: bool,
@@ -210,10 +205,9 @@ pub fn set_supervised(
             "team: a supervisor reads their own team already",
         ));
     }
-    let has: bool = conn.query_row(
+    let has: bool = conn.value(
         "SELECT count(*) > 0 FROM supervised_teams WHERE worker_id = ?1 AND team_id = ?2",
-        params![&worker.as_bytes()[..], &team.as_bytes()[..]],
-        |r| r.get(0),
+        args![worker, team],
     )?;
     if has == supervise {
         return Ok(false);
@@ -222,26 +216,23 @@ pub fn set_supervised(
     if supervise {
         conn.execute(
             "INSERT INTO supervised_teams (worker_id, team_id) VALUES (?1, ?2)",
-            params![&worker.as_bytes()[..], &team.as_bytes()[..]],
+            args![worker, team],
         )?;
     } else {
         conn.execute(
             "DELETE FROM supervised_teams WHERE worker_id = ?1 AND team_id = ?2",
-            params![&worker.as_bytes()[..], &team.as_bytes()[..]],
+            args![worker, team],
         )?;
     }
     Ok(true)
 }
 
 /// A worker's role and team now.
-pub(crate) fn role_and_team(
-    conn: &Connection,
-    worker: Uuid,
-) -> Result<(Role, Uuid), IdentityError> {
-    let row: Option<(String, Vec<u8>)> = conn
-        .prepare_cached("SELECT role, team_id FROM workers WHERE id = ?1")?
-        .query_row([&worker.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+pub(crate) fn role_and_team(conn: &dyn Db, worker: Uuid) -> Result<(Role, Uuid), IdentityError> {
+    let row: Option<(String, Vec<u8>)> = conn.one(
+        "SELECT role, team_id FROM workers WHERE id = ?1",
+        args![worker],
+    )?;
     let (role, team) = row.ok_or(IdentityError::NotFound("worker"))?;
     let role = Role::parse(&role).ok_or(IdentityError::Invalid("stored role"))?;
     Ok((role, stored_uuid(&team)?))
@@ -249,32 +240,26 @@ pub(crate) fn role_and_team(
 
 /// Revokes every active device of a worker; returns how many.
 pub(crate) fn revoke_workers_devices(
-    conn: &Connection,
+    conn: &dyn Db,
     worker: Uuid,
     now_ms: u64,
 ) -> Result<usize, IdentityError> {
     Ok(conn.execute(
         "UPDATE devices SET active = 0, revoked_ms = ?2 WHERE worker_id = ?1 AND active = 1",
-        params![&worker.as_bytes()[..], now_ms as i64],
-    )?)
+        args![worker, now_ms as i64],
+    )? as usize)
 }
 
 /// Changes a worker's role: a scope change ([`crate::epochs`]), which their devices follow on
 /// their next sync. Returns whether the role changed.
 pub fn set_role(
-    conn: &Connection,
+    conn: &dyn Db,
     worker: Uuid,
     role: &str,
     now_ms: u64,
 ) -> Result<bool, IdentityError> {
     let role = parse_role(role)?;
-    let now: Option<String> = conn
-        .query_row(
-            "SELECT role FROM workers WHERE id = ?1",
-            [&worker.as_bytes()[..]],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let now: Option<String> = conn.one("SELECT role FROM workers WHERE id = ?1", args![worker])?;
     match now {
         None => return Err(IdentityError::NotFound("worker")),
         // The same role again changes nothing: no devices revoked, no sites lost.
@@ -284,7 +269,7 @@ pub fn set_role(
     crate::epochs::end_epoch(conn, worker, now_ms)?;
     conn.execute(
         "UPDATE workers SET role = ?2 WHERE id = ?1",
-        params![&worker.as_bytes()[..], role.as_str()],
+        args![worker, role.as_str()],
     )?;
     forget_sites(conn, worker)?;
     Ok(true)
@@ -293,7 +278,7 @@ pub fn set_role(
 /// Moves a worker to another team: a scope change ([`crate::epochs`]), which their devices
 /// follow on their next sync. Returns whether the team changed.
 pub fn move_worker(
-    conn: &Connection,
+    conn: &dyn Db,
     worker: Uuid,
     team: Uuid,
     now_ms: u64,
@@ -306,7 +291,7 @@ pub fn move_worker(
     crate::epochs::end_epoch(conn, worker, now_ms)?;
     let n = conn.execute(
         "UPDATE workers SET team_id = ?2 WHERE id = ?1",
-        params![&worker.as_bytes()[..], &team.as_bytes()[..]],
+        args![worker, team],
     )?;
     if n == 0 {
         return Err(IdentityError::NotFound("worker"));
@@ -317,14 +302,10 @@ pub fn move_worker(
 
 /// Disables a worker (left the job, lost trust): every device of theirs is refused and told to
 /// wipe on its next request. Returns the devices revoked.
-pub fn disable_worker(
-    conn: &Connection,
-    worker: Uuid,
-    now_ms: u64,
-) -> Result<usize, IdentityError> {
+pub fn disable_worker(conn: &dyn Db, worker: Uuid, now_ms: u64) -> Result<usize, IdentityError> {
     let n = conn.execute(
         "UPDATE workers SET active = 0, disabled_ms = ?2 WHERE id = ?1",
-        params![&worker.as_bytes()[..], now_ms as i64],
+        args![worker, now_ms as i64],
     )?;
     if n == 0 {
         return Err(IdentityError::NotFound("worker"));
@@ -332,16 +313,16 @@ pub fn disable_worker(
     // Codes issued before stay dead when the worker is enabled again.
     conn.execute(
         "UPDATE enrolment_codes SET used_ms = ?2 WHERE worker_id = ?1 AND used_ms IS NULL",
-        params![&worker.as_bytes()[..], now_ms as i64],
+        args![worker, now_ms as i64],
     )?;
     revoke_workers_devices(conn, worker, now_ms)
 }
 
 /// Enables a disabled worker again. Their old devices stay revoked: they enrol anew.
-pub fn enable_worker(conn: &Connection, worker: Uuid) -> Result<(), IdentityError> {
+pub fn enable_worker(conn: &dyn Db, worker: Uuid) -> Result<(), IdentityError> {
     let n = conn.execute(
         "UPDATE workers SET active = 1, disabled_ms = NULL WHERE id = ?1",
-        [&worker.as_bytes()[..]],
+        args![worker],
     )?;
     if n == 0 {
         return Err(IdentityError::NotFound("worker"));
@@ -350,14 +331,10 @@ pub fn enable_worker(conn: &Connection, worker: Uuid) -> Result<(), IdentityErro
 }
 
 /// Revokes one device (lost or stolen tablet).
-pub fn revoke_device(
-    conn: &Connection,
-    device: DeviceId,
-    now_ms: u64,
-) -> Result<(), IdentityError> {
+pub fn revoke_device(conn: &dyn Db, device: DeviceId, now_ms: u64) -> Result<(), IdentityError> {
     let n = conn.execute(
         "UPDATE devices SET active = 0, revoked_ms = coalesce(revoked_ms, ?2) WHERE id = ?1",
-        params![&device.0.as_bytes()[..], now_ms as i64],
+        args![device.0, now_ms as i64],
     )?;
     if n == 0 {
         return Err(IdentityError::NotFound("device"));
@@ -367,11 +344,11 @@ pub fn revoke_device(
 
 /// Issues a device a new token. The old one keeps working until the device first uses the new
 /// one, then stops: a rotation whose answer was lost never locks a device out.
-pub fn rotate_token(conn: &Connection, device: DeviceId) -> Result<String, IdentityError> {
+pub fn rotate_token(conn: &dyn Db, device: DeviceId) -> Result<String, IdentityError> {
     let token = hex(&random_bytes::<32>()?);
     let n = conn.execute(
         "UPDATE devices SET next_token_hash = ?2 WHERE id = ?1 AND active = 1",
-        params![&device.0.as_bytes()[..], hash(&token)],
+        args![device.0, hash(&token)],
     )?;
     if n == 0 {
         return Err(IdentityError::NotFound("active device"));
@@ -380,56 +357,39 @@ pub fn rotate_token(conn: &Connection, device: DeviceId) -> Result<String, Ident
 }
 
 /// Every worker, by team then name.
-pub fn list_workers(conn: &Connection) -> Result<Vec<WorkerInfo>, IdentityError> {
-    let mut stmt =
-        conn.prepare("SELECT id, team_id, name, role, active FROM workers ORDER BY team_id, name")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, Vec<u8>>(0)?,
-            r.get::<_, Vec<u8>>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, bool>(4)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, team, name, role, active) = row?;
-        out.push(WorkerInfo {
-            id: stored_uuid(&id)?,
-            team_id: stored_uuid(&team)?,
-            name,
-            role: Role::parse(&role).ok_or(IdentityError::Invalid("stored role"))?,
-            active,
-        });
-    }
-    Ok(out)
+pub fn list_workers(conn: &dyn Db) -> Result<Vec<WorkerInfo>, IdentityError> {
+    let rows: Vec<(Uuid, Uuid, String, String, bool)> = conn.all(
+        "SELECT id, team_id, name, role, active FROM workers ORDER BY team_id, name",
+        &[],
+    )?;
+    rows.into_iter()
+        .map(|(id, team_id, name, role, active)| {
+            Ok(WorkerInfo {
+                id,
+                team_id,
+                name,
+                role: Role::parse(&role).ok_or(IdentityError::Invalid("stored role"))?,
+                active,
+            })
+        })
+        .collect()
 }
 
 /// Every device, newest first.
-pub fn list_devices(conn: &Connection) -> Result<Vec<DeviceInfo>, IdentityError> {
-    let mut stmt = conn.prepare(
+pub fn list_devices(conn: &dyn Db) -> Result<Vec<DeviceInfo>, IdentityError> {
+    let rows: Vec<(Uuid, Uuid, u64, Option<u64>)> = conn.all(
         "SELECT id, worker_id, enrolled_ms, revoked_ms FROM devices ORDER BY enrolled_ms DESC",
+        &[],
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, Vec<u8>>(0)?,
-            r.get::<_, Vec<u8>>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, Option<i64>>(3)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, worker, enrolled, revoked) = row?;
-        out.push(DeviceInfo {
-            id: DeviceId(stored_uuid(&id)?),
-            worker_id: stored_uuid(&worker)?,
-            enrolled_ms: enrolled as u64,
-            revoked_ms: revoked.map(|v| v as u64),
-        });
-    }
-    Ok(out)
+    Ok(rows
+        .into_iter()
+        .map(|(id, worker_id, enrolled_ms, revoked_ms)| DeviceInfo {
+            id: DeviceId(id),
+            worker_id,
+            enrolled_ms,
+            revoked_ms,
+        })
+        .collect())
 }
 
 pub(crate) fn stored_uuid(b: &[u8]) -> Result<Uuid, IdentityError> {
@@ -438,7 +398,7 @@ pub(crate) fn stored_uuid(b: &[u8]) -> Result<Uuid, IdentityError> {
 
 /// Issues a one-time enrolment code for a worker, valid [`ENROLMENT_CODE_TTL_MS`].
 pub fn issue_enrolment_code(
-    conn: &Connection,
+    conn: &dyn Db,
     worker: Uuid,
     now_ms: u64,
 ) -> Result<String, IdentityError> {
@@ -448,7 +408,7 @@ pub fn issue_enrolment_code(
 /// Issues a one-time enrolment code, `XXXX-XXXX-XXXX-XXXX` (80 bits), valid `ttl_ms` (at most
 /// a day).
 pub fn issue_enrolment_code_for(
-    conn: &Connection,
+    conn: &dyn Db,
     worker: Uuid,
     now_ms: u64,
     ttl_ms: u64,
@@ -456,10 +416,9 @@ pub fn issue_enrolment_code_for(
     if ttl_ms == 0 || ttl_ms > MAX_ENROLMENT_CODE_TTL_MS {
         return Err(IdentityError::Invalid("validity (1 minute to 24 hours)"));
     }
-    let exists: bool = conn.query_row(
+    let exists: bool = conn.value(
         "SELECT count(*) > 0 FROM workers WHERE id = ?1 AND active = 1",
-        [&worker.as_bytes()[..]],
-        |r| r.get(0),
+        args![worker],
     )?;
     if !exists {
         return Err(IdentityError::NotFound("active worker"));
@@ -467,9 +426,9 @@ pub fn issue_enrolment_code_for(
     let code = new_code()?;
     conn.execute(
         "INSERT INTO enrolment_codes (code_hash, worker_id, expires_ms) VALUES (?1, ?2, ?3)",
-        params![
+        args![
             hash(&normalise_code(&code)),
-            &worker.as_bytes()[..],
+            worker,
             (now_ms + ttl_ms) as i64
         ],
     )?;
@@ -521,20 +480,16 @@ pub fn enrol(
         return Err(IdentityError::Invalid("device id"));
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let row: Option<(Vec<u8>, Vec<u8>, String)> = tx
-        .query_row(
-            "SELECT c.worker_id, w.team_id, w.role FROM enrolment_codes c JOIN workers w ON w.id = c.worker_id
-             WHERE c.code_hash = ?1 AND c.used_ms IS NULL AND c.expires_ms > ?2 AND w.active = 1",
-            params![hash(&normalise_code(code)), now_ms as i64],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+    let row: Option<(Vec<u8>, Vec<u8>, String)> = tx.one(
+        "SELECT c.worker_id, w.team_id, w.role FROM enrolment_codes c JOIN workers w ON w.id = c.worker_id
+         WHERE c.code_hash = ?1 AND c.used_ms IS NULL AND c.expires_ms > ?2 AND w.active = 1",
+        args![hash(&normalise_code(code)), now_ms as i64],
+    )?;
     let (worker, team, role) = row.ok_or(IdentityError::CodeRefused)?;
     let role = Role::parse(&role).ok_or(IdentityError::Invalid("stored role"))?;
-    let taken: bool = tx.query_row(
+    let taken: bool = tx.value(
         "SELECT count(*) > 0 FROM devices WHERE id = ?1",
-        [&device.0.as_bytes()[..]],
-        |r| r.get(0),
+        args![device.0],
     )?;
     if taken {
         return Err(IdentityError::DeviceExists);
@@ -542,17 +497,12 @@ pub fn enrol(
     let token = hex(&random_bytes::<32>()?);
     tx.execute(
         "UPDATE enrolment_codes SET used_ms = ?1 WHERE code_hash = ?2",
-        params![now_ms as i64, hash(&normalise_code(code))],
+        args![now_ms as i64, hash(&normalise_code(code))],
     )?;
     tx.execute(
         "INSERT INTO devices (id, worker_id, token_hash, enrolled_ms, scope_epoch)
          SELECT ?1, ?2, ?3, ?4, scope_epoch FROM workers WHERE id = ?2",
-        params![
-            &device.0.as_bytes()[..],
-            worker,
-            hash(&token),
-            now_ms as i64
-        ],
+        args![device.0, &worker, hash(&token), now_ms as i64],
     )?;
     crate::audit::append(
         &tx,
@@ -573,28 +523,22 @@ pub fn enrol(
 }
 
 /// The caller a token stands for, if the token is known and its device and worker are active.
-pub fn authenticate(conn: &Connection, token: &str) -> Result<Option<Caller>, IdentityError> {
+pub fn authenticate(conn: &dyn Db, token: &str) -> Result<Option<Caller>, IdentityError> {
     Ok(check_token(conn, token)?.ok())
 }
 
 /// The caller a token stands for, or why not. Run inside the request's transaction, so a
 /// revocation committed before it takes effect on this very request.
-pub fn check_token(
-    conn: &Connection,
-    token: &str,
-) -> Result<Result<Caller, Denied>, IdentityError> {
+pub fn check_token(conn: &dyn Db, token: &str) -> Result<Result<Caller, Denied>, IdentityError> {
     /// Device, worker, team, role, and whether both are active.
     type Row = (Vec<u8>, Vec<u8>, Vec<u8>, String, bool);
     let hashed = hash(token);
-    let row: Option<Row> = conn
-        .query_row(
-            "SELECT d.id, w.id, w.team_id, w.role, d.active = 1 AND w.active = 1
-             FROM devices d JOIN workers w ON w.id = d.worker_id
-             WHERE d.token_hash = ?1 OR d.next_token_hash = ?1",
-            [&hashed],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .optional()?;
+    let row: Option<Row> = conn.one(
+        "SELECT d.id, w.id, w.team_id, w.role, d.active = 1 AND w.active = 1
+         FROM devices d JOIN workers w ON w.id = d.worker_id
+         WHERE d.token_hash = ?1 OR d.next_token_hash = ?1",
+        args![&hashed],
+    )?;
     let Some((device, worker, team, role, active)) = row else {
         return Ok(Err(Denied::Unknown));
     };
@@ -605,7 +549,7 @@ pub fn check_token(
     conn.execute(
         "UPDATE devices SET token_hash = next_token_hash, next_token_hash = NULL
          WHERE id = ?1 AND next_token_hash = ?2",
-        params![device, hashed],
+        args![&device, hashed],
     )?;
     Ok(Ok(Caller {
         device_id: DeviceId(stored_uuid(&device)?),
@@ -618,11 +562,11 @@ pub fn check_token(
 /// Issues `device` a new lock-state credential (replacing any earlier one): a random secret,
 /// stored hashed, that [`check_standing`] accepts and nothing else does. The tablet keeps it
 /// outside its encrypted store, so it can ask "am I revoked?" while locked.
-pub fn issue_standing(conn: &Connection, device: DeviceId) -> Result<String, IdentityError> {
+pub fn issue_standing(conn: &dyn Db, device: DeviceId) -> Result<String, IdentityError> {
     let token = hex(&random_bytes::<32>()?);
     let n = conn.execute(
         "UPDATE devices SET standing_hash = ?2 WHERE id = ?1 AND active = 1",
-        params![&device.0.as_bytes()[..], hash(&token)],
+        args![device.0, hash(&token)],
     )?;
     if n == 0 {
         return Err(IdentityError::NotFound("device"));
@@ -634,16 +578,14 @@ pub fn issue_standing(conn: &Connection, device: DeviceId) -> Result<String, Ide
 /// rate limiting), was revoked or its worker disabled, or the credential is unknown. It opens
 /// nothing: no record is read or written, and a device token is not one.
 pub fn check_standing(
-    conn: &Connection,
+    conn: &dyn Db,
     token: &str,
 ) -> Result<Result<DeviceId, Denied>, IdentityError> {
-    let row: Option<(Vec<u8>, bool)> = conn
-        .prepare_cached(
-            "SELECT d.id, d.active = 1 AND w.active = 1
+    let row: Option<(Vec<u8>, bool)> = conn.one(
+        "SELECT d.id, d.active = 1 AND w.active = 1
              FROM devices d JOIN workers w ON w.id = d.worker_id WHERE d.standing_hash = ?1",
-        )?
-        .query_row([hash(token)], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+        args![hash(token)],
+    )?;
     Ok(match row {
         None => Err(Denied::Unknown),
         Some((_, false)) => Err(Denied::Revoked),

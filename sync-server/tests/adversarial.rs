@@ -70,7 +70,7 @@ impl Transport for Local<'_> {
         request: &SyncRequest,
     ) -> Result<(SyncResponse, WireBytes), TransportError> {
         let mut conn = self.0.borrow_mut();
-        let caller = identity::authenticate(&conn, token)
+        let caller = identity::authenticate(&*conn, token)
             .map_err(|e| TransportError::Decode(e.to_string()))?
             .ok_or_else(|| TransportError::Decode("unknown token".into()))?;
         let response = sync::sync(&mut conn, &caller, request, system_time_ms(), DRIFT)
@@ -100,14 +100,14 @@ struct World {
 }
 
 fn enrol_store(world_dir: &std::path::Path, conn: &RefCell<Connection>, worker: Uuid) -> Honest {
-    let code = identity::issue_enrolment_code(&conn.borrow(), worker, system_time_ms()).unwrap();
+    let code = identity::issue_enrolment_code(&*conn.borrow(), worker, system_time_ms()).unwrap();
     let path = world_dir.join(format!("{worker}.feltbog"));
     let pass = Passphrase::new("device-pin-123").unwrap();
     let mut store =
         Store::create(&path, &pass, &CreateOptions::with_kdf(KdfParams::MINIMUM)).expect("store");
     feltbog_core::sync::enrol(&mut store, &Local(conn), "local", &code).unwrap();
     let token = store.enrolment().unwrap().unwrap().token.expose().clone();
-    let caller = identity::authenticate(&conn.borrow(), &token)
+    let caller = identity::authenticate(&*conn.borrow(), &token)
         .unwrap()
         .unwrap();
     Honest { caller, store }
@@ -188,15 +188,15 @@ fn world() -> World {
     let now = system_time_ms();
     let (nord, syd, workers) = {
         let c = conn.borrow();
-        let nord = identity::create_team(&c, "Nord", now).unwrap();
-        let syd = identity::create_team(&c, "Syd", now).unwrap();
+        let nord = identity::create_team(&*c, "Nord", now).unwrap();
+        let syd = identity::create_team(&*c, "Syd", now).unwrap();
         let workers = [
             (nord, "outreach"),
             (nord, "outreach"),
             (nord, "caretaker"),
             (syd, "outreach"),
         ]
-        .map(|(team, role)| identity::create_worker(&c, team, "W", role).unwrap());
+        .map(|(team, role)| identity::create_worker(&*c, team, "W", role).unwrap());
         (nord, syd, workers)
     };
     let _ = (nord, syd);

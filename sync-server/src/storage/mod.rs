@@ -24,6 +24,9 @@ pub enum StorageError {
     Sqlite(#[from] rusqlite::Error),
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] ::postgres::Error),
+    /// A row that must exist (the caller's own, read in its transaction) does not.
+    #[error("no {0} row")]
+    Missing(&'static str),
     /// The caller stopped reading rows ([`each_row`]); its own reason is returned instead.
     #[error("stopped")]
     Stopped,
