@@ -607,7 +607,7 @@ type FieldRow = (String, Vec<u8>, Vec<u8>, String, String);
 fn check(world: &mut World, answer: &SyncResponse) -> Result<(), TestCaseError> {
     let conn = world.conn.borrow();
     // 1. Every stored record is valid.
-    let invalid = sync::invalid_records(&conn).unwrap();
+    let invalid = sync::invalid_records(&*conn).unwrap();
     prop_assert!(invalid.is_empty(), "invalid stored records: {invalid:?}");
     // 2. Every reference points into the record's own team.
     let mut stmt = conn

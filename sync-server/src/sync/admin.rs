@@ -5,18 +5,20 @@ use super::SyncError;
 use super::apply::Ctx;
 use super::state::field_value;
 use crate::admin::Audited;
+use crate::args;
 use crate::audit::{Action, Entry};
 use crate::identity::Role;
 use crate::scope::{self, Class};
+use crate::storage::{Db, DbExt};
 use feltbog_core::domain::EntityKind;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, Transaction};
 use uuid::Uuid;
 
 fn citizen_team(tx: &Transaction, citizen: Uuid) -> Result<Uuid, SyncError> {
-    let team: Option<Vec<u8>> = tx
-        .prepare_cached("SELECT team_id FROM citizens WHERE citizen_id = ?1 AND purged_ms IS NULL")?
-        .query_row([&citizen.as_bytes()[..]], |r| r.get(0))
-        .optional()?;
+    let team: Option<Vec<u8>> = tx.one(
+        "SELECT team_id FROM citizens WHERE citizen_id = ?1 AND purged_ms IS NULL",
+        args![citizen],
+    )?;
     let team = team.ok_or(SyncError::NotFound("citizen"))?;
     Uuid::from_slice(&team).map_err(|_| SyncError::Corrupt("team id"))
 }
@@ -33,26 +35,28 @@ pub fn move_citizen(
 ) -> Result<(), SyncError> {
     crate::admin::perform(conn, now_ms, |tx| {
         let old = citizen_team(tx, citizen)?;
-        let exists: bool = tx
-            .prepare_cached("SELECT count(*) > 0 FROM teams WHERE id = ?1")?
-            .query_row([&team.as_bytes()[..]], |r| r.get(0))?;
+        let exists: bool = tx.value("SELECT count(*) > 0 FROM teams WHERE id = ?1", args![team])?;
         if !exists {
             return Err(SyncError::NotFound("team"));
         }
         if old == team {
             return Ok(Audited::unchanged(()));
         }
-        tx.prepare_cached("UPDATE citizens SET team_id = ?2 WHERE citizen_id = ?1")?
-            .execute(params![&citizen.as_bytes()[..], &team.as_bytes()[..]])?;
-        tx.prepare_cached("UPDATE records SET team_id = ?2 WHERE citizen_id = ?1")?
-            .execute(params![&citizen.as_bytes()[..], &team.as_bytes()[..]])?;
+        tx.execute(
+            "UPDATE citizens SET team_id = ?2 WHERE citizen_id = ?1",
+            args![citizen, team],
+        )?;
+        tx.execute(
+            "UPDATE records SET team_id = ?2 WHERE citizen_id = ?1",
+            args![citizen, team],
+        )?;
         // The old team's site is not one of the new team's: the citizen no longer lives at a site
         // of their team, so they are not the new team's caretakers' business (until the new team
         // places them at one of its own sites).
-        tx.prepare_cached(
+        tx.execute(
             "UPDATE citizens SET resident = 0, site_id = NULL WHERE citizen_id = ?1",
-        )?
-        .execute([&citizen.as_bytes()[..]])?;
+            args![citizen],
+        )?;
         let had_site =
             field_value(tx, EntityKind::Citizen, citizen, "site_id")?.is_some_and(|v| !v.is_null());
         let mut ctx = Ctx::new(tx, max_drift_ms, now_ms)?;
@@ -95,10 +99,7 @@ pub fn assign_site(
             .filter(|s| s.team == team)
             .ok_or(SyncError::NotFound("site in the worker's team"))?;
         let new = tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO caretaker_sites (worker_id, site_id) VALUES (?1, ?2)",
-            )?
-            .execute(params![&worker.as_bytes()[..], &site.as_bytes()[..]])?
+            .execute("INSERT INTO caretaker_sites (worker_id, site_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING", args![worker, site])?
             == 1;
         if !new {
             return Ok(Audited::unchanged(false));
@@ -107,26 +108,17 @@ pub fn assign_site(
             let ctx = Ctx::new(tx, max_drift_ms, now_ms)?;
             let caretakers = Role::Caretaker.bit();
             // Copies for the team's caretakers; each one's sites still filter them.
-            tx.prepare_cached(
-            "INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id, roles, site_id)
+            tx.execute("INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id, roles, site_id)
              SELECT ?2, device_id, 1, mutation, coalesce(copy_of, seq), class, citizen_id, ?3, site_id
              FROM changes WHERE site_id = ?1 AND class IN ('site', 'site_log')
                AND kind = 'mutation' AND roles IS NULL
-             ORDER BY seq",
-        )?
-        .execute(params![&site.as_bytes()[..], &team.as_bytes()[..], caretakers])?;
-            let residents: Vec<Vec<u8>> = tx
-                .prepare_cached(
-                    "SELECT citizen_id FROM citizens WHERE site_id = ?1 AND team_id = ?2
+             ORDER BY seq", args![site, team, caretakers])?;
+            let residents: Vec<Uuid> = tx.all(
+                "SELECT citizen_id FROM citizens WHERE site_id = ?1 AND team_id = ?2
                    AND off_devices = 0 AND purged_ms IS NULL",
-                )?
-                .query_map(params![&site.as_bytes()[..], &team.as_bytes()[..]], |r| {
-                    r.get(0)
-                })?
-                .collect::<Result<_, _>>()?;
+                args![site, team],
+            )?;
             for citizen in residents {
-                let citizen =
-                    Uuid::from_slice(&citizen).map_err(|_| SyncError::Corrupt("citizen id"))?;
                 ctx.deliver_history(citizen, team, caretakers)?;
             }
         }
@@ -148,9 +140,10 @@ pub fn unassign_site(
 ) -> Result<bool, SyncError> {
     crate::admin::perform(conn, now_ms, |tx| {
         crate::epochs::end_epoch(tx, worker, now_ms)?;
-        let removed = tx
-            .prepare_cached("DELETE FROM caretaker_sites WHERE worker_id = ?1 AND site_id = ?2")?
-            .execute(params![&worker.as_bytes()[..], &site.as_bytes()[..]])?;
+        let removed = tx.execute(
+            "DELETE FROM caretaker_sites WHERE worker_id = ?1 AND site_id = ?2",
+            args![worker, site],
+        )?;
         if removed == 0 {
             // Nothing changed: `perform` rolls back the epoch ended above.
             return Ok(Audited::unchanged(false));
@@ -183,39 +176,37 @@ pub struct SiteInfo {
 }
 
 /// Every site, for `admin sites` (a site's name is a place, not a person's data).
-pub fn list_sites(conn: &Connection) -> Result<Vec<SiteInfo>, SyncError> {
-    let mut stmt = conn.prepare(
-        "SELECT r.record_id, r.team_id, coalesce(json_extract(f.value, '$'), ''),
-                (SELECT group_concat(hex(c.worker_id)) FROM caretaker_sites c
-                 WHERE c.site_id = r.record_id)
+pub fn list_sites(conn: &dyn Db) -> Result<Vec<SiteInfo>, SyncError> {
+    // The name is stored as JSON text; the caretakers are read apart (no string aggregate is
+    // spelt the same on both backends).
+    let sites: Vec<(Uuid, Uuid, Option<String>)> = conn.all(
+        "SELECT r.record_id, r.team_id, f.value
          FROM records r LEFT JOIN fields f ON f.entity = 'site' AND f.record_id = r.record_id
              AND f.field = 'name'
          WHERE r.entity = 'site' ORDER BY r.team_id, r.record_id",
+        &[],
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, Vec<u8>>(0)?,
-            r.get::<_, Vec<u8>>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, team, name, caretakers) = row?;
-        let uuid = |b: &[u8]| Uuid::from_slice(b).map_err(|_| SyncError::Corrupt("id"));
-        out.push(SiteInfo {
-            id: uuid(&id)?,
-            team_id: uuid(&team)?,
-            name,
-            caretakers: caretakers
-                .unwrap_or_default()
-                .split(',')
-                .filter_map(|hex| Uuid::try_parse(hex).ok())
-                .collect(),
-        });
-    }
-    Ok(out)
+    sites
+        .into_iter()
+        .map(|(id, team_id, name)| {
+            let name = match name.map(|n| serde_json::from_str::<serde_json::Value>(&n)) {
+                Some(Ok(serde_json::Value::String(name))) => name,
+                Some(Ok(other)) => other.to_string(),
+                Some(Err(_)) => return Err(SyncError::Corrupt("site name")),
+                None => String::new(),
+            };
+            let caretakers = conn.all(
+                "SELECT worker_id FROM caretaker_sites WHERE site_id = ?1 ORDER BY worker_id",
+                args![id],
+            )?;
+            Ok(SiteInfo {
+                id,
+                team_id,
+                name,
+                caretakers,
+            })
+        })
+        .collect()
 }
 
 /// What [`reopen_case`] did.
@@ -239,14 +230,10 @@ pub fn reopen_case(
     max_drift_ms: u64,
 ) -> Result<Reopened, SyncError> {
     crate::admin::perform(conn, now_ms, |tx| {
-        let row: Option<(Vec<u8>, bool, Option<i64>)> = tx
-            .prepare_cached(
-                "SELECT team_id, off_devices, purged_ms FROM citizens WHERE citizen_id = ?1",
-            )?
-            .query_row([&citizen.as_bytes()[..]], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?;
+        let row: Option<(Vec<u8>, bool, Option<i64>)> = tx.one(
+            "SELECT team_id, off_devices, purged_ms FROM citizens WHERE citizen_id = ?1",
+            args![citizen],
+        )?;
         let (team, off, purged) = row.ok_or(SyncError::NotFound("citizen"))?;
         if purged.is_some() {
             return Err(SyncError::Refused(
@@ -257,10 +244,10 @@ pub fn reopen_case(
             return Ok(Audited::unchanged(Reopened::OnDevices));
         }
         let team = Uuid::from_slice(&team).map_err(|_| SyncError::Corrupt("team id"))?;
-        tx.prepare_cached(
+        tx.execute(
             "UPDATE citizens SET off_devices = 0, closed_ms = NULL WHERE citizen_id = ?1",
-        )?
-        .execute([&citizen.as_bytes()[..]])?;
+            args![citizen],
+        )?;
         let mut ctx = Ctx::new(tx, max_drift_ms, now_ms)?;
         // The history first, then the change that reopens it: a device applies them in this order.
         ctx.deliver_history(citizen, team, scope::all_roles())?;

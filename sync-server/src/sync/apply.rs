@@ -6,8 +6,10 @@ use super::validate::{
     citizen_item_list, valid_field_name, validate_creation, validate_stored, validate_written,
 };
 use super::{SERVER_DEVICE, SyncError};
+use crate::args;
 use crate::identity::{Caller, Role};
 use crate::scope::{self, Class};
+use crate::storage::{Db, DbExt};
 use feltbog_core::domain::schema::{self, SchemaError};
 use feltbog_core::domain::{
     CitizenId, ConflictId, ConflictRecord, ConflictStatus, EntityKind, WorkerId,
@@ -16,25 +18,21 @@ use feltbog_core::hlc::{DeviceId, Hlc, HlcClock, Stamp};
 use feltbog_core::merge::{self, ConflictKind, OrSet, Register, RegisterOutcome};
 use feltbog_core::protocol::{FieldChange, FieldOp, Mutation, RejectReason, Rejection, limits};
 use feltbog_core::sim::{PlantedBug, planted};
-use rusqlite::{OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
 pub(super) struct Ctx<'a> {
-    pub(super) tx: &'a Transaction<'a>,
+    pub(super) tx: &'a dyn Db,
     pub(super) clock: HlcClock,
     pub(super) server_seq: u64,
     now_ms: u64,
 }
 
 impl<'a> Ctx<'a> {
-    pub(super) fn new(
-        tx: &'a Transaction<'a>,
-        max_drift_ms: u64,
-        now_ms: u64,
-    ) -> Result<Self, SyncError> {
-        let (hlc_last, server_seq): (i64, i64) = tx
-            .prepare_cached("SELECT hlc_last, server_seq FROM server_state WHERE id = 1")?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    pub(super) fn new(tx: &'a dyn Db, max_drift_ms: u64, now_ms: u64) -> Result<Self, SyncError> {
+        let (hlc_last, server_seq): (i64, i64) = tx.value(
+            "SELECT hlc_last, server_seq FROM server_state WHERE id = 1",
+            &[],
+        )?;
         Ok(Ctx {
             tx,
             clock: HlcClock::new(Hlc::from_u64(hlc_last as u64), max_drift_ms),
@@ -46,9 +44,10 @@ impl<'a> Ctx<'a> {
     /// Saves the server clock and its own sequence; returns the clock's reading now.
     pub(super) fn finish(&mut self) -> Result<Hlc, SyncError> {
         let server_hlc = self.clock.now(self.now_ms)?;
-        self.tx
-            .prepare_cached("UPDATE server_state SET hlc_last = ?1, server_seq = ?2 WHERE id = 1")?
-            .execute(params![server_hlc.as_u64() as i64, self.server_seq as i64])?;
+        self.tx.execute(
+            "UPDATE server_state SET hlc_last = ?1, server_seq = ?2 WHERE id = 1",
+            args![server_hlc.as_u64() as i64, self.server_seq as i64],
+        )?;
         Ok(server_hlc)
     }
 }
@@ -81,16 +80,17 @@ impl Ctx<'_> {
                         // fail to list it. Fields merge one by one, so the record that results
                         // is only known after the merge: apply, check, and undo it all if it is
                         // not valid.
-                        self.tx.execute_batch("SAVEPOINT edit")?;
+                        self.tx.execute("SAVEPOINT edit", &[])?;
                         let server_seq = self.server_seq;
                         let citizen = self.apply(caller, mutation)?;
                         match validate_stored(self.tx, mutation.ops[0].entity, record)? {
                             Ok(()) => {
-                                self.tx.execute_batch("RELEASE edit")?;
+                                self.tx.execute("RELEASE SAVEPOINT edit", &[])?;
                                 Ok(citizen)
                             }
                             Err(refused) => {
-                                self.tx.execute_batch("ROLLBACK TO edit; RELEASE edit")?;
+                                self.tx.execute("ROLLBACK TO SAVEPOINT edit", &[])?;
+                                self.tx.execute("RELEASE SAVEPOINT edit", &[])?;
                                 self.server_seq = server_seq;
                                 Err(refused)
                             }
@@ -137,24 +137,22 @@ impl Ctx<'_> {
                     == Some(&open));
         }
         let json = |v: serde_json::Value| v.to_string();
-        let mut fields = self.tx.prepare_cached(
-            "SELECT count(*) > 0 FROM fields r
+        let sql = "SELECT count(*) > 0 FROM fields r
              JOIN fields e ON e.entity = 'conflict' AND e.record_id = r.record_id AND e.field = 'entity'
              JOIN fields f ON f.entity = 'conflict' AND f.record_id = r.record_id AND f.field = 'field'
              JOIN fields k ON k.entity = 'conflict' AND k.record_id = r.record_id AND k.field = 'kind'
              JOIN fields s ON s.entity = 'conflict' AND s.record_id = r.record_id AND s.field = 'status'
              WHERE r.entity = 'conflict' AND r.field = 'record_id' AND r.value = ?1
-               AND e.value = ?2 AND f.value = ?3 AND k.value = ?4 AND s.value = ?4",
-        )?;
+               AND e.value = ?2 AND f.value = ?3 AND k.value = ?4 AND s.value = ?4";
         for op in &m.ops {
-            let under_review: bool = fields.query_row(
-                params![
+            let under_review: bool = self.tx.value(
+                sql,
+                args![
                     json(serde_json::json!(first.id)),
                     json(serde_json::json!(first.entity)),
                     json(serde_json::json!(op.field)),
                     json(open.clone()),
                 ],
-                |r| r.get(0),
             )?;
             if !under_review || !matches!(op.change, FieldChange::Assign { .. }) {
                 return Ok(false);
@@ -178,7 +176,7 @@ impl Ctx<'_> {
     /// The references the two versions of the open conflicts about `op`'s field hold.
     fn versions_references(&self, op: &FieldOp) -> Result<Vec<schema::Reference>, SyncError> {
         let json = |v: serde_json::Value| v.to_string();
-        let mut stmt = self.tx.prepare_cached(
+        let rows: Vec<(String, String)> = self.tx.all(
             "SELECT w.value, l.value FROM fields r
              JOIN fields f ON f.entity = 'conflict' AND f.record_id = r.record_id AND f.field = 'field'
              JOIN fields s ON s.entity = 'conflict' AND s.record_id = r.record_id AND s.field = 'status'
@@ -186,18 +184,14 @@ impl Ctx<'_> {
              JOIN fields l ON l.entity = 'conflict' AND l.record_id = r.record_id AND l.field = 'loser'
              WHERE r.entity = 'conflict' AND r.field = 'record_id' AND r.value = ?1
                AND f.value = ?2 AND s.value = ?3",
-        )?;
-        let rows = stmt.query_map(
-            params![
+            args![
                 json(serde_json::json!(op.id)),
                 json(serde_json::json!(op.field)),
                 json(serde_json::json!("open")),
             ],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
         )?;
         let mut out = Vec::new();
-        for row in rows {
-            let (winner, loser) = row?;
+        for (winner, loser) in rows {
             for text in [winner, loser] {
                 let value: serde_json::Value =
                     serde_json::from_str(&text).map_err(|_| SyncError::Corrupt("conflict"))?;
@@ -468,40 +462,31 @@ impl Ctx<'_> {
             None => {
                 let (class, citizen) = scope::classify_new(m);
                 let site = scope::site_of_new(m);
-                self.tx
-                    .prepare_cached(
-                        "INSERT INTO records (entity, record_id, team_id, class, citizen_id, site_id)
+                self.tx.execute(
+                    "INSERT INTO records (entity, record_id, team_id, class, citizen_id, site_id)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?
-                    .execute(params![
+                    args![
                         first.entity.as_str(),
-                        &first.id.as_bytes()[..],
-                        &caller.team_id.as_bytes()[..],
+                        first.id,
+                        caller.team_id,
                         class.as_str(),
-                        citizen.as_ref().map(|c| c.as_bytes().to_vec()),
-                        site.as_ref().map(|s| s.as_bytes().to_vec())
-                    ])?;
+                        citizen,
+                        site
+                    ],
+                )?;
                 if class == Class::Site && caller.role == Role::Caretaker {
                     // A caretaker's new site is theirs to keep.
-                    self.tx
-                        .prepare_cached(
-                            "INSERT OR IGNORE INTO caretaker_sites (worker_id, site_id)
-                             VALUES (?1, ?2)",
-                        )?
-                        .execute(params![
-                            &caller.worker_id.as_bytes()[..],
-                            &first.id.as_bytes()[..]
-                        ])?;
+                    self.tx.execute(
+                        "INSERT INTO caretaker_sites (worker_id, site_id)
+                             VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                        args![caller.worker_id, first.id],
+                    )?;
                 }
                 if class == Class::Citizen {
-                    self.tx
-                        .prepare_cached(
-                            "INSERT INTO citizens (citizen_id, team_id) VALUES (?1, ?2)",
-                        )?
-                        .execute(params![
-                            &first.id.as_bytes()[..],
-                            &caller.team_id.as_bytes()[..]
-                        ])?;
+                    self.tx.execute(
+                        "INSERT INTO citizens (citizen_id, team_id) VALUES (?1, ?2)",
+                        args![first.id, caller.team_id],
+                    )?;
                 }
                 (class, citizen, site)
             }
@@ -563,14 +548,14 @@ impl Ctx<'_> {
         }
         self.tx.execute(
             if planted(PlantedBug::PushNotIdempotent) {
-                "INSERT OR IGNORE INTO applied (device_id, device_seq, digest, change_seq)
+                "INSERT INTO applied (device_id, device_seq, digest, change_seq)
                  VALUES (?1, ?2, ?3, ?4)"
             } else {
                 "INSERT INTO applied (device_id, device_seq, digest, change_seq)
-                 VALUES (?1, ?2, ?3, ?4)"
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING"
             },
-            params![
-                &m.device_id.0.as_bytes()[..],
+            args![
+                m.device_id.0,
                 m.device_seq as i64,
                 mutation_digest(m),
                 change_seq
@@ -607,12 +592,11 @@ impl Ctx<'_> {
         let archived = archived.is_some_and(|v| v == serde_json::Value::Bool(true));
         let (team, was_at, closed): (Vec<u8>, Option<Vec<u8>>, Option<i64>) = self
             .tx
-            .prepare_cached(
+            .one(
                 "SELECT team_id, site_id, closed_ms FROM citizens WHERE citizen_id = ?1",
+                args![citizen],
             )?
-            .query_row([&citizen.as_bytes()[..]], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?;
+            .ok_or(SyncError::Corrupt("citizen without scope"))?;
         let was_at = was_at.map(|b| Uuid::from_slice(&b).unwrap_or_default());
         let team = Uuid::from_slice(&team).map_err(|_| SyncError::Corrupt("team id"))?;
         let closed = match (archived, closed) {
@@ -620,17 +604,11 @@ impl Ctx<'_> {
             (true, Some(t)) => Some(t),
             (false, _) => None,
         };
-        self.tx
-            .prepare_cached(
-                "UPDATE citizens SET resident = ?2, closed_ms = ?3, site_id = ?4
+        self.tx.execute(
+            "UPDATE citizens SET resident = ?2, closed_ms = ?3, site_id = ?4
                  WHERE citizen_id = ?1",
-            )?
-            .execute(params![
-                &citizen.as_bytes()[..],
-                resident,
-                closed,
-                site.as_ref().map(|s| s.as_bytes().to_vec())
-            ])?;
+            args![citizen, resident, closed, site],
+        )?;
         if site != was_at {
             // Moved out of one site or into another: the old site's caretakers erase them
             // (the erasure is served only to those who no longer see them), the new site's
@@ -652,15 +630,10 @@ impl Ctx<'_> {
         device: DeviceId,
         seq: u64,
     ) -> Result<Option<Rejection>, SyncError> {
-        let row: Option<(String, String)> = self
-            .tx
-            .prepare_cached(
-                "SELECT reason, detail FROM refused WHERE device_id = ?1 AND device_seq = ?2",
-            )?
-            .query_row(params![&device.0.as_bytes()[..], seq as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
+        let row: Option<(String, String)> = self.tx.one(
+            "SELECT reason, detail FROM refused WHERE device_id = ?1 AND device_seq = ?2",
+            args![device.0, seq as i64],
+        )?;
         row.map(|(reason, detail)| {
             let reason = serde_json::from_value(serde_json::Value::String(reason))
                 .map_err(|_| SyncError::Corrupt("refusal"))?;
@@ -682,17 +655,16 @@ impl Ctx<'_> {
         detail: &str,
     ) -> Result<(), SyncError> {
         let reason = serde_json::to_value(reason).map_err(|_| SyncError::Corrupt("refusal"))?;
-        self.tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO refused (device_id, device_seq, reason, detail)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![
-                &device.0.as_bytes()[..],
+        self.tx.execute(
+            "INSERT INTO refused (device_id, device_seq, reason, detail)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            args![
+                device.0,
                 seq as i64,
                 reason.as_str().unwrap_or("invalid"),
                 detail
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
@@ -704,25 +676,19 @@ impl Ctx<'_> {
         team: Uuid,
         roles: i64,
     ) -> Result<(), SyncError> {
-        self.tx.prepare_cached("INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id, roles, site_id)
+        self.tx.execute("INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id, roles, site_id)
              SELECT ?2, device_id, 1, mutation, coalesce(copy_of, seq), class, citizen_id, ?3, site_id
              FROM changes WHERE citizen_id = ?1 AND kind = 'mutation' AND roles IS NULL
-             ORDER BY seq")?.execute(
-            params![&citizen.as_bytes()[..], &team.as_bytes()[..], roles],
-        )?;
+             ORDER BY seq", args![citizen, team, roles])?;
         Ok(())
     }
 
     /// Tells `roles` of `team` to erase a citizen who left their scope.
     pub(super) fn log_erase(&self, citizen: Uuid, team: Uuid, roles: i64) -> Result<(), SyncError> {
-        self.tx.prepare_cached("INSERT INTO changes (team_id, device_id, echo, mutation, class, citizen_id, kind, roles)
-             VALUES (?1, ?2, 1, '', 'citizen', ?3, 'erase', ?4)")?.execute(
-            params![
-                &team.as_bytes()[..],
-                &SERVER_DEVICE.0.as_bytes()[..],
-                &citizen.as_bytes()[..],
-                roles
-            ],
+        self.tx.execute(
+            "INSERT INTO changes (team_id, device_id, echo, mutation, class, citizen_id, kind, roles)
+             VALUES (?1, ?2, 1, '', 'citizen', ?3, 'erase', ?4)",
+            args![team, SERVER_DEVICE.0, citizen, roles],
         )?;
         Ok(())
     }
@@ -732,11 +698,7 @@ impl Ctx<'_> {
     fn merge_op(&self, op: &FieldOp, stamp: Stamp) -> Result<Option<merge::Conflict>, SyncError> {
         let row: Option<(String, i64, Vec<u8>, Option<String>)> = self
             .tx
-            .prepare_cached("SELECT value, hlc, device, set_state FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = ?3")?.query_row(
-                params![op.entity.as_str(), &op.id.as_bytes()[..], &op.field],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()?;
+            .one("SELECT value, hlc, device, set_state FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = ?3", args![op.entity.as_str(), op.id, &op.field])?;
         let current = row
             .as_ref()
             .map(|(value, hlc, device, _)| -> Result<Register, SyncError> {
@@ -792,32 +754,30 @@ impl Ctx<'_> {
                 )
             }
         };
-        self.tx
-            .prepare_cached(
-                "INSERT INTO fields (entity, record_id, field, value, hlc, device, set_state)
+        self.tx.execute(
+            "INSERT INTO fields (entity, record_id, field, value, hlc, device, set_state)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (entity, record_id, field) DO UPDATE SET value = excluded.value,
                  hlc = excluded.hlc, device = excluded.device, set_state = excluded.set_state",
-            )?
-            .execute(params![
+            args![
                 op.entity.as_str(),
-                &op.id.as_bytes()[..],
+                op.id,
                 &op.field,
                 state.value.to_string(),
                 state.stamp.hlc.as_u64() as i64,
-                &state.stamp.device.0.as_bytes()[..],
+                state.stamp.device.0,
                 set_state
-            ])?;
+            ],
+        )?;
         Ok(conflict)
     }
 
     /// The worker a device was enrolled for (`None` for the server's own writes).
     fn worker_of(&self, device: DeviceId) -> Result<Option<WorkerId>, SyncError> {
-        let id: Option<Vec<u8>> = self
-            .tx
-            .prepare_cached("SELECT worker_id FROM devices WHERE id = ?1")?
-            .query_row([&device.0.as_bytes()[..]], |r| r.get(0))
-            .optional()?;
+        let id: Option<Vec<u8>> = self.tx.one(
+            "SELECT worker_id FROM devices WHERE id = ?1",
+            args![device.0],
+        )?;
         id.map(|b| {
             Uuid::from_slice(&b)
                 .map(WorkerId)
@@ -838,11 +798,7 @@ impl Ctx<'_> {
         } else {
             let v: Option<String> = self
                 .tx
-                .prepare_cached("SELECT value FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = 'citizen_id'")?.query_row(
-                    params![op.entity.as_str(), &op.id.as_bytes()[..]],
-                    |r| r.get(0),
-                )
-                .optional()?;
+                .one("SELECT value FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = 'citizen_id'", args![op.entity.as_str(), op.id])?;
             v.and_then(|text| serde_json::from_str(&text).ok())
         };
         let record = ConflictRecord {
@@ -893,19 +849,11 @@ impl Ctx<'_> {
         let citizen = about.and_then(|a| a.citizen);
         let site = about.and_then(|a| a.site).filter(|_| class != Class::Case);
         let team = about.map_or(caller.team_id, |a| a.team);
-        let new = self
-            .tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO records (entity, record_id, team_id, class, citizen_id, site_id)
-             VALUES ('conflict', ?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                &record.id.0.as_bytes()[..],
-                &team.as_bytes()[..],
-                class.as_str(),
-                citizen.as_ref().map(|c| c.as_bytes().to_vec()),
-                site.as_ref().map(|s| s.as_bytes().to_vec())
-            ])?;
+        let new = self.tx.execute(
+            "INSERT INTO records (entity, record_id, team_id, class, citizen_id, site_id)
+             VALUES ('conflict', ?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            args![record.id.0, team, class.as_str(), citizen, site],
+        )?;
         if new == 0 {
             // The same loser against the same winner: raised already (only a replay that was
             // not recognised as one could get here). Never fail the push over it.
@@ -935,33 +883,29 @@ impl Ctx<'_> {
         (class, citizen, site): (Class, Option<Uuid>, Option<Uuid>),
     ) -> Result<i64, SyncError> {
         let text = serde_json::to_string(m).map_err(|_| SyncError::Corrupt("mutation"))?;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO changes (team_id, device_id, echo, mutation, class, citizen_id, site_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                &team.as_bytes()[..],
-                &m.device_id.0.as_bytes()[..],
+        Ok(self.tx.value(
+            "INSERT INTO changes (team_id, device_id, echo, mutation, class, citizen_id, site_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
+            args![
+                team,
+                m.device_id.0,
                 echo,
                 text,
                 class.as_str(),
-                citizen.as_ref().map(|c| c.as_bytes().to_vec()),
-                site.as_ref().map(|s| s.as_bytes().to_vec())
-            ])?;
-        Ok(self.tx.last_insert_rowid())
+                citizen,
+                site
+            ],
+        )?)
     }
 
     /// Whether the change-log row `change_seq` was echoed again already. Once is enough: the
     /// device adopts the applied version from it, and a device that keeps sending other
     /// versions of the same sequence number must not make the server copy the row each time.
     pub(super) fn echoed(&self, change_seq: i64) -> Result<bool, SyncError> {
-        Ok(self
-            .tx
-            .prepare_cached(
-                "SELECT count(*) > 0 FROM changes WHERE copy_of = ?1 AND roles IS NULL",
-            )?
-            .query_row([change_seq], |r| r.get(0))?)
+        Ok(self.tx.value(
+            "SELECT count(*) > 0 FROM changes WHERE copy_of = ?1 AND roles IS NULL",
+            args![change_seq],
+        )?)
     }
 
     /// Appends the change-log row `change_seq` once more, echoed to its own device too.
@@ -969,11 +913,9 @@ impl Ctx<'_> {
     /// Only a row `device` wrote (its row is logged under the record's team, which for a
     /// supervisor's review is not the device's own).
     pub(super) fn echo_again(&self, device: DeviceId, change_seq: i64) -> Result<(), SyncError> {
-        self.tx.prepare_cached("INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id, site_id)
+        self.tx.execute("INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id, site_id)
              SELECT team_id, device_id, 1, mutation, seq, class, citizen_id, site_id FROM changes
-             WHERE seq = ?1 AND device_id = ?2")?.execute(
-            params![change_seq, &device.0.as_bytes()[..]],
-        )?;
+             WHERE seq = ?1 AND device_id = ?2", args![change_seq, device.0])?;
         Ok(())
     }
 }
@@ -988,13 +930,10 @@ impl Ctx<'_> {
         value: serde_json::Value,
         (class, citizen): (Class, Option<Uuid>),
     ) -> Result<(), SyncError> {
-        let base: Option<(i64, Vec<u8>)> = self
-            .tx
-            .prepare_cached("SELECT hlc, device FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = ?3")?.query_row(
-                params![entity.as_str(), &id.as_bytes()[..], field],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+        let base: Option<(i64, Vec<u8>)> = self.tx.one(
+            "SELECT hlc, device FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = ?3",
+            args![entity.as_str(), id, field],
+        )?;
         let base = base
             .map(|(hlc, device)| -> Result<Stamp, SyncError> {
                 Ok(Stamp {

@@ -3,14 +3,16 @@
 use super::apply::Ctx;
 use super::state::field_value;
 use super::{SERVER_DEVICE, SyncError, filed_under};
+use crate::args;
 use crate::audit::{self, Action, Entry};
 use crate::identity::{Caller, Role};
 use crate::scope::{self};
+use crate::storage::DbExt;
 use feltbog_core::domain::schema::{self};
 use feltbog_core::domain::{ConflictStatus, EntityKind};
 use feltbog_core::hlc::{DeviceId, Hlc, Stamp};
 use feltbog_core::protocol::{FieldChange, FieldOp, Mutation, RejectReason};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior};
 use uuid::Uuid;
 
 /// A supervisor's decision on an open free-text conflict, made in the dashboard.
@@ -41,13 +43,10 @@ pub fn review_from_dashboard(
 ) -> Result<Result<(), (RejectReason, String)>, SyncError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let refused = |why: &str| Ok(Err((RejectReason::OutOfScope, why.to_owned())));
-    let team: Option<Vec<u8>> = tx
-        .query_row(
-            "SELECT team_id FROM workers WHERE id = ?1 AND active = 1 AND role = ?2",
-            params![&worker.as_bytes()[..], Role::Supervisor.as_str()],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let team: Option<Vec<u8>> = tx.one(
+        "SELECT team_id FROM workers WHERE id = ?1 AND active = 1 AND role = ?2",
+        args![worker, Role::Supervisor.as_str()],
+    )?;
     let Some(team) = team.and_then(|t| Uuid::from_slice(&t).ok()) else {
         return refused("only an active supervisor reviews conflicts");
     };
@@ -101,13 +100,10 @@ pub fn review_from_dashboard(
             }
         },
     };
-    let base: Option<(i64, Vec<u8>)> = tx
-        .query_row(
-            "SELECT hlc, device FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = ?3",
-            params![entity.as_str(), &record.as_bytes()[..], field],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let base: Option<(i64, Vec<u8>)> = tx.one(
+        "SELECT hlc, device FROM fields WHERE entity = ?1 AND record_id = ?2 AND field = ?3",
+        args![entity.as_str(), record, &field],
+    )?;
     let base = base.map(|(hlc, device)| Stamp {
         hlc: Hlc::from_u64(hlc as u64),
         device: DeviceId(Uuid::from_slice(&device).unwrap_or_default()),

@@ -4,13 +4,15 @@
 use super::apply::{Ctx, mutation_digest};
 use super::pull::pull_page;
 use super::{DAY_MS, SyncError, filed_under};
+use crate::args;
 use crate::audit::{self, Action, Entry};
 use crate::identity::{Caller, Role};
 use crate::scope::{self};
+use crate::storage::DbExt;
 use feltbog_core::domain::EntityKind;
 use feltbog_core::protocol::{Rejection, SyncRequest, SyncResponse};
 use feltbog_core::sim::{FailPoint, PlantedBug, fail_here, planted};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior};
 use uuid::Uuid;
 
 /// Handles one sync round trip for `caller`.
@@ -25,15 +27,11 @@ pub fn sync(
     // Authentication ran before this transaction; a revocation committed since must still stop
     // this request, so check once more under the write lock. A scope change committed since is
     // taken as it is now.
-    let still: Option<(String, Vec<u8>)> = tx
-        .prepare_cached(
-            "SELECT w.role, w.team_id FROM devices d JOIN workers w ON w.id = d.worker_id
+    let still: Option<(String, Vec<u8>)> = tx.one(
+        "SELECT w.role, w.team_id FROM devices d JOIN workers w ON w.id = d.worker_id
              WHERE d.id = ?1 AND d.active = 1 AND w.active = 1",
-        )?
-        .query_row([&caller.device_id.0.as_bytes()[..]], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
+        args![caller.device_id.0],
+    )?;
     let Some((role, team)) = still else {
         return Err(SyncError::Revoked);
     };
@@ -60,16 +58,10 @@ pub fn sync(
     let mut rejected = Vec::new();
     for mutation in &request.mutations {
         let seq = mutation.device_seq;
-        let done: Option<(Option<Vec<u8>>, Option<i64>)> = ctx
-            .tx
-            .prepare_cached(
-                "SELECT digest, change_seq FROM applied WHERE device_id = ?1 AND device_seq = ?2",
-            )?
-            .query_row(
-                params![&mutation.device_id.0.as_bytes()[..], seq as i64],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+        let done: Option<(Option<Vec<u8>>, Option<i64>)> = ctx.tx.one(
+            "SELECT digest, change_seq FROM applied WHERE device_id = ?1 AND device_seq = ?2",
+            args![mutation.device_id.0, seq as i64],
+        )?;
         if let Some((digest, change_seq)) = done
             && mutation.device_id == caller.device_id
             && !planted(PlantedBug::PushNotIdempotent)
@@ -84,15 +76,10 @@ pub fn sync(
             {
                 ctx.echo_again(caller.device_id, change_seq)?;
                 // Remember this version: more copies of it need no second echo.
-                ctx.tx
-                    .prepare_cached(
-                        "UPDATE applied SET digest = ?1 WHERE device_id = ?2 AND device_seq = ?3",
-                    )?
-                    .execute(params![
-                        received,
-                        &mutation.device_id.0.as_bytes()[..],
-                        seq as i64
-                    ])?;
+                ctx.tx.execute(
+                    "UPDATE applied SET digest = ?1 WHERE device_id = ?2 AND device_seq = ?3",
+                    args![received, mutation.device_id.0, seq as i64],
+                )?;
             }
             acked.push(seq);
             continue;

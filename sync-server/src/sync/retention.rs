@@ -3,9 +3,11 @@
 use super::apply::Ctx;
 use super::{DAY_MS, SyncError};
 use crate::admin::Audited;
+use crate::args;
 use crate::audit::{self, Action, Entry};
 use crate::scope::{self};
-use rusqlite::{Connection, params};
+use crate::storage::Db;
+use rusqlite::Connection;
 use uuid::Uuid;
 
 /// The municipality's retention rules for closed (archived) cases, in days after closing.
@@ -58,8 +60,10 @@ pub fn apply_retention(
         let mut trail = Vec::new();
         if let Some(days) = rules.device_days {
             for (citizen, team, _) in due(days, "AND off_devices = 0")? {
-                tx.prepare_cached("UPDATE citizens SET off_devices = 1 WHERE citizen_id = ?1")?
-                    .execute([&citizen.as_bytes()[..]])?;
+                tx.execute(
+                    "UPDATE citizens SET off_devices = 1 WHERE citizen_id = ?1",
+                    args![citizen],
+                )?;
                 ctx.log_erase(citizen, team, scope::all_roles())?;
                 let mut e = Entry::admin(Action::Erase).record("citizen", citizen, Some(citizen));
                 e.actor = audit::Actor::Server;
@@ -69,18 +73,20 @@ pub fn apply_retention(
         }
         if let Some(days) = rules.purge_days {
             for (citizen, team, off) in due(days, "")? {
-                let id = &citizen.as_bytes()[..];
-                tx.prepare_cached(
+                let id = citizen;
+                tx.execute(
                     "DELETE FROM fields WHERE (entity, record_id) IN
                      (SELECT entity, record_id FROM records WHERE citizen_id = ?1)",
-                )?
-                .execute([id])?;
-                tx.prepare_cached(
+                    args![id],
+                )?;
+                tx.execute(
                     "DELETE FROM changes WHERE citizen_id = ?1 AND kind = 'mutation'",
-                )?
-                .execute([id])?;
-                tx.prepare_cached("UPDATE citizens SET purged_ms = ?2 WHERE citizen_id = ?1")?
-                    .execute(params![id, now_ms as i64])?;
+                    args![id],
+                )?;
+                tx.execute(
+                    "UPDATE citizens SET purged_ms = ?2 WHERE citizen_id = ?1",
+                    args![id, now_ms as i64],
+                )?;
                 if !off {
                     ctx.log_erase(citizen, team, scope::all_roles())?;
                 }

@@ -3,13 +3,14 @@
 
 use super::SyncError;
 use super::apply::{Check, fresh_server_value};
+use crate::args;
 use crate::identity::Caller;
+use crate::storage::{Db, DbExt};
 use feltbog_core::domain::schema;
 use feltbog_core::domain::{
     Citizen, ConflictRecord, EntityKind, Record, Site, SiteLogEntry, Task, Visit,
 };
 use feltbog_core::protocol::{FieldChange, Mutation, RejectReason};
-use rusqlite::{Connection, Transaction, params};
 use uuid::Uuid;
 
 /// Whether a field name is one the schema could hold (lower-case ASCII, digits, underscores).
@@ -56,7 +57,7 @@ pub(super) fn validate_creation(caller: &Caller, m: &Mutation) -> Check {
 /// team reads it, and one that no longer parses or breaks a domain rule (a wrong type, a note
 /// past its length, a citizen left with neither alias nor name) would break their lists.
 pub(super) fn validate_stored(
-    tx: &Transaction,
+    tx: &dyn Db,
     entity: EntityKind,
     id: Uuid,
 ) -> Result<Check, SyncError> {
@@ -73,7 +74,7 @@ pub(super) fn validate_stored(
 /// each written value in place parses and passes the rules. A write that loses the merge is
 /// kept as a conflict's version and reaches every device of the team, so it is checked too,
 /// not only the merged record.
-pub(super) fn validate_written(tx: &Transaction, m: &Mutation) -> Result<Check, SyncError> {
+pub(super) fn validate_written(tx: &dyn Db, m: &Mutation) -> Result<Check, SyncError> {
     let (entity, id) = (m.ops[0].entity, m.ops[0].id);
     let mut record = stored_record(tx, entity, id)?;
     write_into(&mut record, m);
@@ -117,18 +118,16 @@ pub(super) fn citizen_item_list(entity: EntityKind, field: &str) -> Option<&'sta
 
 /// A stored record's fields as one JSON object.
 fn stored_record(
-    conn: &Connection,
+    conn: &dyn Db,
     entity: EntityKind,
     id: Uuid,
 ) -> Result<serde_json::Map<String, serde_json::Value>, SyncError> {
     let mut record = serde_json::Map::new();
-    let mut stmt = conn
-        .prepare_cached("SELECT field, value FROM fields WHERE entity = ?1 AND record_id = ?2")?;
-    let rows = stmt.query_map(params![entity.as_str(), &id.as_bytes()[..]], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
-    for row in rows {
-        let (field, value) = row?;
+    let rows: Vec<(String, String)> = conn.all(
+        "SELECT field, value FROM fields WHERE entity = ?1 AND record_id = ?2",
+        args![entity.as_str(), id],
+    )?;
+    for (field, value) in rows {
         let value = serde_json::from_str(&value).map_err(|_| SyncError::Corrupt("field value"))?;
         record.insert(field, value);
     }
@@ -139,18 +138,14 @@ fn stored_record(
 /// kind does not have, or fields that do not parse as the domain type or break a domain rule.
 /// Empty on a healthy server; the adversarial push test checks it after every push. Purged
 /// records (no fields left) are skipped.
-pub fn invalid_records(conn: &Connection) -> Result<Vec<(EntityKind, Uuid, String)>, SyncError> {
-    let mut stmt =
-        conn.prepare("SELECT entity, record_id FROM records ORDER BY entity, record_id")?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+pub fn invalid_records(conn: &dyn Db) -> Result<Vec<(EntityKind, Uuid, String)>, SyncError> {
+    let rows: Vec<(String, Uuid)> = conn.all(
+        "SELECT entity, record_id FROM records ORDER BY entity, record_id",
+        &[],
+    )?;
     let mut out = Vec::new();
     for (entity, id) in rows {
         let entity = EntityKind::parse(&entity).ok_or(SyncError::Corrupt("entity"))?;
-        let id = Uuid::from_slice(&id).map_err(|_| SyncError::Corrupt("record id"))?;
         let record = stored_record(conn, entity, id)?;
         for field in record.keys() {
             if !schema::is_stored_field(entity, field) {
