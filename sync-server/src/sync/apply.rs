@@ -549,10 +549,10 @@ impl Ctx<'_> {
         self.tx.execute(
             if planted(PlantedBug::PushNotIdempotent) {
                 "INSERT INTO applied (device_id, device_seq, digest, change_seq)
-                 VALUES (?1, ?2, ?3, ?4)"
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING"
             } else {
                 "INSERT INTO applied (device_id, device_seq, digest, change_seq)
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING"
+                 VALUES (?1, ?2, ?3, ?4)"
             },
             args![
                 m.device_id.0,
