@@ -63,7 +63,7 @@ fn the_same_statements_give_the_same_rows_on_both_backends() {
     let sqlite = rusqlite::Connection::open_in_memory().unwrap();
     let on_sqlite = exercise(&sqlite);
     let scratch = Scratch::new();
-    let on_postgres = exercise(&Pg::new(scratch.connect()));
+    let on_postgres = exercise(&Pg::plain(scratch.connect()));
     assert_eq!(on_sqlite, on_postgres);
     assert_eq!(on_sqlite[0].len(), 3);
     assert!(on_sqlite[1][0].get::<bool>(0).unwrap());
@@ -74,7 +74,7 @@ fn the_same_statements_give_the_same_rows_on_both_backends() {
 #[test]
 fn a_value_postgres_cannot_hold_is_an_error_not_a_wrap() {
     let scratch = Scratch::new();
-    let pg = Pg::new(scratch.connect());
+    let pg = Pg::plain(scratch.connect());
     pg.execute("CREATE TABLE small (n integer)", &[]).unwrap();
     assert!(
         pg.execute("INSERT INTO small (n) VALUES (?1)", &[Value::Int(1 << 40)])
@@ -84,6 +84,45 @@ fn a_value_postgres_cannot_hold_is_an_error_not_a_wrap() {
         pg.execute("INSERT INTO small (n) VALUES (?1)", &[Value::Int(7)])
             .is_ok()
     );
+    // Text is not bytes, bytes are not text.
+    pg.execute("CREATE TABLE typed (b bytea, t text)", &[])
+        .unwrap();
+    assert!(
+        pg.execute("INSERT INTO typed (b) VALUES (?1)", &["abc".into()])
+            .is_err()
+    );
+    assert!(
+        pg.execute(
+            "INSERT INTO typed (t) VALUES (?1)",
+            &[Value::Blob(b"abc".to_vec())]
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn a_row_read_as_a_type_of_another_width_is_an_error() {
+    use feltbog_server::storage::{DbExt, StorageError};
+    let sqlite = rusqlite::Connection::open_in_memory().unwrap();
+    let scratch = Scratch::new();
+    let postgres = Pg::plain(scratch.connect());
+    for db in [&sqlite as &dyn Db, &postgres] {
+        assert!(matches!(
+            db.one::<(i64, i64)>("SELECT 1", &[]),
+            Err(StorageError::Arity {
+                found: 1,
+                expected: 2
+            })
+        ));
+        assert!(matches!(
+            db.value::<i64>("SELECT 1, 2", &[]),
+            Err(StorageError::Arity {
+                found: 2,
+                expected: 1
+            })
+        ));
+        assert_eq!(db.value::<(i64, i64)>("SELECT 1, 2", &[]).unwrap(), (1, 2));
+    }
 }
 
 /// The audit chain is the same chain on both backends: the same rows appended give the same

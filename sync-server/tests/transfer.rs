@@ -98,7 +98,7 @@ fn a_deployment_moves_to_postgres_whole_and_verified() {
     // Compared again here, apart from the command's own check.
     let sqlite = rusqlite::Connection::open(data_dir.join(feltbog_server::db::FILE_NAME)).unwrap();
     let original = transfer::summary(&sqlite, Side::Sqlite).unwrap();
-    let copy = transfer::summary(&Pg::new(scratch.connect()), Side::Postgres).unwrap();
+    let copy = transfer::summary(&Pg::plain(scratch.connect()), Side::Postgres).unwrap();
     assert_eq!(original, copy);
     let rows = |table: &str| {
         original
@@ -132,7 +132,7 @@ fn a_deployment_moves_to_postgres_whole_and_verified() {
         .get(0);
     assert_eq!(seq, original.next_change);
     // And the comparison sees one row more.
-    let changed = transfer::summary(&Pg::new(scratch.connect()), Side::Postgres).unwrap();
+    let changed = transfer::summary(&Pg::plain(scratch.connect()), Side::Postgres).unwrap();
     assert_ne!(changed.tables, original.tables);
 }
 
@@ -142,13 +142,13 @@ fn a_move_into_a_database_that_holds_data_is_refused_and_changes_nothing() {
     let data_dir = deployment(dir.path());
     let scratch = Scratch::new();
     assert!(migrate(&data_dir, &scratch.url()).status.success());
-    let before = transfer::summary(&Pg::new(scratch.connect()), Side::Postgres).unwrap();
+    let before = transfer::summary(&Pg::plain(scratch.connect()), Side::Postgres).unwrap();
 
     let again = migrate(&data_dir, &scratch.url());
     assert!(!again.status.success());
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains("not empty"), "{stderr}");
-    let after = transfer::summary(&Pg::new(scratch.connect()), Side::Postgres).unwrap();
+    let after = transfer::summary(&Pg::plain(scratch.connect()), Side::Postgres).unwrap();
     assert_eq!(before, after);
 }
 
@@ -207,7 +207,7 @@ fn every_worker_pulls_the_same_pages_from_the_copy() {
     let scratch = Scratch::new();
     assert!(migrate(&data_dir, &scratch.url()).status.success());
     let sqlite = rusqlite::Connection::open(data_dir.join(feltbog_server::db::FILE_NAME)).unwrap();
-    let postgres = Pg::new(scratch.connect());
+    let postgres = Pg::plain(scratch.connect());
     let head = transfer::summary(&sqlite, Side::Sqlite)
         .unwrap()
         .change_head as u64;

@@ -27,6 +27,13 @@ pub enum StorageError {
     /// A row that must exist (the caller's own, read in its transaction) does not.
     #[error("no {0} row")]
     Missing(&'static str),
+    /// A statement was run from inside another statement's row loop (PostgreSQL holds one
+    /// connection per transaction: read the rows first).
+    #[error("a statement inside another's row loop")]
+    Nested,
+    /// A row has another number of columns than the type read from it.
+    #[error("a row of {found} columns read as {expected}")]
+    Arity { found: usize, expected: usize },
     /// The caller stopped reading rows ([`each_row`]); its own reason is returned instead.
     #[error("stopped")]
     Stopped,
@@ -248,7 +255,17 @@ pub trait FromRow: Sized {
 
 impl<T: FromValue> FromRow for T {
     fn from_row(row: Row) -> Result<T, StorageError> {
+        arity(&row, 1)?;
         convert(row.0.into_iter().next().unwrap_or(Value::Null), 0)
+    }
+}
+
+/// A row read as a type of `expected` columns must have that many: a query and the type it
+/// is read as cannot drift apart unnoticed.
+fn arity(row: &Row, expected: usize) -> Result<(), StorageError> {
+    match row.0.len() {
+        found if found == expected => Ok(()),
+        found => Err(StorageError::Arity { found, expected }),
     }
 }
 
@@ -256,6 +273,7 @@ macro_rules! tuple_from_row {
     ($($t:ident $i:tt),+) => {
         impl<$($t: FromValue),+> FromRow for ($($t,)+) {
             fn from_row(row: Row) -> Result<Self, StorageError> {
+                arity(&row, [$($i),+].len())?;
                 let mut values = row.0.into_iter();
                 Ok(($(convert::<$t>(values.next().unwrap_or(Value::Null), $i)?,)+))
             }
@@ -348,9 +366,13 @@ pub trait DbExt: Db {
             .collect()
     }
 
-    /// The row a query always returns (an aggregate, `count(*) > 0`), as `T`.
+    /// The row a query always returns (an aggregate, `count(*) > 0`, the caller's own row), as
+    /// `T`; no row is an error.
     fn value<T: FromRow>(&self, sql: &str, params: &[Value]) -> Result<T, StorageError> {
-        T::from_row(self.query_opt(sql, params)?.unwrap_or(Row(Vec::new())))
+        T::from_row(
+            self.query_opt(sql, params)?
+                .ok_or(StorageError::Missing("result"))?,
+        )
     }
 }
 

@@ -20,14 +20,33 @@ pub type WriteRow<'a> = dyn FnMut(&[Value]) -> Result<(), StorageError> + 'a;
 pub struct Pg<C: GenericClient> {
     client: RefCell<C>,
     statements: RefCell<HashMap<String, postgres::Statement>>,
+    in_transaction: bool,
 }
 
 impl<C: GenericClient> Pg<C> {
-    pub fn new(client: C) -> Pg<C> {
+    /// Over a transaction (what the server's code runs in: [`super::Database`]).
+    pub fn new(transaction: C) -> Pg<C> {
         Pg {
-            client: RefCell::new(client),
+            client: RefCell::new(transaction),
             statements: RefCell::new(HashMap::new()),
+            in_transaction: true,
         }
+    }
+
+    /// Over a client outside a transaction, each statement its own (tools and tests).
+    pub fn plain(client: C) -> Pg<C> {
+        Pg {
+            in_transaction: false,
+            ..Pg::new(client)
+        }
+    }
+
+    /// The client, unless a row loop holds it: a statement run from inside another's row
+    /// callback is an error, not a panic.
+    fn client(&self) -> Result<std::cell::RefMut<'_, C>, StorageError> {
+        self.client
+            .try_borrow_mut()
+            .map_err(|_| StorageError::Nested)
     }
 
     /// The client back (to commit a transaction).
@@ -39,7 +58,7 @@ impl<C: GenericClient> Pg<C> {
         if let Some(stmt) = self.statements.borrow().get(sql) {
             return Ok(stmt.clone());
         }
-        let stmt = self.client.borrow_mut().prepare(&placeholders(sql))?;
+        let stmt = self.client()?.prepare(&placeholders(sql))?;
         self.statements
             .borrow_mut()
             .insert(sql.to_owned(), stmt.clone());
@@ -61,7 +80,7 @@ impl<C: GenericClient> Pg<C> {
             .iter()
             .map(|c| c.type_().clone())
             .collect();
-        let mut client = self.client.borrow_mut();
+        let mut client = self.client()?;
         let sink = client.copy_in(&format!("COPY {table} ({list}) FROM STDIN (FORMAT binary)"))?;
         let mut writer = BinaryCopyInWriter::new(sink, &types);
         fill(&mut |row: &[Value]| {
@@ -75,14 +94,13 @@ impl<C: GenericClient> Pg<C> {
 }
 
 impl<C: GenericClient> Db for Pg<C> {
-    /// The server runs every PostgreSQL statement in a transaction ([`super::Database`]).
     fn in_transaction(&self) -> bool {
-        true
+        self.in_transaction
     }
 
     fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StorageError> {
         let stmt = self.statement(sql)?;
-        Ok(self.client.borrow_mut().execute(&stmt, &refs(params))?)
+        Ok(self.client()?.execute(&stmt, &refs(params))?)
     }
 
     fn for_each(
@@ -94,7 +112,7 @@ impl<C: GenericClient> Db for Pg<C> {
         use postgres::fallible_iterator::FallibleIterator;
         let stmt = self.statement(sql)?;
         let width = stmt.columns().len();
-        let mut client = self.client.borrow_mut();
+        let mut client = self.client()?;
         let mut rows = client.query_raw(&stmt, params.iter())?;
         while let Some(row) = rows.next()? {
             let values = (0..width)
@@ -155,8 +173,17 @@ impl ToSql for Value {
                 Type::FLOAT8 => f.to_sql(ty, out),
                 _ => Err(format!("a real for a {ty} parameter").into()),
             },
-            Value::Text(s) => s.as_str().to_sql(ty, out),
-            Value::Blob(b) => b.as_slice().to_sql(ty, out),
+            // `&str` and `&[u8]` would write themselves into any column: only into their own.
+            Value::Text(s) => match *ty {
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+                    s.as_str().to_sql(ty, out)
+                }
+                _ => Err(format!("text for a {ty} parameter").into()),
+            },
+            Value::Blob(b) => match *ty {
+                Type::BYTEA => b.as_slice().to_sql(ty, out),
+                _ => Err(format!("a blob for a {ty} parameter").into()),
+            },
         }
     }
 

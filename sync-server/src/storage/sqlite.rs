@@ -15,14 +15,23 @@ impl rusqlite::ToSql for Value {
     }
 }
 
-fn value(v: ValueRef<'_>) -> Value {
-    match v {
+/// Text that is not UTF-8 is an error, as rusqlite's own `String` reads make it: never
+/// altered on the way (an export or a copy would carry the altered text).
+fn value(v: ValueRef<'_>, column: usize) -> Result<Value, StorageError> {
+    Ok(match v {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Int(i),
         ValueRef::Real(f) => Value::Real(f),
-        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Text(t) => {
+            Value::Text(
+                String::from_utf8(t.to_vec()).map_err(|_| StorageError::Type {
+                    column,
+                    expected: "UTF-8 text",
+                })?,
+            )
+        }
         ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-    }
+    })
 }
 
 impl Db for rusqlite::Connection {
@@ -48,7 +57,7 @@ impl Db for rusqlite::Connection {
         let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
         while let Some(row) = rows.next()? {
             let values = (0..width)
-                .map(|i| row.get_ref(i).map(value))
+                .map(|i| value(row.get_ref(i)?, i))
                 .collect::<Result<_, _>>()?;
             each(Row(values))?;
         }

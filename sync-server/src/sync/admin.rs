@@ -191,9 +191,8 @@ pub fn list_sites(conn: &dyn Db) -> Result<Vec<SiteInfo>, SyncError> {
         .map(|(id, team_id, name)| {
             let name = match name.map(|n| serde_json::from_str::<serde_json::Value>(&n)) {
                 Some(Ok(serde_json::Value::String(name))) => name,
-                Some(Ok(other)) => other.to_string(),
-                Some(Err(_)) => return Err(SyncError::Corrupt("site name")),
-                None => String::new(),
+                Some(Ok(serde_json::Value::Null)) | None => String::new(),
+                Some(Ok(_)) | Some(Err(_)) => return Err(SyncError::Corrupt("site name")),
             };
             let caretakers = conn.all(
                 "SELECT worker_id FROM caretaker_sites WHERE site_id = ?1 ORDER BY worker_id",

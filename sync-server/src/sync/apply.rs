@@ -911,11 +911,18 @@ impl Ctx<'_> {
     /// Appends the change-log row `change_seq` once more, echoed to its own device too.
     /// Pulling a mutation again is harmless for every other device (merging is idempotent).
     /// Only a row `device` wrote (its row is logged under the record's team, which for a
-    /// supervisor's review is not the device's own).
+    /// supervisor's review is not the device's own). Filed under the team the row's citizen
+    /// belongs to now (a pull reads by the team a row is filed under, and the citizen may have
+    /// moved since the original was written).
     pub(super) fn echo_again(&self, device: DeviceId, change_seq: i64) -> Result<(), SyncError> {
-        self.tx.execute("INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id, site_id)
-             SELECT team_id, device_id, 1, mutation, seq, class, citizen_id, site_id FROM changes
-             WHERE seq = ?1 AND device_id = ?2", args![change_seq, device.0])?;
+        self.tx.execute(
+            "INSERT INTO changes (team_id, device_id, echo, mutation, copy_of, class, citizen_id, site_id)
+             SELECT coalesce((SELECT z.team_id FROM citizens z WHERE z.citizen_id = c.citizen_id),
+                             c.team_id),
+                    c.device_id, 1, c.mutation, c.seq, c.class, c.citizen_id, c.site_id
+             FROM changes c WHERE c.seq = ?1 AND c.device_id = ?2",
+            args![change_seq, device.0],
+        )?;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@ use super::SyncError;
 use crate::args;
 use crate::identity::Caller;
 use crate::scope::{self};
-use crate::storage::{Db, DbExt, FromRow};
+use crate::storage::{Db, DbExt};
 use feltbog_core::domain::CitizenId;
 use feltbog_core::protocol::{Mutation, PullPage, limits};
 use feltbog_core::sim::{PlantedBug, planted};
@@ -48,9 +48,10 @@ pub fn pull_page(
     } else {
         format!("c.team_id = ?5 AND {scoped}")
     };
+    // The page's rows by number first; each row's text is read only when the page takes it,
+    // so a page holds no more than its byte budget (mutations are up to 1 MiB each).
     let sql = format!(
-        "SELECT c.seq, c.device_id, c.echo, c.mutation, c.kind, c.citizen_id
-         FROM changes c LEFT JOIN citizens z ON z.citizen_id = c.citizen_id
+        "SELECT c.seq FROM changes c LEFT JOIN citizens z ON z.citizen_id = c.citizen_id
          WHERE c.seq > ?2 AND ({filter}) ORDER BY c.seq LIMIT ?3"
     );
     let teams = if leak {
@@ -58,12 +59,27 @@ pub fn pull_page(
     } else {
         scope::reach(db, caller)?.teams.into_iter().collect()
     };
-    let rows = first_rows(db, &sql, caller, cursor, &teams)?;
+    let seqs = first_rows(db, &sql, caller, cursor, &teams)?;
     let (mut changes, mut next_cursor, mut scanned, mut bytes) =
         (Vec::new(), cursor, 0usize, 0usize);
     let mut erase = Vec::new();
     let mut full = false;
-    for row in rows {
+    for seq in seqs {
+        let row: LogRow = db
+            .one(
+                "SELECT seq, device_id, echo, mutation, kind, citizen_id FROM changes
+                 WHERE seq = ?1",
+                args![seq as i64],
+            )?
+            .map(|(seq, device, echo, mutation, kind, citizen)| LogRow {
+                seq,
+                device,
+                echo,
+                mutation,
+                kind,
+                citizen,
+            })
+            .ok_or(SyncError::Corrupt("change log"))?;
         // The page stops before a change that would take it past its byte budget, unless the
         // page is still empty: with mutations bounded too, an answer always fits the client's
         // limits, and a page always moves the cursor.
@@ -122,17 +138,17 @@ struct LogRow {
     citizen: Option<Uuid>,
 }
 
-/// The first [`limits::PULL_PAGE_MUTATIONS`] rows after `cursor` that `sql` selects from any of
-/// `teams` (bound as `?5`, one ordered index read per team), in `seq` order. Each team's read
-/// holds that team's first rows, so the first of all of them are among them; most callers read
-/// one team, a supervisor a few.
+/// The numbers of the first [`limits::PULL_PAGE_MUTATIONS`] rows after `cursor` that `sql`
+/// selects from any of `teams` (bound as `?5`, one ordered index read per team), in order.
+/// Each team's read holds that team's first rows, so the first of all of them are among them;
+/// most callers read one team, a supervisor a few.
 fn first_rows(
     db: &dyn Db,
     sql: &str,
     caller: &Caller,
     cursor: u64,
     teams: &[Uuid],
-) -> Result<Vec<LogRow>, SyncError> {
+) -> Result<Vec<u64>, SyncError> {
     let mut found = Vec::new();
     for row_team in teams {
         let mut params = args![
@@ -147,21 +163,10 @@ fn first_rows(
         if sql.contains("?6") {
             params.push(caller.worker_id.into());
         }
-        db.for_each(sql, &params, &mut |row| {
-            let (seq, device, echo, mutation, kind, citizen) = FromRow::from_row(row)?;
-            found.push(LogRow {
-                seq,
-                device,
-                echo,
-                mutation,
-                kind,
-                citizen,
-            });
-            Ok(())
-        })?;
+        found.extend(db.all::<u64>(sql, &params)?);
     }
     if teams.len() > 1 {
-        found.sort_by_key(|row| row.seq);
+        found.sort_unstable();
         found.truncate(limits::PULL_PAGE_MUTATIONS);
     }
     Ok(found)
