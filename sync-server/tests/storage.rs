@@ -181,3 +181,64 @@ fn the_audit_chain_is_the_same_on_both_backends() {
         other => panic!("an edited row must be found: {other:?}"),
     }
 }
+
+/// A parameter that only appears in a select list (`INSERT … SELECT ?1`, how the change log
+/// copies a citizen's history to a new team) works on PostgreSQL too: the server types it from
+/// the target column, inside a transaction that goes on afterwards; a value of the wrong type
+/// is still refused.
+#[test]
+fn a_parameter_in_a_select_list_takes_its_target_columns_type() {
+    let copy = |db: &dyn Db| {
+        db.execute("CREATE TABLE src (id bigint PRIMARY KEY, data bytea)", &[])
+            .unwrap();
+        db.execute(
+            "CREATE TABLE dst (id bigint, team bytea, note text, data bytea)",
+            &[],
+        )
+        .unwrap();
+        for id in 1..=3i64 {
+            db.execute(
+                "INSERT INTO src (id, data) VALUES (?1, ?2)",
+                &[id.into(), Value::Blob(vec![id as u8])],
+            )
+            .unwrap();
+        }
+        let copied = db
+            .execute(
+                "INSERT INTO dst (id, team, note, data) SELECT id, ?1, ?2, data FROM src
+                 WHERE id >= ?3 ORDER BY id",
+                &[Value::Blob(vec![7; 16]), Value::Null, 2i64.into()],
+            )
+            .unwrap();
+        assert_eq!(copied, 2);
+        // The same statement again, from the prepared one.
+        db.execute(
+            "INSERT INTO dst (id, team, note, data) SELECT id, ?1, ?2, data FROM src
+             WHERE id >= ?3 ORDER BY id",
+            &[Value::Blob(vec![8; 16]), "n".into(), 3i64.into()],
+        )
+        .unwrap();
+        db.query(
+            "SELECT id, team, note, data FROM dst ORDER BY id, team",
+            &[],
+        )
+        .unwrap()
+    };
+    let sqlite = rusqlite::Connection::open_in_memory().unwrap();
+    let on_sqlite = copy(&sqlite);
+    let scratch = Scratch::new();
+    let mut client = scratch.connect();
+    let pg = Pg::new(client.transaction().unwrap());
+    let on_postgres = copy(&pg);
+    assert_eq!(on_sqlite, on_postgres);
+    assert_eq!(on_postgres.len(), 3);
+    // Text for the bytea column the server typed by itself is still refused.
+    assert!(
+        pg.execute(
+            "INSERT INTO src (id, data) VALUES (?1, ?2)",
+            &[9i64.into(), "x".into()]
+        )
+        .is_err()
+    );
+    pg.into_inner().rollback().unwrap();
+}
