@@ -242,3 +242,70 @@ fn a_parameter_in_a_select_list_takes_its_target_columns_type() {
     );
     pg.into_inner().rollback().unwrap();
 }
+
+/// A PostgreSQL error names what went wrong, never the values it would quote (a duplicate
+/// key's DETAIL repeats the key; a name or a CPR number must not reach a log that way).
+#[test]
+fn a_postgres_error_quotes_no_value() {
+    let scratch = Scratch::new();
+    let pg = Pg::plain(scratch.connect());
+    pg.execute("CREATE TABLE people (name text PRIMARY KEY)", &[])
+        .unwrap();
+    pg.execute(
+        "INSERT INTO people (name) VALUES (?1)",
+        &["Anne Hansen".into()],
+    )
+    .unwrap();
+    let e = pg
+        .execute(
+            "INSERT INTO people (name) VALUES (?1)",
+            &["Anne Hansen".into()],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("23505") && e.contains("people_pkey"), "{e}");
+    assert!(!e.contains("Anne"), "{e}");
+    let e = pg
+        .execute("SELECT CAST(?1 AS bigint)", &["0101901234".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains("0101901234"), "{e}");
+}
+
+/// `Database` runs a transaction as its backend needs, the same way on both: a write commits
+/// when asked and rolls back otherwise (or on an error), and a read writes nothing.
+#[test]
+fn database_transactions_commit_roll_back_and_read_alike() {
+    use feltbog_server::storage::{Database, DbExt, StorageError};
+    let scratch = Scratch::new();
+    let mut postgres = scratch.connect();
+    feltbog_server::db::migrate_postgres(&mut postgres).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = feltbog_server::db::open(dir.path()).unwrap();
+    for mut db in [Database::Sqlite(sqlite), Database::Postgres(postgres)] {
+        let insert = |db: &dyn Db, id: u8| {
+            db.execute(
+                "INSERT INTO teams (id, name, created_ms) VALUES (?1, ?2, 0)",
+                &[Value::Blob(vec![id; 16]), "Team".into()],
+            )
+        };
+        let count = |db: &mut Database| -> i64 {
+            db.read(|tx| tx.value::<i64>("SELECT count(*) FROM teams", &[]))
+                .unwrap()
+        };
+        db.write(|tx| insert(tx, 1)).unwrap();
+        assert_eq!(count(&mut db), 1, "a write commits");
+        db.write_if(|tx| insert(tx, 2).map(|_| ((), false)))
+            .unwrap();
+        assert_eq!(count(&mut db), 1, "a write asked not to commit rolls back");
+        let failed: Result<(), StorageError> = db.write(|tx| {
+            insert(tx, 3)?;
+            insert(tx, 1).map(|_| ())
+        });
+        assert!(failed.is_err());
+        assert_eq!(count(&mut db), 1, "a failed write leaves nothing");
+        // PostgreSQL refuses the statement (READ ONLY); SQLite's snapshot is never committed.
+        let _ = db.read(|tx| insert(tx, 4));
+        assert_eq!(count(&mut db), 1, "a read writes nothing");
+    }
+}

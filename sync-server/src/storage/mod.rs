@@ -22,7 +22,8 @@ use uuid::Uuid;
 pub enum StorageError {
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("PostgreSQL: {0}")]
+    /// Shown without the values PostgreSQL quotes (see [`postgres_reason`]).
+    #[error("PostgreSQL: {}", postgres_reason(.0))]
     Postgres(#[from] ::postgres::Error),
     /// A row that must exist (the caller's own, read in its transaction) does not.
     #[error("no {0} row")]
@@ -43,6 +44,23 @@ pub enum StorageError {
         column: usize,
         expected: &'static str,
     },
+}
+
+/// What a PostgreSQL error says, without the values it quotes: a server error's DETAIL (and
+/// some of its messages) repeat the row's values, which may be personal data, and an error's
+/// text reaches logs and answers. The SQLSTATE and the constraint or table it names say what
+/// went wrong; errors that are not the server's (connection, conversion) name no values.
+pub fn postgres_reason(e: &::postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        return e.to_string();
+    };
+    let mut reason = format!("error {}", db.code().code());
+    if let Some(constraint) = db.constraint() {
+        reason.push_str(&format!(" (constraint {constraint})"));
+    } else if let Some(table) = db.table() {
+        reason.push_str(&format!(" (table {table})"));
+    }
+    reason
 }
 
 /// A value as it crosses the seam: SQLite's storage classes. Booleans are integers, as in
