@@ -2,7 +2,10 @@
 //!
 //! The sync server (DESIGN §6): a library with a short `main`. [`router`] builds the axum
 //! router over an [`AppState`]; [`serve`] runs it on a listener (tests bind port 0). Storage is
-//! one embedded SQLite database ([`db`]); the domain lives in [`identity`] (teams, workers,
+//! one embedded SQLite database ([`db`]: opening, migrations for SQLite and PostgreSQL), reached
+//! through [`storage`] (one SQL over both backends; most of the domain goes through it, the
+//! rest still takes a `rusqlite::Connection`); [`transfer`] moves a deployment to PostgreSQL
+//! and verifies it. The domain lives in [`identity`] (teams, workers,
 //! roles, enrolment, tokens, revocation), [`scope`] (who may see and change what), [`sync`]
 //! (applying pushes with the shared merge rules, serving pulls, moves and retention) and
 //! [`audit`] (the hash-chained access log); [`admin`] performs an administrator's actions, each in
