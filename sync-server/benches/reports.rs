@@ -208,7 +208,7 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let t = Instant::now();
-    reports::refresh(&conn).unwrap();
+    reports::refresh(&mut conn).unwrap();
     println!(
         "report rows for 400,000 visits built from their fields (once, then kept up to the change log): {:.1} s",
         t.elapsed().as_secs_f64()

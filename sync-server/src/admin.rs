@@ -10,17 +10,15 @@
 
 use crate::audit::{self, Action, Entry};
 use crate::identity::{self, IdentityError};
+use crate::storage::{Db, StorageError, Transact};
 use crate::sync::SyncError;
 use crate::web::auth::WebAuthError;
 use feltbog_core::hlc::DeviceId;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
 use uuid::Uuid;
 
 /// Why an administrator's action failed; nothing of it was committed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
     #[error("audit: {0}")]
@@ -62,24 +60,25 @@ impl<T> Audited<T> {
     }
 }
 
-/// Runs `action` in one IMMEDIATE transaction and appends its audit rows in the same
+/// Runs `action` in one writing transaction and appends its audit rows in the same
 /// transaction before committing (nothing is committed when the action changed nothing or
 /// failed).
 pub fn perform<T, E>(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     now_ms: u64,
-    action: impl FnOnce(&Transaction) -> Result<Audited<T>, E>,
+    action: impl FnOnce(&dyn Db) -> Result<Audited<T>, E>,
 ) -> Result<T, E>
 where
-    E: From<rusqlite::Error> + From<audit::AuditError>,
+    E: From<StorageError> + From<audit::AuditError>,
 {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let Audited { outcome, trail } = action(&tx)?;
-    if !trail.is_empty() {
-        audit::append_many(&tx, now_ms, &trail)?;
-        tx.commit()?;
-    }
-    Ok(outcome)
+    db.write_if(|tx| {
+        let Audited { outcome, trail } = action(tx)?;
+        if trail.is_empty() {
+            return Ok((outcome, false));
+        }
+        audit::append_many(tx, now_ms, &trail)?;
+        Ok((outcome, true))
+    })
 }
 
 /// The audit row of an action on a worker (their role, team, access).
@@ -98,12 +97,12 @@ fn if_changed(changed: bool, trail: impl IntoIterator<Item = Entry>) -> Audited<
 
 /// Gives a worker another role: a scope change ([`crate::epochs`]). Whether it changed.
 pub fn set_role(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     worker: Uuid,
     role: &str,
     now_ms: u64,
 ) -> Result<bool, AdminError> {
-    perform(conn, now_ms, |tx| {
+    perform(db, now_ms, |tx| {
         let changed = identity::set_role(tx, worker, role, now_ms)?;
         Ok(if_changed(changed, [on_worker(Action::RoleChange, worker)]))
     })
@@ -111,12 +110,12 @@ pub fn set_role(
 
 /// Moves a worker to another team: a scope change. Whether it changed.
 pub fn move_worker(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     worker: Uuid,
     team: Uuid,
     now_ms: u64,
 ) -> Result<bool, AdminError> {
-    perform(conn, now_ms, |tx| {
+    perform(db, now_ms, |tx| {
         let changed = identity::move_worker(tx, worker, team, now_ms)?;
         Ok(if_changed(changed, [on_worker(Action::TeamChange, worker)]))
     })
@@ -124,19 +123,19 @@ pub fn move_worker(
 
 /// Disables a worker; their devices wipe on their next request. Returns how many devices.
 pub fn disable_worker(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     worker: Uuid,
     now_ms: u64,
 ) -> Result<usize, AdminError> {
-    perform(conn, now_ms, |tx| {
+    perform(db, now_ms, |tx| {
         let devices = identity::disable_worker(tx, worker, now_ms)?;
         Ok(Audited::done(devices, [on_worker(Action::Disable, worker)]))
     })
 }
 
 /// Enables a disabled worker again (their devices enrol anew).
-pub fn enable_worker(conn: &mut Connection, worker: Uuid, now_ms: u64) -> Result<(), AdminError> {
-    perform(conn, now_ms, |tx| {
+pub fn enable_worker(db: &mut impl Transact, worker: Uuid, now_ms: u64) -> Result<(), AdminError> {
+    perform(db, now_ms, |tx| {
         identity::enable_worker(tx, worker)?;
         Ok(Audited::done((), [on_worker(Action::Enable, worker)]))
     })
@@ -144,12 +143,12 @@ pub fn enable_worker(conn: &mut Connection, worker: Uuid, now_ms: u64) -> Result
 
 /// A one-time enrolment code for one device of `worker`, valid `ttl_ms`.
 pub fn issue_enrolment_code(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     worker: Uuid,
     now_ms: u64,
     ttl_ms: u64,
 ) -> Result<String, AdminError> {
-    perform(conn, now_ms, |tx| {
+    perform(db, now_ms, |tx| {
         let code = identity::issue_enrolment_code_for(tx, worker, now_ms, ttl_ms)?;
         Ok(Audited::done(code, [on_worker(Action::IssueCode, worker)]))
     })
@@ -157,11 +156,11 @@ pub fn issue_enrolment_code(
 
 /// Revokes one device; it wipes its data on its next request.
 pub fn revoke_device(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     device: DeviceId,
     now_ms: u64,
 ) -> Result<(), AdminError> {
-    perform(conn, now_ms, |tx| {
+    perform(db, now_ms, |tx| {
         identity::revoke_device(tx, device, now_ms)?;
         let row = Entry::admin(Action::Revoke).record("device", device.0, None);
         Ok(Audited::done((), [row]))
@@ -170,7 +169,7 @@ pub fn revoke_device(
 
 /// Lets a supervisor read another team (`on`), or ends it: a scope change. Whether it changed.
 pub fn set_supervised(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     worker: Uuid,
     team: Uuid,
     on: bool,
@@ -181,7 +180,7 @@ pub fn set_supervised(
     } else {
         Action::Unsupervise
     };
-    perform(conn, now_ms, |tx| {
+    perform(db, now_ms, |tx| {
         let changed = identity::set_supervised(tx, worker, team, on, now_ms)?;
         Ok(if_changed(
             changed,
@@ -193,12 +192,12 @@ pub fn set_supervised(
 /// A supervisor's dashboard login and a one-time code to set its password with
 /// ([`crate::web::auth::issue_setup`]).
 pub fn web_access(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     worker: Uuid,
     login: &str,
     now_ms: u64,
 ) -> Result<String, AdminError> {
-    perform(conn, now_ms, |tx| {
+    perform(db, now_ms, |tx| {
         let code = crate::web::auth::issue_setup(tx, worker, login, now_ms)?;
         Ok(Audited::done(code, [on_worker(Action::WebAccess, worker)]))
     })
@@ -209,12 +208,12 @@ pub fn web_access(
 /// access recorded first, then written: a slow reader of `out` (a pager) does not hold the
 /// write lock, and nothing is shown that was not recorded. Returns the rows written.
 pub fn export_citizen_audit(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     citizen: Uuid,
     out: &mut dyn std::io::Write,
     now_ms: u64,
 ) -> Result<u64, AdminError> {
-    let (rows, export) = perform(conn, now_ms, |tx| {
+    let (rows, export) = perform(db, now_ms, |tx| {
         let mut export = Vec::new();
         let rows = audit::export_citizen(tx, citizen, &mut export)?;
         let row = Entry::admin(Action::Export).record("citizen", citizen, Some(citizen));

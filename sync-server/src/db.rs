@@ -67,6 +67,9 @@ const MIGRATIONS: &[(&str, &str)] = &[
     // stamp it had: the item core's `schema::upcast_legacy` reads a device's old cell as, so
     // devices and server agree without a sync. Its `scope` words are kept.
     migration!("V012__consent_per_purpose"),
+    // 13: rate limits every instance shares (issue 18, `rate::Shared`): on PostgreSQL several
+    // instances answer one client, and each limiting on its own would multiply the limit.
+    migration!("V013__rate_limits"),
 ];
 
 /// The schema version this build writes.
@@ -80,6 +83,11 @@ pub const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     (
         "V001__schema",
         include_str!("../migrations/postgres/V001__schema.sql"),
+    ),
+    // 2: SQLite's 13, rate limits every instance shares.
+    (
+        "V002__rate_limits",
+        include_str!("../migrations/postgres/V002__rate_limits.sql"),
     ),
 ];
 
@@ -136,6 +144,10 @@ pub enum DbError {
     NewerSchema { found: u32, supported: u32 },
     #[error("file system: {0}")]
     Io(#[from] std::io::Error),
+    /// `--database-url` is not a database this server can open (the text is not repeated: it
+    /// may hold a password).
+    #[error("{0}")]
+    Location(&'static str),
     /// A migration failed, or the database's applied migrations are not this build's.
     #[error("migration: {0}")]
     Migration(String),

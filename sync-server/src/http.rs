@@ -5,6 +5,9 @@
 
 use crate::audit::{self, Action, Entry};
 use crate::identity::{self, Caller, Denied, IdentityError};
+use crate::pool::Conn;
+use crate::rate::Bucket;
+use crate::storage::{DbExt, Transact};
 use crate::{AppState, sync};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -105,6 +108,24 @@ impl From<IdentityError> for ApiError {
     }
 }
 
+impl From<crate::storage::StorageError> for ApiError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::pool::PoolError> for ApiError {
+    fn from(e: crate::pool::PoolError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
 impl From<sync::SyncError> for ApiError {
     fn from(e: sync::SyncError) -> Self {
         match e {
@@ -134,16 +155,16 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the database answers a read. It uses the reading connection, which WAL lets
-/// read while a push holds the write lock.
+/// Readiness: the database answers a read. It uses a reading connection (on SQLite, WAL lets
+/// it read while a push holds the write lock).
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    let reader = state.reader.clone();
     tokio::task::spawn_blocking(move || {
-        let conn = reader
-            .lock()
-            .map_err(|_| ApiError::Internal("database lock poisoned".into()))?;
-        conn.query_row("SELECT count(*) FROM server_state", [], |_| Ok(()))
-            .map_err(|e| ApiError::Internal(e.to_string()))
+        state.db.with_reader(|conn| {
+            conn.read(|db| {
+                let _: i64 = db.value("SELECT count(*) FROM server_state", &[])?;
+                Ok::<_, ApiError>(())
+            })
+        })
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
@@ -160,7 +181,9 @@ fn peer_key(extensions: &axum::http::Extensions) -> Vec<u8> {
 
 async fn enrol(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     // Codes are 80 random bits, but guessing is still throttled per client address.
-    limit(&state.enrol_limiter, &peer_key(request.extensions()))?;
+    let peer = peer_key(request.extensions());
+    let guesses = state.enrol_limiter.clone();
+    with_limits(&state, move |conn| limit(&guesses, conn, &peer)).await?;
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
     check_protocol(&headers)?;
@@ -171,15 +194,20 @@ async fn enrol(State(state): State<AppState>, request: Request) -> Result<Respon
         let (caller, token) = identity::enrol(conn, &request.code, request.device_id, now)?;
         // The enrolment is committed: a failure here leaves a device that asks again in its
         // first sync (`want_standing`).
-        let standing_token = identity::issue_standing(conn, caller.device_id).ok();
+        let standing_token = conn
+            .write(|tx| identity::issue_standing(tx, caller.device_id))
+            .ok();
         tracing::info!(device = %caller.device_id, worker = %caller.worker_id, "device enrolled");
-        let reach =
-            crate::scope::reach(conn, &caller).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let profile = conn.read(|tx| {
+            let reach =
+                crate::scope::reach(tx, &caller).map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok::<_, ApiError>(identity::profile(tx, &caller, &reach)?)
+        })?;
         Ok(EnrolResponse {
             worker_id: caller.worker_id,
             team_id: caller.team_id,
             token,
-            profile: Some(identity::profile(conn, &caller, &reach)?),
+            profile: Some(profile),
             standing_token,
         })
     })
@@ -209,7 +237,7 @@ async fn sync_handler(
             limits::MAX_OPS_PER_PUSH
         )));
     }
-    spend_write_budget(&state, &caller, &request)?;
+    spend_write_budget(&state, &caller, &request).await?;
     if request.access_log.len() > limits::MAX_ACCESS_EVENTS_PER_PUSH {
         return Err(ApiError::BadRequest(format!(
             "at most {} access-log events per push",
@@ -260,22 +288,20 @@ async fn rotate(State(state): State<AppState>, request: Request) -> Result<Respo
     check_protocol(&headers)?;
     let caller = authenticate(&state, &headers, &peer_key(request.extensions())).await?;
     let response = blocking(state, move |conn| {
-        let tx = conn
-            .transaction()
+        conn.write(|tx| {
+            // Revoked since authentication: answer as revoked, not as an error.
+            let token = match identity::rotate_token(tx, caller.device_id) {
+                Err(IdentityError::NotFound(_)) => return Err(ApiError::Revoked),
+                other => other?,
+            };
+            audit::append(
+                tx,
+                system_time_ms(),
+                &Entry::device(caller.worker_id, caller.device_id.0, Action::Rotate),
+            )
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        // Revoked since authentication: answer as revoked, not as an error.
-        let token = match identity::rotate_token(&tx, caller.device_id) {
-            Err(IdentityError::NotFound(_)) => return Err(ApiError::Revoked),
-            other => other?,
-        };
-        audit::append(
-            &tx,
-            system_time_ms(),
-            &Entry::device(caller.worker_id, caller.device_id.0, Action::Rotate),
-        )
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-        tx.commit().map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(RotateResponse { token })
+            Ok(RotateResponse { token })
+        })
     })
     .await?;
     tracing::info!(device = %caller.device_id, "token rotated");
@@ -285,7 +311,7 @@ async fn rotate(State(state): State<AppState>, request: Request) -> Result<Respo
 /// Charges a push to its device's write budget ([`crate::WriteBudget`]): its field operations,
 /// and an estimate of the bytes it will store. Replays are charged too: the budget bounds what
 /// a device makes the server do, not only what it keeps.
-fn spend_write_budget(
+async fn spend_write_budget(
     state: &AppState,
     caller: &Caller,
     request: &SyncRequest,
@@ -299,32 +325,53 @@ fn spend_write_budget(
         .iter()
         .map(crate::stored_bytes_estimate)
         .sum();
-    let key = caller.device_id.0.as_bytes();
-    let now = std::time::Instant::now();
-    let refused = |wait: std::time::Duration| ApiError::WriteBudget {
-        retry_after_ms: wait.as_millis().max(1) as u64,
-    };
-    // The ops are charged only when the bytes fit too: a refused push costs nothing.
-    state
-        .ops_budget
-        .check_n(key, ops as u32, now)
-        .map_err(refused)?;
-    if let Err(wait) = state
-        .bytes_budget
-        .check_n(key, bytes.div_ceil(1024) as u32, now)
-    {
-        state.ops_budget.refund(key, ops as u32);
-        return Err(refused(wait));
-    }
-    Ok(())
+    let key = caller.device_id.0;
+    let (ops_budget, bytes_budget) = (state.ops_budget.clone(), state.bytes_budget.clone());
+    with_limits(state, move |mut conn: Option<&mut Conn<'_>>| {
+        let refused = |wait: std::time::Duration| ApiError::WriteBudget {
+            retry_after_ms: wait.as_millis().max(1) as u64,
+        };
+        // The ops are charged only when the bytes fit too: a refused push costs nothing.
+        ops_budget
+            .check_n(conn.as_deref_mut(), key.as_bytes(), ops as u32)?
+            .map_err(refused)?;
+        let fits = bytes_budget.check_n(
+            conn.as_deref_mut(),
+            key.as_bytes(),
+            bytes.div_ceil(1024) as u32,
+        )?;
+        if let Err(wait) = fits {
+            ops_budget.refund(conn, key.as_bytes(), ops as u32)?;
+            return Err(refused(wait));
+        }
+        Ok(())
+    })
+    .await
 }
 
-fn limit(limiter: &crate::rate::Limiter, key: &[u8]) -> Result<(), ApiError> {
-    limiter
-        .check(key, std::time::Instant::now())
+/// Takes a token from `key`'s bucket in `bucket`, or answers 429 with when to retry.
+fn limit(bucket: &Bucket, conn: Option<&mut Conn<'_>>, key: &[u8]) -> Result<(), ApiError> {
+    bucket
+        .check_n(conn, key, 1)?
         .map_err(|wait| ApiError::RateLimited {
             retry_after_ms: wait.as_millis().max(1) as u64,
         })
+}
+
+/// Runs `f` on a database connection when the rate limits are kept in the database (several
+/// instances share them), or at once without one when they are in memory.
+pub(crate) async fn with_limits<T: Send + 'static, E>(
+    state: &AppState,
+    f: impl FnOnce(Option<&mut Conn<'_>>) -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    E: From<crate::pool::PoolError> + From<tokio::task::JoinError> + Send + 'static,
+{
+    if !state.db.is_shared() {
+        return f(None);
+    }
+    let db = state.db.clone();
+    tokio::task::spawn_blocking(move || db.with(|conn| f(Some(conn)))).await?
 }
 
 fn check_protocol(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -365,38 +412,38 @@ async fn resolve_bearer<T: Send + 'static>(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned());
     let Some(token) = token else {
-        limit(&state.enrol_limiter, peer)?;
+        let (guesses, peer) = (state.enrol_limiter.clone(), peer.to_vec());
+        with_limits(state, move |conn| limit(&guesses, conn, &peer)).await?;
         return Err(ApiError::Unauthorized);
     };
     let guesses = state.enrol_limiter.clone();
     let peer = peer.to_vec();
-    let resolved = blocking(state.clone(), move |conn| match check(conn, &token)? {
-        Ok(found) => Ok(found),
-        Err(Denied::Unknown) => {
-            limit(&guesses, &peer)?;
-            Err(ApiError::Unauthorized)
+    // A write: the first use of a rotated token makes it the token.
+    let resolved = blocking(state.clone(), move |conn| {
+        match conn.write(|tx| check(tx, &token).map_err(ApiError::from))? {
+            Ok(found) => Ok(found),
+            Err(Denied::Unknown) => {
+                limit(&guesses, Some(conn), &peer)?;
+                Err(ApiError::Unauthorized)
+            }
+            Err(Denied::Revoked) => Err(ApiError::Revoked),
         }
-        Err(Denied::Revoked) => Err(ApiError::Revoked),
     })
     .await?;
-    limit(&state.device_limiter, device_of(&resolved).0.as_bytes())?;
+    let (devices, device) = (state.device_limiter.clone(), device_of(&resolved).0);
+    with_limits(state, move |conn| limit(&devices, conn, device.as_bytes())).await?;
     Ok(resolved)
 }
 
-/// Runs a database call on the blocking pool (SQLite is synchronous).
+/// Runs a database call on a connection that may write, on the blocking pool (both backends'
+/// clients are synchronous).
 async fn blocking<T: Send + 'static>(
     state: AppState,
-    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&mut Conn<'_>) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let mut conn = state
-            .db
-            .lock()
-            .map_err(|_| ApiError::Internal("database lock poisoned".into()))?;
-        f(&mut conn)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
+    tokio::task::spawn_blocking(move || state.db.with(f))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 /// An enrolment request is a code and an id: anything bigger is not one.

@@ -12,12 +12,11 @@
 
 use crate::args;
 use crate::db::DbError;
-use crate::storage::{Db, DbExt};
+use crate::storage::{Db, DbExt, Transact};
 use feltbog_core::hlc::DeviceId;
 use feltbog_core::protocol::{DirectoryEntry, Profile, TeamEntry};
 use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
-use rusqlite::Connection;
 use uuid::Uuid;
 
 /// How long an enrolment code is valid by default: long enough to walk over to the worker.
@@ -471,7 +470,7 @@ pub(crate) fn normalise_code(code: &str) -> String {
 
 /// Trades a code for a device token, once. Returns the caller the token stands for and the token.
 pub fn enrol(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     code: &str,
     device: DeviceId,
     now_ms: u64,
@@ -479,7 +478,15 @@ pub fn enrol(
     if device.0.is_nil() {
         return Err(IdentityError::Invalid("device id"));
     }
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    db.write(|tx| enrol_in(tx, code, device, now_ms))
+}
+
+fn enrol_in(
+    tx: &dyn Db,
+    code: &str,
+    device: DeviceId,
+    now_ms: u64,
+) -> Result<(Caller, String), IdentityError> {
     let row: Option<(Vec<u8>, Vec<u8>, String)> = tx.one(
         "SELECT c.worker_id, w.team_id, w.role FROM enrolment_codes c JOIN workers w ON w.id = c.worker_id
          WHERE c.code_hash = ?1 AND c.used_ms IS NULL AND c.expires_ms > ?2 AND w.active = 1",
@@ -505,12 +512,11 @@ pub fn enrol(
         args![device.0, &worker, hash(&token), now_ms as i64],
     )?;
     crate::audit::append(
-        &tx,
+        tx,
         now_ms,
         &crate::audit::Entry::device(stored_uuid(&worker)?, device.0, crate::audit::Action::Enrol),
     )
     .map_err(|e| IdentityError::Audit(e.to_string()))?;
-    tx.commit()?;
     Ok((
         Caller {
             device_id: device,
@@ -600,6 +606,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     fn db() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
@@ -663,6 +670,7 @@ mod tests {
 #[cfg(test)]
 mod revocation_tests {
     use super::*;
+    use rusqlite::Connection;
 
     #[test]
     fn revoking_and_disabling_refuse_the_token_with_a_wipe_and_scope_changes_do_not() {
@@ -725,40 +733,31 @@ mod revocation_tests {
 /// teams `reach` adds) with names, a caretaker's sites, and the directory of those teams'
 /// workers. Read in the transaction that answers, so it agrees with the records served.
 pub fn profile(
-    conn: &Connection,
+    conn: &dyn Db,
     caller: &Caller,
     reach: &crate::scope::Reach,
 ) -> Result<Profile, IdentityError> {
-    let name: String = conn
-        .prepare_cached("SELECT name FROM workers WHERE id = ?1")?
-        .query_row([&caller.worker_id.as_bytes()[..]], |r| r.get(0))?;
+    let name: String = conn.value(
+        "SELECT name FROM workers WHERE id = ?1",
+        args![caller.worker_id],
+    )?;
     let mut team_ids: Vec<Uuid> = vec![caller.team_id];
     team_ids.extend(reach.teams.iter().filter(|t| **t != caller.team_id));
     let mut teams = Vec::new();
     let mut directory = Vec::new();
     for team in &team_ids {
-        let team_name: String = conn
-            .prepare_cached("SELECT name FROM teams WHERE id = ?1")?
-            .query_row([&team.as_bytes()[..]], |r| r.get(0))?;
+        let team_name: String = conn.value("SELECT name FROM teams WHERE id = ?1", args![team])?;
         teams.push(TeamEntry {
             id: *team,
             name: team_name,
         });
-        let mut stmt = conn.prepare_cached(
+        let rows: Vec<(Uuid, String, String, bool)> = conn.all(
             "SELECT id, name, role, active FROM workers WHERE team_id = ?1 ORDER BY name, id",
+            args![team],
         )?;
-        let rows = stmt.query_map([&team.as_bytes()[..]], |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, bool>(3)?,
-            ))
-        })?;
-        for row in rows {
-            let (id, name, role, active) = row?;
+        for (id, name, role, active) in rows {
             directory.push(DirectoryEntry {
-                id: stored_uuid(&id)?,
+                id,
                 name,
                 role: Role::parse(&role).ok_or(IdentityError::Invalid("stored role"))?,
                 team_id: *team,

@@ -2,10 +2,10 @@
 //!
 //! The sync server (DESIGN §6): a library with a short `main`. [`router`] builds the axum
 //! router over an [`AppState`]; [`serve`] runs it on a listener (tests bind port 0). Storage is
-//! one embedded SQLite database ([`db`]: opening, migrations for SQLite and PostgreSQL), reached
-//! through [`storage`] (one SQL over both backends; most of the domain goes through it, the
-//! rest still takes a `rusqlite::Connection`); [`transfer`] moves a deployment to PostgreSQL
-//! and verifies it. The domain lives in [`identity`] (teams, workers,
+//! an embedded SQLite database by default or PostgreSQL for several instances ([`db`]: opening,
+//! migrations for both; [`pool`]: where requests get a connection), always reached through
+//! [`storage`] (one SQL over both backends; every transaction begins in
+//! [`storage::Transact`]); [`transfer`] moves a deployment to PostgreSQL and verifies it. The domain lives in [`identity`] (teams, workers,
 //! roles, enrolment, tokens, revocation), [`scope`] (who may see and change what), [`sync`]
 //! (applying pushes with the shared merge rules, serving pulls, moves and retention) and
 //! [`audit`] (the hash-chained access log); [`admin`] performs an administrator's actions, each in
@@ -21,6 +21,7 @@ pub mod epochs;
 pub mod http;
 pub mod identity;
 pub mod listen;
+pub mod pool;
 pub mod rate;
 pub mod reports;
 pub mod review;
@@ -32,7 +33,7 @@ pub mod web;
 
 pub use http::router;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Server settings, from flags and environment variables (see `main.rs`).
 #[derive(Clone, Debug)]
@@ -143,41 +144,33 @@ impl Default for Config {
     }
 }
 
-/// Shared by all handlers. Besides the database, only the rate limiters' counters live here
-/// (per instance: behind a load balancer each instance limits on its own).
+/// Shared by all handlers: the database and the rate limits (in memory on SQLite, in the
+/// database every instance shares on PostgreSQL: [`rate::Bucket`]).
 #[derive(Clone)]
 pub struct AppState {
-    /// The connection every write (and sync) goes through, one at a time.
-    pub db: Arc<Mutex<rusqlite::Connection>>,
-    /// A second connection for readiness checks, which WAL lets read during a write; the
-    /// write connection when the state was made without one.
-    pub reader: Arc<Mutex<rusqlite::Connection>>,
+    /// The connections requests use ([`pool`]).
+    pub db: Arc<pool::Pool>,
     pub config: Arc<Config>,
-    pub device_limiter: Arc<rate::Limiter>,
-    pub enrol_limiter: Arc<rate::Limiter>,
-    pub ops_budget: Arc<rate::Limiter>,
-    pub bytes_budget: Arc<rate::Limiter>,
+    pub device_limiter: Arc<rate::Bucket>,
+    pub enrol_limiter: Arc<rate::Bucket>,
+    pub ops_budget: Arc<rate::Bucket>,
+    pub bytes_budget: Arc<rate::Bucket>,
 }
 
 impl AppState {
-    /// State over an open database.
-    pub fn new(conn: rusqlite::Connection, config: Config) -> AppState {
-        let db = Arc::new(Mutex::new(conn));
+    /// State over an open database (a [`pool::Pool`], or one SQLite connection).
+    pub fn new(db: impl Into<pool::Pool>, config: Config) -> AppState {
+        let db: pool::Pool = db.into();
+        let shared = db.is_shared();
+        let bucket = |kind, limit| Arc::new(rate::Bucket::new(kind, limit, shared));
         AppState {
-            reader: db.clone(),
-            db,
-            device_limiter: Arc::new(rate::Limiter::new(config.device_rate)),
-            enrol_limiter: Arc::new(rate::Limiter::new(config.enrol_rate)),
-            ops_budget: Arc::new(rate::Limiter::new(config.write_budget.ops)),
-            bytes_budget: Arc::new(rate::Limiter::new(config.write_budget.kib)),
+            db: Arc::new(db),
+            device_limiter: bucket("device", config.device_rate),
+            enrol_limiter: bucket("address", config.enrol_rate),
+            ops_budget: bucket("write_ops", config.write_budget.ops),
+            bytes_budget: bucket("write_kib", config.write_budget.kib),
             config: Arc::new(config),
         }
-    }
-
-    /// Uses `reader` (a second connection to the same database) for readiness checks.
-    pub fn with_reader(mut self, reader: rusqlite::Connection) -> AppState {
-        self.reader = Arc::new(Mutex::new(reader));
-        self
     }
 }
 

@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 use feltbog_core::hlc::DeviceId;
 use feltbog_core::hlc::system_time_ms;
 use feltbog_server::listen::ConnectionLimits;
+use feltbog_server::pool::{Location, Pool};
+use feltbog_server::storage::Transact;
 use feltbog_server::{AppState, Config, WriteBudget, admin, audit, db, identity, rate, sync};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +25,16 @@ struct Cli {
         global = true
     )]
     data_dir: PathBuf,
+    /// The database: a `postgres://` URL (several instances share one), or `sqlite:DIR`;
+    /// unset, the SQLite database in the data directory. Read from the environment rather
+    /// than the command line where it holds a password (the process list shows arguments).
+    #[arg(
+        long,
+        env = "FELTBOG_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,6 +61,9 @@ enum Command {
         /// Mark the dashboard's session cookie Secure: set this behind a TLS proxy.
         #[arg(long, env = "FELTBOG_SECURE_COOKIES")]
         secure_cookies: bool,
+        /// Connections to PostgreSQL this instance keeps (SQLite uses one writer and one reader).
+        #[arg(long, env = "FELTBOG_POOL_SIZE", default_value_t = 8)]
+        pool_size: u32,
         #[command(flatten)]
         limits: LimitArgs,
         #[command(flatten)]
@@ -301,6 +316,7 @@ fn main() -> Result<()> {
             device_burst,
             enrol_rate_per_minute,
             secure_cookies,
+            pool_size,
             limits,
             retention,
         } => {
@@ -319,7 +335,8 @@ fn main() -> Result<()> {
                 },
                 secure_cookies,
             };
-            serve(&cli.data_dir, listen, config, retention.into())
+            let location = Location::parse(cli.database_url.as_deref(), &cli.data_dir)?;
+            serve(&location, pool_size, listen, config, retention.into())
         }
         Command::Migrate { from, to } => {
             init_logging("warn");
@@ -336,7 +353,8 @@ fn main() -> Result<()> {
                 })
                 .unwrap_or_else(|| "unknown".into());
             audit::set_operator(&operator).map_err(anyhow::Error::msg)?;
-            run_admin(&cli.data_dir, args.command)
+            let location = Location::parse(cli.database_url.as_deref(), &cli.data_dir)?;
+            run_admin(&location, args.command)
         }
     }
 }
@@ -375,16 +393,20 @@ fn migrate(from: &str, to: &str) -> Result<()> {
     Ok(())
 }
 
-fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
-    let mut conn = db::open(data_dir).context("cannot open the server database")?;
+fn run_admin(location: &Location, admin: Admin) -> Result<()> {
+    let mut conn = location.open().context("cannot open the server database")?;
     let now = system_time_ms();
     match admin {
-        Admin::CreateTeam { name } => println!("{}", identity::create_team(&conn, &name, now)?),
-        Admin::CreateWorker { team, name, role } => {
-            println!("{}", identity::create_worker(&conn, team, &name, &role)?)
-        }
+        Admin::CreateTeam { name } => println!(
+            "{}",
+            conn.write(|tx| identity::create_team(tx, &name, now))?
+        ),
+        Admin::CreateWorker { team, name, role } => println!(
+            "{}",
+            conn.write(|tx| identity::create_worker(tx, team, &name, &role))?
+        ),
         Admin::Workers => {
-            for w in identity::list_workers(&conn)? {
+            for w in conn.read(identity::list_workers)? {
                 let state = if w.active { "active" } else { "disabled" };
                 println!("{}\t{}\t{}\t{}\t{}", w.id, w.team_id, w.role, state, w.name);
             }
@@ -437,7 +459,7 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
             }
         }
         Admin::Devices => {
-            for d in identity::list_devices(&conn)? {
+            for d in conn.read(identity::list_devices)? {
                 let revoked = d.revoked_ms.map_or("active".to_owned(), iso);
                 println!(
                     "{}\t{}\t{}\t{}",
@@ -453,7 +475,7 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
             println!("device revoked; it wipes its data on its next request");
         }
         Admin::Sites => {
-            for site in sync::list_sites(&conn)? {
+            for site in conn.read(sync::list_sites)? {
                 let caretakers: Vec<String> = site.caretakers.iter().map(Uuid::to_string).collect();
                 println!(
                     "{}\t{}\t{}\t{}",
@@ -531,8 +553,8 @@ fn run_admin(data_dir: &std::path::Path, admin: Admin) -> Result<()> {
         }
         Admin::AuditVerify { since } => {
             let verified = match since {
-                Some(anchor) => audit::verify_from(&conn, anchor)?,
-                None => audit::verify(&conn)?,
+                Some(anchor) => conn.read(|db| audit::verify_from(db, anchor))?,
+                None => conn.read(audit::verify)?,
             };
             let head = verified
                 .head
@@ -589,15 +611,15 @@ fn init_logging(default: &str) {
 }
 
 fn serve(
-    data_dir: &std::path::Path,
+    location: &Location,
+    pool_size: u32,
     listen: SocketAddr,
     config: Config,
     retention: sync::Retention,
 ) -> Result<()> {
     init_logging("info");
-    let conn = db::open(data_dir).context("cannot open the server database")?;
-    let reader = db::open(data_dir).context("cannot open the server database")?;
-    let state = AppState::new(conn, config).with_reader(reader);
+    let pool = Pool::open(location, pool_size).context("cannot open the server database")?;
+    let state = AppState::new(pool, config);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = feltbog_server::listen::bind(listen)
@@ -640,11 +662,12 @@ async fn retention_loop(state: AppState, rules: sync::Retention) {
         every.tick().await;
         let state = state.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let mut conn = state
+            state
                 .db
-                .lock()
-                .map_err(|_| "database lock poisoned".to_owned())?;
-            sync::apply_retention(&mut conn, rules, system_time_ms()).map_err(|e| e.to_string())
+                .with(|conn| {
+                    Ok::<_, anyhow::Error>(sync::apply_retention(conn, rules, system_time_ms())?)
+                })
+                .map_err(|e| e.to_string())
         })
         .await;
         match result {

@@ -3,9 +3,14 @@
 //!
 //! Each key has a token bucket, kept as the single instant at which it will be full again
 //! (GCRA): a request costs one token, tokens return at `per_minute`, at most `burst` are held.
-//! The clock is a parameter, so tests need no sleeps. State is in memory only: a restart forgets
-//! it, which costs an attacker one burst.
+//! The clock is a parameter, so tests need no sleeps. On SQLite the state is in memory (a
+//! restart forgets it, which costs an attacker one burst); on PostgreSQL, where several
+//! instances answer one client, it is in the database ([`Shared`]) and every instance spends
+//! from the same buckets.
 
+use crate::args;
+use crate::pool::Conn;
+use crate::storage::{Db, DbExt, StorageError, Transact};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
@@ -116,6 +121,166 @@ impl std::fmt::Debug for Limiter {
             .field("window", &self.window)
             .field("keys", &self.len())
             .finish()
+    }
+}
+
+/// A limiter every instance shares: the same GCRA kept in the database (`rate_limits`, one
+/// row per kind of key and key), for servers on PostgreSQL, where a load balancer sends one
+/// client to any instance and limits kept per instance would multiply the limit by their
+/// number. A check is one statement that decides and spends together (the row is locked for
+/// the rest of its short transaction), so two instances cannot both spend a bucket's last
+/// token; a refused check writes nothing. Times are in µs (a limit of up to 60 million a
+/// minute keeps its exact interval), on the wall clock, so instances must keep time (NTP) as
+/// they do for the sync anyway.
+pub struct Shared {
+    kind: &'static str,
+    interval_us: i64,
+    window_us: i64,
+    checks: std::sync::atomic::AtomicU64,
+}
+
+/// How often a [`Shared`] limiter drops the rows of full buckets (they mean what no row means),
+/// so a flood of distinct keys does not grow the table without end.
+const PRUNE_EVERY: u64 = 4096;
+
+impl Shared {
+    /// A limiter for keys of `kind` (a short fixed name: "device", "address", …).
+    pub fn new(kind: &'static str, limit: RateLimit) -> Shared {
+        // Rounded up: a limit is never looser than asked for.
+        let interval_us = 60_000_000u64.div_ceil(u64::from(limit.per_minute.max(1))) as i64;
+        Shared {
+            kind,
+            interval_us,
+            window_us: interval_us.saturating_mul(i64::from(limit.burst.max(1))),
+            checks: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// [`Limiter::check_n`] on the shared bucket, in the caller's transaction; `now_us` is the
+    /// wall clock in µs.
+    pub fn check_n(
+        &self,
+        db: &dyn Db,
+        key: &[u8],
+        n: u32,
+        now_us: i64,
+    ) -> Result<Result<(), Duration>, StorageError> {
+        let cost = self.interval_us.saturating_mul(i64::from(n.max(1)));
+        if cost > self.window_us {
+            return Ok(Err(Duration::from_micros((cost - self.window_us) as u64)));
+        }
+        if self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .is_multiple_of(PRUNE_EVERY)
+        {
+            db.execute(
+                "DELETE FROM rate_limits WHERE full_at_us < ?1",
+                args![now_us],
+            )?;
+        }
+        // The bucket is full again at max(full_at, now) + cost after this request: taken if
+        // that is at most a window ahead. A new key's bucket is full (cost <= window, above).
+        // The update's WHERE skips a refused check: no row comes back, and nothing is written.
+        let taken: Option<i64> = db.one(
+            "INSERT INTO rate_limits (kind, key, full_at_us) VALUES (?1, ?2, ?6)
+             ON CONFLICT (kind, key) DO UPDATE SET
+               full_at_us = CASE WHEN rate_limits.full_at_us > ?3
+                 THEN rate_limits.full_at_us ELSE ?3 END + ?4
+             WHERE CASE WHEN rate_limits.full_at_us > ?3
+                 THEN rate_limits.full_at_us ELSE ?3 END + ?4 - ?3 <= ?5
+             RETURNING full_at_us",
+            args![self.kind, key, now_us, cost, self.window_us, now_us + cost],
+        )?;
+        if taken.is_some() {
+            return Ok(Ok(()));
+        }
+        let full_at: i64 = db.value(
+            "SELECT full_at_us FROM rate_limits WHERE kind = ?1 AND key = ?2",
+            args![self.kind, key],
+        )?;
+        let wait = full_at.max(now_us) + cost - now_us - self.window_us;
+        Ok(Err(Duration::from_micros(wait.max(1) as u64)))
+    }
+
+    /// [`Limiter::refund`] on the shared bucket.
+    pub fn refund(&self, db: &dyn Db, key: &[u8], n: u32) -> Result<(), StorageError> {
+        let cost = self.interval_us.saturating_mul(i64::from(n.max(1)));
+        db.execute(
+            "UPDATE rate_limits SET full_at_us = full_at_us - ?3 WHERE kind = ?1 AND key = ?2",
+            args![self.kind, key, cost],
+        )?;
+        Ok(())
+    }
+}
+
+/// The wall clock in µs since the epoch (the shared buckets' clock).
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// A limit kept where the server's instances can share it: in this process (SQLite: one
+/// instance by nature, and a database write per request would queue behind the one writer) or
+/// in the database (PostgreSQL).
+pub enum Bucket {
+    Local(Limiter),
+    Shared(Shared),
+}
+
+impl Bucket {
+    /// The bucket for `limit`: shared in the database when `shared`.
+    pub fn new(kind: &'static str, limit: RateLimit, shared: bool) -> Bucket {
+        if shared {
+            Bucket::Shared(Shared::new(kind, limit))
+        } else {
+            Bucket::Local(Limiter::new(limit))
+        }
+    }
+
+    /// Takes `n` tokens from `key`'s bucket, or says how long until they are there. A shared
+    /// bucket is checked on `conn` (a request's connection), in a transaction of its own; a
+    /// local one needs none.
+    pub fn check_n(
+        &self,
+        conn: Option<&mut Conn<'_>>,
+        key: &[u8],
+        n: u32,
+    ) -> Result<Result<(), Duration>, StorageError> {
+        match (self, conn) {
+            (Bucket::Local(l), _) => Ok(l.check_n(key, n, Instant::now())),
+            (Bucket::Shared(s), Some(conn)) => {
+                conn.write_aside(|db| s.check_n(db, key, n, now_us()))
+            }
+            (Bucket::Shared(_), None) => {
+                Err(StorageError::Missing("connection for a shared limit"))
+            }
+        }
+    }
+
+    /// Gives back `n` tokens (a request refused on other grounds after all).
+    pub fn refund(
+        &self,
+        conn: Option<&mut Conn<'_>>,
+        key: &[u8],
+        n: u32,
+    ) -> Result<(), StorageError> {
+        match (self, conn) {
+            (Bucket::Local(l), _) => {
+                l.refund(key, n);
+                Ok(())
+            }
+            (Bucket::Shared(s), Some(conn)) => conn.write_aside(|db| s.refund(db, key, n)),
+            (Bucket::Shared(_), None) => {
+                Err(StorageError::Missing("connection for a shared limit"))
+            }
+        }
+    }
+
+    /// Whether checks need a database connection (else they are answered in memory).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Bucket::Shared(_))
     }
 }
 
@@ -319,6 +484,84 @@ mod tests {
                 "exhausted key {i} is still limited"
             );
         }
+    }
+
+    /// The shared bucket (here on SQLite; on PostgreSQL through the conformance suite and
+    /// `tests/concurrency.rs`) answers as the in-memory one does, to the µs.
+    #[test]
+    fn a_shared_bucket_takes_refuses_and_refills_like_the_local_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::open(dir.path()).unwrap();
+        let shared = Shared::new(
+            "t",
+            RateLimit {
+                per_minute: 60,
+                burst: 3,
+            },
+        );
+        let local = limiter(60, 3);
+        let (t0, i0) = (1_000_000_000_000i64, Instant::now());
+        let at = |s: f64| (t0 + (s * 1e6) as i64, i0 + Duration::from_secs_f64(s));
+        for s in [0.0, 0.0, 0.0, 0.0, 0.25, 1.0, 1.0, 30.0, 30.0, 30.0, 30.0] {
+            let (us, instant) = at(s);
+            assert_eq!(
+                shared.check_n(&conn, b"dev", 1, us).unwrap(),
+                local.check(b"dev", instant),
+                "at {s} s"
+            );
+        }
+        // A refusal writes nothing: the bucket is as the last taken token left it.
+        let full_at = |conn: &rusqlite::Connection| -> i64 {
+            conn.value(
+                "SELECT full_at_us FROM rate_limits WHERE key = x'646576'",
+                &[],
+            )
+            .unwrap()
+        };
+        let before = full_at(&conn);
+        assert!(
+            shared
+                .check_n(&conn, b"dev", 1, at(30.0).0)
+                .unwrap()
+                .is_err()
+        );
+        assert_eq!(full_at(&conn), before);
+        // A weighted check and its refund.
+        shared.refund(&conn, b"dev", 2).unwrap();
+        assert_eq!(
+            shared.check_n(&conn, b"dev", 2, at(30.0).0).unwrap(),
+            Ok(())
+        );
+        assert!(
+            shared
+                .check_n(&conn, b"other", 4, at(30.0).0)
+                .unwrap()
+                .is_err()
+        );
+    }
+
+    /// Limits above 60,000 a minute keep their interval (a ms clock would have made it 0 and
+    /// let everything through).
+    #[test]
+    fn a_shared_bucket_holds_a_limit_finer_than_a_millisecond() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::open(dir.path()).unwrap();
+        let shared = Shared::new(
+            "t",
+            RateLimit {
+                per_minute: 600_000,
+                burst: 10,
+            },
+        );
+        let t0 = 1_000_000_000_000i64;
+        for _ in 0..10 {
+            assert_eq!(shared.check_n(&conn, b"k", 1, t0).unwrap(), Ok(()));
+        }
+        assert_eq!(
+            shared.check_n(&conn, b"k", 1, t0).unwrap(),
+            Err(Duration::from_micros(100))
+        );
+        assert_eq!(shared.check_n(&conn, b"k", 1, t0 + 100).unwrap(), Ok(()));
     }
 
     #[test]

@@ -6,19 +6,23 @@
 //! words, who wrote each and when the conflict arose. Not whom the record is about: the
 //! decision is about the words. Every listed conflict is audited as read by the supervisor.
 
+use crate::args;
 use crate::audit::{self, Action, Entry};
 use crate::reports::export::{Lang, label};
+use crate::storage::{Db, DbExt};
 use crate::sync::SyncError;
 use chrono::{DateTime, Utc};
 use feltbog_core::domain::EntityKind;
 use feltbog_core::domain::schema;
-use rusqlite::{Connection, params};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// A conflict record as stored: the citizen it is about, and its fields by name.
 type Stored = (Option<Vec<u8>>, serde_json::Map<String, serde_json::Value>);
+
+/// One field of a conflict record: its id, its citizen, the field's name and value.
+type ConflictField = (Vec<u8>, Option<Vec<u8>>, String, String);
 
 /// One conflict waiting for a person.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -39,37 +43,27 @@ pub struct OpenConflict {
 /// The open free-text conflicts about records of `teams`, oldest first, audited as read by
 /// `worker`.
 pub fn open_conflicts(
-    conn: &Connection,
+    conn: &dyn Db,
     worker: Uuid,
     teams: &[Uuid],
     lang: Lang,
     now_ms: u64,
 ) -> Result<Vec<OpenConflict>, SyncError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT r.record_id, r.citizen_id, f.field, f.value FROM records r
+    let sql = "SELECT r.record_id, r.citizen_id, f.field, f.value FROM records r
          JOIN fields f ON f.entity = 'conflict' AND f.record_id = r.record_id
          WHERE r.entity = 'conflict' AND r.team_id = ?1
            AND EXISTS (SELECT 1 FROM fields s WHERE s.entity = 'conflict'
                  AND s.record_id = r.record_id AND s.field = 'status' AND s.value = '\"open\"')
            AND EXISTS (SELECT 1 FROM fields k WHERE k.entity = 'conflict'
-                 AND k.record_id = r.record_id AND k.field = 'kind' AND k.value = '\"open\"')",
-    )?;
+                 AND k.record_id = r.record_id AND k.field = 'kind' AND k.value = '\"open\"')";
     let names =
         crate::reports::worker_names(conn).map_err(|_| SyncError::Corrupt("worker names"))?;
     let mut out = Vec::new();
     let mut trail = Vec::new();
     for team in teams {
         let mut records: BTreeMap<Vec<u8>, Stored> = BTreeMap::new();
-        let rows = stmt.query_map(params![&team.as_bytes()[..]], |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, Option<Vec<u8>>>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })?;
-        for row in rows {
-            let (id, citizen, field, value) = row?;
+        let rows: Vec<ConflictField> = conn.all(sql, args![team])?;
+        for (id, citizen, field, value) in rows {
             let value = serde_json::from_str(&value).map_err(|_| SyncError::Corrupt("conflict"))?;
             let entry = records
                 .entry(id)

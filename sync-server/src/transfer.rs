@@ -31,6 +31,8 @@ pub const TABLES: &[&str] = &[
     "report_visits",
     "web_logins",
     "web_sessions",
+    // A client's recent requests: the limits hold across the move too.
+    "rate_limits",
 ];
 
 /// Why a move did not happen, or did not verify.
@@ -231,6 +233,7 @@ fn primary_key(table: &str) -> &'static str {
         "server_state" => "id",
         "report_visits" => "team_id, started_ms, visit_id",
         "web_logins" => "worker_id",
+        "rate_limits" => "kind, key",
         _ => "token_hash",
     }
 }

@@ -13,6 +13,8 @@ use feltbog_core::hlc::{Hlc, system_time_ms};
 use feltbog_core::protocol::{FieldChange, FieldOp, RejectReason, SyncRequest};
 use feltbog_core::store::Store;
 use feltbog_core::sync::{Transport, TransportError, http::HttpTransport};
+use feltbog_server::args;
+use feltbog_server::storage::{DbExt, Transact, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
@@ -300,17 +302,13 @@ fn authorization_matrix_roles_by_endpoints_by_ownership() {
             )
             .unwrap();
         assert_eq!(answer.access_acked, events.len() as u64);
-        let audit =
-            rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
         for (owner, class, id) in events {
-            let action: String = audit
-                .query_row(
-                    "SELECT action FROM audit WHERE device_id = ?1 AND record_id = ?2
-                     AND action IN ('device_read', 'denied')",
-                    rusqlite::params![&raw.device.0.as_bytes()[..], &id.as_bytes()[..]],
-                    |r| r.get(0),
-                )
-                .unwrap();
+            let action: String = server_value(
+                &dir.path().join("server"),
+                "SELECT action FROM audit WHERE device_id = ?1 AND record_id = ?2
+                 AND action IN ('device_read', 'denied')",
+                args![raw.device.0, id],
+            );
             let expected =
                 matches!(owner, Owner::Own | Owner::SameTeam) && expect_read(role, class);
             assert_eq!(
@@ -747,38 +745,45 @@ fn the_audit_chain_verifies_and_names_an_edited_or_deleted_row() {
     );
     assert!(admin(&data, &["audit-verify"]).starts_with("audit chain intact"));
 
-    // An attacker with the database file: the triggers stop casual edits...
-    let db = data.join("feltbog-server.sqlite");
-    let conn = rusqlite::Connection::open(&db).unwrap();
+    // An attacker with the database: the triggers stop casual edits...
+    let mut conn = server_db(&data);
+    let edit = |conn: &mut feltbog_server::storage::Database, sql: &str, params: &[Value]| {
+        conn.write(|db| db.execute(sql, params))
+    };
     assert!(
-        conn.execute("UPDATE audit SET action = 'read' WHERE seq = 3", [])
-            .is_err()
+        edit(
+            &mut conn,
+            "UPDATE audit SET action = 'read' WHERE seq = 3",
+            &[]
+        )
+        .is_err()
     );
     // ...and with them dropped, an edit or a deletion is found and named.
-    let verify = |data: &std::path::Path| {
-        std::process::Command::new(BIN)
-            .args(["admin", "audit-verify"])
-            .env("FELTBOG_DATA_DIR", data)
-            .output()
-            .unwrap()
-    };
-    conn.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
-        .unwrap();
+    let verify = |data: &std::path::Path| admin_output(data, &["audit-verify"]);
+    drop_audit_triggers(&mut conn);
     let original: String = conn
-        .query_row("SELECT action FROM audit WHERE seq = 3", [], |r| r.get(0))
+        .read(|db| db.value("SELECT action FROM audit WHERE seq = 3", &[]))
         .unwrap();
-    conn.execute("UPDATE audit SET action = 'enrol' WHERE seq = 3", [])
-        .unwrap();
+    edit(
+        &mut conn,
+        "UPDATE audit SET action = 'enrol' WHERE seq = 3",
+        &[],
+    )
+    .unwrap();
     let out = verify(&data);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("audit row 3"),
         "{out:?}"
     );
-    conn.execute("UPDATE audit SET action = ?1 WHERE seq = 3", [&original])
-        .unwrap();
+    edit(
+        &mut conn,
+        "UPDATE audit SET action = ?1 WHERE seq = 3",
+        args![original],
+    )
+    .unwrap();
     assert!(verify(&data).status.success(), "restored");
-    conn.execute("DELETE FROM audit WHERE seq = 4", []).unwrap();
+    edit(&mut conn, "DELETE FROM audit WHERE seq = 4", &[]).unwrap();
     let out = verify(&data);
     assert!(!out.status.success());
     assert!(
@@ -1032,14 +1037,12 @@ fn request_rates_and_batch_sizes_have_clear_limits() {
         .unwrap_err();
     assert!(detail.contains("would not be valid"), "{detail}");
     // Nothing of the refused edit stayed on the server: the record keeps its full name.
-    let db = rusqlite::Connection::open(dir.path().join("server2/feltbog-server.sqlite")).unwrap();
     let stored = |field: &str| -> String {
-        db.query_row(
+        server_value(
+            &dir.path().join("server2"),
             "SELECT value FROM fields WHERE entity = 'citizen' AND record_id = ?1 AND field = ?2",
-            rusqlite::params![&citizen.id.0.as_bytes()[..], field],
-            |r| r.get(0),
+            args![citizen.id.0, field],
         )
-        .unwrap()
     };
     assert_eq!(stored("full_name"), "\"Fuldt Navn\"");
     assert_eq!(stored("alias"), "null");
@@ -1101,15 +1104,12 @@ fn a_reopened_case_comes_back_to_the_devices_in_scope_with_its_history() {
     sync(&mut c);
     assert!(c.get::<Citizen>(person.id.0).unwrap().is_none());
     // Audited as the administrator's, filed under the citizen.
-    let db = rusqlite::Connection::open(data.join("feltbog-server.sqlite")).unwrap();
-    let rows: i64 = db
-        .query_row(
-            "SELECT count(*) FROM audit WHERE action = 'reopen_case' AND citizen_id = ?1
-             AND actor = 'admin'",
-            [&person.id.0.as_bytes()[..]],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let rows: i64 = server_value(
+        &data,
+        "SELECT count(*) FROM audit WHERE action = 'reopen_case' AND citizen_id = ?1
+         AND actor = 'admin'",
+        args![person.id.0],
+    );
     assert_eq!(rows, 1);
     // A purged case has nothing left to bring back: a clear refusal.
     a.set_archived::<Citizen>(person.id.0, true).unwrap();
@@ -1118,17 +1118,7 @@ fn a_reopened_case_comes_back_to_the_devices_in_scope_with_its_history() {
         &data,
         &["retention", "--device-days", "0", "--purge-days", "0"],
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_feltbog-server"))
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "admin",
-            "reopen-case",
-            "--citizen",
-            &id,
-        ])
-        .output()
-        .unwrap();
+    let out = admin_output(&data, &["reopen-case", "--citizen", &id]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("purged"));
 }
@@ -1170,13 +1160,11 @@ fn closed_cases_leave_devices_and_are_purged_from_the_server_by_the_retention_ru
         );
     }
     let fields = |id: Uuid| -> i64 {
-        let conn = rusqlite::Connection::open(data.join("feltbog-server.sqlite")).unwrap();
-        conn.query_row(
+        server_value(
+            &data,
             "SELECT count(*) FROM fields WHERE record_id = ?1",
-            [&id.as_bytes()[..]],
-            |r| r.get(0),
+            args![id],
         )
-        .unwrap()
     };
     assert!(
         fields(closed.id.0) > 0,
@@ -1192,14 +1180,11 @@ fn closed_cases_leave_devices_and_are_purged_from_the_server_by_the_retention_ru
     assert_eq!(fields(closed.id.0), 0);
     assert_eq!(fields(visit.id.0), 0);
     assert!(fields(open.id.0) > 0);
-    let log = rusqlite::Connection::open(data.join("feltbog-server.sqlite"))
-        .unwrap()
-        .query_row(
-            "SELECT count(*) FROM changes WHERE mutation LIKE '%Afsluttet%'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .unwrap();
+    let log: i64 = server_value(
+        &data,
+        "SELECT count(*) FROM changes WHERE mutation LIKE '%Afsluttet%'",
+        &[],
+    );
     assert_eq!(log, 0, "no copy of the content is left in the change log");
     let mut late = device(dir.path(), "late", &server, &worker);
     sync(&mut late);
@@ -1247,12 +1232,7 @@ fn a_citizen_who_moves_away_and_back_while_a_device_is_offline_keeps_its_pending
 
 /// A failing admin command's error text.
 fn admin_fails(server: &Server, args: &[&str]) -> String {
-    let out = std::process::Command::new(BIN)
-        .arg("admin")
-        .args(args)
-        .env("FELTBOG_DATA_DIR", &server.data_dir)
-        .output()
-        .unwrap();
+    let out = admin_output(&server.data_dir, args);
     assert!(!out.status.success(), "admin {args:?} should fail");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -1484,14 +1464,11 @@ fn a_long_access_log_goes_up_in_one_sync() {
         .unwrap();
     let report = sync(&mut store);
     assert!(store.pending_access(1).unwrap().is_empty(), "{report:?}");
-    let db = rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
-    let filed: i64 = db
-        .query_row(
-            "SELECT count(*) FROM audit WHERE action = 'device_read' AND citizen_id = ?1",
-            [&citizen.id.0.as_bytes()[..]],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let filed: i64 = server_value(
+        &dir.path().join("server"),
+        "SELECT count(*) FROM audit WHERE action = 'device_read' AND citizen_id = ?1",
+        args![citizen.id.0],
+    );
     assert_eq!(filed as usize, reads);
 }
 
@@ -1560,15 +1537,12 @@ fn supervisors_read_the_teams_they_supervise() {
     let syd_site = theirs[&Class::Site].1;
     wide.record_access([(EntityKind::Site, syd_site)]).unwrap();
     sync(&mut wide);
-    let db = rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
-    let action: String = db
-        .query_row(
-            "SELECT action FROM audit WHERE device_id = ?1 AND record_id = ?2
-             AND action IN ('device_read', 'denied')",
-            rusqlite::params![&wide.device_id().0.as_bytes()[..], &syd_site.as_bytes()[..]],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let action: String = server_value(
+        &dir.path().join("server"),
+        "SELECT action FROM audit WHERE device_id = ?1 AND record_id = ?2
+         AND action IN ('device_read', 'denied')",
+        args![wide.device_id().0, syd_site],
+    );
     assert_eq!(action, "device_read");
     // Reading is all: no edit of Syd's (or Nord's) records.
     let mut raw = Raw::of(&mut wide);

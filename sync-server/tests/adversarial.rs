@@ -47,14 +47,14 @@ impl Transport for Local<'_> {
     fn enrol(&self, request: &EnrolRequest) -> Result<EnrolResponse, TransportError> {
         let mut conn = self.0.borrow_mut();
         let (caller, token) = identity::enrol(
-            &mut conn,
+            &mut *conn,
             &request.code,
             request.device_id,
             system_time_ms(),
         )
         .map_err(|e| TransportError::Decode(e.to_string()))?;
         let reach = scope::reach(&*conn, &caller).unwrap();
-        let profile = identity::profile(&conn, &caller, &reach).ok();
+        let profile = identity::profile(&*conn, &caller, &reach).ok();
         Ok(EnrolResponse {
             worker_id: caller.worker_id,
             team_id: caller.team_id,
@@ -73,7 +73,7 @@ impl Transport for Local<'_> {
         let caller = identity::authenticate(&*conn, token)
             .map_err(|e| TransportError::Decode(e.to_string()))?
             .ok_or_else(|| TransportError::Decode("unknown token".into()))?;
-        let response = sync::sync(&mut conn, &caller, request, system_time_ms(), DRIFT)
+        let response = sync::sync(&mut *conn, &caller, request, system_time_ms(), DRIFT)
             .map_err(|e| TransportError::Decode(e.to_string()))?;
         Ok((response, WireBytes::default()))
     }
@@ -207,7 +207,7 @@ fn world() -> World {
     let nord_ids = seed(&conn, &mut colleague, "nord");
     let syd_ids = seed(&conn, &mut syd_device, "syd");
     sync::assign_site(
-        &mut conn.borrow_mut(),
+        &mut *conn.borrow_mut(),
         workers[2],
         nord_ids[0].1,
         system_time_ms(),
@@ -758,7 +758,7 @@ fn run(cases: u32) -> Result<Tally, String> {
                     ..Default::default()
                 };
                 let answer = sync::sync(
-                    &mut world.conn.borrow_mut(),
+                    &mut *world.conn.borrow_mut(),
                     &world.attacker,
                     &request,
                     system_time_ms(),

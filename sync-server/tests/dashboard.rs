@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
-use std::process::Command;
 
 /// A browser's view of the dashboard: its cookie and the session's CSRF token.
 struct Browser {
@@ -293,17 +292,12 @@ fn a_supervisor_sets_a_password_signs_in_and_reads_only_the_teams_they_supervise
     );
 
     // Every view and export is in the audit trail with its filter, and the chain holds.
-    let conn = rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
-    let rows: Vec<(String, String)> = conn
-        .prepare(
-            "SELECT action, detail FROM audit WHERE actor = 'web' AND action LIKE 'report_%'
-             ORDER BY seq",
-        )
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rows: Vec<(String, String)> = server_all(
+        &dir.path().join("server"),
+        "SELECT action, detail FROM audit WHERE actor = 'web' AND action LIKE 'report_%'
+         ORDER BY seq",
+        &[],
+    );
     assert_eq!(
         rows.len(),
         3 + 6 * 4 + 2,
@@ -351,11 +345,10 @@ fn workers_caretakers_and_administrators_get_no_reports_and_a_role_change_ends_a
     let nord = server.admin(&["create-team", "Team Nord"]);
     for role in ["outreach", "home_support", "caretaker", "admin"] {
         let w = worker(&server, &nord, role, role);
-        let out = Command::new(BIN)
-            .args(["admin", "web-access", "--worker", &w, "--login", role])
-            .env("FELTBOG_DATA_DIR", dir.path().join("server"))
-            .output()
-            .unwrap();
+        let out = admin_output(
+            &dir.path().join("server"),
+            &["web-access", "--worker", &w, "--login", role],
+        );
         assert!(!out.status.success(), "a {role} got dashboard access");
         assert!(String::from_utf8_lossy(&out.stderr).contains("only an active supervisor"));
     }
@@ -408,14 +401,11 @@ fn failed_sign_ins_back_off_and_a_new_code_lifts_the_wait() {
     // The administrator's new code ends the wait (and the old password).
     supervisor_with_password(&server, &sara, "sara");
     assert_eq!(web.sign_in("sara", PASSWORD).status(), StatusCode::OK);
-    let conn = rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
-    let refused: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM audit WHERE action = 'sign_in_refused'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let refused: i64 = server_value(
+        &dir.path().join("server"),
+        "SELECT count(*) FROM audit WHERE action = 'sign_in_refused'",
+        &[],
+    );
     assert_eq!(refused, 4, "each refusal is audited");
 }
 
@@ -532,14 +522,11 @@ fn a_conflict_settled_in_the_dashboard_reaches_every_device_of_the_team() {
         );
     }
     // Audited as her write, with nothing refused.
-    let conn = rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
-    let writes: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM audit WHERE actor = 'web' AND action = 'write' AND worker_id = ?1",
-            [&sara.parse::<uuid::Uuid>().unwrap().as_bytes()[..]],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let writes: i64 = server_value(
+        &dir.path().join("server"),
+        "SELECT count(*) FROM audit WHERE actor = 'web' AND action = 'write' AND worker_id = ?1",
+        feltbog_server::args![sara.parse::<uuid::Uuid>().unwrap()],
+    );
     assert_eq!(writes, 2, "the field and the conflict's status");
     server.admin(&["audit-verify"]);
 }

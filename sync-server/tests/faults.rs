@@ -11,6 +11,7 @@ use feltbog_core::dataset::SplitMix;
 use feltbog_core::domain::{Citizen, Visit, VisitId, VisitKind, WorkerId};
 use feltbog_core::store::{CreateOptions, Saved, Store};
 use feltbog_core::sync::{self, Retry, http::HttpTransport};
+use feltbog_server::storage::{Database, Transact};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,10 +32,11 @@ enum Fate {
 }
 
 /// A TCP proxy in front of the server: passes traffic through, or (when faulty) cuts and delays
-/// connections. Follows the server to new ports.
+/// connections. Follows the server to new ports; in front of several instances, sends each
+/// connection to one of them at random.
 struct Proxy {
     addr: String,
-    target: Arc<Mutex<String>>,
+    targets: Arc<Mutex<Vec<String>>>,
     faulty: Arc<AtomicBool>,
     connections: Arc<AtomicU64>,
     cuts: Arc<AtomicU64>,
@@ -42,17 +44,21 @@ struct Proxy {
 
 impl Proxy {
     fn start(target: String, seed: u64) -> Proxy {
+        Self::start_many(vec![target], seed)
+    }
+
+    fn start_many(targets: Vec<String>, seed: u64) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let proxy = Proxy {
             addr,
-            target: Arc::new(Mutex::new(target)),
+            targets: Arc::new(Mutex::new(targets)),
             faulty: Arc::new(AtomicBool::new(false)),
             connections: Arc::new(AtomicU64::new(0)),
             cuts: Arc::new(AtomicU64::new(0)),
         };
-        let (target, faulty, connections, cuts) = (
-            proxy.target.clone(),
+        let (targets, faulty, connections, cuts) = (
+            proxy.targets.clone(),
             proxy.faulty.clone(),
             proxy.connections.clone(),
             proxy.cuts.clone(),
@@ -62,6 +68,11 @@ impl Proxy {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
                 connections.fetch_add(1, Ordering::SeqCst);
+                let upstream_addr = {
+                    let targets = targets.lock().unwrap();
+                    let i = rng.lock().unwrap().below(targets.len() as u64) as usize;
+                    targets[i].clone()
+                };
                 let fate = if faulty.load(Ordering::SeqCst) {
                     let mut rng = rng.lock().unwrap();
                     match rng.below(10) {
@@ -76,7 +87,6 @@ impl Proxy {
                 if matches!(fate, Fate::CutRequest(_) | Fate::CutResponse(_)) {
                     cuts.fetch_add(1, Ordering::SeqCst);
                 }
-                let upstream_addr = target.lock().unwrap().clone();
                 thread::spawn(move || {
                     // The server may be down (killed): the client then sees its connection close.
                     let Ok(upstream) = TcpStream::connect(&upstream_addr) else {
@@ -103,7 +113,12 @@ impl Proxy {
     }
 
     fn retarget(&self, addr: String) {
-        *self.target.lock().unwrap() = addr;
+        self.retarget_at(0, addr);
+    }
+
+    /// The instance at `i` moved to `addr` (it was restarted).
+    fn retarget_at(&self, i: usize, addr: String) {
+        self.targets.lock().unwrap()[i] = addr;
     }
 
     fn set_faulty(&self, faulty: bool) {
@@ -278,9 +293,10 @@ fn three_devices_converge_through_cut_connections_and_50_server_kills() {
         saves.load(Ordering::SeqCst),
         all_acknowledged.len()
     );
-    let conn = feltbog_server::db::open(&data).unwrap();
     let team_id: uuid::Uuid = team.parse().unwrap();
-    let on_server = feltbog_server::sync::replica_state(&conn, team_id).unwrap();
+    let on_server = common::server_db(&data)
+        .read(|db| feltbog_server::sync::replica_state(db, team_id))
+        .unwrap();
     for (store, _) in &mut results {
         assert_eq!(store.outbox_len().unwrap(), 0);
         for id in &all_acknowledged {
@@ -292,4 +308,143 @@ fn three_devices_converge_through_cut_connections_and_50_server_kills() {
             "a device differs from the server"
         );
     }
+}
+
+/// Issue 18: two instances of the server on one PostgreSQL database, devices syncing through
+/// either at random (the proxy picks one per connection) while it cuts and delays connections,
+/// and one instance or the other SIGKILLed and restarted 50 times. Afterwards every replica
+/// converges, no acknowledged edit is lost, no device's cursor ever went back, and the audit
+/// trail is one chain that verifies.
+#[test]
+fn two_instances_on_one_postgres_converge_through_cut_connections_and_50_kills() {
+    const KILLS: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = common::pg::Scratch::new();
+    let database = scratch.url();
+    let data = [dir.path().join("a"), dir.path().join("b")];
+    let mut servers = [
+        Server::start_shared(&data[0], &database),
+        Server::start_shared(&data[1], &database),
+    ];
+    let team = servers[0].admin(&["create-team", "Team Nord"]);
+    let proxy = Proxy::start_many(vec![servers[0].addr(), servers[1].addr()], 0x2157);
+
+    let mut devices: Vec<Store> = ["anne", "bo", "cille"]
+        .into_iter()
+        .map(|name| enrolled_device(dir.path(), name, &servers[1], &team, &proxy))
+        .collect();
+    let shared = Citizen::with_alias("Fælles");
+    devices[0].save(&shared).unwrap();
+    for d in &mut devices {
+        try_sync(d, &proxy.url()).unwrap();
+    }
+    proxy.set_faulty(true);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = devices
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut store)| {
+            let (stop, url) = (stop.clone(), proxy.url());
+            thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                let mut cursors = vec![store.sync_status().unwrap().cursor];
+                let author = WorkerId(store.enrolment().unwrap().unwrap().worker_id);
+                let mut k = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    k += 1;
+                    let visit = Visit {
+                        id: VisitId(uuid::Uuid::from_u64_pair(i as u64 + 1, k)),
+                        note: format!("besøg {i}-{k}").into(),
+                        ..Visit::with_citizen(shared.id, author, VisitKind::HomeVisit)
+                    };
+                    if let Saved::Written { .. } = store.save(&visit).unwrap() {
+                        acknowledged.push(visit.id);
+                    }
+                    if k.is_multiple_of(3) {
+                        let mut c: Citizen = store.get(shared.id.0).unwrap().unwrap();
+                        c.phone = Some(format!("+45 {i}{k:07}").into());
+                        store.save(&c).unwrap();
+                    }
+                    if try_sync(&mut store, &url).is_ok() {
+                        cursors.push(store.sync_status().unwrap().cursor);
+                    }
+                }
+                (store, acknowledged, cursors)
+            })
+        })
+        .collect();
+
+    let started = Instant::now();
+    let mut rng = SplitMix(0x2B11);
+    for _ in 0..KILLS {
+        let seen = proxy.connections.load(Ordering::SeqCst);
+        let wait_for = 2 + rng.below(12);
+        while proxy.connections.load(Ordering::SeqCst) < seen + wait_for {
+            assert!(started.elapsed() < Duration::from_secs(600), "no traffic");
+            thread::sleep(Duration::from_millis(1));
+        }
+        let i = rng.below(2) as usize;
+        let old = std::mem::replace(&mut servers[i], Server::start_shared(&data[i], &database));
+        old.kill();
+        proxy.retarget_at(i, servers[i].addr());
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut results: Vec<(Store, Vec<VisitId>, Vec<u64>)> =
+        workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let storm = started.elapsed();
+    assert!(
+        proxy.cuts.load(Ordering::SeqCst) > 20,
+        "the proxy cut connections"
+    );
+
+    proxy.set_faulty(false);
+    for round in 0.. {
+        assert!(round < 20, "devices still sync after 20 healed rounds");
+        let mut moved = false;
+        for (store, _, cursors) in &mut results {
+            let report = try_sync(store, &proxy.url()).expect("healed sync");
+            cursors.push(store.sync_status().unwrap().cursor);
+            moved |= report.pushed > 0 || report.pulled > 0;
+        }
+        if !moved {
+            break;
+        }
+    }
+
+    let all_acknowledged: Vec<VisitId> = results.iter().flat_map(|r| r.1.clone()).collect();
+    assert!(
+        all_acknowledged.len() > 50,
+        "devices saved while instances died"
+    );
+    println!(
+        "{KILLS} instance kills in {:.1} s; {} connections, {} cut; {} visits acknowledged",
+        storm.as_secs_f64(),
+        proxy.connections.load(Ordering::SeqCst),
+        proxy.cuts.load(Ordering::SeqCst),
+        all_acknowledged.len()
+    );
+    let team_id: uuid::Uuid = team.parse().unwrap();
+    let mut db = Database::Postgres(scratch.connect());
+    let on_server = db
+        .read(|db| feltbog_server::sync::replica_state(db, team_id))
+        .unwrap();
+    for (store, _, cursors) in &mut results {
+        assert!(
+            cursors.windows(2).all(|w| w[0] <= w[1]),
+            "a device's cursor went back: {cursors:?}"
+        );
+        assert_eq!(store.outbox_len().unwrap(), 0);
+        for id in &all_acknowledged {
+            let visit: Option<Visit> = store.get(id.0).unwrap();
+            assert!(visit.is_some(), "an acknowledged visit is missing");
+        }
+        assert!(
+            store.replica_state().unwrap() == on_server,
+            "a device differs from the server"
+        );
+    }
+    // One chain: every instance appended to it under the writers' lock.
+    let verified = servers[0].admin(&["audit-verify"]);
+    assert!(verified.starts_with("audit chain intact"), "{verified}");
 }

@@ -625,20 +625,24 @@ async fn health_answers_while_a_push_holds_the_write_lock_and_readiness_reads_be
     let dir = tempfile::tempdir().unwrap();
     let writer = feltbog_server::db::open(dir.path()).unwrap();
     let reader = feltbog_server::db::open(dir.path()).unwrap();
-    let state = feltbog_server::AppState::new(writer, Default::default()).with_reader(reader);
+    let pool = feltbog_server::pool::Pool::sqlite(writer, reader);
+    let state = feltbog_server::AppState::new(pool, Default::default());
     let app = feltbog_server::router(state.clone());
     // A long push: the write connection is taken and a write transaction is open.
     let (taken_tx, taken_rx) = std::sync::mpsc::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let db = state.db.clone();
     let holder = std::thread::spawn(move || {
-        let mut conn = db.lock().unwrap();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .unwrap();
-        taken_tx.send(()).unwrap();
-        release_rx.recv().unwrap();
-        drop(tx);
+        use feltbog_server::storage::Transact;
+        type Error = Box<dyn std::error::Error + Send + Sync>;
+        db.with(|conn| {
+            conn.write(|_| {
+                taken_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                Ok::<_, Error>(())
+            })
+        })
+        .unwrap();
     });
     taken_rx.recv().unwrap();
     for (path, body) in [("/healthz", "ok"), ("/readyz", "ready")] {

@@ -214,14 +214,11 @@ fn every_pathway_list_goes_the_full_path_offline_synced_merged_shown_and_erased(
     assert_eq!((report.acked, report.set_aside), (8, 0), "{report:?}");
     // Audited like every write about the citizen: the seven pathway saves and the task.
     let audited = |action: &str| -> i64 {
-        rusqlite::Connection::open(data.join("feltbog-server.sqlite"))
-            .unwrap()
-            .query_row(
-                "SELECT count(*) FROM audit WHERE citizen_id = ?1 AND action = ?2",
-                rusqlite::params![&id.0.as_bytes()[..], action],
-                |r| r.get(0),
-            )
-            .unwrap()
+        server_value(
+            &data,
+            "SELECT count(*) FROM audit WHERE citizen_id = ?1 AND action = ?2",
+            feltbog_server::args![id.0, action],
+        )
     };
     assert_eq!(
         audited("write"),
@@ -570,8 +567,11 @@ fn a_consent_from_before_consent_per_purpose_is_read_as_one_purpose_everywhere()
         )
         .unwrap();
         // As a server of the previous build left it: schema 11, by `user_version` alone.
-        db.execute_batch("DROP TABLE refinery_schema_history; PRAGMA user_version = 11;")
-            .unwrap();
+        db.execute_batch(
+            "DROP TABLE refinery_schema_history; DROP TABLE rate_limits;
+             PRAGMA user_version = 11;",
+        )
+        .unwrap();
     }
     let server = Server::start_on(&data, &addr);
 

@@ -9,6 +9,7 @@ use common::*;
 use feltbog_core::app::forms::VisitInput;
 use feltbog_core::domain::{Referral, Theme, VisitKind};
 use feltbog_server::reports::{self, Count, Filter, Period};
+use feltbog_server::storage::Transact;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One generated visit, as the test knows it.
@@ -120,14 +121,14 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
     b.sync_once(&|_| {}).unwrap();
 
     let period = Period::new(first + Duration::days(7), today).unwrap();
-    let conn = rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
-    reports::refresh(&conn).unwrap();
+    let mut conn = server_db(&dir.path().join("server"));
+    reports::refresh(&mut conn).unwrap();
     let team = nord.parse().unwrap();
     let filter = Filter {
         period,
         teams: vec![team],
     };
-    let report = reports::contacts(&conn, &filter).unwrap();
+    let report = conn.read(|db| reports::contacts(db, &filter)).unwrap();
 
     // The expected figures, from the dataset.
     let inside: Vec<&Made> = made
@@ -213,7 +214,7 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
         named(&report.by_theme),
         tally(&|m| m.themes.iter().map(name).collect()),
     );
-    let referred = reports::referrals(&conn, &filter).unwrap();
+    let referred = conn.read(|db| reports::referrals(db, &filter)).unwrap();
     check(
         named(&referred.by_target),
         tally(&|m| m.referrals.iter().map(name).collect()),
@@ -233,7 +234,7 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
     );
 
     // Wellbeing: the mean of the scores by month, where five or more people are behind it.
-    let wellbeing = reports::wellbeing(&conn, &filter).unwrap();
+    let wellbeing = conn.read(|db| reports::wellbeing(db, &filter)).unwrap();
     let scored: Vec<&Made> = inside
         .iter()
         .copied()
@@ -278,8 +279,8 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
         .save_visit(&visit_form(Some(citizens[0]), "Senere"))
         .unwrap();
     a.sync_once(&|_| {}).unwrap();
-    reports::refresh(&conn).unwrap();
-    let later = reports::contacts(&conn, &filter).unwrap();
+    reports::refresh(&mut conn).unwrap();
+    let later = conn.read(|db| reports::contacts(db, &filter)).unwrap();
     assert_eq!(later.contacts, Count::Shown(inside.len() as u64 + 1));
     let shown = a.citizen(citizens[0]).unwrap().visits;
     let from = visit_edit_of(shown.iter().find(|v| v.id == extra).unwrap());
@@ -292,8 +293,8 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
     };
     a.edit_visit(extra, &moved, &from).unwrap();
     a.sync_once(&|_| {}).unwrap();
-    reports::refresh(&conn).unwrap();
-    let corrected = reports::contacts(&conn, &filter).unwrap();
+    reports::refresh(&mut conn).unwrap();
+    let corrected = conn.read(|db| reports::contacts(db, &filter)).unwrap();
     assert_eq!(corrected.contacts, Count::Shown(inside.len() as u64));
 
     // A team that met one citizen: every figure is hidden, totals included.
@@ -301,7 +302,7 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
         period,
         teams: vec![syd.parse().unwrap()],
     };
-    let small = reports::contacts(&conn, &small_team).unwrap();
+    let small = conn.read(|db| reports::contacts(db, &small_team)).unwrap();
     assert_eq!(
         (small.contacts, small.people, small.citizens),
         (Count::Hidden, Count::Hidden, Count::Hidden)
@@ -316,8 +317,12 @@ fn the_contacts_report_counts_what_was_logged_in_the_period_and_the_teams_and_hi
     // Counts only: nothing personal in the report.
     let mut text = serde_json::to_string(&report).unwrap();
     for kind in reports::ReportKind::ALL {
-        text += &serde_json::to_string(&reports::run(&conn, kind, &filter, Utc::now()).unwrap())
-            .unwrap();
+        text += &serde_json::to_string(
+            &conn
+                .read(|db| reports::run(db, kind, &filter, Utc::now()))
+                .unwrap(),
+        )
+        .unwrap();
     }
     for marker in ["Borger", "010190", "CPR", "Notat", "Syd"] {
         assert!(!text.contains(marker), "the report holds {marker}");
@@ -399,14 +404,16 @@ fn housing_moves_follow_ups_and_open_conflicts_are_counted_from_what_happened() 
     a.sync_once(&|_| {}).unwrap();
     a2.sync_once(&|_| {}).unwrap();
 
-    let conn = rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
-    reports::refresh(&conn).unwrap();
+    let mut conn = server_db(&dir.path().join("server"));
+    reports::refresh(&mut conn).unwrap();
     let team = vec![nord.parse().unwrap()];
     let on = |from, to| Filter {
         period: Period::new(from, to).unwrap(),
         teams: team.clone(),
     };
-    let housing = reports::housing(&conn, &on(today, today), today).unwrap();
+    let housing = conn
+        .read(|db| reports::housing(db, &on(today, today), today))
+        .unwrap();
     // The expected moves, from the script.
     let mut moves: BTreeMap<(String, String), (u64, BTreeSet<usize>)> = BTreeMap::new();
     for (i, m) in script.iter().enumerate() {
@@ -464,35 +471,46 @@ fn housing_moves_follow_ups_and_open_conflicts_are_counted_from_what_happened() 
     assert_eq!(at_end.len(), 3);
     // Yesterday: no history yet.
     let yesterday = today - Duration::days(1);
-    let before = reports::housing(&conn, &on(yesterday, yesterday), today).unwrap();
+    let before = conn
+        .read(|db| reports::housing(db, &on(yesterday, yesterday), today))
+        .unwrap();
     assert!(before.moves.is_empty() && before.at_end.is_empty());
     assert_eq!(before.people_moved, Count::Hidden);
 
     // Follow-ups due in the period: three done on time, three still open; a week on, those
     // three are overdue.
-    let follow = |as_of| {
-        let r = reports::follow_ups(&conn, &on(today, due), as_of).unwrap();
+    let follow = |conn: &mut feltbog_server::storage::Database, as_of| {
+        let r = conn
+            .read(|db| reports::follow_ups(db, &on(today, due), as_of))
+            .unwrap();
         r.by_outcome
             .iter()
             .map(|r| (r.key.clone(), r.count))
             .collect::<Vec<_>>()
     };
     assert_eq!(
-        follow(today),
+        follow(&mut conn, today),
         [
             ("done_on_time".to_owned(), Count::Hidden),
             ("open".to_owned(), Count::Hidden)
         ],
         "three citizens each: hidden"
     );
-    let r = reports::follow_ups(&conn, &on(today, due), today).unwrap();
+    let r = conn
+        .read(|db| reports::follow_ups(db, &on(today, due), today))
+        .unwrap();
     assert_eq!((r.due, r.people), (Count::Shown(6), Count::Shown(6)));
     let late = due + Duration::days(1);
-    let keys: Vec<String> = follow(late).into_iter().map(|(k, _)| k).collect();
+    let keys: Vec<String> = follow(&mut conn, late)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     assert_eq!(keys, ["done_on_time", "overdue"]);
 
     // The conflict: open, waiting for a person, under a day old.
-    let conflicts = reports::conflicts(&conn, &on(today, today), Utc::now()).unwrap();
+    let conflicts = conn
+        .read(|db| reports::conflicts(db, &on(today, today), Utc::now()))
+        .unwrap();
     assert_eq!((conflicts.open, conflicts.awaiting_decision), (1, 1));
     assert_eq!(conflicts.by_age[0].age, "under_1_day");
     assert_eq!(conflicts.by_age[0].open, 1);
@@ -643,8 +661,8 @@ fn pathway_reports_count_kept_homes_courses_and_referral_outcomes_from_what_was_
     a.sync_once(&|_| {}).unwrap();
     b.sync_once(&|_| {}).unwrap();
 
-    let conn = rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap();
-    reports::refresh(&conn).unwrap();
+    let mut conn = server_db(&dir.path().join("server"));
+    reports::refresh(&mut conn).unwrap();
     let period = Period::new(ago(365), today).unwrap();
     let filter = Filter {
         period,
@@ -721,13 +739,15 @@ fn pathway_reports_count_kept_homes_courses_and_referral_outcomes_from_what_was_
             .map(|(k, (n, people))| (k, (n, people.len() as u64)))
             .collect()
     };
-    let housing = reports::housing(&conn, &filter, today).unwrap();
+    let housing = conn
+        .read(|db| reports::housing(db, &filter, today))
+        .unwrap();
     assert!(
         !housing.kept_home.is_empty(),
         "the dataset measures some homes"
     );
     check(housing.kept_home, expected("kept"));
-    let report = reports::courses(&conn, &filter).unwrap();
+    let report = conn.read(|db| reports::courses(db, &filter)).unwrap();
     check(report.started_by_kind, expected("started"));
     check(report.ended_by_ending, expected("ended"));
     check(report.running_by_kind, expected("running"));
@@ -742,7 +762,7 @@ fn pathway_reports_count_kept_homes_courses_and_referral_outcomes_from_what_was_
     let (started, started_people) = total("started");
     assert_eq!(report.started, Count::Shown(started));
     assert_eq!(report.started_people, Count::Shown(started_people));
-    let refs = reports::referrals(&conn, &filter).unwrap();
+    let refs = conn.read(|db| reports::referrals(db, &filter)).unwrap();
     check(refs.by_outcome, expected("outcome"));
     let (followed, followed_people) = total("outcome");
     assert_eq!(

@@ -19,10 +19,6 @@ use uuid::Uuid;
 
 const EDITS: usize = 50;
 
-fn server_db(dir: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(dir.join("server/feltbog-server.sqlite")).unwrap()
-}
-
 /// Every edit the device numbered `from..=to` (at least 50: a settled conflict is two) is on
 /// the server (applied) or set aside on the device (and shown there): none silently gone.
 /// Returns how many were set aside.
@@ -35,15 +31,12 @@ fn every_edit_kept(dir: &Path, store: &mut Store, from: u64, to: u64) -> usize {
         .into_iter()
         .map(|(seq, _, _)| seq)
         .collect();
-    let db = server_db(dir);
     for seq in from..=to {
-        let applied: bool = db
-            .query_row(
-                "SELECT count(*) > 0 FROM applied WHERE device_id = ?1 AND device_seq = ?2",
-                rusqlite::params![&store.device_id().0.as_bytes()[..], seq as i64],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let applied: bool = server_value(
+            &dir.join("server"),
+            "SELECT count(*) > 0 FROM applied WHERE device_id = ?1 AND device_seq = ?2",
+            feltbog_server::args![store.device_id().0, seq as i64],
+        );
         assert!(
             applied || aside.contains(&seq),
             "edit {seq} is neither on the server nor set aside"

@@ -8,6 +8,7 @@ use feltbog_core::app::forms::{ConflictChoice, VisitEdit};
 use feltbog_core::domain::EntityKind;
 use feltbog_core::hlc::Hlc;
 use feltbog_core::protocol::{FieldChange, FieldOp, RejectReason};
+use feltbog_server::storage::Transact;
 
 /// A worker of `team` corrects the same visit's note on two tablets offline: one open conflict
 /// on the server.
@@ -401,14 +402,10 @@ fn a_supervisors_review_of_a_consent_names_no_worker_the_versions_did_not() {
     server.admin(&["supervise", "--worker", &sofie, "--team", &nord]);
     let mut store = device(dir.path(), "sofie", &server, &sofie);
     sync(&mut store);
-    let held = feltbog_server::sync::field_value(
-        &rusqlite::Connection::open(dir.path().join("server/feltbog-server.sqlite")).unwrap(),
-        EntityKind::Citizen,
-        citizen,
-        &item,
-    )
-    .unwrap()
-    .unwrap();
+    let held = server_db(&dir.path().join("server"))
+        .read(|db| feltbog_server::sync::field_value(db, EntityKind::Citizen, citizen, &item))
+        .unwrap()
+        .unwrap();
     let mut raw = Raw::of(&mut store);
     let at = Hlc::new(chrono::Utc::now().timestamp_millis() as u64, 0).unwrap();
     let write = |value: serde_json::Value| FieldOp {

@@ -12,6 +12,7 @@ use feltbog_core::merge::ConflictKind;
 use feltbog_core::protocol::{ErrorBody, ErrorCode, PROTOCOL_HEADER, SyncRequest};
 use feltbog_core::store::{ListQuery, Resolution, Store};
 use feltbog_core::sync::{Transport, http::HttpTransport};
+use feltbog_server::storage::Transact;
 use std::io::Write;
 
 /// Waits until the wall clock has passed the newest stamp in `store`'s outbox, so an edit made
@@ -286,8 +287,7 @@ fn a_device_whose_clock_runs_a_day_ahead_cannot_win_over_a_later_edit() {
 }
 
 fn server_count(server: &Server, sql: &str) -> i64 {
-    let conn = rusqlite::Connection::open(server.data_dir.join("feltbog-server.sqlite")).unwrap();
-    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    server_value(&server.data_dir, sql, &[])
 }
 
 #[test]
@@ -757,8 +757,9 @@ fn an_old_copy_of_a_refused_edit_that_gets_through_later_still_converges() {
     sync(&mut a);
     sync(&mut b);
     sync(&mut a);
-    let conn = feltbog_server::db::open(&server.data_dir).unwrap();
-    let on_server = feltbog_server::sync::replica_state(&conn, team.parse().unwrap()).unwrap();
+    let on_server = server_db(&server.data_dir)
+        .read(|db| feltbog_server::sync::replica_state(db, team.parse().unwrap()))
+        .unwrap();
     assert!(
         a.replica_state().unwrap() == on_server,
         "A holds the applied stamps"

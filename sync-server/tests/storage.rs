@@ -276,7 +276,7 @@ fn a_postgres_error_quotes_no_value() {
 /// when asked and rolls back otherwise (or on an error), and a read writes nothing.
 #[test]
 fn database_transactions_commit_roll_back_and_read_alike() {
-    use feltbog_server::storage::{Database, DbExt, StorageError};
+    use feltbog_server::storage::{Database, DbExt, StorageError, Transact};
     let scratch = Scratch::new();
     let mut postgres = scratch.connect();
     feltbog_server::db::migrate_postgres(&mut postgres).unwrap();

@@ -11,7 +11,7 @@ use common::*;
 use feltbog_core::dataset::{self, Spec};
 use feltbog_core::domain::WorkerId;
 use feltbog_server::identity::{Caller, Role};
-use feltbog_server::storage::{Db, Pg};
+use feltbog_server::storage::{Db, Pg, Transact};
 use feltbog_server::sync::pull_page;
 use feltbog_server::transfer::{self, Side};
 use std::process::Command;
@@ -231,4 +231,69 @@ fn every_worker_pulls_the_same_pages_from_the_copy() {
             }
         }
     }
+}
+
+/// The devices of a deployment sync on after its move, from where they were: a server on
+/// PostgreSQL at the same address serves the next changes by the numbers SQLite's would have
+/// had, so a device that synced before pulls exactly what is new, nothing twice and nothing
+/// missed, and ends with the server's state.
+#[test]
+fn a_device_synced_before_the_move_syncs_on_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let (team, anne) = team_and_worker(&server);
+    let bo = worker(&server, &team, "Bo", "outreach");
+    let mut a = device(dir.path(), "a", &server, &anne);
+    let mut b = device(dir.path(), "b", &server, &bo);
+    let mut data = dataset::generate(CASELOAD, 11);
+    data.written_by(WorkerId(anne.parse().unwrap()));
+    a.save_all(&data.citizens).unwrap();
+    a.save_all(&data.visits).unwrap();
+    assert_eq!(sync(&mut a).set_aside, 0);
+    let before = sync(&mut b);
+    assert_eq!(before.pulled, data.citizens.len() + data.visits.len());
+    let cursor = b.sync_status().unwrap().cursor;
+    let (addr, data_dir) = (server.addr(), server.data_dir.clone());
+    server.kill();
+
+    let scratch = Scratch::new();
+    let out = migrate(&data_dir, &scratch.url());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start_shared_on(&dir.path().join("pg"), &scratch.url(), &addr);
+    assert_eq!(sync(&mut b).pulled, 0, "nothing pulled twice");
+    // New work after the move: ten visits from A, one from B.
+    use feltbog_core::domain::{Visit, VisitKind};
+    let author = WorkerId(anne.parse().unwrap());
+    let more: Vec<Visit> = (0..10)
+        .map(|_| Visit::with_citizen(data.citizens[0].id, author, VisitKind::HomeVisit))
+        .collect();
+    a.save_all(&more).unwrap();
+    assert_eq!(sync(&mut a).acked, 10);
+    let after = sync(&mut b);
+    assert_eq!(after.pulled, 10, "exactly what is new: {after:?}");
+    assert!(b.sync_status().unwrap().cursor > cursor);
+    for v in &more {
+        assert!(b.get::<Visit>(v.id.0).unwrap().is_some());
+    }
+    let mut db = feltbog_server::storage::Database::Postgres(scratch.connect());
+    let on_server = db
+        .read(|tx| feltbog_server::sync::replica_state(tx, team.parse().unwrap()))
+        .unwrap();
+    assert!(
+        b.replica_state().unwrap() == on_server,
+        "B holds the server's state"
+    );
+    assert!(
+        a.replica_state().unwrap() == on_server,
+        "A holds the server's state"
+    );
+    assert!(
+        server
+            .admin(&["audit-verify"])
+            .starts_with("audit chain intact")
+    );
 }

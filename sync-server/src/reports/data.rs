@@ -4,11 +4,12 @@
 //! history, which comes from the change log.
 
 use super::ReportError;
+use crate::args;
+use crate::storage::{Db, DbExt, Transact, Value, each_row};
 use chrono::{DateTime, NaiveDate, Utc};
 use feltbog_core::domain::{HousingSituation, Referral, Theme, VisitKind};
 use feltbog_core::hlc::Hlc;
 use feltbog_core::protocol::{FieldChange, Mutation};
-use rusqlite::{Connection, params};
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
@@ -46,31 +47,30 @@ pub(super) struct Conflict {
 /// SQLite on the team's records first (`records_by_team`), then each one's fields by key:
 /// left to itself it scanned every field of every record of the kind, once per team.
 fn each_record(
-    conn: &Connection,
+    conn: &dyn Db,
     entity: &str,
     team: &Uuid,
     fields: &[&str],
     mut each: impl FnMut(&[u8], &str, &str, u64) -> Result<(), ReportError>,
 ) -> Result<(), ReportError> {
-    let marks = vec!["?"; fields.len()].join(", ");
-    let mut stmt = conn.prepare_cached(&format!(
+    let marks: Vec<String> = (0..fields.len()).map(|i| format!("?{}", i + 3)).collect();
+    let sql = format!(
         "SELECT f.record_id, f.field, f.value, f.hlc FROM records r
-         CROSS JOIN fields f ON f.entity = r.entity AND f.record_id = r.record_id
+         {join} fields f ON f.entity = r.entity AND f.record_id = r.record_id
          WHERE r.entity = ?1 AND r.team_id = ?2 AND f.field IN ({marks})
-         ORDER BY r.record_id"
-    ))?;
-    let team = &team.as_bytes()[..];
-    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&entity, &team];
-    args.extend(fields.iter().map(|f| f as &dyn rusqlite::ToSql));
-    let mut rows = stmt.query(args.as_slice())?;
-    while let Some(r) = rows.next()? {
-        let id = r.get_ref(0)?.as_blob()?;
-        let field = r.get_ref(1)?.as_str()?;
-        let value = r.get_ref(2)?.as_str()?;
+         ORDER BY r.record_id",
+        join = conn.join_in_order(),
+        marks = marks.join(", "),
+    );
+    let mut params = args![entity, team].to_vec();
+    params.extend(fields.iter().map(|f| Value::from(*f)));
+    each_row(conn, &sql, &params, |r| {
+        let id: Vec<u8> = r.get(0)?;
+        let field: String = r.get(1)?;
+        let value: String = r.get(2)?;
         let hlc: i64 = r.get(3)?;
-        each(id, field, value, hlc as u64)?;
-    }
-    Ok(())
+        each(&id, &field, &value, hlc as u64)
+    })
 }
 
 /// Parses one stored field value; a value the server stored is always valid, so a failure
@@ -178,51 +178,55 @@ impl VisitFields {
 /// refresh reads every visit. Reports read visits from this table, so a report over 400,000
 /// visits reads 400,000 rows instead of 3.6 million field rows. Runs on the write connection,
 /// before a report runs on the reading one.
-pub fn refresh(conn: &Connection) -> Result<(), ReportError> {
-    let tx = conn.unchecked_transaction()?;
-    let (done, last): (i64, i64) = tx.query_row(
+pub fn refresh(conn: &mut impl Transact) -> Result<(), ReportError> {
+    conn.write_if(|tx| {
+        let changed = refresh_in(tx)?;
+        Ok(((), changed))
+    })
+}
+
+/// [`refresh`] in its transaction: whether it changed anything.
+fn refresh_in(tx: &dyn Db) -> Result<bool, ReportError> {
+    let (done, last): (i64, i64) = tx.value(
         "SELECT report_seq, (SELECT coalesce(max(seq), 0) FROM changes) FROM server_state",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        &[],
     )?;
     if last == done {
-        return Ok(());
+        return Ok(false);
     }
-    let mut upsert = tx.prepare_cached(
-        "INSERT OR REPLACE INTO report_visits (visit_id, team_id, citizen_id, anonymous,
-             started_ms, kind, themes, referrals, author, wellbeing)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    let mut remove = tx.prepare_cached("DELETE FROM report_visits WHERE visit_id = ?1")?;
-    let mut store = |id: &[u8], team: &[u8], fields: VisitFields| -> Result<(), ReportError> {
+    let store = |id: &[u8], team: &[u8], fields: VisitFields| -> Result<(), ReportError> {
         match fields.visit() {
-            None => remove.execute([id])?,
-            Some(v) => upsert.execute(params![
-                id,
-                team,
-                v.citizen.map(|c| c.as_bytes().to_vec()),
-                v.anonymous as i64,
-                v.started_at.timestamp_millis(),
-                super::wire(&v.kind),
-                serde_json::to_string(&v.themes).unwrap_or_default(),
-                serde_json::to_string(&v.referrals).unwrap_or_default(),
-                v.author.map(|a| a.as_bytes().to_vec()),
-                v.wellbeing,
-            ])?,
+            None => tx.execute("DELETE FROM report_visits WHERE visit_id = ?1", args![id])?,
+            Some(v) => tx.execute(
+                "INSERT INTO report_visits (visit_id, team_id, citizen_id, anonymous,
+                     started_ms, kind, themes, referrals, author, wellbeing)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (visit_id) DO UPDATE SET team_id = ?2, citizen_id = ?3,
+                     anonymous = ?4, started_ms = ?5, kind = ?6, themes = ?7, referrals = ?8,
+                     author = ?9, wellbeing = ?10",
+                args![
+                    id,
+                    team,
+                    v.citizen,
+                    v.anonymous as i64,
+                    v.started_at.timestamp_millis(),
+                    super::wire(&v.kind),
+                    serde_json::to_string(&v.themes).unwrap_or_default(),
+                    serde_json::to_string(&v.referrals).unwrap_or_default(),
+                    v.author,
+                    v.wellbeing.map(i64::from),
+                ],
+            )?,
         };
         Ok(())
     };
     if done == 0 {
-        tx.execute("DELETE FROM report_visits", [])?;
-        let teams: Vec<Vec<u8>> = tx
-            .prepare("SELECT id FROM teams")?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        tx.execute("DELETE FROM report_visits", &[])?;
+        let teams: Vec<Uuid> = tx.all("SELECT id FROM teams", &[])?;
         for team in teams {
-            let team = uuid(&team)?;
             let mut current: Option<(Vec<u8>, VisitFields)> = None;
             let mut pending = Vec::new();
-            each_record(&tx, "visit", &team, &VISIT_FIELDS, |id, field, value, _| {
+            each_record(tx, "visit", &team, &VISIT_FIELDS, |id, field, value, _| {
                 if current.as_ref().is_none_or(|(c, _)| c != id) {
                     pending.extend(current.take());
                     current = Some((id.to_vec(), VisitFields::default()));
@@ -240,62 +244,59 @@ pub fn refresh(conn: &Connection) -> Result<(), ReportError> {
     } else {
         // The visits the change log touched since: their ids, then their fields now.
         let mut ids = std::collections::BTreeSet::new();
-        let mut rows = tx.prepare(
+        each_row(
+            tx,
             "SELECT mutation FROM changes WHERE seq > ?1 AND kind = 'mutation'
                AND mutation LIKE '%\"visit\"%'",
+            args![done],
+            |r| {
+                let m: Mutation = parse(&r.get::<String>(0)?)?;
+                ids.extend(
+                    m.ops
+                        .iter()
+                        .filter(|op| op.entity == feltbog_core::domain::EntityKind::Visit)
+                        .map(|op| op.id),
+                );
+                Ok::<_, ReportError>(())
+            },
         )?;
-        let mut found = rows.query([done])?;
-        while let Some(r) = found.next()? {
-            let m: Mutation = parse(r.get_ref(0)?.as_str()?)?;
-            ids.extend(
-                m.ops
-                    .iter()
-                    .filter(|op| op.entity == feltbog_core::domain::EntityKind::Visit)
-                    .map(|op| op.id),
-            );
-        }
-        let mut fields = tx.prepare_cached(
+        let sql = format!(
             "SELECT f.field, f.value, r.team_id FROM records r
-             CROSS JOIN fields f ON f.entity = r.entity AND f.record_id = r.record_id
+             {} fields f ON f.entity = r.entity AND f.record_id = r.record_id
              WHERE r.entity = 'visit' AND r.record_id = ?1",
-        )?;
+            tx.join_in_order()
+        );
         for id in ids {
             let mut v = VisitFields::default();
             let mut team = Vec::new();
-            let mut found = fields.query([&id.as_bytes()[..]])?;
-            while let Some(r) = found.next()? {
-                v.set(r.get_ref(0)?.as_str()?, r.get_ref(1)?.as_str()?)?;
-                team = r.get(2)?;
+            let rows: Vec<(String, String, Vec<u8>)> = tx.all(&sql, args![id])?;
+            for (field, value, t) in rows {
+                v.set(&field, &value)?;
+                team = t;
             }
             store(&id.as_bytes()[..], &team, v)?;
         }
     }
-    tx.execute("UPDATE server_state SET report_seq = ?1", [last])?;
-    drop(upsert);
-    drop(remove);
-    tx.commit()?;
-    Ok(())
+    tx.execute("UPDATE server_state SET report_seq = ?1", args![last])?;
+    Ok(true)
 }
 
 /// The visits logged in `teams` during `period`, from `report_visits` as of the last
 /// [`refresh`] (archived visits and those of purged citizens left out).
 pub(super) fn visits(
-    conn: &Connection,
+    conn: &dyn Db,
     teams: &[Uuid],
     period: &super::Period,
 ) -> Result<Vec<Visit>, ReportError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT v.citizen_id, v.anonymous, v.started_ms, v.kind, v.themes, v.referrals,
-                v.author, v.wellbeing
-         FROM report_visits v
-         WHERE v.team_id = ?1 AND v.started_ms >= ?2 AND v.started_ms < ?3",
-    )?;
     // A purge empties a citizen's records without a change-log row: their rows stay here and
     // are left out by this list (usually empty).
     let purged: std::collections::HashSet<Vec<u8>> = conn
-        .prepare_cached("SELECT citizen_id FROM citizens WHERE purged_ms IS NOT NULL")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+        .all::<Vec<u8>>(
+            "SELECT citizen_id FROM citizens WHERE purged_ms IS NOT NULL",
+            &[],
+        )?
+        .into_iter()
+        .collect();
     let (from, to) = (
         period.start().timestamp_millis(),
         period.end().timestamp_millis(),
@@ -306,28 +307,52 @@ pub(super) fn visits(
         .collect();
     let mut out = Vec::new();
     for team in teams {
-        let mut rows = stmt.query(params![&team.as_bytes()[..], from, to])?;
-        while let Some(r) = rows.next()? {
-            let citizen = r.get_ref(0)?.as_blob_or_null()?;
-            if citizen.is_some_and(|c| purged.contains(c)) {
-                continue;
-            }
-            let list = |i: usize| -> Result<Option<&str>, ReportError> {
-                Ok(r.get_ref(i)?.as_str_or_null()?.filter(|t| *t != "[]"))
-            };
-            out.push(Visit {
-                citizen: citizen.map(uuid).transpose()?,
-                anonymous: r.get::<_, i64>(1)? as u64,
-                started_at: DateTime::from_timestamp_millis(r.get(2)?).unwrap_or_default(),
-                kind: *kinds
-                    .get(r.get_ref(3)?.as_str()?)
-                    .ok_or(ReportError::Corrupt("a visit's kind"))?,
-                themes: list(4)?.map(parse).transpose()?.unwrap_or_default(),
-                referrals: list(5)?.map(parse).transpose()?.unwrap_or_default(),
-                author: r.get_ref(6)?.as_blob_or_null()?.map(uuid).transpose()?,
-                wellbeing: r.get(7)?,
-            });
-        }
+        each_row(
+            conn,
+            "SELECT v.citizen_id, v.anonymous, v.started_ms, v.kind, v.themes, v.referrals,
+                    v.author, v.wellbeing
+             FROM report_visits v
+             WHERE v.team_id = ?1 AND v.started_ms >= ?2 AND v.started_ms < ?3",
+            args![team, from, to],
+            |r| -> Result<(), ReportError> {
+                let citizen: Option<Vec<u8>> = r.get(0)?;
+                if citizen.as_ref().is_some_and(|c| purged.contains(c)) {
+                    return Ok(());
+                }
+                let list = |i: usize| -> Result<Option<String>, ReportError> {
+                    Ok(r.get::<Option<String>>(i)?.filter(|t| t != "[]"))
+                };
+                let wellbeing: Option<i64> = r.get(7)?;
+                out.push(Visit {
+                    citizen: citizen.as_deref().map(uuid).transpose()?,
+                    anonymous: r.get::<i64>(1)? as u64,
+                    started_at: DateTime::from_timestamp_millis(r.get(2)?).unwrap_or_default(),
+                    kind: *kinds
+                        .get(&r.get::<String>(3)?)
+                        .ok_or(ReportError::Corrupt("a visit's kind"))?,
+                    themes: list(4)?
+                        .as_deref()
+                        .map(parse)
+                        .transpose()?
+                        .unwrap_or_default(),
+                    referrals: list(5)?
+                        .as_deref()
+                        .map(parse)
+                        .transpose()?
+                        .unwrap_or_default(),
+                    author: r
+                        .get::<Option<Vec<u8>>>(6)?
+                        .as_deref()
+                        .map(uuid)
+                        .transpose()?,
+                    wellbeing: wellbeing
+                        .map(u8::try_from)
+                        .transpose()
+                        .map_err(|_| ReportError::Corrupt("a wellbeing score"))?,
+                });
+                Ok(())
+            },
+        )?;
     }
     Ok(out)
 }
@@ -341,7 +366,7 @@ struct TaskFields {
 }
 
 /// The follow-up tasks of `teams` (archived ones left out).
-pub(super) fn tasks(conn: &Connection, teams: &[Uuid]) -> Result<Vec<Task>, ReportError> {
+pub(super) fn tasks(conn: &dyn Db, teams: &[Uuid]) -> Result<Vec<Task>, ReportError> {
     let mut out = Vec::new();
     for team in teams {
         let mut grouped = Grouped::<TaskFields>::new();
@@ -389,7 +414,7 @@ struct ConflictFields {
 }
 
 /// The conflict records of `teams`.
-pub(super) fn conflicts(conn: &Connection, teams: &[Uuid]) -> Result<Vec<Conflict>, ReportError> {
+pub(super) fn conflicts(conn: &dyn Db, teams: &[Uuid]) -> Result<Vec<Conflict>, ReportError> {
     let mut out = Vec::new();
     for team in teams {
         let mut grouped = Grouped::<ConflictFields>::new();
@@ -423,7 +448,7 @@ pub(super) fn conflicts(conn: &Connection, teams: &[Uuid]) -> Result<Vec<Conflic
 /// When each citizen registered in `teams` was created (archived citizens included: they
 /// were new then).
 pub(super) fn citizens_created(
-    conn: &Connection,
+    conn: &dyn Db,
     teams: &[Uuid],
 ) -> Result<Vec<DateTime<Utc>>, ReportError> {
     let mut out = Vec::new();
@@ -437,48 +462,33 @@ pub(super) fn citizens_created(
 }
 
 /// Each citizen's current site, for contacts by site.
-pub(super) fn citizen_sites(conn: &Connection) -> Result<HashMap<Uuid, Uuid>, ReportError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT citizen_id, site_id FROM citizens WHERE site_id IS NOT NULL")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
-    })?;
-    let mut out = HashMap::new();
-    for row in rows {
-        let (c, s) = row?;
-        out.insert(uuid(&c)?, uuid(&s)?);
-    }
-    Ok(out)
+pub(super) fn citizen_sites(conn: &dyn Db) -> Result<HashMap<Uuid, Uuid>, ReportError> {
+    Ok(conn
+        .all::<(Uuid, Uuid)>(
+            "SELECT citizen_id, site_id FROM citizens WHERE site_id IS NOT NULL",
+            &[],
+        )?
+        .into_iter()
+        .collect())
 }
 
 /// Site names by id (a site is a place, not a person: its name may be shown).
-pub(super) fn site_names(conn: &Connection) -> Result<HashMap<Uuid, String>, ReportError> {
-    let mut stmt = conn.prepare_cached(
+pub(super) fn site_names(conn: &dyn Db) -> Result<HashMap<Uuid, String>, ReportError> {
+    conn.all::<(Uuid, String)>(
         "SELECT record_id, value FROM fields WHERE entity = 'site' AND field = 'name'",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
-    })?;
-    let mut out = HashMap::new();
-    for row in rows {
-        let (id, name) = row?;
-        out.insert(uuid(&id)?, parse(&name)?);
-    }
-    Ok(out)
+        &[],
+    )?
+    .into_iter()
+    .map(|(id, name)| Ok((id, parse(&name)?)))
+    .collect()
 }
 
 /// Worker names by id (staff, shown in "contacts by worker").
-pub(crate) fn worker_names(conn: &Connection) -> Result<HashMap<Uuid, String>, ReportError> {
-    let mut stmt = conn.prepare_cached("SELECT id, name FROM workers")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
-    })?;
-    let mut out = HashMap::new();
-    for row in rows {
-        let (id, name) = row?;
-        out.insert(uuid(&id)?, name);
-    }
-    Ok(out)
+pub(crate) fn worker_names(conn: &dyn Db) -> Result<HashMap<Uuid, String>, ReportError> {
+    Ok(conn
+        .all::<(Uuid, String)>("SELECT id, name FROM workers", &[])?
+        .into_iter()
+        .collect())
 }
 
 /// One citizen's recorded housing situations, oldest first, with when each was set.
@@ -488,42 +498,44 @@ pub(super) type HousingHistory = Vec<(DateTime<Utc>, HousingSituation)>;
 /// first: the values of every write the change log holds, concurrent ones included, ordered
 /// by their stamps.
 pub(super) fn housing_histories(
-    conn: &Connection,
+    conn: &dyn Db,
     teams: &[Uuid],
 ) -> Result<Vec<HousingHistory>, ReportError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT ch.citizen_id, ch.mutation FROM citizens c
-         JOIN changes ch ON ch.citizen_id = c.citizen_id
-         WHERE c.team_id = ?1 AND c.purged_ms IS NULL AND ch.kind = 'mutation'
-           AND ch.class = 'citizen'",
-    )?;
     let mut out = Vec::new();
     for team in teams {
         // Stamps dedupe the copies of one write (a change re-delivered to another role).
         let mut by_citizen: BTreeMap<Vec<u8>, BTreeMap<(u64, Uuid), HousingSituation>> =
             BTreeMap::new();
-        let mut rows = stmt.query(params![&team.as_bytes()[..]])?;
-        while let Some(r) = rows.next()? {
-            let citizen = r.get_ref(0)?.as_blob()?;
-            let text = r.get_ref(1)?.as_str()?;
-            if !text.contains("\"housing\"") {
-                continue;
-            }
-            let m: Mutation = parse(text)?;
-            for op in &m.ops {
-                if op.field != "housing" || op.id.as_bytes()[..] != citizen[..] {
-                    continue;
+        each_row(
+            conn,
+            "SELECT ch.citizen_id, ch.mutation FROM citizens c
+             JOIN changes ch ON ch.citizen_id = c.citizen_id
+             WHERE c.team_id = ?1 AND c.purged_ms IS NULL AND ch.kind = 'mutation'
+               AND ch.class = 'citizen'",
+            args![team],
+            |r| {
+                let citizen: Vec<u8> = r.get(0)?;
+                let text: String = r.get(1)?;
+                if !text.contains("\"housing\"") {
+                    return Ok(());
                 }
-                if let FieldChange::Assign { value } = &op.change {
-                    let situation = serde_json::from_value(value.clone())
-                        .map_err(|_| ReportError::Corrupt("a housing value"))?;
-                    by_citizen
-                        .entry(citizen.to_vec())
-                        .or_default()
-                        .insert((op.hlc.as_u64(), m.device_id.0), situation);
+                let m: Mutation = parse(&text)?;
+                for op in &m.ops {
+                    if op.field != "housing" || op.id.as_bytes()[..] != citizen[..] {
+                        continue;
+                    }
+                    if let FieldChange::Assign { value } = &op.change {
+                        let situation = serde_json::from_value(value.clone())
+                            .map_err(|_| ReportError::Corrupt("a housing value"))?;
+                        by_citizen
+                            .entry(citizen.clone())
+                            .or_default()
+                            .insert((op.hlc.as_u64(), m.device_id.0), situation);
+                    }
                 }
-            }
-        }
+                Ok::<_, ReportError>(())
+            },
+        )?;
         out.extend(by_citizen.into_values().map(|h| {
             h.into_iter()
                 .map(|((hlc, _), s)| (at_hlc(hlc), s))
@@ -537,35 +549,36 @@ pub(super) fn housing_histories(
 /// out), per citizen now in `teams` and not purged: the pathway of issue 17. Items are read
 /// by the field-name range of the list, so each citizen's rows come from the primary key.
 pub(super) fn citizen_items<T: serde::de::DeserializeOwned>(
-    conn: &Connection,
+    conn: &dyn Db,
     teams: &[Uuid],
     list: &str,
 ) -> Result<Vec<Vec<T>>, ReportError> {
-    let mut stmt = conn.prepare_cached(
+    let sql = format!(
         "SELECT f.record_id, f.value FROM citizens c
-         CROSS JOIN fields f ON f.entity = 'citizen' AND f.record_id = c.citizen_id
+         {} fields f ON f.entity = 'citizen' AND f.record_id = c.citizen_id
          WHERE c.team_id = ?1 AND c.purged_ms IS NULL AND f.field > ?2 AND f.field < ?3
          ORDER BY f.record_id",
-    )?;
+        conn.join_in_order()
+    );
     // `list__` then 32 hex digits: every such name sorts between these two.
     let (low, high) = (format!("{list}__"), format!("{list}__g"));
     let mut out = Vec::new();
     for team in teams {
-        let mut rows = stmt.query(params![&team.as_bytes()[..], low, high])?;
         let mut current: Option<(Vec<u8>, Vec<T>)> = None;
-        while let Some(r) = rows.next()? {
-            let citizen = r.get_ref(0)?.as_blob()?;
-            let value = r.get_ref(1)?.as_str()?;
+        each_row(conn, &sql, args![team, &low, &high], |r| {
+            let citizen: Vec<u8> = r.get(0)?;
+            let value: String = r.get(1)?;
             if current.as_ref().is_none_or(|(c, _)| c[..] != citizen[..]) {
                 out.extend(current.take().map(|(_, items)| items));
-                current = Some((citizen.to_vec(), Vec::new()));
+                current = Some((citizen, Vec::new()));
             }
             if value != "null"
                 && let Some((_, items)) = current.as_mut()
             {
-                items.push(parse(value)?);
+                items.push(parse(&value)?);
             }
-        }
+            Ok::<_, ReportError>(())
+        })?;
         out.extend(current.map(|(_, items)| items));
     }
     Ok(out)

@@ -31,9 +31,7 @@ pub const MAX_PERIOD_DAYS: i64 = 5 * 366;
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("report database: {0}")]
-    Db(#[from] rusqlite::Error),
-    #[error("report database: {0}")]
-    Read(#[from] rusqlite::types::FromSqlError),
+    Storage(#[from] crate::storage::StorageError),
     #[error("the database holds a malformed {0}")]
     Corrupt(&'static str),
     #[error("{0}")]
@@ -327,7 +325,7 @@ fn wire<T: Serialize>(v: &T) -> String {
 
 /// Contacts logged in the filter's teams during its period (archived visits left out).
 pub fn contacts(
-    conn: &rusqlite::Connection,
+    conn: &dyn crate::storage::Db,
     filter: &Filter,
 ) -> Result<ContactsReport, ReportError> {
     let visits = data::visits(conn, &filter.teams, &filter.period)?;
@@ -387,7 +385,7 @@ pub fn contacts(
 
 /// Referrals made at contacts in the period, by target.
 pub fn referrals(
-    conn: &rusqlite::Connection,
+    conn: &dyn crate::storage::Db,
     filter: &Filter,
 ) -> Result<ReferralsReport, ReportError> {
     let mut all = Tally::default();
@@ -436,7 +434,10 @@ fn stand_in(i: usize) -> Uuid {
 
 /// Courses started and ended in the period, by kind and by how they ended, and those running
 /// on its last day.
-pub fn courses(conn: &rusqlite::Connection, filter: &Filter) -> Result<CoursesReport, ReportError> {
+pub fn courses(
+    conn: &dyn crate::storage::Db,
+    filter: &Filter,
+) -> Result<CoursesReport, ReportError> {
     let (mut started, mut ended) = (Tally::default(), Tally::default());
     let mut started_by_kind: BTreeMap<String, Tally> = BTreeMap::new();
     let mut ended_by_ending: BTreeMap<String, Tally> = BTreeMap::new();
@@ -490,7 +491,7 @@ pub fn courses(conn: &rusqlite::Connection, filter: &Filter) -> Result<CoursesRe
 /// [`feltbog_core::domain::pathway::kept_home`]), for each move-in whose measure day is in the
 /// period and not after `today`.
 fn kept_home(
-    conn: &rusqlite::Connection,
+    conn: &dyn crate::storage::Db,
     filter: &Filter,
     today: NaiveDate,
 ) -> Result<Vec<Row<String>>, ReportError> {
@@ -531,7 +532,7 @@ fn kept_home(
 /// Follow-ups due in the period, by outcome as of `today`. A task done on or before its due
 /// day (by the clock of the device that marked it) is on time.
 pub fn follow_ups(
-    conn: &rusqlite::Connection,
+    conn: &dyn crate::storage::Db,
     filter: &Filter,
     today: NaiveDate,
 ) -> Result<FollowUpsReport, ReportError> {
@@ -576,7 +577,7 @@ fn outcome(
 /// Housing over the period from each citizen's history of the field: where they stood at its
 /// start and end, and every move inside it.
 pub fn housing(
-    conn: &rusqlite::Connection,
+    conn: &dyn crate::storage::Db,
     filter: &Filter,
     today: NaiveDate,
 ) -> Result<HousingReport, ReportError> {
@@ -625,7 +626,7 @@ pub fn housing(
 /// Wellbeing scores recorded at contacts in the period, by month; a mean only where at least
 /// [`MIN_PEOPLE`] people are behind it.
 pub fn wellbeing(
-    conn: &rusqlite::Connection,
+    conn: &dyn crate::storage::Db,
     filter: &Filter,
 ) -> Result<WellbeingReport, ReportError> {
     #[derive(Default)]
@@ -689,7 +690,7 @@ pub fn wellbeing(
 /// Conflicts open `now` in the filter's teams, by age (the period does not apply: an open
 /// conflict is work waiting today).
 pub fn conflicts(
-    conn: &rusqlite::Connection,
+    conn: &dyn crate::storage::Db,
     filter: &Filter,
     now: DateTime<Utc>,
 ) -> Result<ConflictsReport, ReportError> {
@@ -741,7 +742,7 @@ pub enum Report {
 
 /// Runs the report `kind` for `filter` as of `now`.
 pub fn run(
-    conn: &rusqlite::Connection,
+    conn: &dyn crate::storage::Db,
     kind: ReportKind,
     filter: &Filter,
     now: DateTime<Utc>,

@@ -332,6 +332,13 @@ pub trait Db {
     /// Whether a transaction is open (statements then belong to it, and nest in savepoints).
     fn in_transaction(&self) -> bool;
 
+    /// The join that makes the planner read its tables in the order written: SQLite's
+    /// `CROSS JOIN` (its documented hint); PostgreSQL's planner is not told, and `CROSS JOIN`
+    /// with `ON` is not its syntax.
+    fn join_in_order(&self) -> &'static str {
+        "CROSS JOIN"
+    }
+
     /// Every row of a query.
     fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StorageError> {
         let mut rows = Vec::new();
@@ -396,76 +403,167 @@ pub trait DbExt: Db {
 
 impl<D: Db + ?Sized> DbExt for D {}
 
-/// The server's database, on either backend: what the server's entry points take. Every
-/// transaction goes through [`Database::write`] or [`Database::read`], which know what each
-/// backend needs to keep the change log's order (docs/storage.md).
+/// The server's database, on either backend, owned (the command line's tools and tests open
+/// one; the server's requests borrow one from [`crate::pool`]).
 pub enum Database {
     Sqlite(rusqlite::Connection),
     Postgres(::postgres::Client),
 }
 
-impl Database {
+/// Where the server's transactions begin: every entry point takes a `&mut impl Transact` and
+/// runs its work through [`Transact::write`] or [`Transact::read`], which know what each
+/// backend needs to keep the change log's order (docs/storage.md). Implemented by a SQLite
+/// connection, a PostgreSQL client and [`Database`].
+pub trait Transact {
     /// Runs `f` in one writing transaction and commits if it returns `Ok((_, true))`; rolls
     /// back otherwise. On SQLite an IMMEDIATE transaction (the write lock from the start); on
     /// PostgreSQL the writers' advisory lock is its first statement, so writers commit one at a
     /// time and the change log's sequence numbers are in commit order.
-    pub fn write_if<T, E: From<StorageError>>(
+    fn write_if<T, E: From<StorageError>>(
         &mut self,
         f: impl FnOnce(&dyn Db) -> Result<(T, bool), E>,
-    ) -> Result<T, E> {
-        match self {
-            Database::Sqlite(conn) => {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(StorageError::from)?;
-                let (out, commit) = f(&tx)?;
-                if commit {
-                    tx.commit().map_err(StorageError::from)?;
-                }
-                Ok(out)
-            }
-            Database::Postgres(client) => {
-                let tx = Pg::new(client.transaction().map_err(StorageError::from)?);
-                tx.execute(
-                    "SELECT pg_advisory_xact_lock(?1)",
-                    &[Value::Int(crate::db::WRITERS_LOCK)],
-                )?;
-                let (out, commit) = f(&tx)?;
-                if commit {
-                    tx.into_inner().commit().map_err(StorageError::from)?;
-                }
-                Ok(out)
-            }
-        }
-    }
+    ) -> Result<T, E>;
+
+    /// Runs `f` on one consistent snapshot, writing nothing.
+    fn read<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<T, E>,
+    ) -> Result<T, E>;
 
     /// Runs `f` in one writing transaction, committed if it returns `Ok`.
-    pub fn write<T, E: From<StorageError>>(
+    fn write<T, E: From<StorageError>>(
         &mut self,
         f: impl FnOnce(&dyn Db) -> Result<T, E>,
     ) -> Result<T, E> {
         self.write_if(|db| f(db).map(|out| (out, true)))
     }
 
-    /// Runs `f` on one consistent snapshot, writing nothing.
-    pub fn read<T, E: From<StorageError>>(
+    /// Runs `f` in one writing transaction that takes no place in the writers' order: for
+    /// writes that log no change and append no audit row (rate limits), which need only their
+    /// own rows locked. On SQLite the same as [`Transact::write`] (one writer anyway).
+    fn write_aside<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.write(f)
+    }
+
+    /// After content was deleted for good (a purge): removes the copies the backend keeps
+    /// outside its live pages where it can. SQLite overwrites freed pages (`secure_delete`),
+    /// and this moves the write-ahead log's copies out. PostgreSQL keeps dead rows until
+    /// VACUUM and has no secure delete: its data directory must be on an encrypted volume
+    /// (docs/storage.md), so nothing is done here.
+    fn scrub(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+impl Transact for rusqlite::Connection {
+    fn write_if<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<(T, bool), E>,
+    ) -> Result<T, E> {
+        let tx = self
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StorageError::from)?;
+        let (out, commit) = f(&tx)?;
+        if commit {
+            tx.commit().map_err(StorageError::from)?;
+        }
+        Ok(out)
+    }
+
+    fn read<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx = self.transaction().map_err(StorageError::from)?;
+        f(&tx)
+    }
+
+    fn scrub(&mut self) -> Result<(), StorageError> {
+        self.prepare_cached("PRAGMA wal_checkpoint(TRUNCATE)")?
+            .query_row([], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+impl Transact for ::postgres::Client {
+    fn write_aside<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx = Pg::new(self.transaction().map_err(StorageError::from)?);
+        let out = f(&tx)?;
+        tx.into_inner().commit().map_err(StorageError::from)?;
+        Ok(out)
+    }
+
+    fn write_if<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<(T, bool), E>,
+    ) -> Result<T, E> {
+        let tx = Pg::new(self.transaction().map_err(StorageError::from)?);
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(?1)",
+            &[Value::Int(crate::db::WRITERS_LOCK)],
+        )?;
+        let (out, commit) = f(&tx)?;
+        if commit {
+            tx.into_inner().commit().map_err(StorageError::from)?;
+        }
+        Ok(out)
+    }
+
+    fn read<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx = self
+            .build_transaction()
+            .isolation_level(::postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(StorageError::from)?;
+        f(&Pg::new(tx))
+    }
+}
+
+impl Transact for Database {
+    fn write_aside<T, E: From<StorageError>>(
         &mut self,
         f: impl FnOnce(&dyn Db) -> Result<T, E>,
     ) -> Result<T, E> {
         match self {
-            Database::Sqlite(conn) => {
-                let tx = conn.transaction().map_err(StorageError::from)?;
-                f(&tx)
-            }
-            Database::Postgres(client) => {
-                let tx = client
-                    .build_transaction()
-                    .isolation_level(::postgres::IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start()
-                    .map_err(StorageError::from)?;
-                f(&Pg::new(tx))
-            }
+            Database::Sqlite(conn) => conn.write_aside(f),
+            Database::Postgres(client) => client.write_aside(f),
+        }
+    }
+
+    fn write_if<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<(T, bool), E>,
+    ) -> Result<T, E> {
+        match self {
+            Database::Sqlite(conn) => conn.write_if(f),
+            Database::Postgres(client) => client.write_if(f),
+        }
+    }
+
+    fn read<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Database::Sqlite(conn) => conn.read(f),
+            Database::Postgres(client) => client.read(f),
+        }
+    }
+
+    fn scrub(&mut self) -> Result<(), StorageError> {
+        match self {
+            Database::Sqlite(conn) => conn.scrub(),
+            Database::Postgres(client) => client.scrub(),
         }
     }
 }

@@ -98,6 +98,10 @@ impl<C: GenericClient> Db for Pg<C> {
         self.in_transaction
     }
 
+    fn join_in_order(&self) -> &'static str {
+        "JOIN"
+    }
+
     fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StorageError> {
         let stmt = self.statement(sql)?;
         Ok(self.client()?.execute(&stmt, &refs(params))?)

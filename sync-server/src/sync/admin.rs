@@ -9,12 +9,12 @@ use crate::args;
 use crate::audit::{Action, Entry};
 use crate::identity::Role;
 use crate::scope::{self, Class};
+use crate::storage::Transact;
 use crate::storage::{Db, DbExt};
 use feltbog_core::domain::EntityKind;
-use rusqlite::{Connection, Transaction};
 use uuid::Uuid;
 
-fn citizen_team(tx: &Transaction, citizen: Uuid) -> Result<Uuid, SyncError> {
+fn citizen_team(tx: &dyn Db, citizen: Uuid) -> Result<Uuid, SyncError> {
     let team: Option<Vec<u8>> = tx.one(
         "SELECT team_id FROM citizens WHERE citizen_id = ?1 AND purged_ms IS NULL",
         args![citizen],
@@ -27,13 +27,13 @@ fn citizen_team(tx: &Transaction, citizen: Uuid) -> Result<Uuid, SyncError> {
 /// e.g. the citizen moved district). The old team's devices erase the citizen on their next
 /// sync; the new team's devices receive everything. Audited as the administrator's.
 pub fn move_citizen(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     citizen: Uuid,
     team: Uuid,
     now_ms: u64,
     max_drift_ms: u64,
 ) -> Result<(), SyncError> {
-    crate::admin::perform(conn, now_ms, |tx| {
+    crate::admin::perform(db, now_ms, |tx| {
         let old = citizen_team(tx, citizen)?;
         let exists: bool = tx.value("SELECT count(*) > 0 FROM teams WHERE id = ?1", args![team])?;
         if !exists {
@@ -86,13 +86,13 @@ pub fn move_citizen(
 /// sync their devices receive the site, its log and its residents. Returns whether the
 /// assignment is new. Audited as the administrator's.
 pub fn assign_site(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     worker: Uuid,
     site: Uuid,
     now_ms: u64,
     max_drift_ms: u64,
 ) -> Result<bool, SyncError> {
-    crate::admin::perform(conn, now_ms, |tx| {
+    crate::admin::perform(db, now_ms, |tx| {
         let team = caretaker_team(tx, worker)?;
         // Another team's site looks like no site at all.
         scope::record_scope(tx, EntityKind::Site, site)?
@@ -133,12 +133,12 @@ pub fn assign_site(
 /// they had pending (judged under the old scope), then erase the site, its log and its
 /// residents on their next sync. Returns whether the caretaker had the site.
 pub fn unassign_site(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     worker: Uuid,
     site: Uuid,
     now_ms: u64,
 ) -> Result<bool, SyncError> {
-    crate::admin::perform(conn, now_ms, |tx| {
+    crate::admin::perform(db, now_ms, |tx| {
         crate::epochs::end_epoch(tx, worker, now_ms)?;
         let removed = tx.execute(
             "DELETE FROM caretaker_sites WHERE worker_id = ?1 AND site_id = ?2",
@@ -156,7 +156,7 @@ pub fn unassign_site(
 }
 
 /// The team of an active caretaker; other workers are not assigned sites.
-fn caretaker_team(tx: &Transaction, worker: Uuid) -> Result<Uuid, SyncError> {
+fn caretaker_team(tx: &dyn Db, worker: Uuid) -> Result<Uuid, SyncError> {
     let (role, team) = crate::identity::role_and_team(tx, worker)?;
     if role != Role::Caretaker {
         return Err(SyncError::Refused(
@@ -223,12 +223,12 @@ pub enum Reopened {
 /// always; the retention clock starts again when the case is next closed. A case purged from
 /// the server has no content left to bring back: refused. Audited as the administrator's.
 pub fn reopen_case(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     citizen: Uuid,
     now_ms: u64,
     max_drift_ms: u64,
 ) -> Result<Reopened, SyncError> {
-    crate::admin::perform(conn, now_ms, |tx| {
+    crate::admin::perform(db, now_ms, |tx| {
         let row: Option<(Vec<u8>, bool, Option<i64>)> = tx.one(
             "SELECT team_id, off_devices, purged_ms FROM citizens WHERE citizen_id = ?1",
             args![citizen],

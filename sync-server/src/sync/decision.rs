@@ -7,12 +7,11 @@ use crate::args;
 use crate::audit::{self, Action, Entry};
 use crate::identity::{Caller, Role};
 use crate::scope::{self};
-use crate::storage::DbExt;
+use crate::storage::{Db, DbExt, Transact};
 use feltbog_core::domain::schema::{self};
 use feltbog_core::domain::{ConflictStatus, EntityKind};
 use feltbog_core::hlc::{DeviceId, Hlc, Stamp};
 use feltbog_core::protocol::{FieldChange, FieldOp, Mutation, RejectReason};
-use rusqlite::{Connection, TransactionBehavior};
 use uuid::Uuid;
 
 /// A supervisor's decision on an open free-text conflict, made in the dashboard.
@@ -34,14 +33,29 @@ pub enum Decision {
 /// device of the team and audited as her writes. A refusal (not her team's, no longer open,
 /// a value the record cannot hold) changes nothing.
 pub fn review_from_dashboard(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     worker: Uuid,
     conflict: Uuid,
     decision: &Decision,
     now_ms: u64,
     max_drift_ms: u64,
 ) -> Result<Result<(), (RejectReason, String)>, SyncError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    db.write_if(|tx| {
+        let out = decide(tx, worker, conflict, decision, now_ms, max_drift_ms)?;
+        let commit = out.is_ok();
+        Ok((out, commit))
+    })
+}
+
+/// [`review_from_dashboard`] in its transaction, committed only when the decision holds.
+fn decide(
+    tx: &dyn Db,
+    worker: Uuid,
+    conflict: Uuid,
+    decision: &Decision,
+    now_ms: u64,
+    max_drift_ms: u64,
+) -> Result<Result<(), (RejectReason, String)>, SyncError> {
     let refused = |why: &str| Ok(Err((RejectReason::OutOfScope, why.to_owned())));
     let team: Option<Vec<u8>> = tx.one(
         "SELECT team_id FROM workers WHERE id = ?1 AND active = 1 AND role = ?2",
@@ -56,8 +70,8 @@ pub fn review_from_dashboard(
         team_id: team,
         role: Role::Supervisor,
     };
-    let reach = scope::reach(&tx, &caller)?;
-    let value = |field: &str| field_value(&tx, EntityKind::Conflict, conflict, field);
+    let reach = scope::reach(tx, &caller)?;
+    let value = |field: &str| field_value(tx, EntityKind::Conflict, conflict, field);
     let (Some(entity), Some(record), Some(field), Some(current), Some(other)) = (
         value("entity")?,
         value("record_id")?,
@@ -108,7 +122,7 @@ pub fn review_from_dashboard(
         hlc: Hlc::from_u64(hlc as u64),
         device: DeviceId(Uuid::from_slice(&device).unwrap_or_default()),
     });
-    let mut ctx = Ctx::new(&tx, max_drift_ms, now_ms)?;
+    let mut ctx = Ctx::new(tx, max_drift_ms, now_ms)?;
     let hlc = ctx.clock.now(now_ms)?;
     let writes = [
         (entity, record, field, chosen, base),
@@ -149,7 +163,6 @@ pub fn review_from_dashboard(
         }
     }
     ctx.finish()?;
-    audit::append_many(&tx, now_ms, &trail)?;
-    tx.commit()?;
+    audit::append_many(tx, now_ms, &trail)?;
     Ok(Ok(()))
 }

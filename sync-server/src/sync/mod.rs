@@ -57,8 +57,6 @@ pub const SERVER_DEVICE: DeviceId = DeviceId(Uuid::nil());
 /// Storage failures while syncing (everything else is a per-mutation rejection).
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
     #[error("stored data is corrupt ({0})")]

@@ -1,5 +1,5 @@
 //! A device's sync round trip: its push applied mutation by mutation, its access log filed,
-//! then one pull page, all in one IMMEDIATE transaction.
+//! then one pull page, all in one writing transaction.
 
 use super::apply::{Ctx, mutation_digest};
 use super::pull::pull_page;
@@ -8,22 +8,30 @@ use crate::args;
 use crate::audit::{self, Action, Entry};
 use crate::identity::{Caller, Role};
 use crate::scope::{self};
-use crate::storage::DbExt;
+use crate::storage::{Db, DbExt, Transact};
 use feltbog_core::domain::EntityKind;
 use feltbog_core::protocol::{Rejection, SyncRequest, SyncResponse};
 use feltbog_core::sim::{FailPoint, PlantedBug, fail_here, planted};
-use rusqlite::{Connection, TransactionBehavior};
 use uuid::Uuid;
 
-/// Handles one sync round trip for `caller`.
+/// Handles one sync round trip for `caller`, in one writing transaction.
 pub fn sync(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     caller: &Caller,
     request: &SyncRequest,
     now_ms: u64,
     max_drift_ms: u64,
 ) -> Result<SyncResponse, SyncError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    db.write(|tx| round_trip(tx, caller, request, now_ms, max_drift_ms))
+}
+
+fn round_trip(
+    tx: &dyn Db,
+    caller: &Caller,
+    request: &SyncRequest,
+    now_ms: u64,
+    max_drift_ms: u64,
+) -> Result<SyncResponse, SyncError> {
     // Authentication ran before this transaction; a revocation committed since must still stop
     // this request, so check once more under the write lock. A scope change committed since is
     // taken as it is now.
@@ -40,18 +48,18 @@ pub fn sync(
         team_id: Uuid::from_slice(&team).map_err(|_| SyncError::Corrupt("team id"))?,
         ..*caller
     };
-    let mut reach = scope::reach(&tx, caller)?;
+    let mut reach = scope::reach(tx, caller)?;
     // Edits made before the device learned of a change of its worker's scope are judged under
     // the scope that held then (`epochs.rs`).
     let learned = crate::epochs::on_sync(
-        &tx,
+        tx,
         caller,
         request.last_device_seq,
         request.mutations.iter().map(|m| m.device_seq),
         now_ms,
     )?;
     let mut grace = learned.grace;
-    let mut ctx = Ctx::new(&tx, max_drift_ms, now_ms)?;
+    let mut ctx = Ctx::new(tx, max_drift_ms, now_ms)?;
     let who = |action| Entry::device(caller.worker_id, caller.device_id.0, action);
     let mut trail: Vec<Entry> = Vec::new();
     let mut acked = Vec::new();
@@ -144,13 +152,13 @@ pub fn sync(
     for event in &request.access_log {
         // The citizen is the server's to say: a device cannot file its reads under another
         // citizen, or under none. A read of a record it may not see is recorded as denied.
-        let scope = scope::record_scope(&tx, event.entity, event.record_id)?;
+        let scope = scope::record_scope(tx, event.entity, event.record_id)?;
         let action = match scope {
             Some(s) if scope::readable(caller, &reach, &s) => Action::DeviceRead,
             _ => Action::Denied,
         };
         let citizens = filed_under(
-            &tx,
+            tx,
             event.entity,
             event.record_id,
             scope.and_then(|s| s.citizen),
@@ -164,11 +172,11 @@ pub fn sync(
         access_acked = access_acked.max(event.seq);
     }
     let server_hlc = ctx.finish()?;
-    let pull = pull_page(&tx, caller, request.cursor, request.resync)?;
+    let pull = pull_page(tx, caller, request.cursor, request.resync)?;
     for (_, m) in &pull.changes {
         if let Some(op) = m.ops.first() {
-            let citizen = scope::record_scope(&tx, op.entity, op.id)?.and_then(|s| s.citizen);
-            for citizen in filed_under(&tx, op.entity, op.id, citizen)? {
+            let citizen = scope::record_scope(tx, op.entity, op.id)?.and_then(|s| s.citizen);
+            for citizen in filed_under(tx, op.entity, op.id, citizen)? {
                 trail.push(who(Action::Read).record(op.entity.as_str(), op.id, citizen));
             }
         }
@@ -176,13 +184,13 @@ pub fn sync(
     for citizen in &pull.erase {
         trail.push(who(Action::Erase).record("citizen", citizen.0, Some(citizen.0)));
     }
-    audit::append_many(&tx, now_ms, &trail)?;
-    let profile = crate::identity::profile(&tx, caller, &reach)?;
+    audit::append_many(tx, now_ms, &trail)?;
+    let profile = crate::identity::profile(tx, caller, &reach)?;
     let profile =
         (request.profile_digest.as_deref() != Some(profile.digest().as_str())).then_some(profile);
     let standing_token = if request.want_standing {
         Some(feltbog_core::domain::Sensitive(
-            crate::identity::issue_standing(&tx, caller.device_id)?,
+            crate::identity::issue_standing(tx, caller.device_id)?,
         ))
     } else {
         None
@@ -191,7 +199,6 @@ pub fn sync(
         // Dropping the transaction rolls it back, as a crash before the commit would.
         return Err(SyncError::Corrupt("simulated crash"));
     }
-    tx.commit()?;
     Ok(SyncResponse {
         acked,
         rejected,

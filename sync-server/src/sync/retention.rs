@@ -6,8 +6,7 @@ use crate::admin::Audited;
 use crate::args;
 use crate::audit::{self, Action, Entry};
 use crate::scope::{self};
-use crate::storage::Db;
-use rusqlite::Connection;
+use crate::storage::{DbExt, Transact};
 use uuid::Uuid;
 
 /// The municipality's retention rules for closed (archived) cases, in days after closing.
@@ -29,33 +28,22 @@ pub struct RetentionReport {
 /// Applies the retention rules now, in one transaction. Devices learn of both kinds of removal
 /// through an erasure in the change log, and erase the citizen by destroying their key.
 pub fn apply_retention(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     rules: Retention,
     now_ms: u64,
 ) -> Result<RetentionReport, SyncError> {
-    let report = crate::admin::perform(conn, now_ms, |tx| {
+    let report = crate::admin::perform(db, now_ms, |tx| {
         let ctx = Ctx::new(tx, feltbog_core::hlc::DEFAULT_MAX_DRIFT_MS, now_ms)?;
         let mut report = RetentionReport::default();
         let due = |days: u32, extra: &str| -> Result<Vec<(Uuid, Uuid, bool)>, SyncError> {
-            let mut stmt = tx.prepare(&format!(
-                "SELECT citizen_id, team_id, off_devices FROM citizens
-             WHERE closed_ms IS NOT NULL AND closed_ms <= ?1 AND purged_ms IS NULL {extra}"
-            ))?;
             let cutoff = now_ms as i64 - i64::from(days) * DAY_MS;
-            let rows = stmt.query_map([cutoff], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, bool>(2)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (c, t, off) = row?;
-                let uuid = |b: &[u8]| Uuid::from_slice(b).map_err(|_| SyncError::Corrupt("id"));
-                out.push((uuid(&c)?, uuid(&t)?, off));
-            }
-            Ok(out)
+            Ok(tx.all(
+                &format!(
+                    "SELECT citizen_id, team_id, off_devices FROM citizens
+                     WHERE closed_ms IS NOT NULL AND closed_ms <= ?1 AND purged_ms IS NULL {extra}"
+                ),
+                args![cutoff],
+            )?)
         };
         let mut trail = Vec::new();
         if let Some(days) = rules.device_days {
@@ -99,9 +87,8 @@ pub fn apply_retention(
         Ok::<_, SyncError>(Audited::done(report, trail))
     })?;
     if report.purged > 0 {
-        // With secure_delete on, freed pages were overwritten; move the WAL's copies out too.
-        conn.prepare_cached("PRAGMA wal_checkpoint(TRUNCATE)")?
-            .query_row([], |_| Ok(()))?;
+        // Freed pages were overwritten (SQLite's secure_delete); the WAL's copies go too.
+        db.scrub()?;
     }
     Ok(report)
 }

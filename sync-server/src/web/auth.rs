@@ -7,11 +7,12 @@
 //! supervisor: a role change, a disabled worker or a new set-up code ends their sessions at once.
 //! Password hashing runs outside the database lock ([`verify_password`]).
 
+use crate::args;
 use crate::audit::{self, Action, Entry};
 use crate::identity::{self, IdentityError, Role};
+use crate::storage::{Db, DbExt, Transact};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
 /// Shortest and longest password accepted (characters).
@@ -52,12 +53,6 @@ pub enum WebAuthError {
     Hash,
 }
 
-impl From<rusqlite::Error> for WebAuthError {
-    fn from(e: rusqlite::Error) -> Self {
-        WebAuthError::Identity(e.into())
-    }
-}
-
 /// A signed-in supervisor, as each request sees them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
@@ -85,26 +80,22 @@ impl Session {
 /// unlocks a locked-out login. Run by [`crate::admin::web_access`], in its transaction with
 /// the audit row.
 pub fn issue_setup(
-    conn: &Transaction,
+    conn: &dyn Db,
     worker: Uuid,
     login: &str,
     now_ms: u64,
 ) -> Result<String, WebAuthError> {
     let login = normalise_login(login)?;
-    let role: Option<String> = conn
-        .query_row(
-            "SELECT role FROM workers WHERE id = ?1 AND active = 1",
-            [&worker.as_bytes()[..]],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let role: Option<String> = conn.one(
+        "SELECT role FROM workers WHERE id = ?1 AND active = 1",
+        args![worker],
+    )?;
     if role.as_deref() != Some(Role::Supervisor.as_str()) {
         return Err(WebAuthError::NotSupervisor);
     }
-    let taken: bool = conn.query_row(
+    let taken: bool = conn.value(
         "SELECT count(*) > 0 FROM web_logins WHERE login = ?1 AND worker_id != ?2",
-        params![login, &worker.as_bytes()[..]],
-        |r| r.get(0),
+        args![&login, worker],
     )?;
     if taken {
         return Err(WebAuthError::Invalid(
@@ -117,8 +108,8 @@ pub fn issue_setup(
          VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (worker_id) DO UPDATE SET login = ?2, password_hash = NULL,
              setup_hash = ?3, setup_expires_ms = ?4, failures = 0, locked_until_ms = NULL",
-        params![
-            &worker.as_bytes()[..],
+        args![
+            worker,
             login,
             identity::hash(&identity::normalise_code(&code)),
             (now_ms + SETUP_TTL_MS) as i64
@@ -128,9 +119,10 @@ pub fn issue_setup(
     Ok(code)
 }
 
-/// Sets the password with the one-time code (then spent). Returns the worker.
+/// Sets the password with the one-time code (then spent). Returns the worker. Run in the
+/// caller's writing transaction.
 pub fn set_up(
-    conn: &Connection,
+    conn: &dyn Db,
     login: &str,
     code: &str,
     password: &str,
@@ -138,27 +130,22 @@ pub fn set_up(
 ) -> Result<Uuid, WebAuthError> {
     check_password(password)?;
     let login = normalise_login(login).map_err(|_| WebAuthError::CodeRefused)?;
-    let worker: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT worker_id FROM web_logins WHERE login = ?1 AND setup_hash = ?2
-               AND setup_expires_ms > ?3",
-            params![
-                login,
-                identity::hash(&identity::normalise_code(code)),
-                now_ms as i64
-            ],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let worker = worker
-        .and_then(|w| Uuid::from_slice(&w).ok())
-        .ok_or(WebAuthError::CodeRefused)?;
+    let worker: Option<Uuid> = conn.one(
+        "SELECT worker_id FROM web_logins WHERE login = ?1 AND setup_hash = ?2
+           AND setup_expires_ms > ?3",
+        args![
+            login,
+            identity::hash(&identity::normalise_code(code)),
+            now_ms as i64
+        ],
+    )?;
+    let worker = worker.ok_or(WebAuthError::CodeRefused)?;
     let hash = hash_password(password)?;
     conn.execute(
         "UPDATE web_logins SET password_hash = ?2, setup_hash = NULL, setup_expires_ms = NULL,
              failures = 0, locked_until_ms = NULL
          WHERE worker_id = ?1",
-        params![&worker.as_bytes()[..], hash],
+        args![worker, hash],
     )?;
     Ok(worker)
 }
@@ -172,20 +159,17 @@ pub struct Attempt {
 }
 
 /// Looks up `login`, refusing at once while it must wait (back-off or lock-out).
-pub fn begin_sign_in(conn: &Connection, login: &str, now_ms: u64) -> Result<Attempt, WebAuthError> {
+pub fn begin_sign_in(conn: &dyn Db, login: &str, now_ms: u64) -> Result<Attempt, WebAuthError> {
     let Ok(login) = normalise_login(login) else {
         return Ok(Attempt {
             worker: None,
             hash: None,
         });
     };
-    let row: Option<(Vec<u8>, Option<String>, Option<i64>)> = conn
-        .query_row(
-            "SELECT worker_id, password_hash, locked_until_ms FROM web_logins WHERE login = ?1",
-            [login],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+    let row: Option<(Vec<u8>, Option<String>, Option<i64>)> = conn.one(
+        "SELECT worker_id, password_hash, locked_until_ms FROM web_logins WHERE login = ?1",
+        args![login],
+    )?;
     let Some((worker, hash, locked_until)) = row else {
         return Ok(Attempt {
             worker: None,
@@ -220,28 +204,43 @@ pub fn verify_password(hash: Option<&str>, password: &str) -> bool {
     ok && hash.is_some()
 }
 
-/// Records the outcome of an attempt: on success a new session (its cookie token and the
-/// session), on failure the back-off and an audit row.
+/// Records the outcome of an attempt in one writing transaction: on success a new session
+/// (its cookie token and the session), on failure the back-off and an audit row (committed,
+/// though the answer is a refusal).
 pub fn finish_sign_in(
-    conn: &Connection,
+    db: &mut impl Transact,
     attempt: &Attempt,
     password_ok: bool,
     now_ms: u64,
 ) -> Result<(String, Session), WebAuthError> {
-    let tx = conn.unchecked_transaction()?;
+    db.write_if(|tx| {
+        let outcome = record_sign_in(tx, attempt, password_ok, now_ms)?;
+        // A refusal is recorded (the back-off and its audit row); "not a supervisor" is not.
+        let commit = !matches!(outcome, Err(WebAuthError::NotSupervisor));
+        Ok::<_, WebAuthError>((outcome, commit))
+    })?
+}
+
+/// [`finish_sign_in`] in its transaction: the outcome the caller gets, after the storage
+/// errors that roll it back.
+fn record_sign_in(
+    tx: &dyn Db,
+    attempt: &Attempt,
+    password_ok: bool,
+    now_ms: u64,
+) -> Result<Result<(String, Session), WebAuthError>, WebAuthError> {
     let Some(worker) = attempt.worker.filter(|_| password_ok) else {
         if let Some(worker) = attempt.worker {
-            let failures: i64 = tx.query_row(
+            let failures: i64 = tx.value(
                 "UPDATE web_logins SET failures = failures + 1 WHERE worker_id = ?1
                  RETURNING failures",
-                [&worker.as_bytes()[..]],
-                |r| r.get(0),
+                args![worker],
             )?;
             let wait = backoff_ms(failures);
             if wait > 0 {
                 tx.execute(
                     "UPDATE web_logins SET locked_until_ms = ?2 WHERE worker_id = ?1",
-                    params![&worker.as_bytes()[..], (now_ms + wait) as i64],
+                    args![worker, (now_ms + wait) as i64],
                 )?;
             }
         }
@@ -249,32 +248,25 @@ pub fn finish_sign_in(
             Some(w) => Entry::by_web(w, Action::SignInRefused),
             None => Entry::server(Action::SignInRefused),
         };
-        audit::append(&tx, now_ms, &entry)?;
-        tx.commit()?;
-        return Err(WebAuthError::Refused);
+        audit::append(tx, now_ms, &entry)?;
+        return Ok(Err(WebAuthError::Refused));
     };
-    let Some(mut session) = supervisor(&tx, worker)? else {
-        return Err(WebAuthError::NotSupervisor);
+    let Some(mut session) = supervisor(tx, worker)? else {
+        return Ok(Err(WebAuthError::NotSupervisor));
     };
     tx.execute(
         "UPDATE web_logins SET failures = 0, locked_until_ms = NULL WHERE worker_id = ?1",
-        [&worker.as_bytes()[..]],
+        args![worker],
     )?;
     let token = identity::hex(&identity::random_bytes::<32>()?);
     session.csrf = identity::hex(&identity::random_bytes::<16>()?);
     tx.execute(
         "INSERT INTO web_sessions (token_hash, worker_id, csrf, created_ms, last_ms)
          VALUES (?1, ?2, ?3, ?4, ?4)",
-        params![
-            identity::hash(&token),
-            &worker.as_bytes()[..],
-            session.csrf,
-            now_ms as i64
-        ],
+        args![identity::hash(&token), worker, &session.csrf, now_ms as i64],
     )?;
-    audit::append(&tx, now_ms, &Entry::by_web(worker, Action::SignIn))?;
-    tx.commit()?;
-    Ok((token, session))
+    audit::append(tx, now_ms, &Entry::by_web(worker, Action::SignIn))?;
+    Ok(Ok((token, session)))
 }
 
 /// The wait after `failures` failed attempts in a row.
@@ -289,85 +281,77 @@ pub fn backoff_ms(failures: i64) -> u64 {
 }
 
 /// The session a cookie token stands for, if it is live and its worker still an active
-/// supervisor; touching it keeps it alive. A dead session is deleted.
-pub fn session(
-    conn: &Connection,
-    token: &str,
-    now_ms: u64,
-) -> Result<Option<Session>, WebAuthError> {
+/// supervisor; touching it keeps it alive. A dead session is deleted. Run in the caller's
+/// writing transaction.
+pub fn session(conn: &dyn Db, token: &str, now_ms: u64) -> Result<Option<Session>, WebAuthError> {
     let key = identity::hash(token);
-    let row: Option<(Vec<u8>, String, i64, i64)> = conn
-        .query_row(
-            "SELECT worker_id, csrf, created_ms, last_ms FROM web_sessions WHERE token_hash = ?1",
-            [&key],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
+    let row: Option<(Uuid, String, i64, i64)> = conn.one(
+        "SELECT worker_id, csrf, created_ms, last_ms FROM web_sessions WHERE token_hash = ?1",
+        args![&key],
+    )?;
     let Some((worker, csrf, created, last)) = row else {
         return Ok(None);
     };
     let live = now_ms < created as u64 + SESSION_MAX_MS && now_ms < last as u64 + SESSION_IDLE_MS;
-    let worker = Uuid::from_slice(&worker).map_err(|_| WebAuthError::Invalid("stored id"))?;
     let found = if live {
         supervisor(conn, worker)?
     } else {
         None
     };
     let Some(mut session) = found else {
-        conn.execute("DELETE FROM web_sessions WHERE token_hash = ?1", [&key])?;
+        conn.execute(
+            "DELETE FROM web_sessions WHERE token_hash = ?1",
+            args![&key],
+        )?;
         return Ok(None);
     };
     conn.execute(
         "UPDATE web_sessions SET last_ms = ?2 WHERE token_hash = ?1",
-        params![&key, now_ms as i64],
+        args![&key, now_ms as i64],
     )?;
     session.csrf = csrf;
     Ok(Some(session))
 }
 
-/// Ends the session of `token` (signing out).
+/// Ends the session of `token` (signing out), audited, in one writing transaction.
 pub fn sign_out(
-    conn: &Connection,
+    db: &mut impl Transact,
     token: &str,
     worker: Uuid,
     now_ms: u64,
 ) -> Result<(), WebAuthError> {
-    let tx = conn.unchecked_transaction()?;
-    tx.execute(
-        "DELETE FROM web_sessions WHERE token_hash = ?1",
-        [identity::hash(token)],
-    )?;
-    audit::append(&tx, now_ms, &Entry::by_web(worker, Action::SignOut))?;
-    tx.commit()?;
-    Ok(())
+    db.write(|tx| {
+        tx.execute(
+            "DELETE FROM web_sessions WHERE token_hash = ?1",
+            args![identity::hash(token)],
+        )?;
+        audit::append(tx, now_ms, &Entry::by_web(worker, Action::SignOut))?;
+        Ok(())
+    })
 }
 
 /// Ends every session of `worker` (a new set-up code; also called when their role changes).
-pub fn end_sessions(conn: &Connection, worker: Uuid) -> Result<(), WebAuthError> {
+pub fn end_sessions(conn: &dyn Db, worker: Uuid) -> Result<(), WebAuthError> {
     conn.execute(
         "DELETE FROM web_sessions WHERE worker_id = ?1",
-        [&worker.as_bytes()[..]],
+        args![worker],
     )?;
     Ok(())
 }
 
 /// `worker` as a session (without its CSRF token) if they are an active supervisor now.
-fn supervisor(conn: &Connection, worker: Uuid) -> Result<Option<Session>, WebAuthError> {
-    let row: Option<(Vec<u8>, String, String)> = conn
-        .query_row(
-            "SELECT team_id, name, role FROM workers
-             WHERE id = ?1 AND active = 1 AND disabled_ms IS NULL",
-            [&worker.as_bytes()[..]],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+fn supervisor(conn: &dyn Db, worker: Uuid) -> Result<Option<Session>, WebAuthError> {
+    let row: Option<(Uuid, String, String)> = conn.one(
+        "SELECT team_id, name, role FROM workers
+         WHERE id = ?1 AND active = 1 AND disabled_ms IS NULL",
+        args![worker],
+    )?;
     let Some((team, name, role)) = row else {
         return Ok(None);
     };
     if role != Role::Supervisor.as_str() {
         return Ok(None);
     }
-    let team = Uuid::from_slice(&team).map_err(|_| WebAuthError::Invalid("stored id"))?;
     let caller = identity::Caller {
         device_id: feltbog_core::hlc::DeviceId(Uuid::nil()),
         worker_id: worker,

@@ -9,8 +9,11 @@ mod assets;
 pub mod auth;
 
 use crate::AppState;
+use crate::args;
 use crate::audit::{self, Action, Entry};
+use crate::pool::Conn;
 use crate::reports::{self, Filter, Period, ReportKind, export};
+use crate::storage::{Db, DbExt, Transact};
 use auth::{Session, WebAuthError};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -113,22 +116,45 @@ impl IntoResponse for WebError {
     }
 }
 
+impl From<crate::storage::StorageError> for WebError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        internal(e)
+    }
+}
+
+impl From<tokio::task::JoinError> for WebError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        internal(e)
+    }
+}
+
+impl From<crate::pool::PoolError> for WebError {
+    fn from(e: crate::pool::PoolError) -> Self {
+        internal(e)
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> WebError {
     WebError::Internal(e.to_string())
 }
 
-/// Runs `f` with the write connection on the blocking pool.
+/// Runs `f` on a connection that may write, on the blocking pool.
 async fn with_db<T: Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, WebError> + Send + 'static,
+    f: impl FnOnce(&mut Conn<'_>) -> Result<T, WebError> + Send + 'static,
 ) -> Result<T, WebError> {
     let db = state.db.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut conn = db.lock().map_err(|_| internal("database lock poisoned"))?;
-        f(&mut conn)
-    })
-    .await
-    .map_err(internal)?
+    tokio::task::spawn_blocking(move || db.with(f))
+        .await
+        .map_err(internal)?
+}
+
+/// Runs `f` in one writing transaction, on the blocking pool.
+async fn write<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&dyn Db) -> Result<T, WebError> + Send + 'static,
+) -> Result<T, WebError> {
+    with_db(state, move |conn| conn.write(f)).await
 }
 
 /// The session cookie's value, if the request has one.
@@ -148,8 +174,9 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<(String, Session), WebError> {
     let token = cookie_token(headers).ok_or(WebError::SignedOut)?;
     let lookup = token.clone();
-    let session = with_db(state, move |conn| {
-        Ok(auth::session(conn, &lookup, system_time_ms())?)
+    // A write: touching the session keeps it alive.
+    let session = write(state, move |tx| {
+        Ok(auth::session(tx, &lookup, system_time_ms())?)
     })
     .await?
     .ok_or(WebError::SignedOut)?;
@@ -212,18 +239,25 @@ async fn json_body<T: serde::de::DeserializeOwned>(request: Request) -> Result<T
     serde_json::from_slice(&bytes).map_err(|_| WebError::BadRequest("not a valid request".into()))
 }
 
-/// Counts a guess (sign-in, set-up) against the client address's allowance, shared with
-/// device enrolment.
-fn guess(state: &AppState, request: &Request) -> Result<(), WebError> {
-    let key = request
+/// The client address's rate-limit key (empty when unknown: in-process tests).
+fn peer_of(request: &Request) -> Vec<u8> {
+    request
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|c| crate::rate::ip_key(c.0.ip()).to_vec())
-        .unwrap_or_default();
-    state
-        .enrol_limiter
-        .check(&key, std::time::Instant::now())
-        .map_err(|wait| WebError::RateLimited(wait.as_millis().max(1) as u64))
+        .unwrap_or_default()
+}
+
+/// Counts a guess (sign-in, set-up) against the client address's allowance, shared with
+/// device enrolment.
+async fn guess(state: &AppState, key: Vec<u8>) -> Result<(), WebError> {
+    let guesses = state.enrol_limiter.clone();
+    crate::http::with_limits(state, move |conn| {
+        guesses
+            .check_n(conn, &key, 1)?
+            .map_err(|wait| WebError::RateLimited(wait.as_millis().max(1) as u64))
+    })
+    .await
 }
 
 /// What the page learns about its session.
@@ -251,18 +285,17 @@ async fn session_info(
 async fn session_json(state: &AppState, session: Session) -> Result<SessionJson, WebError> {
     let teams = session.teams.clone();
     let names = with_db(state, move |conn| {
-        let mut stmt = conn
-            .prepare_cached("SELECT name FROM teams WHERE id = ?1")
-            .map_err(internal)?;
-        teams
-            .iter()
-            .map(|t| {
-                let name: String = stmt
-                    .query_row([&t.as_bytes()[..]], |r| r.get(0))
-                    .map_err(internal)?;
-                Ok(TeamJson { id: *t, name })
-            })
-            .collect::<Result<Vec<_>, WebError>>()
+        conn.read(|db| {
+            teams
+                .iter()
+                .map(|t| {
+                    let name: String = db
+                        .value("SELECT name FROM teams WHERE id = ?1", args![t])
+                        .map_err(internal)?;
+                    Ok(TeamJson { id: *t, name })
+                })
+                .collect::<Result<Vec<_>, WebError>>()
+        })
     })
     .await?;
     Ok(SessionJson {
@@ -281,26 +314,21 @@ struct SetUpJson {
 
 /// Sets a password with the administrator's one-time code.
 async fn set_up(State(state): State<AppState>, request: Request) -> Result<StatusCode, WebError> {
-    guess(&state, &request)?;
+    guess(&state, peer_of(&request)).await?;
     same_origin(request.headers())?;
     let body: SetUpJson = json_body(request).await?;
     // The hash is made inside: a set-up is rare, and it must not race a second one.
-    tokio::task::spawn_blocking(move || {
-        let conn = state
-            .db
-            .lock()
-            .map_err(|_| internal("database lock poisoned"))?;
+    write(&state, move |tx| {
         auth::set_up(
-            &conn,
+            tx,
             &body.login,
             &body.code,
             &body.password,
             system_time_ms(),
         )?;
-        Ok::<_, WebError>(())
+        Ok(())
     })
-    .await
-    .map_err(internal)??;
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -312,12 +340,12 @@ struct SignInJson {
 
 /// Signs in: sets the session cookie and answers the session (with its CSRF token).
 async fn sign_in(State(state): State<AppState>, request: Request) -> Result<Response, WebError> {
-    guess(&state, &request)?;
+    guess(&state, peer_of(&request)).await?;
     same_origin(request.headers())?;
     let body: SignInJson = json_body(request).await?;
     let login = body.login.clone();
     let attempt = with_db(&state, move |conn| {
-        Ok(auth::begin_sign_in(conn, &login, system_time_ms())?)
+        conn.read(|db| Ok(auth::begin_sign_in(db, &login, system_time_ms())?))
     })
     .await?;
     let hash = attempt.hash.clone();
@@ -424,14 +452,13 @@ async fn report(
     // The visits' report rows catch up with the change log under the write lock (short but
     // for the first time); the report itself then runs on the reading connection.
     with_db(&state, |conn| reports::refresh(conn).map_err(internal)).await?;
-    let reader = state.reader.clone();
+    let db = state.db.clone();
     let run_filter = filter.clone();
     let now = chrono::Utc::now();
     let report = tokio::task::spawn_blocking(move || {
-        let conn = reader
-            .lock()
-            .map_err(|_| internal("database lock poisoned"))?;
-        reports::run(&conn, kind, &run_filter, now).map_err(internal)
+        db.with_reader(|conn| {
+            conn.read(|db| reports::run(db, kind, &run_filter, now).map_err(internal))
+        })
     })
     .await
     .map_err(internal)??;
@@ -448,9 +475,9 @@ async fn report(
         Format::Csv | Format::Xlsx => Action::ReportExport,
     };
     let worker = session.worker_id;
-    with_db(&state, move |conn| {
+    write(&state, move |tx| {
         audit::append_detailed(
-            conn,
+            tx,
             system_time_ms(),
             &Entry::by_web(worker, action),
             &detail,
@@ -523,9 +550,9 @@ async fn conflicts(
     headers: HeaderMap,
 ) -> Result<Json<Vec<crate::review::OpenConflict>>, WebError> {
     let (_, session) = signed_in(&state, &headers).await?;
-    let list = with_db(&state, move |conn| {
+    let list = write(&state, move |tx| {
         crate::review::open_conflicts(
-            conn,
+            tx,
             session.worker_id,
             &session.teams,
             q.lang,

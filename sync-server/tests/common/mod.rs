@@ -21,10 +21,44 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_feltbog-server");
 pub struct Server {
     pub data_dir: PathBuf,
     pub url: String,
+    /// The database URL the server was started on (`None`: SQLite in `data_dir`).
+    pub database: Option<String>,
     child: Child,
 }
 
 impl Server {
+    /// An instance on the PostgreSQL database `database_url`, which other instances may
+    /// share (`data_dir` holds nothing then but is where its admin commands run).
+    pub fn start_shared(data_dir: &Path, database_url: &str) -> Server {
+        Self::start_shared_on(data_dir, database_url, "127.0.0.1:0")
+    }
+
+    /// [`Server::start_shared`] on `listen` (the address devices know, after a move).
+    pub fn start_shared_on(data_dir: &Path, database_url: &str, listen: &str) -> Server {
+        Self::start_shared_with(data_dir, database_url, listen, &[])
+    }
+
+    /// [`Server::start_shared_on`] with extra `serve` flags (the enrolment limit is raised
+    /// unless they set it).
+    pub fn start_shared_with(
+        data_dir: &Path,
+        database_url: &str,
+        listen: &str,
+        flags: &[&str],
+    ) -> Server {
+        let mut args = vec!["serve", "--listen", listen];
+        if !flags.contains(&"--enrol-rate-per-minute") {
+            args.extend(["--enrol-rate-per-minute", "100000"]);
+        }
+        let args: Vec<String> = args.iter().chain(flags).map(|a| a.to_string()).collect();
+        Self::spawn_on(
+            Command::new(BIN),
+            &args,
+            data_dir,
+            Some(database_url.to_owned()),
+        )
+    }
+
     pub fn start(data_dir: &Path) -> Server {
         Self::start_on(data_dir, "127.0.0.1:0")
     }
@@ -64,7 +98,19 @@ impl Server {
         Self::spawn(Command::new(BIN), &args, data_dir)
     }
 
-    fn spawn(mut command: Command, args: &[String], data_dir: &Path) -> Server {
+    fn spawn(command: Command, args: &[String], data_dir: &Path) -> Server {
+        Self::spawn_on(command, args, data_dir, pg::url_for(data_dir))
+    }
+
+    fn spawn_on(
+        mut command: Command,
+        args: &[String],
+        data_dir: &Path,
+        database: Option<String>,
+    ) -> Server {
+        if let Some(url) = &database {
+            command.env("FELTBOG_DATABASE_URL", url);
+        }
         let mut child = command
             .args(args)
             .env("FELTBOG_DATA_DIR", data_dir)
@@ -85,8 +131,14 @@ impl Server {
         Server {
             data_dir: data_dir.to_owned(),
             url,
+            database,
             child,
         }
+    }
+
+    /// The server's process id (benchmarks read its peak memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL, as a crash would.
@@ -100,7 +152,13 @@ impl Server {
     }
 
     pub fn admin(&self, args: &[&str]) -> String {
-        admin(&self.data_dir, args)
+        let out = admin_command(&self.data_dir, self.database.as_deref(), args);
+        assert!(
+            out.status.success(),
+            "admin {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 }
 
@@ -111,24 +169,23 @@ impl Drop for Server {
     }
 }
 
-/// A server for benchmarks: the engine is measured, not the per-device rate limit (120
-/// requests a minute, bursts of 60) nor the write budget (30,000 ops a minute), which would
-/// pace a large upload.
+/// The flags of a server for benchmarks: the engine is measured, not the per-device rate limit
+/// (120 requests a minute, bursts of 60) nor the write budget (30,000 ops a minute), which
+/// would pace a large upload.
+pub const UNTHROTTLED: [&str; 8] = [
+    "--device-rate-per-minute",
+    "1000000",
+    "--device-burst",
+    "1000000",
+    "--write-ops-per-minute",
+    "100000000",
+    "--write-kib-per-minute",
+    "100000000",
+];
+
+/// A server for benchmarks ([`UNTHROTTLED`]).
 pub fn unthrottled(data_dir: &Path) -> Server {
-    Server::start_with(
-        data_dir,
-        "127.0.0.1:0",
-        &[
-            "--device-rate-per-minute",
-            "1000000",
-            "--device-burst",
-            "1000000",
-            "--write-ops-per-minute",
-            "100000000",
-            "--write-kib-per-minute",
-            "100000000",
-        ],
-    )
+    Server::start_with(data_dir, "127.0.0.1:0", &UNTHROTTLED)
 }
 
 /// One whole sync of `store` with `url`, timed.
@@ -140,18 +197,96 @@ pub fn timed_sync(store: &mut Store, url: &str) -> (SyncReport, std::time::Durat
 }
 
 pub fn admin(data_dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .arg("admin")
-        .args(args)
-        .env("FELTBOG_DATA_DIR", data_dir)
-        .output()
-        .unwrap();
+    let out = admin_output(data_dir, args);
     assert!(
         out.status.success(),
         "admin {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The database of the server whose data directory is `data_dir`, on the suite's backend
+/// ([`pg::url_for`]): what a test reads (or damages) behind the server's back goes through
+/// the same seam as the server's own statements.
+pub fn server_db(data_dir: &Path) -> feltbog_server::storage::Database {
+    let url = pg::url_for(data_dir);
+    feltbog_server::pool::Location::parse(url.as_deref(), data_dir)
+        .unwrap()
+        .open()
+        .unwrap()
+}
+
+/// One value a query on the server's database returns (a count, a flag, a stored text).
+pub fn server_value<T: feltbog_server::storage::FromRow>(
+    data_dir: &Path,
+    sql: &str,
+    params: &[feltbog_server::storage::Value],
+) -> T {
+    use feltbog_server::storage::{DbExt, Transact};
+    server_db(data_dir)
+        .read(|db| db.value(sql, params))
+        .unwrap()
+}
+
+/// Every row a query on the server's database returns.
+pub fn server_all<T: feltbog_server::storage::FromRow>(
+    data_dir: &Path,
+    sql: &str,
+    params: &[feltbog_server::storage::Value],
+) -> Vec<T> {
+    use feltbog_server::storage::{DbExt, Transact};
+    server_db(data_dir).read(|db| db.all(sql, params)).unwrap()
+}
+
+/// Runs one statement on the server's database, behind the server's back (a test that
+/// damages or ages what the server holds).
+pub fn server_execute(
+    data_dir: &Path,
+    sql: &str,
+    params: &[feltbog_server::storage::Value],
+) -> u64 {
+    use feltbog_server::storage::Transact;
+    server_db(data_dir)
+        .write(|db| db.execute(sql, params))
+        .unwrap()
+}
+
+/// Drops the triggers that keep the audit log append-only (an attacker with the database),
+/// as each backend names them.
+pub fn drop_audit_triggers(db: &mut feltbog_server::storage::Database) {
+    use feltbog_server::storage::{Database, StorageError, Transact};
+    let sql = match db {
+        Database::Sqlite(_) => "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;",
+        Database::Postgres(_) => {
+            "DROP TRIGGER audit_no_update ON audit; DROP TRIGGER audit_no_delete ON audit;"
+        }
+    };
+    db.write(|tx| {
+        for statement in sql.split_terminator(';') {
+            tx.execute(statement.trim(), &[])?;
+        }
+        Ok::<_, StorageError>(())
+    })
+    .unwrap();
+}
+
+/// An `admin` command's whole outcome (a test of a refusal reads its status and message).
+pub fn admin_output(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    admin_command(data_dir, pg::url_for(data_dir).as_deref(), args)
+}
+
+fn admin_command(data_dir: &Path, database: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    if let Some(url) = database {
+        command.env("FELTBOG_DATABASE_URL", url);
+    }
+    command
+        .arg("admin")
+        .args(args)
+        .env("FELTBOG_DATA_DIR", data_dir)
+        .output()
+        .unwrap()
 }
 
 /// A team with one worker; returns (team id, worker id).

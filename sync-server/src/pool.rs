@@ -1,0 +1,232 @@
+//! Where the server's requests get a database connection, on either backend.
+//!
+//! On SQLite (the embedded default) one connection writes, one at a time, and a second reads
+//! beside it (WAL lets it): readiness checks and reports do not wait for a push. On PostgreSQL
+//! (several instances) a pool of connections serves every request; writers still commit one at
+//! a time, by the writers' advisory lock every writing transaction takes first
+//! ([`crate::storage::Transact`]), so the change log's numbers stay in commit order across
+//! instances.
+
+use crate::db::{self, DbError};
+use crate::storage::{Db, StorageError, Transact};
+use r2d2_postgres::PostgresConnectionManager;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Where the server's data lives (`--database-url`): a SQLite database in a data directory,
+/// or a PostgreSQL database.
+#[derive(Clone)]
+pub enum Location {
+    Sqlite(PathBuf),
+    /// Held parsed; never printed (it may hold a password).
+    Postgres(Box<postgres::Config>),
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(dir) => write!(f, "sqlite:{}", dir.display()),
+            Location::Postgres(_) => f.write_str("postgres"),
+        }
+    }
+}
+
+impl Location {
+    /// `url` as given (`postgres://…`, `postgresql://…`, `sqlite:DIR` or a directory), or the
+    /// data directory's SQLite database when there is none. A bad URL's error does not repeat it.
+    pub fn parse(url: Option<&str>, data_dir: &Path) -> Result<Location, DbError> {
+        let Some(url) = url.filter(|u| !u.is_empty()) else {
+            return Ok(Location::Sqlite(data_dir.to_owned()));
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let config = url.parse().map_err(|_| {
+                DbError::Location("the PostgreSQL URL does not parse (postgres://USER@HOST/DB)")
+            })?;
+            return Ok(Location::Postgres(Box::new(config)));
+        }
+        Ok(Location::Sqlite(PathBuf::from(
+            url.strip_prefix("sqlite:").unwrap_or(url),
+        )))
+    }
+
+    /// Opens one connection, migrated (the command line's tools use one).
+    pub fn open(&self) -> Result<crate::storage::Database, DbError> {
+        Ok(match self {
+            Location::Sqlite(dir) => crate::storage::Database::Sqlite(db::open(dir)?),
+            Location::Postgres(config) => {
+                let mut client = config.connect(postgres::NoTls).map_err(connect_error)?;
+                db::migrate_postgres(&mut client)?;
+                crate::storage::Database::Postgres(client)
+            }
+        })
+    }
+}
+
+/// A connection error without the connection string's parts (user, host and database are
+/// not secret, but the message should never carry a password the string held).
+fn connect_error(e: postgres::Error) -> DbError {
+    DbError::Storage(StorageError::Postgres(e))
+}
+
+/// The connections the server's requests use.
+#[allow(clippy::large_enum_variant)] // one per process: boxing would only add a hop per request
+pub enum Pool {
+    Sqlite {
+        writer: Mutex<rusqlite::Connection>,
+        /// None: reads use the writer (a state made over one connection, in tests).
+        reader: Option<Mutex<rusqlite::Connection>>,
+    },
+    Postgres(r2d2::Pool<PostgresConnectionManager<postgres::NoTls>>),
+}
+
+/// One borrowed connection, on either backend: what a request's work runs on
+/// ([`Transact`]: every transaction it begins knows what its backend needs).
+pub enum Conn<'a> {
+    Sqlite(&'a mut rusqlite::Connection),
+    Postgres(&'a mut postgres::Client),
+}
+
+impl Transact for Conn<'_> {
+    fn write_aside<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Conn::Sqlite(conn) => conn.write_aside(f),
+            Conn::Postgres(client) => client.write_aside(f),
+        }
+    }
+
+    fn write_if<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<(T, bool), E>,
+    ) -> Result<T, E> {
+        match self {
+            Conn::Sqlite(conn) => conn.write_if(f),
+            Conn::Postgres(client) => client.write_if(f),
+        }
+    }
+
+    fn read<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Conn::Sqlite(conn) => conn.read(f),
+            Conn::Postgres(client) => client.read(f),
+        }
+    }
+
+    fn scrub(&mut self) -> Result<(), StorageError> {
+        match self {
+            Conn::Sqlite(conn) => conn.scrub(),
+            Conn::Postgres(client) => client.scrub(),
+        }
+    }
+}
+
+/// One SQLite connection for everything (tests that need no reader beside the writer).
+impl From<rusqlite::Connection> for Pool {
+    fn from(conn: rusqlite::Connection) -> Pool {
+        Pool::Sqlite {
+            writer: Mutex::new(conn),
+            reader: None,
+        }
+    }
+}
+
+/// Why no connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("database lock poisoned")]
+    Poisoned,
+    /// Every PostgreSQL connection stayed busy, or the server did not answer.
+    #[error("no database connection: {0}")]
+    Unavailable(String),
+}
+
+/// How long a request waits for a PostgreSQL connection before it is answered 500.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Pool {
+    /// Opens `location` (migrating it): SQLite's two connections, or a PostgreSQL pool of
+    /// `size` connections.
+    pub fn open(location: &Location, size: u32) -> Result<Pool, DbError> {
+        match location {
+            Location::Sqlite(dir) => Ok(Pool::sqlite(db::open(dir)?, db::open(dir)?)),
+            Location::Postgres(config) => {
+                let mut client = config.connect(postgres::NoTls).map_err(connect_error)?;
+                db::migrate_postgres(&mut client)?;
+                drop(client);
+                let manager =
+                    PostgresConnectionManager::new(config.as_ref().clone(), postgres::NoTls);
+                let pool = r2d2::Pool::builder()
+                    .max_size(size.max(1))
+                    .min_idle(Some(1))
+                    .connection_timeout(CHECKOUT_TIMEOUT)
+                    .build(manager)
+                    .map_err(|e| DbError::Migration(format!("PostgreSQL pool: {e}")))?;
+                Ok(Pool::Postgres(pool))
+            }
+        }
+    }
+
+    /// Over two open SQLite connections to one database: `writer` for everything that may
+    /// write, `reader` for reads that must not wait for a write.
+    pub fn sqlite(writer: rusqlite::Connection, reader: rusqlite::Connection) -> Pool {
+        Pool::Sqlite {
+            writer: Mutex::new(writer),
+            reader: Some(Mutex::new(reader)),
+        }
+    }
+
+    /// Whether several instances may share this database (its rate limits then live in it).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Pool::Postgres(_))
+    }
+
+    /// Runs `f` on a connection that may write (on SQLite the one writing connection: requests
+    /// queue for it).
+    pub fn with<T, E: From<PoolError>>(
+        &self,
+        f: impl FnOnce(&mut Conn<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Pool::Sqlite { writer, .. } => {
+                let mut conn = writer.lock().map_err(|_| PoolError::Poisoned)?;
+                f(&mut Conn::Sqlite(&mut conn))
+            }
+            Pool::Postgres(pool) => Self::checkout(pool, f),
+        }
+    }
+
+    /// Runs `f` on a connection for reads that must not wait for a write (on SQLite the
+    /// reading connection; on PostgreSQL any).
+    pub fn with_reader<T, E: From<PoolError>>(
+        &self,
+        f: impl FnOnce(&mut Conn<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Pool::Sqlite { reader, writer } => {
+                let mut conn = reader
+                    .as_ref()
+                    .unwrap_or(writer)
+                    .lock()
+                    .map_err(|_| PoolError::Poisoned)?;
+                f(&mut Conn::Sqlite(&mut conn))
+            }
+            Pool::Postgres(pool) => Self::checkout(pool, f),
+        }
+    }
+
+    fn checkout<T, E: From<PoolError>>(
+        pool: &r2d2::Pool<PostgresConnectionManager<postgres::NoTls>>,
+        f: impl FnOnce(&mut Conn<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut client = pool
+            .get()
+            .map_err(|e| PoolError::Unavailable(e.to_string()))?;
+        f(&mut Conn::Postgres(&mut client))
+    }
+}
