@@ -373,11 +373,14 @@ fn migrate(from: &str, to: &str) -> Result<()> {
     let mut source =
         db::open(std::path::Path::new(dir)).context("cannot open the SQLite database")?;
     // The connection string may hold a password: it is never echoed, not even in an error.
-    let config: postgres::Config = to
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--to is not a PostgreSQL connection string"))?;
+    // The same rules as --database-url: a server on another machine only with sslmode=require.
+    let Location::Postgres(config) = Location::parse(Some(to), std::path::Path::new(dir))
+        .map_err(|e| anyhow::anyhow!("--to: {e}"))?
+    else {
+        anyhow::bail!("--to takes a PostgreSQL URL (postgres://USER@HOST/DB)");
+    };
     let mut target = config
-        .connect(postgres::NoTls)
+        .connect(feltbog_server::pool::tls()?)
         .context("cannot connect to PostgreSQL")?;
     let summary = feltbog_server::transfer::sqlite_to_postgres(&mut source, &mut target)?;
     println!("moved and verified: both databases hold");

@@ -13,6 +13,7 @@ use r2d2_postgres::PostgresConnectionManager;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Where the server's data lives (`--database-url`): a SQLite database in a data directory,
 /// or a PostgreSQL database.
@@ -40,14 +41,41 @@ impl Location {
             return Ok(Location::Sqlite(data_dir.to_owned()));
         };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let config = url.parse().map_err(|_| {
+            let mut config: postgres::Config = url.parse().map_err(|_| {
                 DbError::Location("the PostgreSQL URL does not parse (postgres://USER@HOST/DB)")
             })?;
+            // Records cross the network to another machine only encrypted: `prefer` (the
+            // default) would fall back to plain text for anyone in the middle who asks.
+            let remote = config.get_hosts().iter().any(|h| match h {
+                postgres::config::Host::Tcp(name) => {
+                    !matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1" | "[::1]")
+                }
+                postgres::config::Host::Unix(_) => false,
+            });
+            let mode = config.get_ssl_mode();
+            if remote && mode != postgres::config::SslMode::Require {
+                return Err(DbError::Location(
+                    "a PostgreSQL server on this machine, or sslmode=require in the URL",
+                ));
+            }
+            // On this machine the connection never leaves it: `prefer` goes without TLS (which
+            // would otherwise need the local server's certificate in the system's CA store).
+            if !remote && mode == postgres::config::SslMode::Prefer {
+                config.ssl_mode(postgres::config::SslMode::Disable);
+            }
             return Ok(Location::Postgres(Box::new(config)));
         }
-        Ok(Location::Sqlite(PathBuf::from(
-            url.strip_prefix("sqlite:").unwrap_or(url),
-        )))
+        if let Some(dir) = url.strip_prefix("sqlite:") {
+            return Ok(Location::Sqlite(PathBuf::from(dir)));
+        }
+        // Anything else that looks like a connection string (another scheme, a mistyped one,
+        // PostgreSQL's key=value form) is refused rather than taken for a directory to create.
+        if url.contains("://") || url.contains('=') || url.contains('@') {
+            return Err(DbError::Location(
+                "--database-url takes postgres://USER@HOST/DB or sqlite:DIR",
+            ));
+        }
+        Ok(Location::Sqlite(PathBuf::from(url)))
     }
 
     /// Opens one connection, migrated (the command line's tools use one).
@@ -55,12 +83,32 @@ impl Location {
         Ok(match self {
             Location::Sqlite(dir) => crate::storage::Database::Sqlite(db::open(dir)?),
             Location::Postgres(config) => {
-                let mut client = config.connect(postgres::NoTls).map_err(connect_error)?;
+                let mut client = config.connect(tls()?).map_err(connect_error)?;
                 db::migrate_postgres(&mut client)?;
                 crate::storage::Database::Postgres(client)
             }
         })
     }
+}
+
+/// TLS for connections to PostgreSQL: rustls (with ring, as the devices' HTTP client), checking
+/// the server's certificate and name against the system's CA certificates (add a private CA
+/// there: `update-ca-certificates`). Whether it is used is the URL's `sslmode`: `require`
+/// always (and [`Location::parse`] insists on it for a server on another machine); on this
+/// machine `prefer`, the default, goes without.
+pub fn tls() -> Result<MakeRustlsConnect, DbError> {
+    let mut roots = rustls::RootCertStore::empty();
+    // Certificates the system store holds but rustls cannot read are skipped, not fatal.
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|_| DbError::Location("TLS for PostgreSQL could not be set up"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 /// A connection error without the connection string's parts (user, host and database are
@@ -77,7 +125,7 @@ pub enum Pool {
         /// None: reads use the writer (a state made over one connection, in tests).
         reader: Option<Mutex<rusqlite::Connection>>,
     },
-    Postgres(r2d2::Pool<PostgresConnectionManager<postgres::NoTls>>),
+    Postgres(r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>),
 }
 
 /// One borrowed connection, on either backend: what a request's work runs on
@@ -156,11 +204,10 @@ impl Pool {
         match location {
             Location::Sqlite(dir) => Ok(Pool::sqlite(db::open(dir)?, db::open(dir)?)),
             Location::Postgres(config) => {
-                let mut client = config.connect(postgres::NoTls).map_err(connect_error)?;
+                let mut client = config.connect(tls()?).map_err(connect_error)?;
                 db::migrate_postgres(&mut client)?;
                 drop(client);
-                let manager =
-                    PostgresConnectionManager::new(config.as_ref().clone(), postgres::NoTls);
+                let manager = PostgresConnectionManager::new(config.as_ref().clone(), tls()?);
                 let pool = r2d2::Pool::builder()
                     .max_size(size.max(1))
                     .min_idle(Some(1))
@@ -221,12 +268,67 @@ impl Pool {
     }
 
     fn checkout<T, E: From<PoolError>>(
-        pool: &r2d2::Pool<PostgresConnectionManager<postgres::NoTls>>,
+        pool: &r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>,
         f: impl FnOnce(&mut Conn<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut client = pool
             .get()
             .map_err(|e| PoolError::Unavailable(e.to_string()))?;
         f(&mut Conn::Postgres(&mut client))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_url_is_postgres_sqlite_or_refused_without_being_repeated() {
+        let dir = Path::new("data");
+        let sqlite = |l: Location| match l {
+            Location::Sqlite(p) => p,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(sqlite(Location::parse(None, dir).unwrap()), dir);
+        assert_eq!(sqlite(Location::parse(Some(""), dir).unwrap()), dir);
+        assert_eq!(
+            sqlite(Location::parse(Some("sqlite:/srv/feltbog"), dir).unwrap()),
+            Path::new("/srv/feltbog")
+        );
+        assert_eq!(
+            sqlite(Location::parse(Some("/srv/feltbog"), dir).unwrap()),
+            Path::new("/srv/feltbog")
+        );
+        let pg =
+            Location::parse(Some("postgres://feltbog:hemmeligt@localhost/feltbog"), dir).unwrap();
+        assert!(matches!(pg, Location::Postgres(_)));
+        assert!(!format!("{pg:?}").contains("hemmeligt"));
+        // Another machine: only with TLS required.
+        assert!(matches!(
+            Location::parse(
+                Some("postgres://feltbog:hemmeligt@db/feltbog?sslmode=require"),
+                dir
+            ),
+            Ok(Location::Postgres(_))
+        ));
+        assert!(Location::parse(Some("postgres://u@localhost/feltbog"), dir).is_ok());
+        assert!(Location::parse(Some("postgres://u@127.0.0.1:5432/feltbog"), dir).is_ok());
+        let err = Location::parse(Some("postgres://feltbog:hemmeligt@db/feltbog"), dir)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sslmode=require") && !err.contains("hemmeligt"),
+            "{err}"
+        );
+        for bad in [
+            "postgre://feltbog:hemmeligt@db/feltbog",
+            "mysql://feltbog:hemmeligt@db/feltbog",
+            "host=db user=feltbog password=hemmeligt",
+            "feltbog:hemmeligt@db",
+        ] {
+            let err = Location::parse(Some(bad), dir).unwrap_err().to_string();
+            assert!(err.contains("--database-url takes"), "{bad}: {err}");
+            assert!(!err.contains("hemmeligt"), "{err}");
+        }
     }
 }

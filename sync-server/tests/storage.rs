@@ -309,3 +309,30 @@ fn database_transactions_commit_roll_back_and_read_alike() {
         assert_eq!(count(&mut db), 1, "a read writes nothing");
     }
 }
+
+/// Connections to PostgreSQL go through rustls: with `sslmode=require` the server must offer
+/// TLS with a certificate the system's CA store trusts, else there is no connection at all
+/// (never a fall-back to plain text). This machine's PostgreSQL has no such certificate (none
+/// or Debian's self-signed one), so the connection is refused, and the error does not repeat
+/// the URL's password.
+#[test]
+fn with_sslmode_require_an_untrusted_server_is_not_connected_to() {
+    let scratch = Scratch::new();
+    let url = scratch
+        .url()
+        .replacen("postgres://postgres@", "postgres://postgres:hemmeligt@", 1);
+    let location = feltbog_server::pool::Location::parse(
+        Some(&format!("{url}&sslmode=require")),
+        ".".as_ref(),
+    )
+    .unwrap();
+    let err = location
+        .open()
+        .err()
+        .expect("no connection without trusted TLS")
+        .to_string();
+    assert!(!err.contains("hemmeligt"), "{err}");
+    // The same URL without it connects in plain text on this machine (loopback only).
+    let local = feltbog_server::pool::Location::parse(Some(&url), ".".as_ref()).unwrap();
+    assert!(local.open().is_ok());
+}
