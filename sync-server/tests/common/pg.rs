@@ -1,5 +1,5 @@
-//! A PostgreSQL schema of its own for one test, on the real server: `FELTBOG_TEST_POSTGRES`
-//! (a `postgres://` URL or a key=value string), by default the one on 127.0.0.1:5432 with
+//! A PostgreSQL schema of its own for one test, on the real server: `FELTBOG_TEST_DATABASE` or
+//! `FELTBOG_TEST_POSTGRES` (a `postgres://` URL), by default the one on 127.0.0.1:5432 with
 //! database `test` that this project's machines and CI have. Dropped when the test ends.
 
 /// A scratch schema; dropped (with everything in it) on drop.
@@ -12,11 +12,15 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        let base = std::env::var("FELTBOG_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        // The conformance suite's database when one is given, so one variable points every
+        // PostgreSQL test elsewhere.
+        let base = suite_database()
+            .or_else(|| std::env::var("FELTBOG_TEST_POSTGRES").ok())
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
         let config: postgres::Config = base.parse().expect("FELTBOG_TEST_POSTGRES");
+        // The URL is not repeated: it may hold a password.
         let mut admin = config.connect(postgres::NoTls).unwrap_or_else(|e| {
-            panic!("PostgreSQL at {base} (start it, or set FELTBOG_TEST_POSTGRES): {e}")
+            panic!("no PostgreSQL (start it, or set FELTBOG_TEST_DATABASE): {e}")
         });
         let name = format!("feltbog_test_{}", uuid::Uuid::new_v4().simple());
         admin
