@@ -2,7 +2,7 @@
 //! Prints figures; asserts nothing. Run:
 //!
 //!     cargo bench -p feltbog-server --bench load                  # 50, 200 and 500 devices
-//!     FELTBOG_LOAD_DEVICES=50 cargo bench -p feltbog-server --bench load
+//!     FELTBOG_LOAD_DEVICES=50 FELTBOG_LOAD_BACKENDS=PostgreSQL cargo bench -p feltbog-server --bench load
 //!
 //! For each backend and each number of devices: a real `feltbog-server` on 127.0.0.1 (rate
 //! limits raised: the engine is measured), every device enrolled through it, then
@@ -41,20 +41,24 @@ fn main() {
         "each device pushes {VISITS} visits in one request, then pulls one page from an empty cursor\n"
     );
     println!(
-        "| backend | devices | ingest ops/s | push p50 | push p99 | pull changes/s | pull p50 | pull p99 | server peak RSS |"
+        "| backend | devices | ingest ops/s | push p50 | push p99 | pull changes/s | pull p50 | pull p99 | retried (503, timeout) | server peak RSS |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let backends: Vec<String> = std::env::var("FELTBOG_LOAD_BACKENDS")
+        .map(|v| v.split(',').map(|b| b.trim().to_owned()).collect())
+        .unwrap_or_else(|_| vec!["SQLite".into(), "PostgreSQL".into()]);
     for &n in &counts {
-        for backend in ["SQLite", "PostgreSQL"] {
+        for backend in backends.iter().map(String::as_str) {
             let row = run(backend, n);
             println!(
-                "| {backend} | {n} | {:.0} | {} | {} | {:.0} | {} | {} | {} MiB |",
+                "| {backend} | {n} | {:.0} | {} | {} | {:.0} | {} | {} | {} | {} MiB |",
                 row.ingest_ops_per_s,
                 ms(row.push.0),
                 ms(row.push.1),
                 row.pull_changes_per_s,
                 ms(row.pull.0),
                 ms(row.pull.1),
+                row.busy,
                 row.peak_kib / 1024
             );
             let _ = std::io::stdout().flush();
@@ -64,10 +68,39 @@ fn main() {
 
 struct Row {
     ingest_ops_per_s: f64,
+    /// Answers "busy, try again" (503) the devices got and retried after.
+    busy: u32,
     push: (Duration, Duration),
     pull_changes_per_s: f64,
     pull: (Duration, Duration),
     peak_kib: u64,
+}
+
+/// Sends until an answer other than "busy" (503) or a timeout, as a device's sync does,
+/// counting those.
+fn patiently<T>(
+    mut send: impl FnMut() -> Result<T, feltbog_core::sync::TransportError>,
+) -> (T, u32) {
+    let mut busy = 0;
+    loop {
+        match send() {
+            Ok(answer) => return (answer, busy),
+            Err(feltbog_core::sync::TransportError::Refused {
+                status: 503,
+                retry_after_ms,
+                ..
+            }) => {
+                busy += 1;
+                std::thread::sleep(Duration::from_millis(retry_after_ms.unwrap_or(1000)));
+            }
+            // A request that timed out on the client's side: tried again, as a device does.
+            Err(feltbog_core::sync::TransportError::Unreachable(_)) => {
+                busy += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -141,12 +174,12 @@ fn run(backend: &str, devices: usize) -> Row {
             std::thread::spawn(move || {
                 let transport = HttpTransport::new(&url).unwrap();
                 let t = Instant::now();
-                transport.sync(&token, &request).unwrap();
-                t.elapsed()
+                let (_, busy) = patiently(|| transport.sync(&token, &request));
+                (t.elapsed(), busy)
             })
         })
         .collect();
-    let push_times: Vec<Duration> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let pushed: Vec<(Duration, u32)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let ingest = started.elapsed();
 
     // 2. Everyone pulls a first page at once.
@@ -158,12 +191,14 @@ fn run(backend: &str, devices: usize) -> Row {
             std::thread::spawn(move || {
                 let transport = HttpTransport::new(&url).unwrap();
                 let t = Instant::now();
-                let (answer, _) = transport.sync(&token, &SyncRequest::default()).unwrap();
-                (t.elapsed(), answer.pull.changes.len())
+                let ((answer, _), busy) =
+                    patiently(|| transport.sync(&token, &SyncRequest::default()));
+                (t.elapsed(), answer.pull.changes.len(), busy)
             })
         })
         .collect();
-    let pulls: Vec<(Duration, usize)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let pulls: Vec<(Duration, usize, u32)> =
+        handles.into_iter().map(|h| h.join().unwrap()).collect();
     let pull_wall = started.elapsed();
     let changes: usize = pulls.iter().map(|p| p.1).sum();
 
@@ -178,7 +213,8 @@ fn run(backend: &str, devices: usize) -> Row {
     server.kill();
     Row {
         ingest_ops_per_s: ops as f64 / ingest.as_secs_f64(),
-        push: percentiles(push_times),
+        busy: pushed.iter().map(|p| p.1).sum::<u32>() + pulls.iter().map(|p| p.2).sum::<u32>(),
+        push: percentiles(pushed.iter().map(|p| p.0).collect()),
         pull_changes_per_s: changes as f64 / pull_wall.as_secs_f64(),
         pull: percentiles(pulls.iter().map(|p| p.0).collect()),
         peak_kib,

@@ -52,6 +52,9 @@ pub enum ApiError {
     TooLarge { limit: usize, stage: &'static str },
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// Every database connection stayed busy for the pool's wait: the device tries again.
+    #[error("the server is busy: try again shortly")]
+    Busy,
     #[error("internal error")]
     Internal(String),
 }
@@ -70,6 +73,10 @@ impl IntoResponse for ApiError {
             ApiError::EnrolmentRefused => (StatusCode::FORBIDDEN, ErrorCode::EnrolmentRefused),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            ApiError::Busy => {
+                tracing::warn!("no database connection within the pool's wait");
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+            }
             ApiError::Internal(detail) => {
                 // The detail goes to the log, not to the client.
                 tracing::error!(%detail, "request failed");
@@ -80,6 +87,7 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited { retry_after_ms } | ApiError::WriteBudget { retry_after_ms } => {
                 Some(retry_after_ms)
             }
+            ApiError::Busy => Some(1000),
             _ => None,
         };
         let body = ErrorBody {
@@ -116,7 +124,10 @@ impl From<crate::storage::StorageError> for ApiError {
 
 impl From<crate::pool::PoolError> for ApiError {
     fn from(e: crate::pool::PoolError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            crate::pool::PoolError::Unavailable(_) => ApiError::Busy,
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

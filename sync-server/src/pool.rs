@@ -8,8 +8,7 @@
 //! instances.
 
 use crate::db::{self, DbError};
-use crate::storage::{Db, StorageError, Transact};
-use r2d2_postgres::PostgresConnectionManager;
+use crate::storage::{Db, PgSession, StorageError, Transact};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -125,14 +124,40 @@ pub enum Pool {
         /// None: reads use the writer (a state made over one connection, in tests).
         reader: Option<Mutex<rusqlite::Connection>>,
     },
-    Postgres(r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>),
+    Postgres(r2d2::Pool<Sessions>),
+}
+
+/// Makes the pool's PostgreSQL connections ([`PgSession`]: each keeps its prepared statements).
+pub struct Sessions {
+    config: postgres::Config,
+    tls: MakeRustlsConnect,
+}
+
+impl r2d2::ManageConnection for Sessions {
+    type Connection = PgSession;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgSession, postgres::Error> {
+        Ok(PgSession {
+            client: self.config.connect(self.tls.clone())?,
+            statements: Default::default(),
+        })
+    }
+
+    fn is_valid(&self, session: &mut PgSession) -> Result<(), postgres::Error> {
+        session.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, session: &mut PgSession) -> bool {
+        session.client.is_closed()
+    }
 }
 
 /// One borrowed connection, on either backend: what a request's work runs on
 /// ([`Transact`]: every transaction it begins knows what its backend needs).
 pub enum Conn<'a> {
     Sqlite(&'a mut rusqlite::Connection),
-    Postgres(&'a mut postgres::Client),
+    Postgres(&'a mut PgSession),
 }
 
 impl Transact for Conn<'_> {
@@ -207,7 +232,10 @@ impl Pool {
                 let mut client = config.connect(tls()?).map_err(connect_error)?;
                 db::migrate_postgres(&mut client)?;
                 drop(client);
-                let manager = PostgresConnectionManager::new(config.as_ref().clone(), tls()?);
+                let manager = Sessions {
+                    config: config.as_ref().clone(),
+                    tls: tls()?,
+                };
                 let pool = r2d2::Pool::builder()
                     .max_size(size.max(1))
                     .min_idle(Some(1))
@@ -268,7 +296,7 @@ impl Pool {
     }
 
     fn checkout<T, E: From<PoolError>>(
-        pool: &r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>,
+        pool: &r2d2::Pool<Sessions>,
         f: impl FnOnce(&mut Conn<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut client = pool

@@ -11,7 +11,7 @@
 mod postgres;
 mod sqlite;
 
-pub use postgres::Pg;
+pub use postgres::{Pg, PgSession, Statements};
 
 use rusqlite::TransactionBehavior;
 
@@ -488,44 +488,110 @@ impl Transact for rusqlite::Connection {
     }
 }
 
+/// What a PostgreSQL transaction is for ([`run_pg`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PgKind {
+    /// Takes the writers' lock first: change-log numbers and audit rows in commit order.
+    Ordered,
+    /// Writes nothing the writers' order is about (rate limits).
+    Aside,
+    /// A REPEATABLE READ, READ ONLY snapshot.
+    Read,
+}
+
+/// Runs `f` in one transaction on `client` with `statements` (prepared before on this
+/// connection) as its cache, which keeps what `f` prepares whatever `f` returns (a prepared
+/// statement outlives a rolled-back transaction); commits if `f` says so.
+fn run_pg<T, E: From<StorageError>>(
+    client: &mut ::postgres::Client,
+    statements: &mut postgres::Statements,
+    kind: PgKind,
+    f: impl FnOnce(&dyn Db) -> Result<(T, bool), E>,
+) -> Result<T, E> {
+    let tx = match kind {
+        PgKind::Read => client
+            .build_transaction()
+            .isolation_level(::postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start(),
+        PgKind::Ordered | PgKind::Aside => client.transaction(),
+    }
+    .map_err(StorageError::from)?;
+    let pg = Pg::with_statements(tx, std::mem::take(statements));
+    let result = (|| {
+        if kind == PgKind::Ordered {
+            pg.execute(
+                "SELECT pg_advisory_xact_lock(?1)",
+                &[Value::Int(crate::db::WRITERS_LOCK)],
+            )?;
+        }
+        f(&pg)
+    })();
+    let (tx, kept) = pg.into_parts();
+    *statements = kept;
+    let (out, commit) = result?;
+    if commit && kind != PgKind::Read {
+        tx.commit().map_err(StorageError::from)?;
+    }
+    Ok(out)
+}
+
+/// A client without a statement cache beyond each transaction (tools and tests).
 impl Transact for ::postgres::Client {
     fn write_aside<T, E: From<StorageError>>(
         &mut self,
         f: impl FnOnce(&dyn Db) -> Result<T, E>,
     ) -> Result<T, E> {
-        let tx = Pg::new(self.transaction().map_err(StorageError::from)?);
-        let out = f(&tx)?;
-        tx.into_inner().commit().map_err(StorageError::from)?;
-        Ok(out)
+        run_pg(self, &mut Default::default(), PgKind::Aside, |db| {
+            f(db).map(|out| (out, true))
+        })
     }
 
     fn write_if<T, E: From<StorageError>>(
         &mut self,
         f: impl FnOnce(&dyn Db) -> Result<(T, bool), E>,
     ) -> Result<T, E> {
-        let tx = Pg::new(self.transaction().map_err(StorageError::from)?);
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(?1)",
-            &[Value::Int(crate::db::WRITERS_LOCK)],
-        )?;
-        let (out, commit) = f(&tx)?;
-        if commit {
-            tx.into_inner().commit().map_err(StorageError::from)?;
-        }
-        Ok(out)
+        run_pg(self, &mut Default::default(), PgKind::Ordered, f)
     }
 
     fn read<T, E: From<StorageError>>(
         &mut self,
         f: impl FnOnce(&dyn Db) -> Result<T, E>,
     ) -> Result<T, E> {
-        let tx = self
-            .build_transaction()
-            .isolation_level(::postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(StorageError::from)?;
-        f(&Pg::new(tx))
+        run_pg(self, &mut Default::default(), PgKind::Read, |db| {
+            f(db).map(|out| (out, false))
+        })
+    }
+}
+
+/// The server's pooled PostgreSQL connections: each keeps the statements it prepared.
+impl Transact for PgSession {
+    fn write_aside<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        run_pg(
+            &mut self.client,
+            &mut self.statements,
+            PgKind::Aside,
+            |db| f(db).map(|out| (out, true)),
+        )
+    }
+
+    fn write_if<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<(T, bool), E>,
+    ) -> Result<T, E> {
+        run_pg(&mut self.client, &mut self.statements, PgKind::Ordered, f)
+    }
+
+    fn read<T, E: From<StorageError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        run_pg(&mut self.client, &mut self.statements, PgKind::Read, |db| {
+            f(db).map(|out| (out, false))
+        })
     }
 }
 

@@ -15,22 +15,44 @@ type BoxError = Box<dyn Error + Sync + Send>;
 /// Writes one row of a bulk load ([`Pg::copy_in`]).
 pub type WriteRow<'a> = dyn FnMut(&[Value]) -> Result<(), StorageError> + 'a;
 
+/// Prepared statements by their text (the SQL as written, before `?N` became `$N`).
+pub type Statements = HashMap<String, postgres::Statement>;
+
+/// A PostgreSQL connection and the statements it has prepared: a prepared statement belongs to
+/// the connection, not to a transaction, so the server's pooled connections keep theirs (as
+/// SQLite's `prepare_cached` does) and a request's transaction parses only what is new.
+pub struct PgSession {
+    pub client: postgres::Client,
+    pub statements: Statements,
+}
+
 /// A PostgreSQL client or transaction, used through [`Db`]. Prepared statements are kept per
 /// statement text, as SQLite's `prepare_cached` keeps them.
 pub struct Pg<C: GenericClient> {
     client: RefCell<C>,
-    statements: RefCell<HashMap<String, postgres::Statement>>,
+    statements: RefCell<Statements>,
     in_transaction: bool,
 }
 
 impl<C: GenericClient> Pg<C> {
     /// Over a transaction (what the server's code runs in: [`super::Database`]).
     pub fn new(transaction: C) -> Pg<C> {
+        Self::with_statements(transaction, Statements::new())
+    }
+
+    /// Over a transaction, with the statements its connection prepared before ([`PgSession`]);
+    /// [`Pg::into_parts`] gives them back with those this transaction added.
+    pub fn with_statements(transaction: C, statements: Statements) -> Pg<C> {
         Pg {
             client: RefCell::new(transaction),
-            statements: RefCell::new(HashMap::new()),
+            statements: RefCell::new(statements),
             in_transaction: true,
         }
+    }
+
+    /// The transaction and the prepared statements.
+    pub fn into_parts(self) -> (C, Statements) {
+        (self.client.into_inner(), self.statements.into_inner())
     }
 
     /// Over a client outside a transaction, each statement its own (tools and tests).
