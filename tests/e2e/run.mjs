@@ -160,9 +160,13 @@ async function shot(browser, name) {
 }
 
 async function screen(browser, name, timeoutMs = 30_000) {
-  const el = await browser.$(`[data-screen="${name}"]`);
-  await el.waitForDisplayed({ timeout: timeoutMs });
-  return el;
+  // A screen may come with a page load (locking reloads the page to drop what it held): a
+  // lookup that meets the unload ("Callback was not called before the unload event") is tried
+  // again, not taken for a failure.
+  return until(`the ${name} screen`, async () => {
+    const el = await browser.$(`[data-screen="${name}"]`);
+    return (await el.isDisplayed()) ? el : undefined;
+  }, timeoutMs);
 }
 
 async function syncBar(browser) {
