@@ -183,7 +183,7 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
 }
 
 /// The client's address as a rate-limit key (IPv6 by /64); empty when unknown (in-process tests).
-fn peer_key(extensions: &axum::http::Extensions) -> Vec<u8> {
+pub(crate) fn peer_key(extensions: &axum::http::Extensions) -> Vec<u8> {
     extensions
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|c| crate::rate::ip_key(c.0.ip()).to_vec())

@@ -16,7 +16,7 @@ use crate::reports::{self, Filter, Period, ReportKind, export};
 use crate::storage::{Db, DbExt, Transact};
 use auth::{Session, WebAuthError};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -239,15 +239,6 @@ async fn json_body<T: serde::de::DeserializeOwned>(request: Request) -> Result<T
     serde_json::from_slice(&bytes).map_err(|_| WebError::BadRequest("not a valid request".into()))
 }
 
-/// The client address's rate-limit key (empty when unknown: in-process tests).
-fn peer_of(request: &Request) -> Vec<u8> {
-    request
-        .extensions()
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| crate::rate::ip_key(c.0.ip()).to_vec())
-        .unwrap_or_default()
-}
-
 /// Counts a guess (sign-in, set-up) against the client address's allowance, shared with
 /// device enrolment.
 async fn guess(state: &AppState, key: Vec<u8>) -> Result<(), WebError> {
@@ -314,7 +305,7 @@ struct SetUpJson {
 
 /// Sets a password with the administrator's one-time code.
 async fn set_up(State(state): State<AppState>, request: Request) -> Result<StatusCode, WebError> {
-    guess(&state, peer_of(&request)).await?;
+    guess(&state, crate::http::peer_key(request.extensions())).await?;
     same_origin(request.headers())?;
     let body: SetUpJson = json_body(request).await?;
     // The hash is made inside: a set-up is rare, and it must not race a second one.
@@ -340,7 +331,7 @@ struct SignInJson {
 
 /// Signs in: sets the session cookie and answers the session (with its CSRF token).
 async fn sign_in(State(state): State<AppState>, request: Request) -> Result<Response, WebError> {
-    guess(&state, peer_of(&request)).await?;
+    guess(&state, crate::http::peer_key(request.extensions())).await?;
     same_origin(request.headers())?;
     let body: SignInJson = json_body(request).await?;
     let login = body.login.clone();
