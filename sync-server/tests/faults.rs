@@ -8,7 +8,7 @@ mod common;
 use common::{Server, pass};
 use feltbog_core::crypto::KdfParams;
 use feltbog_core::dataset::SplitMix;
-use feltbog_core::domain::{Citizen, Visit, VisitId, VisitKind, WorkerId};
+use feltbog_core::domain::{Citizen, CitizenId, Visit, VisitId, VisitKind, WorkerId};
 use feltbog_core::store::{CreateOptions, Saved, Store};
 use feltbog_core::sync::{self, Retry, http::HttpTransport};
 use feltbog_server::storage::{Database, Transact};
@@ -188,6 +188,47 @@ fn try_sync(store: &mut Store, url: &str) -> Result<sync::SyncReport, sync::Sync
     )
 }
 
+/// What one device did through a storm: its store, the visits it saved durably, and its
+/// cursor before it and after every sync that got through.
+type Storm = (Store, Vec<VisitId>, Vec<u64>);
+
+/// One device through a storm, until `stop`: each round a visit about `shared` (and every third
+/// round an edit of the citizen's phone), then a sync through `url` that may fail.
+fn through_the_storm(
+    i: usize,
+    mut store: Store,
+    shared: CitizenId,
+    url: &str,
+    stop: &AtomicBool,
+    saves: &AtomicU64,
+) -> Storm {
+    let mut acknowledged = Vec::new();
+    let mut cursors = vec![store.sync_status().unwrap().cursor];
+    let author = WorkerId(store.enrolment().unwrap().unwrap().worker_id);
+    let mut k = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        k += 1;
+        let visit = Visit {
+            id: VisitId(uuid::Uuid::from_u64_pair(i as u64 + 1, k)),
+            note: format!("besøg {i}-{k}").into(),
+            ..Visit::with_citizen(shared, author, VisitKind::HomeVisit)
+        };
+        if let Saved::Written { .. } = store.save(&visit).unwrap() {
+            acknowledged.push(visit.id);
+        }
+        if k.is_multiple_of(3) {
+            let mut c: Citizen = store.get(shared.0).unwrap().unwrap();
+            c.phone = Some(format!("+45 {i}{k:07}").into());
+            store.save(&c).unwrap();
+        }
+        saves.fetch_add(1, Ordering::SeqCst);
+        if try_sync(&mut store, url).is_ok() {
+            cursors.push(store.sync_status().unwrap().cursor);
+        }
+    }
+    (store, acknowledged, cursors)
+}
+
 #[test]
 fn three_devices_converge_through_cut_connections_and_50_server_kills() {
     const KILLS: usize = 50;
@@ -214,32 +255,9 @@ fn three_devices_converge_through_cut_connections_and_50_server_kills() {
     let workers: Vec<_> = devices
         .into_iter()
         .enumerate()
-        .map(|(i, mut store)| {
+        .map(|(i, store)| {
             let (stop, saves, url) = (stop.clone(), saves.clone(), proxy.url());
-            thread::spawn(move || {
-                let mut acknowledged = Vec::new();
-                let author = WorkerId(store.enrolment().unwrap().unwrap().worker_id);
-                let mut k = 0u64;
-                while !stop.load(Ordering::SeqCst) {
-                    k += 1;
-                    let visit = Visit {
-                        id: VisitId(uuid::Uuid::from_u64_pair(i as u64 + 1, k)),
-                        note: format!("besøg {i}-{k}").into(),
-                        ..Visit::with_citizen(shared.id, author, VisitKind::HomeVisit)
-                    };
-                    if let Saved::Written { .. } = store.save(&visit).unwrap() {
-                        acknowledged.push(visit.id);
-                    }
-                    if k.is_multiple_of(3) {
-                        let mut c: Citizen = store.get(shared.id.0).unwrap().unwrap();
-                        c.phone = Some(format!("+45 {i}{k:07}").into());
-                        store.save(&c).unwrap();
-                    }
-                    saves.fetch_add(1, Ordering::SeqCst);
-                    let _ = try_sync(&mut store, &url);
-                }
-                (store, acknowledged)
-            })
+            thread::spawn(move || through_the_storm(i, store, shared.id, &url, &stop, &saves))
         })
         .collect();
 
@@ -258,8 +276,7 @@ fn three_devices_converge_through_cut_connections_and_50_server_kills() {
         proxy.retarget(server.addr());
     }
     stop.store(true, Ordering::SeqCst);
-    let mut results: Vec<(Store, Vec<VisitId>)> =
-        workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let mut results: Vec<Storm> = workers.into_iter().map(|w| w.join().unwrap()).collect();
     let storm = started.elapsed();
     assert!(
         proxy.cuts.load(Ordering::SeqCst) > 20,
@@ -271,7 +288,7 @@ fn three_devices_converge_through_cut_connections_and_50_server_kills() {
     for round in 0.. {
         assert!(round < 20, "devices still sync after 20 healed rounds");
         let mut moved = false;
-        for (store, _) in &mut results {
+        for (store, _, _) in &mut results {
             let report = try_sync(store, &proxy.url()).expect("healed sync");
             moved |= report.pushed > 0 || report.pulled > 0;
         }
@@ -280,7 +297,7 @@ fn three_devices_converge_through_cut_connections_and_50_server_kills() {
         }
     }
 
-    let all_acknowledged: Vec<VisitId> = results.iter().flat_map(|(_, a)| a.clone()).collect();
+    let all_acknowledged: Vec<VisitId> = results.iter().flat_map(|r| r.1.clone()).collect();
     assert!(
         all_acknowledged.len() > 50,
         "devices saved while the server died"
@@ -297,7 +314,7 @@ fn three_devices_converge_through_cut_connections_and_50_server_kills() {
     let on_server = common::server_db(&data)
         .read(|db| feltbog_server::sync::replica_state(db, team_id))
         .unwrap();
-    for (store, _) in &mut results {
+    for (store, _, _) in &mut results {
         assert_eq!(store.outbox_len().unwrap(), 0);
         for id in &all_acknowledged {
             let visit: Option<Visit> = store.get(id.0).unwrap();
@@ -341,37 +358,13 @@ fn two_instances_on_one_postgres_converge_through_cut_connections_and_50_kills()
     proxy.set_faulty(true);
 
     let stop = Arc::new(AtomicBool::new(false));
+    let saves = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = devices
         .into_iter()
         .enumerate()
-        .map(|(i, mut store)| {
-            let (stop, url) = (stop.clone(), proxy.url());
-            thread::spawn(move || {
-                let mut acknowledged = Vec::new();
-                let mut cursors = vec![store.sync_status().unwrap().cursor];
-                let author = WorkerId(store.enrolment().unwrap().unwrap().worker_id);
-                let mut k = 0u64;
-                while !stop.load(Ordering::SeqCst) {
-                    k += 1;
-                    let visit = Visit {
-                        id: VisitId(uuid::Uuid::from_u64_pair(i as u64 + 1, k)),
-                        note: format!("besøg {i}-{k}").into(),
-                        ..Visit::with_citizen(shared.id, author, VisitKind::HomeVisit)
-                    };
-                    if let Saved::Written { .. } = store.save(&visit).unwrap() {
-                        acknowledged.push(visit.id);
-                    }
-                    if k.is_multiple_of(3) {
-                        let mut c: Citizen = store.get(shared.id.0).unwrap().unwrap();
-                        c.phone = Some(format!("+45 {i}{k:07}").into());
-                        store.save(&c).unwrap();
-                    }
-                    if try_sync(&mut store, &url).is_ok() {
-                        cursors.push(store.sync_status().unwrap().cursor);
-                    }
-                }
-                (store, acknowledged, cursors)
-            })
+        .map(|(i, store)| {
+            let (stop, saves, url) = (stop.clone(), saves.clone(), proxy.url());
+            thread::spawn(move || through_the_storm(i, store, shared.id, &url, &stop, &saves))
         })
         .collect();
 
@@ -390,8 +383,7 @@ fn two_instances_on_one_postgres_converge_through_cut_connections_and_50_kills()
         proxy.retarget_at(i, servers[i].addr());
     }
     stop.store(true, Ordering::SeqCst);
-    let mut results: Vec<(Store, Vec<VisitId>, Vec<u64>)> =
-        workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let mut results: Vec<Storm> = workers.into_iter().map(|w| w.join().unwrap()).collect();
     let storm = started.elapsed();
     assert!(
         proxy.cuts.load(Ordering::SeqCst) > 20,
